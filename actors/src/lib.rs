@@ -1,0 +1,15 @@
+//! The shared vocabulary of FunLess nodes.
+//!
+//! Core and Worker never depend on each other: everything they exchange is defined here once.
+//! - [`protocol`]: the typed messages and their payloads (read it in one sitting).
+//! - [`codec`]: the one place that encodes and decodes payloads (bincode today).
+//! - [`node`]: starting a cluster node with the cookie, joining a peer and staying joined.
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod node;
+pub mod protocol;
+pub mod supervisor;
+
+pub use codec::{CodecError, Wire};
+pub use protocol::{CORE_GROUP, WORKER_GROUP};

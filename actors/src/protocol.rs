@@ -1,0 +1,204 @@
+//! Everything Core and Worker say to each other.
+//!
+//! Two remotable actors exist per role and nothing else crosses the network: the worker's
+//! gateway (it receives [`WorkerMessage`] and joins [`WORKER_GROUP`]) and the core's registry
+//! (it receives [`CoreMessage`] and joins [`CORE_GROUP`]). Per-invocation work stays local to a
+//! node. Payloads travel as [`Wire`] values (see [`crate::codec`]); variants are matched by name on
+//! the wire, so renaming one is a protocol change.
+
+use ractor::RpcReplyPort;
+use ractor_cluster::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Wire;
+
+/// Process group of worker gateways; the Core's registry monitors it to see joins and leaves.
+pub const WORKER_GROUP: &str = "funless.workers";
+/// Process group of the Core's registry; workers push their status to its members.
+pub const CORE_GROUP: &str = "funless.core";
+
+/// Largest cluster frame any FunLess node accepts (code travels inside one), bytes.
+pub const MAX_FRAME_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Names a function and the exact code version meant to run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FunctionId {
+    /// Module name.
+    pub module: String,
+    /// Function name.
+    pub name: String,
+    /// SHA-256 of the code, lower-case hex. A worker runs code only under its own hash.
+    pub hash: String,
+}
+
+impl std::fmt::Display for FunctionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.module, self.name)
+    }
+}
+
+/// Run a function (steps 7 and 10b of the paper's flow).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvokeRequest {
+    /// The function and code version.
+    pub function: FunctionId,
+    /// Arguments, JSON text.
+    pub args_json: String,
+    /// The code, when the Core re-sends after a [`InvokeReply::NoCode`].
+    pub code: Option<Vec<u8>>,
+    /// Wall-clock limit of the run, milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// How an invocation found its code on the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CodeSource {
+    /// Compiled module already in memory.
+    Memory,
+    /// Compiled just now from code sent with the request.
+    Compiled,
+}
+
+/// A successful run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvokeOutput {
+    /// The function's result: always valid JSON text.
+    pub output_json: String,
+    /// Lines the function logged (`__console_log`, stderr).
+    pub logs: Vec<String>,
+    /// Time spent in Wasmtime (instantiate and run), microseconds.
+    pub run_us: u64,
+    /// Where the code came from.
+    pub source: CodeSource,
+}
+
+/// The worker's answer to [`InvokeRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InvokeReply {
+    /// The function ran and returned a result.
+    Done(InvokeOutput),
+    /// The worker lacks this code version: re-send the request with the code (step 9b).
+    NoCode,
+    /// The invocation failed.
+    Failed(InvokeError),
+}
+
+/// Why an invocation failed. "The guest did something wrong" and "the host failed" stay apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum InvokeError {
+    /// The function reported an error (`__insert_error`, or a non-zero exit of a WASI command).
+    #[error("function error: {message}")]
+    Function {
+        /// What the function said (for a command: exit code and the tail of stderr).
+        message: String,
+        /// Lines it logged.
+        logs: Vec<String>,
+    },
+    /// The guest trapped (out-of-bounds access, unreachable, stack overflow, ...).
+    #[error("function trapped: {message}")]
+    Trap {
+        /// Wasmtime's description.
+        message: String,
+    },
+    /// The run exceeded its time limit.
+    #[error("function timed out after {timeout_ms} ms")]
+    Timeout {
+        /// The limit.
+        timeout_ms: u64,
+    },
+    /// The function finished without producing a result the platform can use.
+    #[error("function gave no usable result: {message}")]
+    BadOutput {
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The code sent with the request does not compile or link here.
+    #[error("code cannot run: {message}")]
+    Code {
+        /// Why.
+        message: String,
+    },
+    /// The code sent does not match the hash it was sent under.
+    #[error("code hash mismatch: expected {expected}, got {actual}")]
+    HashMismatch {
+        /// Hash in the request.
+        expected: String,
+        /// Hash of the bytes received.
+        actual: String,
+    },
+    /// The request could not be decoded or the worker failed internally.
+    #[error("worker error: {message}")]
+    Worker {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Compile and keep this code ready (broadcast on create and update, step 3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachePush {
+    /// The function and code version.
+    pub function: FunctionId,
+    /// The code.
+    pub code: Vec<u8>,
+}
+
+/// The worker's answer to [`CachePush`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CacheReply {
+    /// Compiled and cached.
+    Cached {
+        /// Compilation time, milliseconds (0 when it was cached already).
+        compile_ms: u64,
+    },
+    /// Refused or failed.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Drop these code versions from the cache (function deleted or replaced).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evict {
+    /// Code hashes to drop.
+    pub hashes: Vec<String>,
+}
+
+/// A worker's state, pushed to the Core periodically and answered on request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// Unique worker name.
+    pub name: String,
+    /// Memory of the machine (or cgroup limit), bytes.
+    pub memory_total: u64,
+    /// Memory available for more work, bytes.
+    pub memory_free: u64,
+    /// Invocations running now.
+    pub in_flight: u64,
+    /// Code hashes held compiled in memory.
+    pub cached: Vec<String>,
+}
+
+/// Messages to a worker's gateway.
+#[derive(RactorClusterMessage)]
+pub enum WorkerMessage {
+    /// Run a function; answered when it finishes. The gateway never waits for the run itself.
+    #[rpc]
+    Invoke(Wire<InvokeRequest>, RpcReplyPort<Wire<InvokeReply>>),
+    /// Compile and cache code; answered when ready.
+    #[rpc]
+    Cache(Wire<CachePush>, RpcReplyPort<Wire<CacheReply>>),
+    /// Drop code from the cache.
+    Evict(Wire<Evict>),
+    /// Report the worker's status now.
+    #[rpc]
+    Status(RpcReplyPort<Wire<WorkerStatus>>),
+}
+
+/// Messages to the Core's registry.
+#[derive(RactorClusterMessage)]
+pub enum CoreMessage {
+    /// A worker's periodic status.
+    Status(Wire<WorkerStatus>),
+}

@@ -1,0 +1,117 @@
+//! The narrow interface between the HTTP layer and the Core.
+
+use std::future::Future;
+
+use crate::error::ApiResult;
+use crate::types::{
+    CreatedSubject, FunctionCreated, FunctionInfo, FunctionMetadata, ModuleInfo, Named, WorkerInfo,
+};
+
+/// Who is calling, as established from the bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// Store id of the subject.
+    pub id: i64,
+    /// Subject name.
+    pub name: String,
+    /// Admins manage subjects and see every module.
+    pub admin: bool,
+}
+
+/// A function upload (create or update), parsed from the multipart form.
+#[derive(Debug, Clone)]
+pub struct FunctionUpload {
+    /// Function name.
+    pub name: String,
+    /// The Wasm binary.
+    pub code: Vec<u8>,
+    /// FunLess metadata.
+    pub metadata: FunctionMetadata,
+    /// FunLess `events` (kept as given, JSON).
+    pub events: Option<serde_json::Value>,
+    /// FunLess `sinks` (kept as given, JSON).
+    pub sinks: Option<serde_json::Value>,
+    /// Answer only after every worker has compiled the code.
+    pub wait_for_workers: bool,
+}
+
+/// The result of a successful invocation.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The function's output: valid JSON text.
+    pub output_json: String,
+    /// Worker that ran it.
+    pub worker: String,
+}
+
+/// What the API needs from the Core. Every method answers an [`crate::ApiError`] that the router
+/// turns into the FunLess status code and error body.
+pub trait Backend: Send + Sync + 'static {
+    /// Resolves a bearer token to its subject (401 when unknown).
+    fn authenticate(&self, token: &str) -> impl Future<Output = ApiResult<Subject>> + Send;
+    /// Modules visible to `who`.
+    fn list_modules(&self, who: &Subject) -> impl Future<Output = ApiResult<Vec<Named>>> + Send;
+    /// Creates a module owned by `who`.
+    fn create_module(&self, who: &Subject, name: &str)
+    -> impl Future<Output = ApiResult<()>> + Send;
+    /// A module with its functions.
+    fn get_module(
+        &self,
+        who: &Subject,
+        name: &str,
+    ) -> impl Future<Output = ApiResult<ModuleInfo>> + Send;
+    /// Renames a module.
+    fn rename_module(
+        &self,
+        who: &Subject,
+        name: &str,
+        new_name: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Deletes a module and its functions.
+    fn delete_module(&self, who: &Subject, name: &str)
+    -> impl Future<Output = ApiResult<()>> + Send;
+    /// Creates a function in a module.
+    fn create_function(
+        &self,
+        who: &Subject,
+        module: &str,
+        upload: FunctionUpload,
+    ) -> impl Future<Output = ApiResult<FunctionCreated>> + Send;
+    /// Replaces a function's code and metadata.
+    fn update_function(
+        &self,
+        who: &Subject,
+        module: &str,
+        upload: FunctionUpload,
+    ) -> impl Future<Output = ApiResult<FunctionCreated>> + Send;
+    /// A function's description.
+    fn get_function(
+        &self,
+        who: &Subject,
+        module: &str,
+        name: &str,
+    ) -> impl Future<Output = ApiResult<FunctionInfo>> + Send;
+    /// Deletes a function.
+    fn delete_function(
+        &self,
+        who: &Subject,
+        module: &str,
+        name: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// Runs a function with JSON arguments (`args_json` is valid JSON text).
+    fn invoke(
+        &self,
+        who: &Subject,
+        module: &str,
+        name: &str,
+        args_json: String,
+    ) -> impl Future<Output = ApiResult<Invocation>> + Send;
+    /// Every subject (admin only; tokens are never listed).
+    fn list_subjects(&self) -> impl Future<Output = ApiResult<Vec<Named>>> + Send;
+    /// Creates a subject and returns its token, shown this once.
+    fn create_subject(&self, name: &str) -> impl Future<Output = ApiResult<CreatedSubject>> + Send;
+    /// Workers connected now.
+    fn list_workers(&self) -> impl Future<Output = ApiResult<Vec<WorkerInfo>>> + Send;
+    /// Prometheus text exposition of the Core's metrics.
+    fn metrics_text(&self) -> String;
+}

@@ -1,0 +1,78 @@
+//! One error type for every handler, mapped to FunLess's status codes and error body.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::types::ErrorBody;
+
+/// Result of a handler or a [`crate::Backend`] call.
+pub type ApiResult<T, E = ApiError> = std::result::Result<T, E>;
+
+/// Every way a request can fail, each with its status code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or breaks a rule.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no token or an unknown one.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the token is valid but lacks the right.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such module or function (or not visible to the caller).
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the name is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than allowed.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 422: the function ran and reported an error (or trapped).
+    #[error("{0}")]
+    FunctionError(String),
+    /// 503: no worker can run the function now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 504: the worker did not answer in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// 500: a fault of ours; the detail is logged, the caller gets a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status code of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::FunctionError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Internal(cause) => {
+                // Internal causes stay in the log; the caller learns only that it was ours.
+                tracing::error!(%cause, "internal error answering a request");
+                "internal server error".to_string()
+            }
+            other => other.to_string(),
+        };
+        (status, Json(ErrorBody::new(detail))).into_response()
+    }
+}

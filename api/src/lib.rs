@@ -1,0 +1,26 @@
+//! The FunLess REST API.
+//!
+//! [`types`] holds the request and response bodies shared with the `fl` CLI. With the `server`
+//! feature (default) the crate also provides the axum [`router`], which serves the API path for
+//! path like FunLess and talks to the Core through the narrow [`Backend`] trait, so this crate
+//! knows nothing of actors, databases or Wasmtime.
+#![deny(missing_docs)]
+
+pub mod names;
+pub mod types;
+
+#[cfg(feature = "server")]
+mod backend;
+#[cfg(feature = "server")]
+mod error;
+#[cfg(feature = "server")]
+mod extract;
+#[cfg(feature = "server")]
+mod routes;
+
+#[cfg(feature = "server")]
+pub use backend::{Backend, FunctionUpload, Invocation, Subject};
+#[cfg(feature = "server")]
+pub use error::{ApiError, ApiResult};
+#[cfg(feature = "server")]
+pub use routes::{MAX_INVOKE_BODY, MAX_UPLOAD_BYTES, router};

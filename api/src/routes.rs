@@ -1,0 +1,372 @@
+//! Routes and handlers of the FunLess REST API.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::handler::Handler;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::backend::{Backend, FunctionUpload};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Admin, Auth, json_body};
+use crate::names;
+use crate::types::{Data, FunctionMetadata, InvokeRequest, ModuleRequest, SubjectRequest};
+
+/// Largest accepted function upload (multipart body), bytes. Code travels to workers in one
+/// cluster frame, whose default cap is 16 MiB.
+pub const MAX_UPLOAD_BYTES: usize = 12 * 1024 * 1024;
+/// Largest accepted body of any other request (invocations included), bytes.
+pub const MAX_INVOKE_BODY: usize = 1024 * 1024;
+
+/// The whole API as a router, ready to serve or to drive in tests without a socket.
+pub fn router<B: Backend>(backend: Arc<B>) -> Router {
+    Router::new()
+        .route("/v1", get(liveness))
+        .route("/v1/", get(liveness))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics::<B>))
+        .route(
+            "/v1/admin/subjects",
+            get(list_subjects::<B>).post(create_subject::<B>),
+        )
+        .route("/v1/workers", get(list_workers::<B>))
+        .route("/v1/fn", get(list_modules::<B>).post(create_module::<B>))
+        .route(
+            "/v1/fn/{module}",
+            get(get_module::<B>)
+                .put(rename_module::<B>)
+                .delete(delete_module::<B>)
+                .post(create_function::<B>.layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))),
+        )
+        .route(
+            "/v1/fn/{module}/{function}",
+            get(get_function::<B>)
+                .put(update_function::<B>.layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
+                .delete(delete_function::<B>)
+                .post(invoke::<B>),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_INVOKE_BODY))
+        .with_state(backend)
+}
+
+async fn liveness() -> &'static str {
+    "FunLess API is up\n"
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_string())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn metrics<B: Backend>(State(backend): State<Arc<B>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        backend.metrics_text(),
+    )
+        .into_response()
+}
+
+fn body(bytes: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    bytes.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!(
+                "request body is larger than {MAX_INVOKE_BODY} bytes"
+            ))
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })
+}
+
+fn valid(kind: &str, name: &str) -> ApiResult<()> {
+    names::validate(kind, name).map_err(ApiError::BadRequest)
+}
+
+fn json_response(status: StatusCode, json: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], json).into_response()
+}
+
+fn data<T: serde::Serialize>(status: StatusCode, value: T) -> ApiResult<Response> {
+    let json = serde_json::to_string(&Data::new(value))
+        .map_err(|e| ApiError::Internal(format!("encoding a response: {e}")))?;
+    Ok(json_response(status, json))
+}
+
+async fn list_subjects<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Admin(_): Admin,
+) -> ApiResult<Response> {
+    data(StatusCode::OK, backend.list_subjects().await?)
+}
+
+async fn create_subject<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Admin(_): Admin,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let request: SubjectRequest = json_body(&body(bytes)?, "subject request")?;
+    valid("subject", &request.subject.name)?;
+    data(
+        StatusCode::CREATED,
+        backend.create_subject(&request.subject.name).await?,
+    )
+}
+
+async fn list_workers<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Admin(_): Admin,
+) -> ApiResult<Response> {
+    data(StatusCode::OK, backend.list_workers().await?)
+}
+
+async fn list_modules<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+) -> ApiResult<Response> {
+    data(StatusCode::OK, backend.list_modules(&who).await?)
+}
+
+async fn create_module<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let request: ModuleRequest = json_body(&body(bytes)?, "module request")?;
+    valid("module", &request.module.name)?;
+    backend.create_module(&who, &request.module.name).await?;
+    data(StatusCode::CREATED, request.module)
+}
+
+async fn get_module<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path(module): Path<String>,
+) -> ApiResult<Response> {
+    data(StatusCode::OK, backend.get_module(&who, &module).await?)
+}
+
+async fn rename_module<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path(module): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let request: ModuleRequest = json_body(&body(bytes)?, "module request")?;
+    valid("module", &request.module.name)?;
+    backend
+        .rename_module(&who, &module, &request.module.name)
+        .await?;
+    data(StatusCode::OK, request.module)
+}
+
+async fn delete_module<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path(module): Path<String>,
+) -> ApiResult<Response> {
+    backend.delete_module(&who, &module).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Reads FunLess's multipart function form: `name`, `code`, and optional `metadata`, `events`,
+/// `sinks`, `wait_for_workers`.
+async fn read_upload(multipart: Result<Multipart, impl IntoResponse>) -> ApiResult<UploadForm> {
+    let mut multipart = multipart.map_err(|rejection| {
+        ApiError::BadRequest(format!(
+            "expected a multipart/form-data body ({})",
+            rejection.into_response().status()
+        ))
+    })?;
+    let mut form = UploadForm::default();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return Err(multipart_error(e)),
+        };
+        let field_name = field.name().unwrap_or_default().to_string();
+        let bytes = field.bytes().await.map_err(multipart_error)?;
+        let text = || {
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::BadRequest(format!("field '{field_name}' is not UTF-8")))
+        };
+        match field_name.as_str() {
+            "name" => form.name = Some(text()?.trim().to_string()),
+            "code" => form.code = Some(bytes.to_vec()),
+            "metadata" => form.metadata = json_body(&bytes, "metadata")?,
+            "events" => form.events = Some(json_body(&bytes, "events")?),
+            "sinks" => form.sinks = Some(json_body(&bytes, "sinks")?),
+            "wait_for_workers" => {
+                form.wait_for_workers = match text()?.trim() {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    other => {
+                        return Err(ApiError::BadRequest(format!(
+                            "wait_for_workers must be true or false, not {other:?}"
+                        )));
+                    }
+                }
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown form field {other:?} (expected name, code, metadata, events, sinks, wait_for_workers)"
+                )));
+            }
+        }
+    }
+    Ok(form)
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(format!(
+            "upload is larger than {MAX_UPLOAD_BYTES} bytes"
+        ))
+    } else {
+        ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
+struct UploadForm {
+    name: Option<String>,
+    code: Option<Vec<u8>>,
+    metadata: FunctionMetadata,
+    events: Option<serde_json::Value>,
+    sinks: Option<serde_json::Value>,
+    wait_for_workers: bool,
+}
+
+impl Default for UploadForm {
+    fn default() -> Self {
+        Self {
+            name: None,
+            code: None,
+            metadata: FunctionMetadata::default(),
+            events: None,
+            sinks: None,
+            wait_for_workers: true,
+        }
+    }
+}
+
+impl UploadForm {
+    fn into_upload(self, name: String) -> ApiResult<FunctionUpload> {
+        let code = self
+            .code
+            .ok_or_else(|| ApiError::BadRequest("missing form field 'code'".into()))?;
+        if code.is_empty() {
+            return Err(ApiError::BadRequest("the 'code' file is empty".into()));
+        }
+        Ok(FunctionUpload {
+            name,
+            code,
+            metadata: self.metadata,
+            events: self.events,
+            sinks: self.sinks,
+            wait_for_workers: self.wait_for_workers,
+        })
+    }
+}
+
+async fn create_function<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path(module): Path<String>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<Response> {
+    let form = read_upload(multipart).await?;
+    let name = form
+        .name
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest("missing form field 'name'".into()))?;
+    valid("function", &name)?;
+    let upload = form.into_upload(name)?;
+    data(
+        StatusCode::CREATED,
+        backend.create_function(&who, &module, upload).await?,
+    )
+}
+
+async fn update_function<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path((module, function)): Path<(String, String)>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<Response> {
+    let form = read_upload(multipart).await?;
+    if let Some(name) = &form.name
+        && name != &function
+    {
+        return Err(ApiError::BadRequest(format!(
+            "form name {name:?} differs from the function in the path {function:?}"
+        )));
+    }
+    let upload = form.into_upload(function)?;
+    data(
+        StatusCode::OK,
+        backend.update_function(&who, &module, upload).await?,
+    )
+}
+
+async fn get_function<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path((module, function)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    data(
+        StatusCode::OK,
+        backend.get_function(&who, &module, &function).await?,
+    )
+}
+
+async fn delete_function<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path((module, function)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    backend.delete_function(&who, &module, &function).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn invoke<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path((module, function)): Path<(String, String)>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let bytes = body(bytes)?;
+    let request: InvokeRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        InvokeRequest::default()
+    } else {
+        json_body(&bytes, "invoke request")?
+    };
+    let args_json = match request.args {
+        None | Some(serde_json::Value::Null) => "{}".to_string(),
+        Some(args @ serde_json::Value::Object(_)) => args.to_string(),
+        Some(_) => return Err(ApiError::BadRequest("args must be a JSON object".into())),
+    };
+    let invocation = backend.invoke(&who, &module, &function, args_json).await?;
+    // The worker hands back valid JSON text: wrap it without parsing it again.
+    let mut json = String::with_capacity(invocation.output_json.len() + 9);
+    json.push_str("{\"data\":");
+    json.push_str(&invocation.output_json);
+    json.push('}');
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-funless-worker", invocation.worker)
+        .body(Body::from(json))
+        .map_err(|e| ApiError::Internal(e.to_string()))?)
+}

@@ -1,0 +1,211 @@
+//! Request and response bodies of the REST API, shared by the server and the `fl` CLI so the two
+//! cannot drift. Shapes follow FunLess: successful answers wrap their payload in `{"data": ...}`,
+//! errors are `{"errors": {"detail": "..."}}`.
+
+use serde::{Deserialize, Serialize};
+
+/// `{"data": T}`: the envelope of every successful answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Data<T> {
+    /// The payload.
+    pub data: T,
+}
+
+impl<T> Data<T> {
+    /// Wraps a payload.
+    pub fn new(data: T) -> Self {
+        Self { data }
+    }
+}
+
+/// `{"errors": {"detail": "..."}}`: the envelope of every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    /// The error.
+    pub errors: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorDetail {
+    /// Human-readable description.
+    pub detail: String,
+}
+
+impl ErrorBody {
+    /// An error body with this message.
+    pub fn new(detail: impl Into<String>) -> Self {
+        Self {
+            errors: ErrorDetail {
+                detail: detail.into(),
+            },
+        }
+    }
+}
+
+/// Something identified by name (modules, functions, subjects in listings).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Named {
+    /// The name.
+    pub name: String,
+}
+
+/// Body of `POST /v1/fn` and `PUT /v1/fn/:mod`: `{"module": {"name": "..."}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleRequest {
+    /// The module.
+    pub module: Named,
+}
+
+/// Body of `POST /v1/admin/subjects`: `{"subject": {"name": "..."}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectRequest {
+    /// The subject.
+    pub subject: Named,
+}
+
+/// A newly created subject: its token is shown this once and stored only as a hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreatedSubject {
+    /// Subject name.
+    pub name: String,
+    /// Bearer token for the subject.
+    pub token: String,
+}
+
+/// A module with its functions (`GET /v1/fn/:mod`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// Module name.
+    pub name: String,
+    /// Its functions.
+    pub functions: Vec<Named>,
+}
+
+/// Optional `metadata` part of a function upload (FunLess's fields).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionMetadata {
+    /// A free tag, used by scheduling scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Memory the function needs, in KiB (FunLess's unit). The scheduler only picks a worker
+    /// with at least this much free memory. Default [`DEFAULT_CAPACITY_KIB`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u64>,
+}
+
+/// Memory need of a function that declares none, in KiB (FunLess's default).
+pub const DEFAULT_CAPACITY_KIB: u64 = 64;
+
+/// How a function's code is called, detected from the module at upload.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Abi {
+    /// Exports `__invoke` and imports `fl_imps` (the original FunLess ABI).
+    Funless,
+    /// A WASI command (`_start`): JSON args on stdin, JSON result on stdout.
+    WasiCommand,
+}
+
+impl Abi {
+    /// The name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Abi::Funless => "funless",
+            Abi::WasiCommand => "wasi_command",
+        }
+    }
+
+    /// Parses [`Abi::as_str`]'s output.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "funless" => Some(Abi::Funless),
+            "wasi_command" => Some(Abi::WasiCommand),
+            _ => None,
+        }
+    }
+}
+
+/// A function as shown by `GET /v1/fn/:mod/:fn`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FunctionInfo {
+    /// Function name.
+    pub name: String,
+    /// Module name.
+    pub module: String,
+    /// SHA-256 of the code, hex.
+    pub hash: String,
+    /// Detected ABI.
+    pub abi: Abi,
+    /// Code size in bytes.
+    pub size: u64,
+    /// Metadata as stored (capacity filled with its default).
+    pub metadata: FunctionMetadata,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Last update time, RFC 3339 UTC.
+    pub updated_at: String,
+}
+
+/// What the workers did with code sent to them on create or update.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BroadcastReport {
+    /// Whether the answer waited for the workers (`wait_for_workers`).
+    pub waited: bool,
+    /// Workers that compiled and cached the code.
+    pub cached: Vec<String>,
+    /// Workers that failed, with why.
+    pub failed: Vec<WorkerFailure>,
+}
+
+/// One worker's failure to cache code.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkerFailure {
+    /// The worker.
+    pub worker: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Answer of function create and update.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FunctionCreated {
+    /// Function name.
+    pub name: String,
+    /// SHA-256 of the code, hex.
+    pub hash: String,
+    /// Detected ABI.
+    pub abi: Abi,
+    /// What the workers did with the code.
+    pub workers: BroadcastReport,
+}
+
+/// Body of an invocation: `{"args": {...}}`. `scheduling` is accepted for FunLess compatibility.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeRequest {
+    /// Arguments handed to the function as JSON (default `{}`).
+    #[serde(default)]
+    pub args: Option<serde_json::Value>,
+    /// FunLess's scheduling choice (`{"language": "app"|"none", "script": ...}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling: Option<serde_json::Value>,
+}
+
+/// A worker as listed by `GET /v1/workers`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// Worker name (unique in the cluster).
+    pub name: String,
+    /// Total memory of the worker's machine, bytes.
+    pub memory_total: u64,
+    /// Memory available, bytes.
+    pub memory_free: u64,
+    /// Invocations running on it now.
+    pub in_flight: u64,
+    /// Functions (by code hash) it holds compiled.
+    pub cached: u64,
+}

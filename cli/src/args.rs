@@ -1,0 +1,372 @@
+//! The command line: clap definitions of `fl`'s global options and subcommands, plus the value
+//! parsers that turn bad input into usage errors (exit code 2) before any request is made.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value};
+
+/// The default module, which always exists.
+pub(crate) const DEFAULT_MODULE: &str = "_";
+
+/// `fl`: the command-line client of FunLess.
+#[derive(Debug, Parser)]
+#[command(name = "fl", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Options valid before or after any subcommand.
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Global options. Each falls back to the config file (`fl config`), then to a default.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// URL of the FunLess Core's API [config: host] [default: http://127.0.0.1:4000]
+    #[arg(long, env = "FL_HOST", global = true, value_name = "URL")]
+    pub(crate) host: Option<String>,
+    /// Bearer token [config: token; admin commands: admin_token]
+    #[arg(
+        long,
+        env = "FL_TOKEN",
+        global = true,
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) token: Option<String>,
+    /// Print the server's JSON answer as it is (for scripts)
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+/// The command groups, as in FunLess.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Functions: upload, invoke, inspect, delete
+    #[command(name = "fn", subcommand)]
+    Fn(FnCommand),
+    /// Modules (namespaces of functions)
+    #[command(name = "mod", subcommand)]
+    Mod(ModCommand),
+    /// Administration (needs an admin token)
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Read or write the config file (~/.fl/config, or $FL_CONFIG)
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `fl fn ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum FnCommand {
+    /// Upload a compiled .wasm as a new function
+    Upload(UploadArgs),
+    /// Create a function (for now: from a compiled .wasm, like `upload`)
+    Create(UploadArgs),
+    /// Replace the code (and metadata) of an existing function
+    Update(UploadArgs),
+    /// Invoke a function and print its output
+    Invoke(InvokeArgs),
+    /// Show a function
+    Get(FnTarget),
+    /// List the functions of a module
+    List(ModuleOpt),
+    /// Delete a function
+    Delete(FnTarget),
+}
+
+/// A module selector, default `_`.
+#[derive(Debug, Args)]
+pub(crate) struct ModuleOpt {
+    /// Module of the function
+    #[arg(short, long, default_value = DEFAULT_MODULE, value_parser = parse_name)]
+    pub(crate) module: String,
+}
+
+/// A function and its module.
+#[derive(Debug, Args)]
+pub(crate) struct FnTarget {
+    /// Function name
+    #[arg(value_parser = parse_name)]
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) module: ModuleOpt,
+}
+
+/// Arguments of `fn upload`, `fn create` and `fn update`.
+#[derive(Debug, Args)]
+pub(crate) struct UploadArgs {
+    /// Function name
+    #[arg(value_parser = parse_name)]
+    pub(crate) name: String,
+    /// The compiled WebAssembly module (.wasm)
+    pub(crate) file: PathBuf,
+    #[command(flatten)]
+    pub(crate) module: ModuleOpt,
+    /// Answer at once instead of waiting for the workers to cache the code
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+    /// Memory the function needs, in KiB (server default: 64)
+    #[arg(long, value_name = "KIB")]
+    pub(crate) capacity: Option<u64>,
+    /// A free tag, used by scheduling scripts
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+}
+
+/// Arguments of `fn invoke`.
+#[derive(Debug, Args)]
+pub(crate) struct InvokeArgs {
+    #[command(flatten)]
+    pub(crate) target: FnTarget,
+    /// Arguments as a JSON object, e.g. '{"name":"x"}'
+    #[arg(short = 'j', long, value_name = "JSON", value_parser = parse_json_object)]
+    pub(crate) json_args: Option<Map<String, Value>>,
+    /// One argument KEY=VALUE (repeatable; overrides --json-args). VALUE is taken as JSON when it
+    /// parses (3, true, [1,2], "3"), else as a string
+    #[arg(short = 'a', long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub(crate) args: Vec<(String, Value)>,
+}
+
+impl InvokeArgs {
+    /// The `args` object to send: `--json-args`, then each `--arg` over it.
+    pub(crate) fn merged_args(&self) -> Map<String, Value> {
+        let mut map = self.json_args.clone().unwrap_or_default();
+        for (key, value) in &self.args {
+            map.insert(key.clone(), value.clone());
+        }
+        map
+    }
+}
+
+/// `fl mod ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModCommand {
+    /// List modules
+    List,
+    /// Show a module and its functions
+    Get {
+        /// Module name
+        #[arg(value_parser = parse_name)]
+        name: String,
+    },
+    /// Create a module
+    Create {
+        /// Module name
+        #[arg(value_parser = parse_name)]
+        name: String,
+    },
+    /// Rename a module
+    Update {
+        /// Current name
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// New name
+        #[arg(value_parser = parse_name)]
+        new_name: String,
+    },
+    /// Delete a module (the default module `_` cannot be deleted)
+    Delete {
+        /// Module name
+        #[arg(value_parser = parse_name)]
+        name: String,
+    },
+}
+
+/// `fl admin ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Subjects (users and their tokens)
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `fl admin user ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Create a subject; its token is shown this once
+    Create {
+        /// Subject name
+        #[arg(value_parser = parse_name)]
+        name: String,
+    },
+    /// List subjects (names only: tokens are never listed)
+    List,
+}
+
+/// `fl config ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Set a key: host, token or admin_token
+    Set {
+        /// host, token or admin_token
+        key: String,
+        /// The value
+        value: String,
+    },
+    /// Print one key, or all keys that are set (tokens included, in full: it is your own file)
+    Get {
+        /// host, token or admin_token
+        key: Option<String>,
+    },
+}
+
+/// A module, function or subject name, checked with FunLess's rule so it is safe in a URL path.
+fn parse_name(s: &str) -> Result<String, String> {
+    funless_api::names::validate("the", s).map(|()| s.to_string())
+}
+
+/// `-j`: must be a JSON object.
+fn parse_json_object(s: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("must be a JSON object, like '{\"name\":\"x\"}'".to_string()),
+        Err(e) => Err(format!("not valid JSON: {e}")),
+    }
+}
+
+/// `-a KEY=VALUE`: the value is JSON when it parses, else a string.
+fn parse_key_value(s: &str) -> Result<(String, Value), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    if key.is_empty() {
+        return Err(format!("empty key in {s:?}"));
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+    Ok((key.to_string(), value))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("fl").chain(args.iter().copied()))
+    }
+
+    fn invoke_args(args: &[&str]) -> InvokeArgs {
+        match parse(args).map(|cli| cli.command) {
+            Ok(Command::Fn(FnCommand::Invoke(invoke))) => invoke,
+            other => panic!("expected fn invoke, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn arg_values_are_json_when_they_parse() {
+        let invoke = invoke_args(&["fn", "invoke", "hello", "-a", "n=3", "-a", "name=x"]);
+        assert_eq!(invoke.target.name, "hello");
+        assert_eq!(invoke.target.module.module, "_");
+        assert_eq!(
+            Value::Object(invoke.merged_args()),
+            json!({"n": 3, "name": "x"})
+        );
+    }
+
+    #[test]
+    fn arg_values_keep_equals_signs_and_json_types() {
+        let invoke = invoke_args(&[
+            "fn", "invoke", "f", "--arg", "q=a=b", "-a", "t=true", "-a", "l=[1,2]", "-a",
+            "s=\"3\"", "-a", "e=",
+        ]);
+        assert_eq!(
+            Value::Object(invoke.merged_args()),
+            json!({"q": "a=b", "t": true, "l": [1, 2], "s": "3", "e": ""})
+        );
+    }
+
+    #[test]
+    fn arg_overrides_json_args() {
+        let invoke = invoke_args(&[
+            "fn",
+            "invoke",
+            "f",
+            "-m",
+            "mymod",
+            "-j",
+            r#"{"a":1,"b":{"c":2}}"#,
+            "-a",
+            "a=x",
+        ]);
+        assert_eq!(invoke.target.module.module, "mymod");
+        assert_eq!(
+            Value::Object(invoke.merged_args()),
+            json!({"a": "x", "b": {"c": 2}})
+        );
+    }
+
+    #[test]
+    fn no_args_is_an_empty_object() {
+        assert_eq!(
+            Value::Object(invoke_args(&["fn", "invoke", "f"]).merged_args()),
+            json!({})
+        );
+    }
+
+    #[test]
+    fn bad_invoke_arguments_are_usage_errors() {
+        for bad in [
+            &["fn", "invoke", "f", "-j", "[1]"][..],
+            &["fn", "invoke", "f", "-j", "{nope"],
+            &["fn", "invoke", "f", "-a", "novalue"],
+            &["fn", "invoke", "f", "-a", "=3"],
+        ] {
+            let err = parse(bad).expect_err("should not parse");
+            assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let err = parse(&["fn", "get", "a/b"]).expect_err("slash in a name");
+        assert!(err.to_string().contains("only letters, digits"), "{err}");
+        assert!(parse(&["mod", "create", ""]).is_err());
+        assert!(parse(&["fn", "list", "--module", "x y"]).is_err());
+    }
+
+    #[test]
+    fn global_options_go_before_or_after() {
+        let before = parse(&["--json", "--host", "http://h:1", "mod", "list"]).expect("parses");
+        let after = parse(&["mod", "list", "--json", "--token", "t"]).expect("parses");
+        assert!(before.global.json && after.global.json);
+        assert_eq!(before.global.host.as_deref(), Some("http://h:1"));
+        assert_eq!(after.global.token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn upload_options() {
+        let cli = parse(&[
+            "fn",
+            "upload",
+            "hello",
+            "h.wasm",
+            "--module",
+            "m",
+            "--no-wait",
+            "--capacity",
+            "128",
+            "--tag",
+            "edge",
+        ])
+        .expect("parses");
+        let Command::Fn(FnCommand::Upload(up)) = cli.command else {
+            panic!("expected fn upload");
+        };
+        assert_eq!(up.name, "hello");
+        assert_eq!(up.file, PathBuf::from("h.wasm"));
+        assert_eq!(up.module.module, "m");
+        assert!(up.no_wait);
+        assert_eq!(up.capacity, Some(128));
+        assert_eq!(up.tag.as_deref(), Some("edge"));
+    }
+}

@@ -1,0 +1,267 @@
+//! The HTTP client of the FunLess API: one method per endpoint. Each returns a [`Reply`] that
+//! keeps the raw body (printed as is with `--json`) and decodes it, on demand, into the
+//! `funless_api::types` payload inside FunLess's `{"data": ...}` envelope.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use anyhow::Context;
+use funless_api::types::{
+    CreatedSubject, Data, FunctionCreated, FunctionInfo, FunctionMetadata, InvokeRequest,
+    ModuleInfo, ModuleRequest, Named, SubjectRequest,
+};
+use reqwest::multipart::{Form, Part};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::ClientError;
+
+/// How long to wait for a TCP connection before reporting the host unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A successful answer: its raw body, and the payload type to decode it into.
+#[derive(Debug)]
+pub(crate) struct Reply<T> {
+    /// The body as received (empty for 204).
+    pub(crate) body: String,
+    payload: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Reply<T> {
+    /// The payload inside `{"data": ...}`.
+    pub(crate) fn data(&self) -> Result<T, ClientError> {
+        serde_json::from_str::<Data<T>>(&self.body)
+            .map(|envelope| envelope.data)
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+}
+
+/// A function's code and settings, for create and update.
+#[derive(Debug, Clone)]
+pub(crate) struct Upload {
+    /// Function name.
+    pub(crate) name: String,
+    /// The Wasm binary.
+    pub(crate) code: Vec<u8>,
+    /// File name sent with the code part.
+    pub(crate) file_name: String,
+    /// Capacity and tag; sent only when one is set.
+    pub(crate) metadata: FunctionMetadata,
+    /// Whether the server waits for the workers to cache the code before answering.
+    pub(crate) wait_for_workers: bool,
+}
+
+impl Upload {
+    fn into_form(self) -> Result<Form, ClientError> {
+        let code = Part::bytes(self.code)
+            .file_name(self.file_name)
+            .mime_str("application/octet-stream")
+            .map_err(|e| ClientError::Request(e.to_string()))?;
+        let mut form = Form::new().text("name", self.name).part("code", code);
+        if self.metadata != FunctionMetadata::default() {
+            let metadata = serde_json::to_string(&self.metadata)
+                .map_err(|e| ClientError::Request(e.to_string()))?;
+            form = form.text("metadata", metadata);
+        }
+        Ok(form.text("wait_for_workers", self.wait_for_workers.to_string()))
+    }
+}
+
+/// A FunLess API client for one host and (optionally) one bearer token.
+#[derive(Debug, Clone)]
+pub(crate) struct Client {
+    http: reqwest::Client,
+    host: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client of `host` (an `http://` URL; a trailing `/` is ignored).
+    pub(crate) fn new(host: &str, token: Option<String>) -> anyhow::Result<Self> {
+        crate::config::check_host(host)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("fl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("setting up the HTTP client")?;
+        Ok(Self {
+            http,
+            host: host.trim_end_matches('/').to_string(),
+            token: token.filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// `GET /v1/fn`: the caller's modules.
+    pub(crate) async fn list_modules(&self) -> Result<Reply<Vec<Named>>, ClientError> {
+        self.send(self.request(Method::GET, "/v1/fn")).await
+    }
+
+    /// `GET /v1/fn/:mod`: a module with its functions.
+    pub(crate) async fn get_module(&self, name: &str) -> Result<Reply<ModuleInfo>, ClientError> {
+        self.send(self.request(Method::GET, &format!("/v1/fn/{name}")))
+            .await
+    }
+
+    /// `POST /v1/fn`: creates a module.
+    pub(crate) async fn create_module(&self, name: &str) -> Result<Reply<Named>, ClientError> {
+        let body = ModuleRequest {
+            module: Named { name: name.into() },
+        };
+        self.send(self.request(Method::POST, "/v1/fn").json(&body))
+            .await
+    }
+
+    /// `PUT /v1/fn/:mod`: renames a module.
+    pub(crate) async fn rename_module(
+        &self,
+        name: &str,
+        new_name: &str,
+    ) -> Result<Reply<Named>, ClientError> {
+        let body = ModuleRequest {
+            module: Named {
+                name: new_name.into(),
+            },
+        };
+        self.send(
+            self.request(Method::PUT, &format!("/v1/fn/{name}"))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/fn/:mod`.
+    pub(crate) async fn delete_module(&self, name: &str) -> Result<Reply<()>, ClientError> {
+        self.send(self.request(Method::DELETE, &format!("/v1/fn/{name}")))
+            .await
+    }
+
+    /// `POST /v1/fn/:mod` (multipart): creates a function.
+    pub(crate) async fn create_function(
+        &self,
+        module: &str,
+        upload: Upload,
+    ) -> Result<Reply<FunctionCreated>, ClientError> {
+        let form = upload.into_form()?;
+        self.send(
+            self.request(Method::POST, &format!("/v1/fn/{module}"))
+                .multipart(form),
+        )
+        .await
+    }
+
+    /// `PUT /v1/fn/:mod/:fn` (multipart): replaces a function's code.
+    pub(crate) async fn update_function(
+        &self,
+        module: &str,
+        upload: Upload,
+    ) -> Result<Reply<FunctionCreated>, ClientError> {
+        let path = format!("/v1/fn/{module}/{}", upload.name);
+        let form = upload.into_form()?;
+        self.send(self.request(Method::PUT, &path).multipart(form))
+            .await
+    }
+
+    /// `GET /v1/fn/:mod/:fn`.
+    pub(crate) async fn get_function(
+        &self,
+        module: &str,
+        name: &str,
+    ) -> Result<Reply<FunctionInfo>, ClientError> {
+        self.send(self.request(Method::GET, &format!("/v1/fn/{module}/{name}")))
+            .await
+    }
+
+    /// `DELETE /v1/fn/:mod/:fn`.
+    pub(crate) async fn delete_function(
+        &self,
+        module: &str,
+        name: &str,
+    ) -> Result<Reply<()>, ClientError> {
+        self.send(self.request(Method::DELETE, &format!("/v1/fn/{module}/{name}")))
+            .await
+    }
+
+    /// `POST /v1/fn/:mod/:fn`: invokes a function; the payload is the function's output.
+    pub(crate) async fn invoke(
+        &self,
+        module: &str,
+        name: &str,
+        args: Map<String, Value>,
+    ) -> Result<Reply<Value>, ClientError> {
+        let body = InvokeRequest {
+            args: Some(Value::Object(args)),
+            scheduling: None,
+        };
+        self.send(
+            self.request(Method::POST, &format!("/v1/fn/{module}/{name}"))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `GET /v1/admin/subjects`.
+    pub(crate) async fn list_subjects(&self) -> Result<Reply<Vec<Named>>, ClientError> {
+        self.send(self.request(Method::GET, "/v1/admin/subjects"))
+            .await
+    }
+
+    /// `POST /v1/admin/subjects`: the answer carries the new subject's token, shown once.
+    pub(crate) async fn create_subject(
+        &self,
+        name: &str,
+    ) -> Result<Reply<CreatedSubject>, ClientError> {
+        let body = SubjectRequest {
+            subject: Named { name: name.into() },
+        };
+        self.send(self.request(Method::POST, "/v1/admin/subjects").json(&body))
+            .await
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.host));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send<T>(&self, request: RequestBuilder) -> Result<Reply<T>, ClientError> {
+        let (client, request) = request.build_split();
+        let request = request.map_err(|e| ClientError::Request(e.to_string()))?;
+        let admin = request.url().path().starts_with("/v1/admin");
+        let unreachable = |source| ClientError::Unreachable {
+            host: self.host.clone(),
+            source,
+        };
+        let response = client.execute(request).await.map_err(unreachable)?;
+        let status = response.status();
+        let body = response.text().await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(ClientError::from_answer(
+                status,
+                &body,
+                self.hint(status, admin),
+            ));
+        }
+        Ok(Reply {
+            body,
+            payload: PhantomData,
+        })
+    }
+
+    fn hint(&self, status: StatusCode, admin: bool) -> Option<&'static str> {
+        match status {
+            StatusCode::UNAUTHORIZED if self.token.is_none() && admin => {
+                Some("no token given: use --token, FL_TOKEN or `fl config set admin_token TOKEN`")
+            }
+            StatusCode::UNAUTHORIZED if self.token.is_none() => {
+                Some("no token given: use --token, FL_TOKEN or `fl config set token TOKEN`")
+            }
+            StatusCode::FORBIDDEN if admin => Some(
+                "admin commands need an admin token: --token, FL_TOKEN or `fl config set admin_token TOKEN`",
+            ),
+            _ => None,
+        }
+    }
+}

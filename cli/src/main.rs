@@ -1,0 +1,302 @@
+//! `fl`: the command-line client of FunLess. Parses the command line, resolves host and token
+//! (flag, then environment, then config file, then default), makes one request and prints the
+//! answer. Errors go to stderr as `error: ...` with exit code 1 (2 for usage errors).
+//!
+//! Output is written through `io::Write` rather than `println!`, so the workspace's
+//! `clippy::print_stdout` lint needs no exception here and a closed pipe (`fl fn list | head`)
+//! ends the program quietly instead of panicking.
+
+mod args;
+mod client;
+mod config;
+mod error;
+mod output;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use crate::args::{
+    AdminCommand, Cli, Command, ConfigCommand, FnCommand, GlobalArgs, ModCommand, UploadArgs,
+    UserCommand,
+};
+use crate::client::{Client, Upload};
+use crate::config::Config;
+use funless_api::types::FunctionMetadata;
+
+/// Where the Core's API listens unless told otherwise.
+const DEFAULT_HOST: &str = "http://127.0.0.1:4000";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = io::stdout();
+    let result = runtime
+        .block_on(run(cli, &mut stdout))
+        .and_then(|()| Ok(stdout.flush()?));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Settings from the flags, the environment and the config file.
+struct Settings {
+    global: GlobalArgs,
+    config: Config,
+    config_path: Option<PathBuf>,
+}
+
+impl Settings {
+    fn host(&self) -> &str {
+        non_empty(self.global.host.as_deref())
+            .or(non_empty(self.config.host.as_deref()))
+            .unwrap_or(DEFAULT_HOST)
+    }
+
+    /// The token of user commands: `--token`/`FL_TOKEN`, else config `token`.
+    fn user_client(&self) -> Result<Client> {
+        let token =
+            non_empty(self.global.token.as_deref()).or(non_empty(self.config.token.as_deref()));
+        Client::new(self.host(), token.map(str::to_string))
+    }
+
+    /// The token of admin commands: `--token`/`FL_TOKEN`, else config `admin_token`, else
+    /// config `token` (whose subject may be an admin).
+    fn admin_client(&self) -> Result<Client> {
+        let token = non_empty(self.global.token.as_deref())
+            .or(non_empty(self.config.admin_token.as_deref()))
+            .or(non_empty(self.config.token.as_deref()));
+        Client::new(self.host(), token.map(str::to_string))
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
+async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
+    let config_path = config::path_from_env();
+    let config = match &config_path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let settings = Settings {
+        global: cli.global,
+        config,
+        config_path,
+    };
+    let json = settings.global.json;
+    match cli.command {
+        Command::Config(command) => config_command(settings, command, out),
+        Command::Mod(command) => mod_command(&settings.user_client()?, json, command, out).await,
+        Command::Fn(command) => fn_command(&settings.user_client()?, json, command, out).await,
+        Command::Admin(AdminCommand::User(command)) => {
+            let client = settings.admin_client()?;
+            match command {
+                UserCommand::Create { name } => {
+                    let reply = client.create_subject(&name).await?;
+                    output::reply(out, json, &reply, |out, subject| {
+                        output::created_subject(out, &subject)
+                    })?;
+                    if !json {
+                        eprintln!("note: the token is shown only this once: keep it");
+                    }
+                    Ok(())
+                }
+                UserCommand::List => {
+                    let reply = client.list_subjects().await?;
+                    output::reply(out, json, &reply, |out, names| output::names(out, &names))
+                }
+            }
+        }
+    }
+}
+
+async fn mod_command(
+    client: &Client,
+    json: bool,
+    command: ModCommand,
+    out: &mut dyn Write,
+) -> Result<()> {
+    match command {
+        ModCommand::List => {
+            let reply = client.list_modules().await?;
+            output::reply(out, json, &reply, |out, names| output::names(out, &names))
+        }
+        ModCommand::Get { name } => {
+            let reply = client.get_module(&name).await?;
+            output::reply(out, json, &reply, |out, module| {
+                output::module(out, &module)
+            })
+        }
+        ModCommand::Create { name } => {
+            let reply = client.create_module(&name).await?;
+            output::reply(out, json, &reply, |out, module| {
+                writeln!(out, "created module {}", module.name)
+            })
+        }
+        ModCommand::Update { name, new_name } => {
+            let reply = client.rename_module(&name, &new_name).await?;
+            output::reply(out, json, &reply, |out, module| {
+                writeln!(out, "renamed module {name} to {}", module.name)
+            })
+        }
+        ModCommand::Delete { name } => {
+            let reply = client.delete_module(&name).await?;
+            if json {
+                output::raw(out, &reply.body)?;
+            } else {
+                writeln!(out, "deleted module {name}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn fn_command(
+    client: &Client,
+    json: bool,
+    command: FnCommand,
+    out: &mut dyn Write,
+) -> Result<()> {
+    match command {
+        FnCommand::Upload(upload) | FnCommand::Create(upload) => {
+            let module = upload.module.module.clone();
+            let reply = client
+                .create_function(&module, read_upload(upload)?)
+                .await?;
+            output::reply(out, json, &reply, |out, created| {
+                output::function_created(out, "created", &module, &created)
+            })
+        }
+        FnCommand::Update(upload) => {
+            let module = upload.module.module.clone();
+            let reply = client
+                .update_function(&module, read_upload(upload)?)
+                .await?;
+            output::reply(out, json, &reply, |out, created| {
+                output::function_created(out, "updated", &module, &created)
+            })
+        }
+        FnCommand::Invoke(invoke) => {
+            let target = &invoke.target;
+            let reply = client
+                .invoke(&target.module.module, &target.name, invoke.merged_args())
+                .await?;
+            output::reply(out, json, &reply, |out, data| output::value(out, &data))
+        }
+        FnCommand::Get(target) => {
+            let reply = client
+                .get_function(&target.module.module, &target.name)
+                .await?;
+            output::reply(out, json, &reply, |out, info| output::function(out, &info))
+        }
+        FnCommand::List(module) => {
+            let reply = client.get_module(&module.module).await?;
+            output::reply(out, json, &reply, |out, module| {
+                output::names(out, &module.functions)
+            })
+        }
+        FnCommand::Delete(target) => {
+            let (module, name) = (&target.module.module, &target.name);
+            let reply = client.delete_function(module, name).await?;
+            if json {
+                output::raw(out, &reply.body)?;
+            } else {
+                writeln!(out, "deleted function {module}/{name}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads the .wasm named on the command line into an upload.
+fn read_upload(args: UploadArgs) -> Result<Upload> {
+    let code = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    if code.is_empty() {
+        bail!("{} is empty", args.file.display());
+    }
+    let file_name = args
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("{}.wasm", args.name));
+    Ok(Upload {
+        name: args.name,
+        code,
+        file_name,
+        metadata: FunctionMetadata {
+            tag: args.tag,
+            capacity: args.capacity,
+        },
+        wait_for_workers: !args.no_wait,
+    })
+}
+
+fn config_command(settings: Settings, command: ConfigCommand, out: &mut dyn Write) -> Result<()> {
+    let json = settings.global.json;
+    let mut config = settings.config;
+    match command {
+        ConfigCommand::Set { key, value } => {
+            let path = settings
+                .config_path
+                .context("cannot locate the config file: set HOME or FL_CONFIG")?;
+            config.set(&key, &value)?;
+            config.save(&path)?;
+            eprintln!("saved {key} to {}", path.display());
+            Ok(())
+        }
+        ConfigCommand::Get { key: Some(key) } => {
+            let Some(value) = config.get(&key)? else {
+                bail!("{key} is not set");
+            };
+            if json {
+                writeln!(out, "{}", serde_json::Value::from(value))?;
+            } else {
+                writeln!(out, "{value}")?;
+            }
+            Ok(())
+        }
+        ConfigCommand::Get { key: None } => {
+            let entries = config.entries();
+            if json {
+                let object: serde_json::Map<String, serde_json::Value> = entries
+                    .iter()
+                    .map(|(key, value)| (key.to_string(), (*value).into()))
+                    .collect();
+                writeln!(out, "{}", serde_json::Value::Object(object))?;
+            } else {
+                for (key, value) in entries {
+                    writeln!(out, "{key} = {value}")?;
+                }
+            }
+            Ok(())
+        }
+    }
+}

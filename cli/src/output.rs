@@ -1,0 +1,222 @@
+//! What `fl` prints on stdout: a readable line per item by default, or the server's body as is
+//! with `--json`. Everything writes to a `Write` (not `println!`), so a closed pipe is an error
+//! that `main` can handle and the printers can be tested.
+
+use std::io::{self, Write};
+
+use funless_api::types::{
+    BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_KIB, FunctionCreated, FunctionInfo,
+    ModuleInfo, Named,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::client::Reply;
+
+/// Prints `reply`: its body as is with `json`, else its payload through `readable`.
+pub(crate) fn reply<T: DeserializeOwned>(
+    out: &mut dyn Write,
+    json: bool,
+    reply: &Reply<T>,
+    readable: impl FnOnce(&mut dyn Write, T) -> io::Result<()>,
+) -> anyhow::Result<()> {
+    if json {
+        raw(out, &reply.body)?;
+    } else {
+        readable(out, reply.data()?)?;
+    }
+    Ok(())
+}
+
+/// The body as received, newline-terminated; nothing for an empty body (204).
+pub(crate) fn raw(out: &mut dyn Write, body: &str) -> io::Result<()> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    out.write_all(body.as_bytes())?;
+    if !body.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// One name per line.
+pub(crate) fn names(out: &mut dyn Write, names: &[Named]) -> io::Result<()> {
+    for named in names {
+        writeln!(out, "{}", named.name)?;
+    }
+    Ok(())
+}
+
+/// A module and its functions.
+pub(crate) fn module(out: &mut dyn Write, module: &ModuleInfo) -> io::Result<()> {
+    writeln!(out, "module: {}", module.name)?;
+    if module.functions.is_empty() {
+        writeln!(out, "functions: none")
+    } else {
+        writeln!(out, "functions:")?;
+        for function in &module.functions {
+            writeln!(out, "  {}", function.name)?;
+        }
+        Ok(())
+    }
+}
+
+/// A function's details.
+pub(crate) fn function(out: &mut dyn Write, info: &FunctionInfo) -> io::Result<()> {
+    writeln!(out, "name: {}", info.name)?;
+    writeln!(out, "module: {}", info.module)?;
+    writeln!(out, "hash: {}", info.hash)?;
+    writeln!(out, "abi: {}", info.abi.as_str())?;
+    writeln!(out, "size: {} bytes", info.size)?;
+    let capacity = info.metadata.capacity.unwrap_or(DEFAULT_CAPACITY_KIB);
+    writeln!(out, "capacity: {capacity} KiB")?;
+    if let Some(tag) = &info.metadata.tag {
+        writeln!(out, "tag: {tag}")?;
+    }
+    writeln!(out, "created: {}", info.created_at)?;
+    writeln!(out, "updated: {}", info.updated_at)
+}
+
+/// The answer of a function create or update (`verb` is "created" or "updated").
+pub(crate) fn function_created(
+    out: &mut dyn Write,
+    verb: &str,
+    module: &str,
+    created: &FunctionCreated,
+) -> io::Result<()> {
+    writeln!(out, "{verb} function {module}/{}", created.name)?;
+    writeln!(out, "hash: {}", created.hash)?;
+    writeln!(out, "abi: {}", created.abi.as_str())?;
+    broadcast(out, &created.workers)
+}
+
+fn broadcast(out: &mut dyn Write, report: &BroadcastReport) -> io::Result<()> {
+    if !report.waited {
+        writeln!(
+            out,
+            "workers: not waited for (the code is sent to them in the background)"
+        )?;
+    } else if report.cached.is_empty() && report.failed.is_empty() {
+        writeln!(
+            out,
+            "workers: none connected (the code is sent when a worker needs it)"
+        )?;
+    }
+    if !report.cached.is_empty() {
+        writeln!(out, "cached by: {}", report.cached.join(", "))?;
+    }
+    for failure in &report.failed {
+        writeln!(out, "failed on {}: {}", failure.worker, failure.reason)?;
+    }
+    Ok(())
+}
+
+/// A function's output, pretty-printed.
+pub(crate) fn value(out: &mut dyn Write, value: &Value) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}
+
+/// A new subject and its token.
+pub(crate) fn created_subject(out: &mut dyn Write, subject: &CreatedSubject) -> io::Result<()> {
+    writeln!(out, "name: {}", subject.name)?;
+    writeln!(out, "token: {}", subject.token)
+}
+
+#[cfg(test)]
+mod tests {
+    use funless_api::types::{Abi, FunctionMetadata, WorkerFailure};
+    use serde_json::json;
+
+    use super::*;
+
+    fn text(print: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> String {
+        let mut buf = Vec::new();
+        print(&mut buf).expect("writes");
+        String::from_utf8(buf).expect("utf-8")
+    }
+
+    fn created(workers: BroadcastReport) -> FunctionCreated {
+        FunctionCreated {
+            name: "hello".into(),
+            hash: "ab12".into(),
+            abi: Abi::WasiCommand,
+            workers,
+        }
+    }
+
+    #[test]
+    fn function_created_lists_workers() {
+        let report = BroadcastReport {
+            waited: true,
+            cached: vec!["w1".into(), "w2".into()],
+            failed: vec![WorkerFailure {
+                worker: "w3".into(),
+                reason: "out of memory".into(),
+            }],
+        };
+        assert_eq!(
+            text(|out| function_created(out, "created", "_", &created(report))),
+            "created function _/hello\nhash: ab12\nabi: wasi_command\n\
+             cached by: w1, w2\nfailed on w3: out of memory\n"
+        );
+        let none = text(|out| {
+            function_created(
+                out,
+                "updated",
+                "m",
+                &created(BroadcastReport {
+                    waited: true,
+                    ..Default::default()
+                }),
+            )
+        });
+        assert!(none.starts_with("updated function m/hello\n"), "{none}");
+        assert!(none.contains("workers: none connected"), "{none}");
+        let no_wait =
+            text(|out| function_created(out, "created", "_", &created(Default::default())));
+        assert!(no_wait.contains("not waited for"), "{no_wait}");
+    }
+
+    #[test]
+    fn function_shows_default_capacity() {
+        let info = FunctionInfo {
+            name: "f".into(),
+            module: "_".into(),
+            hash: "h".into(),
+            abi: Abi::Funless,
+            size: 10,
+            metadata: FunctionMetadata::default(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-02T00:00:00Z".into(),
+        };
+        let shown = text(|out| function(out, &info));
+        assert!(shown.contains("abi: funless\n"), "{shown}");
+        assert!(shown.contains("capacity: 64 KiB\n"), "{shown}");
+        assert!(!shown.contains("tag:"), "{shown}");
+    }
+
+    #[test]
+    fn module_and_names() {
+        let info = ModuleInfo {
+            name: "m".into(),
+            functions: vec![Named { name: "a".into() }, Named { name: "b".into() }],
+        };
+        assert_eq!(
+            text(|out| module(out, &info)),
+            "module: m\nfunctions:\n  a\n  b\n"
+        );
+        assert_eq!(text(|out| names(out, &info.functions)), "a\nb\n");
+    }
+
+    #[test]
+    fn values_are_pretty_and_raw_is_newline_terminated() {
+        assert_eq!(
+            text(|out| value(out, &json!({"a": 1}))),
+            "{\n  \"a\": 1\n}\n"
+        );
+        assert_eq!(text(|out| raw(out, "{\"a\":1}")), "{\"a\":1}\n");
+        assert_eq!(text(|out| raw(out, "")), "");
+    }
+}

@@ -1,0 +1,693 @@
+//! End-to-end tests of the `fl` binary against a fake FunLess server (axum on 127.0.0.1:0) that
+//! answers with canned FunLess-shaped JSON and records every request it receives.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Bytes, to_bytes};
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+const USER_TOKEN: &str = "user-tok";
+const ADMIN_TOKEN: &str = "admin-tok";
+
+/// One part of a multipart form.
+#[derive(Debug, Clone)]
+struct Field {
+    file_name: Option<String>,
+    content_type: Option<String>,
+    bytes: Vec<u8>,
+}
+
+/// A request as the fake server saw it.
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: Method,
+    path: String,
+    authorization: Option<String>,
+    body: Vec<u8>,
+    fields: BTreeMap<String, Field>,
+}
+
+impl Recorded {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("request body is JSON")
+    }
+
+    fn text_field(&self, name: &str) -> Option<String> {
+        self.fields
+            .get(name)
+            .map(|f| String::from_utf8(f.bytes.clone()).expect("utf-8 field"))
+    }
+}
+
+type Log = Arc<Mutex<Vec<Recorded>>>;
+
+struct FakeServer {
+    url: String,
+    log: Log,
+}
+
+impl FakeServer {
+    fn start() -> Self {
+        let log = Log::default();
+        let app = Router::new().fallback(handle).with_state(log.clone());
+        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                tx.send(listener.local_addr().expect("addr"))
+                    .expect("send addr");
+                axum::serve(listener, app).await.expect("serve");
+            });
+        });
+        let addr = rx.recv().expect("server address");
+        Self {
+            url: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    /// The requests received so far, and forgets them.
+    fn take(&self) -> Vec<Recorded> {
+        std::mem::take(&mut *self.log.lock().expect("log lock"))
+    }
+
+    /// The only request received since the last call.
+    fn one(&self) -> Recorded {
+        let mut all = self.take();
+        assert_eq!(all.len(), 1, "expected exactly one request, got {all:#?}");
+        all.remove(0)
+    }
+}
+
+fn data(status: StatusCode, value: Value) -> Response {
+    (status, axum::Json(json!({ "data": value }))).into_response()
+}
+
+fn error(status: StatusCode, detail: &str) -> Response {
+    (status, axum::Json(json!({"errors": {"detail": detail}}))).into_response()
+}
+
+fn function_created(name: &str, waited: bool) -> Value {
+    json!({
+        "name": name,
+        "hash": "9f86d081884c7d65",
+        "abi": "funless",
+        "workers": {
+            "waited": waited,
+            "cached": if waited { json!(["worker1@10.0.0.5"]) } else { json!([]) },
+            "failed": if waited {
+                json!([{"worker": "worker2@10.0.0.6", "reason": "out of memory"}])
+            } else {
+                json!([])
+            },
+        }
+    })
+}
+
+async fn handle(State(log): State<Log>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().expect("ascii header").to_string());
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"multipart/form-data"));
+    let mut fields = BTreeMap::new();
+    let mut body = Vec::new();
+    if is_multipart {
+        let mut multipart = Multipart::from_request(request, &())
+            .await
+            .expect("multipart");
+        while let Some(field) = multipart.next_field().await.expect("field") {
+            let name = field.name().unwrap_or_default().to_string();
+            let file_name = field.file_name().map(str::to_string);
+            let content_type = field.content_type().map(str::to_string);
+            let bytes = field.bytes().await.expect("field bytes").to_vec();
+            fields.insert(
+                name,
+                Field {
+                    file_name,
+                    content_type,
+                    bytes,
+                },
+            );
+        }
+    } else {
+        let bytes: Bytes = to_bytes(request.into_body(), 1 << 20).await.expect("body");
+        body = bytes.to_vec();
+    }
+    let recorded = Recorded {
+        method: method.clone(),
+        path: path.clone(),
+        authorization: authorization.clone(),
+        body,
+        fields,
+    };
+    log.lock().expect("log lock").push(recorded.clone());
+
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let admin = authorization.as_deref() == Some(&format!("Bearer {ADMIN_TOKEN}"));
+    if authorization.is_none() {
+        return error(StatusCode::UNAUTHORIZED, "missing Authorization header");
+    }
+    match (method.as_str(), segments.as_slice()) {
+        (_, ["v1", "admin", "subjects"]) if !admin => {
+            error(StatusCode::FORBIDDEN, "this endpoint needs an admin token")
+        }
+        ("GET", ["v1", "admin", "subjects"]) => {
+            data(StatusCode::OK, json!([{"name": "alice"}, {"name": "bob"}]))
+        }
+        ("POST", ["v1", "admin", "subjects"]) => {
+            let name = recorded.json()["subject"]["name"].clone();
+            data(
+                StatusCode::CREATED,
+                json!({"name": name, "token": "secret-token-1234"}),
+            )
+        }
+        ("GET", ["v1", "fn"]) => data(StatusCode::OK, json!([{"name": "_"}, {"name": "m"}])),
+        ("POST", ["v1", "fn"]) => data(StatusCode::CREATED, recorded.json()["module"].clone()),
+        ("GET", ["v1", "fn", "broken"]) => {
+            (StatusCode::BAD_GATEWAY, "upstream exploded").into_response()
+        }
+        ("GET", ["v1", "fn", module]) => data(
+            StatusCode::OK,
+            json!({"name": module, "functions": [{"name": "hello"}, {"name": "sum"}]}),
+        ),
+        ("PUT", ["v1", "fn", _]) => data(StatusCode::OK, recorded.json()["module"].clone()),
+        ("DELETE", ["v1", "fn", _]) => StatusCode::NO_CONTENT.into_response(),
+        ("POST", ["v1", "fn", _]) => {
+            let name = recorded.text_field("name").unwrap_or_default();
+            let waited = recorded.text_field("wait_for_workers").as_deref() != Some("false");
+            data(StatusCode::CREATED, function_created(&name, waited))
+        }
+        ("PUT", ["v1", "fn", _, function]) => {
+            data(StatusCode::OK, function_created(function, true))
+        }
+        ("GET", ["v1", "fn", module, "hello"]) => data(
+            StatusCode::OK,
+            json!({
+                "name": "hello", "module": module, "hash": "9f86d081884c7d65",
+                "abi": "wasi_command", "size": 1234,
+                "metadata": {"capacity": 128, "tag": "edge"},
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-02T00:00:00Z"
+            }),
+        ),
+        ("DELETE", ["v1", "fn", _, "hello"]) => StatusCode::NO_CONTENT.into_response(),
+        ("POST", ["v1", "fn", _, "hello"]) => {
+            let who = recorded.json()["args"]["name"]
+                .as_str()
+                .unwrap_or("World")
+                .to_string();
+            data(StatusCode::OK, json!({"payload": format!("Hello {who}!")}))
+        }
+        (_, ["v1", "fn", _, function]) => error(
+            StatusCode::NOT_FOUND,
+            &format!("function '{function}' not found"),
+        ),
+        _ => error(StatusCode::NOT_FOUND, "no such route"),
+    }
+}
+
+/// A run of `fl` with a clean environment.
+struct Fl {
+    command: Command,
+}
+
+impl Fl {
+    fn new(config: &Path) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fl"));
+        command.env_clear().env("FL_CONFIG", config);
+        Self { command }
+    }
+
+    fn host(mut self, host: &str) -> Self {
+        self.command.env("FL_HOST", host);
+        self
+    }
+
+    fn token(mut self, token: &str) -> Self {
+        self.command.env("FL_TOKEN", token);
+        self
+    }
+
+    fn run(mut self, args: &[&str]) -> Run {
+        let output = self.command.args(args).output().expect("runs fl");
+        Run::from(output)
+    }
+}
+
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code(),
+            stdout: String::from_utf8(output.stdout).expect("utf-8 stdout"),
+            stderr: String::from_utf8(output.stderr).expect("utf-8 stderr"),
+        }
+    }
+}
+
+impl Run {
+    fn ok(self) -> Self {
+        assert_eq!(self.code, Some(0), "fl failed: {self:#?}");
+        self
+    }
+}
+
+/// A server, a temporary folder for the config, and `fl` pointed at both with the user token.
+struct Setup {
+    server: FakeServer,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Self {
+        Self {
+            server: FakeServer::start(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("fl").join("config")
+    }
+
+    /// `fl` with FL_HOST and FL_TOKEN set.
+    fn fl(&self) -> Fl {
+        Fl::new(&self.config())
+            .host(&self.server.url)
+            .token(USER_TOKEN)
+    }
+
+    fn wasm(&self) -> (PathBuf, Vec<u8>) {
+        let code = b"\0asm\x01\0\0\0 pretend this is a function".to_vec();
+        let path = self.dir.path().join("hello.wasm");
+        std::fs::write(&path, &code).expect("writes wasm");
+        (path, code)
+    }
+}
+
+fn bearer(token: &str) -> Option<String> {
+    Some(format!("Bearer {token}"))
+}
+
+#[test]
+fn upload_sends_the_multipart_form() {
+    let setup = Setup::new();
+    let (wasm, code) = setup.wasm();
+    let wasm = wasm.to_str().expect("utf-8 path");
+    let run = setup
+        .fl()
+        .run(&[
+            "fn",
+            "upload",
+            "hello",
+            wasm,
+            "--capacity",
+            "128",
+            "--tag",
+            "edge",
+        ])
+        .ok();
+    assert_eq!(
+        run.stdout,
+        "created function _/hello\nhash: 9f86d081884c7d65\nabi: funless\n\
+         cached by: worker1@10.0.0.5\nfailed on worker2@10.0.0.6: out of memory\n"
+    );
+
+    let request = setup.server.one();
+    assert_eq!(request.method, Method::POST);
+    assert_eq!(request.path, "/v1/fn/_");
+    assert_eq!(request.authorization, bearer(USER_TOKEN));
+    assert_eq!(request.text_field("name").as_deref(), Some("hello"));
+    let code_field = request.fields.get("code").expect("code field");
+    assert_eq!(code_field.bytes, code);
+    assert_eq!(code_field.file_name.as_deref(), Some("hello.wasm"));
+    assert_eq!(
+        code_field.content_type.as_deref(),
+        Some("application/octet-stream")
+    );
+    assert_eq!(
+        request.text_field("wait_for_workers").as_deref(),
+        Some("true")
+    );
+    let metadata: Value =
+        serde_json::from_str(&request.text_field("metadata").expect("metadata field"))
+            .expect("metadata JSON");
+    assert_eq!(metadata, json!({"capacity": 128, "tag": "edge"}));
+}
+
+#[test]
+fn create_with_no_wait_and_a_module() {
+    let setup = Setup::new();
+    let (wasm, _) = setup.wasm();
+    let wasm = wasm.to_str().expect("utf-8 path");
+    let run = setup
+        .fl()
+        .run(&["fn", "create", "hello", wasm, "--module", "m", "--no-wait"])
+        .ok();
+    assert!(
+        run.stdout.starts_with("created function m/hello\n"),
+        "{run:#?}"
+    );
+    assert!(run.stdout.contains("not waited for"), "{run:#?}");
+
+    let request = setup.server.one();
+    assert_eq!(request.path, "/v1/fn/m");
+    assert_eq!(
+        request.text_field("wait_for_workers").as_deref(),
+        Some("false")
+    );
+    assert!(!request.fields.contains_key("metadata"), "{request:#?}");
+}
+
+#[test]
+fn update_puts_to_the_function() {
+    let setup = Setup::new();
+    let (wasm, code) = setup.wasm();
+    let wasm = wasm.to_str().expect("utf-8 path");
+    let run = setup.fl().run(&["fn", "update", "hello", wasm]).ok();
+    assert!(
+        run.stdout.starts_with("updated function _/hello\n"),
+        "{run:#?}"
+    );
+    let request = setup.server.one();
+    assert_eq!(request.method, Method::PUT);
+    assert_eq!(request.path, "/v1/fn/_/hello");
+    assert_eq!(request.fields.get("code").expect("code").bytes, code);
+
+    // --json prints the server's body untouched.
+    let run = setup
+        .fl()
+        .run(&["fn", "update", "hello", wasm, "--json"])
+        .ok();
+    let body: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(body, json!({"data": function_created("hello", true)}));
+}
+
+#[test]
+fn upload_of_a_missing_file_fails_before_any_request() {
+    let setup = Setup::new();
+    let run = setup
+        .fl()
+        .run(&["fn", "upload", "hello", "/nonexistent/x.wasm"]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr
+            .starts_with("error: cannot read /nonexistent/x.wasm"),
+        "{run:#?}"
+    );
+    assert!(setup.server.take().is_empty());
+}
+
+#[test]
+fn invoke_prints_the_output() {
+    let setup = Setup::new();
+    let run = setup
+        .fl()
+        .run(&["fn", "invoke", "hello", "-a", "name=x", "-a", "n=3"])
+        .ok();
+    assert_eq!(run.stdout, "{\n  \"payload\": \"Hello x!\"\n}\n");
+    assert_eq!(run.stderr, "");
+    let request = setup.server.one();
+    assert_eq!(request.method, Method::POST);
+    assert_eq!(request.path, "/v1/fn/_/hello");
+    assert_eq!(request.authorization, bearer(USER_TOKEN));
+    assert_eq!(request.json(), json!({"args": {"name": "x", "n": 3}}));
+
+    let run = setup
+        .fl()
+        .run(&[
+            "--json",
+            "fn",
+            "invoke",
+            "hello",
+            "-m",
+            "m",
+            "-j",
+            r#"{"name":"y","k":[1]}"#,
+        ])
+        .ok();
+    assert_eq!(run.stdout, "{\"data\":{\"payload\":\"Hello y!\"}}\n");
+    let request = setup.server.one();
+    assert_eq!(request.path, "/v1/fn/m/hello");
+    assert_eq!(request.json(), json!({"args": {"name": "y", "k": [1]}}));
+}
+
+#[test]
+fn http_errors_print_the_detail_and_exit_1() {
+    let setup = Setup::new();
+    let run = setup.fl().run(&["fn", "invoke", "x"]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(run.stderr, "error: function 'x' not found\n");
+
+    // A body that is not FunLess's error shape: status and raw body.
+    let run = setup.fl().run(&["mod", "get", "broken"]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert_eq!(
+        run.stderr,
+        "error: HTTP 502 Bad Gateway: upstream exploded\n"
+    );
+}
+
+#[test]
+fn unreachable_host_is_named() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let host = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = Fl::new(&dir.path().join("config"))
+        .host(&host)
+        .token(USER_TOKEN)
+        .run(&["mod", "list"]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr
+            .starts_with(&format!("error: cannot reach FunLess at {host}: ")),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let setup = Setup::new();
+    for args in [
+        &["fn", "invoke"][..],
+        &["fn", "invoke", "hello", "-a", "novalue"],
+        &["fn", "get", "a/b"],
+        &["nope"],
+    ] {
+        let run = setup.fl().run(args);
+        assert_eq!(run.code, Some(2), "{args:?}: {run:#?}");
+    }
+    assert!(setup.server.take().is_empty());
+}
+
+#[test]
+fn modules() {
+    let setup = Setup::new();
+    assert_eq!(setup.fl().run(&["mod", "list"]).ok().stdout, "_\nm\n");
+    assert_eq!(setup.server.one().path, "/v1/fn");
+
+    assert_eq!(
+        setup.fl().run(&["mod", "get", "m"]).ok().stdout,
+        "module: m\nfunctions:\n  hello\n  sum\n"
+    );
+    assert_eq!(setup.server.one().path, "/v1/fn/m");
+
+    assert_eq!(
+        setup.fl().run(&["mod", "create", "m2"]).ok().stdout,
+        "created module m2\n"
+    );
+    let request = setup.server.one();
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("POST", "/v1/fn")
+    );
+    assert_eq!(request.json(), json!({"module": {"name": "m2"}}));
+
+    assert_eq!(
+        setup.fl().run(&["mod", "update", "m2", "m3"]).ok().stdout,
+        "renamed module m2 to m3\n"
+    );
+    let request = setup.server.one();
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("PUT", "/v1/fn/m2")
+    );
+    assert_eq!(request.json(), json!({"module": {"name": "m3"}}));
+
+    assert_eq!(
+        setup.fl().run(&["mod", "delete", "m3"]).ok().stdout,
+        "deleted module m3\n"
+    );
+    let request = setup.server.one();
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("DELETE", "/v1/fn/m3")
+    );
+}
+
+#[test]
+fn function_get_list_delete() {
+    let setup = Setup::new();
+    let run = setup
+        .fl()
+        .run(&["fn", "get", "hello", "--module", "m"])
+        .ok();
+    assert_eq!(
+        run.stdout,
+        "name: hello\nmodule: m\nhash: 9f86d081884c7d65\nabi: wasi_command\nsize: 1234 bytes\n\
+         capacity: 128 KiB\ntag: edge\ncreated: 2026-01-01T00:00:00Z\nupdated: 2026-01-02T00:00:00Z\n"
+    );
+    assert_eq!(setup.server.one().path, "/v1/fn/m/hello");
+
+    assert_eq!(setup.fl().run(&["fn", "list"]).ok().stdout, "hello\nsum\n");
+    assert_eq!(setup.server.one().path, "/v1/fn/_");
+
+    assert_eq!(
+        setup.fl().run(&["fn", "delete", "hello"]).ok().stdout,
+        "deleted function _/hello\n"
+    );
+    let request = setup.server.one();
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("DELETE", "/v1/fn/_/hello")
+    );
+
+    let run = setup.fl().run(&["fn", "delete", "nope"]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(run.stderr, "error: function 'nope' not found\n");
+}
+
+#[test]
+fn config_round_trip_and_use() {
+    let setup = Setup::new();
+    let config = setup.config();
+    let fl = || Fl::new(&config);
+
+    fl().run(&["config", "set", "host", &setup.server.url]).ok();
+    fl().run(&["config", "set", "token", "cfg-tok"]).ok();
+    fl().run(&["config", "set", "admin_token", ADMIN_TOKEN])
+        .ok();
+    assert_eq!(
+        fl().run(&["config", "get", "host"]).ok().stdout,
+        format!("{}\n", setup.server.url)
+    );
+    assert_eq!(
+        fl().run(&["config", "get"]).ok().stdout,
+        format!(
+            "host = {}\ntoken = cfg-tok\nadmin_token = {ADMIN_TOKEN}\n",
+            setup.server.url
+        )
+    );
+    let all: Value =
+        serde_json::from_str(&fl().run(&["config", "get", "--json"]).ok().stdout).expect("JSON");
+    assert_eq!(all["token"], "cfg-tok");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config)
+            .expect("config exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let run = fl().run(&["config", "set", "colour", "blue"]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("valid keys are host, token, admin_token"),
+        "{run:#?}"
+    );
+    let run = fl().run(&["config", "set", "host", "example.org:4000"]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+
+    // Host and token come from the config file now.
+    assert!(setup.server.take().is_empty());
+    assert_eq!(fl().run(&["mod", "list"]).ok().stdout, "_\nm\n");
+    assert_eq!(setup.server.one().authorization, bearer("cfg-tok"));
+
+    // FL_TOKEN wins over the config file.
+    fl().token("env-tok").run(&["mod", "list"]).ok();
+    assert_eq!(setup.server.one().authorization, bearer("env-tok"));
+    // And --token over FL_TOKEN.
+    fl().token("env-tok")
+        .run(&["mod", "list", "--token", "flag-tok"])
+        .ok();
+    assert_eq!(setup.server.one().authorization, bearer("flag-tok"));
+
+    // Admin commands use admin_token.
+    let run = fl().run(&["admin", "user", "create", "carol"]).ok();
+    assert_eq!(run.stdout, "name: carol\ntoken: secret-token-1234\n");
+    assert!(run.stderr.contains("shown only this once"), "{run:#?}");
+    let request = setup.server.one();
+    assert_eq!(request.path, "/v1/admin/subjects");
+    assert_eq!(request.authorization, bearer(ADMIN_TOKEN));
+    assert_eq!(request.json(), json!({"subject": {"name": "carol"}}));
+}
+
+#[test]
+fn admin_commands() {
+    let setup = Setup::new();
+    let run = setup
+        .fl()
+        .token(ADMIN_TOKEN)
+        .run(&["admin", "user", "list"])
+        .ok();
+    assert_eq!(run.stdout, "alice\nbob\n");
+    assert_eq!(setup.server.one().authorization, bearer(ADMIN_TOKEN));
+
+    // A user token is refused, with a hint.
+    let run = setup.fl().run(&["admin", "user", "list"]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr
+            .starts_with("error: this endpoint needs an admin token\nhint: "),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn missing_token_gets_a_hint() {
+    let setup = Setup::new();
+    let run = Fl::new(&setup.config())
+        .host(&setup.server.url)
+        .run(&["fn", "list"]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr
+            .starts_with("error: missing Authorization header\nhint: no token given"),
+        "{run:#?}"
+    );
+    assert_eq!(setup.server.one().authorization, None);
+}

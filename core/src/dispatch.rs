@@ -1,0 +1,227 @@
+//! Talking to workers: an invocation (with the "no code" round trip and one retry elsewhere when
+//! a worker vanishes), the broadcast of new code, and eviction. Calls go straight from the
+//! request's task to the worker's gateway: no Core actor sits on the invocation path.
+
+use std::time::{Duration, Instant};
+
+use funless_actors::Wire;
+use funless_actors::protocol::{
+    CachePush, CacheReply, Evict, FunctionId, InvokeError, InvokeOutput, InvokeReply,
+    InvokeRequest, WorkerMessage,
+};
+use futures::future::join_all;
+use ractor::rpc::CallResult;
+use ractor::{ActorId, ActorRef};
+
+use crate::scheduler::NoWorker;
+use crate::workers::{Lease, Workers};
+
+/// Extra time a worker gets beyond the function's own limit before the Core gives up on it.
+const ANSWER_MARGIN: Duration = Duration::from_secs(5);
+/// How long a broadcast waits for one worker to compile.
+const COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why an invocation did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// No worker can take it.
+    #[error(transparent)]
+    NoWorker(#[from] NoWorker),
+    /// It ran (or tried to) and failed.
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
+    /// The worker did not answer in time.
+    #[error("worker {worker} did not answer within {after_ms} ms")]
+    Timeout {
+        /// The worker.
+        worker: String,
+        /// How long the Core waited.
+        after_ms: u64,
+    },
+    /// Every worker tried was lost during the call.
+    #[error("the worker running the function was lost ({workers})")]
+    WorkerLost {
+        /// The workers tried.
+        workers: String,
+    },
+    /// The code could not be loaded for the "no code" path.
+    #[error("cannot load the function's code: {0}")]
+    Code(String),
+}
+
+/// What the invocation path needs to know of the function.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Function and code version.
+    pub function: FunctionId,
+    /// Declared memory need, bytes.
+    pub need_bytes: u64,
+    /// Time limit, milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// A successful invocation.
+#[derive(Debug)]
+pub struct Ran {
+    /// The output.
+    pub output: InvokeOutput,
+    /// Worker that ran it.
+    pub worker: String,
+}
+
+enum Attempt {
+    Answered(InvokeReply),
+    Lost,
+    TimedOut(u64),
+}
+
+async fn call_invoke(lease: &Lease, request: InvokeRequest, timeout: Duration) -> Attempt {
+    let answer = lease
+        .actor
+        .call(
+            |port| WorkerMessage::Invoke(Wire::new(request), port),
+            Some(timeout),
+        )
+        .await;
+    match answer {
+        Ok(CallResult::Success(reply)) => match reply.into_inner() {
+            Ok(reply) => Attempt::Answered(reply),
+            Err(e) => Attempt::Answered(InvokeReply::Failed(InvokeError::Worker {
+                message: e.to_string(),
+            })),
+        },
+        Ok(CallResult::Timeout) => Attempt::TimedOut(timeout.as_millis() as u64),
+        Ok(CallResult::SenderError) | Err(_) => Attempt::Lost,
+    }
+}
+
+/// Runs a function on a worker chosen by the scheduler. `load_code` is called only when the
+/// chosen worker lacks the code (step 9b).
+pub async fn invoke<F, Fut>(
+    workers: &Workers,
+    target: &Target,
+    args_json: String,
+    load_code: F,
+) -> Result<Ran, DispatchError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, String>>,
+{
+    let timeout = Duration::from_millis(target.timeout_ms) + ANSWER_MARGIN;
+    let mut tried: Vec<ActorId> = Vec::new();
+    let mut lost: Vec<String> = Vec::new();
+    // A worker lost mid-call gets the request retried once on another one.
+    for _ in 0..2 {
+        let lease = match workers.lease(target.need_bytes, &tried) {
+            Ok(lease) => lease,
+            Err(e) if lost.is_empty() => return Err(e.into()),
+            Err(_) => break,
+        };
+        tried.push(lease.id);
+        let request = InvokeRequest {
+            function: target.function.clone(),
+            args_json: args_json.clone(),
+            code: None,
+            timeout_ms: target.timeout_ms,
+        };
+        let mut attempt = call_invoke(&lease, request, timeout).await;
+        if let Attempt::Answered(InvokeReply::NoCode) = attempt {
+            tracing::debug!(function = %target.function, worker = %lease.name, "worker lacks the code; sending it");
+            let code = load_code().await.map_err(DispatchError::Code)?;
+            let request = InvokeRequest {
+                function: target.function.clone(),
+                args_json: args_json.clone(),
+                code: Some(code),
+                timeout_ms: target.timeout_ms,
+            };
+            attempt = call_invoke(&lease, request, timeout).await;
+        }
+        match attempt {
+            Attempt::Answered(InvokeReply::Done(output)) => {
+                return Ok(Ran {
+                    output,
+                    worker: lease.name.clone(),
+                });
+            }
+            Attempt::Answered(InvokeReply::Failed(e)) => return Err(e.into()),
+            Attempt::Answered(InvokeReply::NoCode) => {
+                return Err(DispatchError::Invoke(InvokeError::Worker {
+                    message: format!("worker {} refused the code it was sent", lease.name),
+                }));
+            }
+            Attempt::TimedOut(after_ms) => {
+                return Err(DispatchError::Timeout {
+                    worker: lease.name.clone(),
+                    after_ms,
+                });
+            }
+            Attempt::Lost => {
+                tracing::warn!(function = %target.function, worker = %lease.name, "worker lost during an invocation; retrying elsewhere");
+                lost.push(lease.name.clone());
+            }
+        }
+    }
+    Err(DispatchError::WorkerLost {
+        workers: lost.join(", "),
+    })
+}
+
+/// One worker's answer to a broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The worker.
+    pub worker: String,
+    /// `Ok` when cached, else why not.
+    pub result: Result<(), String>,
+}
+
+/// Sends code to every connected worker and waits for each to compile it.
+pub async fn broadcast(workers: &Workers, function: &FunctionId, code: &[u8]) -> Vec<Delivery> {
+    let calls = workers.all().into_iter().map(|entry| {
+        let push = CachePush {
+            function: function.clone(),
+            code: code.to_vec(),
+        };
+        async move {
+            let worker = entry.name();
+            let started = Instant::now();
+            let answer = entry
+                .actor
+                .call(
+                    |port| WorkerMessage::Cache(Wire::new(push), port),
+                    Some(COMPILE_TIMEOUT),
+                )
+                .await;
+            let result = match answer {
+                Ok(CallResult::Success(reply)) => match reply.into_inner() {
+                    Ok(CacheReply::Cached { .. }) => Ok(()),
+                    Ok(CacheReply::Failed { reason }) => Err(reason),
+                    Err(e) => Err(e.to_string()),
+                },
+                Ok(CallResult::Timeout) => Err(format!(
+                    "no answer within {} s",
+                    COMPILE_TIMEOUT.as_secs()
+                )),
+                Ok(CallResult::SenderError) | Err(_) => Err("worker lost".to_string()),
+            };
+            tracing::debug!(%worker, function = %function, ok = result.is_ok(), elapsed = ?started.elapsed(), "broadcast delivery");
+            Delivery { worker, result }
+        }
+    });
+    join_all(calls).await
+}
+
+/// Tells every worker to drop these code versions.
+pub fn evict(workers: &Workers, hashes: Vec<String>) {
+    if hashes.is_empty() {
+        return;
+    }
+    for entry in workers.all() {
+        let actor: &ActorRef<WorkerMessage> = &entry.actor;
+        if let Err(e) = actor.cast(WorkerMessage::Evict(Wire::new(Evict {
+            hashes: hashes.clone(),
+        }))) {
+            tracing::debug!(worker = %entry.name(), error = %e, "cannot send eviction");
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! FunLess Core: the API server, the function store, the worker registry and the scheduler.
+//!
+//! Supervision tree of a Core process (one-for-one, restart-limited):
+//! the root [`Supervisor`](funless_actors::supervisor::Supervisor) supervises the worker
+//! [`registry`], the one remotable Core actor. The API serves requests on their own tasks and
+//! reaches workers directly ([`dispatch`]) using the table the registry keeps ([`workers`]).
+#![deny(missing_docs)]
+
+pub mod dispatch;
+pub mod metrics;
+pub mod platform;
+pub mod registry;
+pub mod scheduler;
+pub mod store;
+pub mod tokens;
+pub mod validate;
+pub mod workers;
+
+mod launch;
+
+pub use launch::{CoreConfig, CoreHandle, resolve_cookie, start};

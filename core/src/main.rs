@@ -1,0 +1,111 @@
+//! `funless-core`: the Core, optionally with a worker embedded in the same process.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::Parser;
+use funless_core::{CoreConfig, resolve_cookie};
+
+/// The FunLess Core: REST API, function store, scheduler.
+#[derive(Debug, Parser)]
+#[command(name = "funless-core", version)]
+struct Args {
+    /// Directory for the SQLite database, the first tokens and the generated cookie.
+    #[arg(long, env = "FUNLESS_DATA_DIR", default_value = "funless-data")]
+    data_dir: PathBuf,
+    /// Database URL (`postgres://...` or `sqlite://...`); default: SQLite in the data directory.
+    #[arg(long, env = "FUNLESS_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Address of the HTTP API.
+    #[arg(long, env = "FUNLESS_LISTEN", default_value = "0.0.0.0:4000")]
+    listen: SocketAddr,
+    /// Address of the cluster node that workers join.
+    #[arg(long, env = "FUNLESS_CLUSTER_LISTEN", default_value = "0.0.0.0")]
+    cluster_listen: IpAddr,
+    /// Port of the cluster node.
+    #[arg(long, env = "FUNLESS_CLUSTER_PORT", default_value_t = 4001)]
+    cluster_port: u16,
+    /// Cluster secret shared with the workers (default: generated once into the data directory).
+    #[arg(long, env = "FUNLESS_COOKIE", hide_env_values = true)]
+    cookie: Option<String>,
+    /// Also run a worker inside this process: a complete single-node platform.
+    #[arg(long)]
+    embedded_worker: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,ractor_cluster=warn,ractor=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let cookie = resolve_cookie(args.cookie, &args.data_dir)?;
+    let core = funless_core::start(CoreConfig {
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+        listen: args.listen,
+        cluster_listen: args.cluster_listen,
+        cluster_port: args.cluster_port,
+        cookie,
+    })
+    .await?;
+
+    let embedded = if args.embedded_worker {
+        Some(start_embedded_worker().await?)
+    } else {
+        None
+    };
+
+    let mut supervisor_done = core.supervisor_done;
+    let mut server = core.server;
+    let result = tokio::select! {
+        _ = shutdown_signal() => { tracing::info!("core stopping"); Ok(()) }
+        _ = &mut supervisor_done => Err(anyhow::anyhow!("the core's supervision tree gave up")),
+        served = &mut server => match served {
+            Ok(Ok(())) => Err(anyhow::anyhow!("the API server stopped")),
+            Ok(Err(e)) => Err(anyhow::anyhow!("the API server failed: {e}")),
+            Err(e) => Err(anyhow::anyhow!("the API server task failed: {e}")),
+        },
+    };
+    drop(embedded);
+    result
+}
+
+#[cfg(feature = "embedded-worker")]
+async fn start_embedded_worker() -> anyhow::Result<funless_worker::WorkerHandle> {
+    let worker = funless_worker::start(
+        funless_worker::RuntimeConfig {
+            name: "embedded".into(),
+            ..funless_worker::RuntimeConfig::default()
+        },
+        std::time::Duration::from_secs(1),
+    )
+    .await?;
+    tracing::info!("embedded worker started");
+    Ok(worker)
+}
+
+#[cfg(not(feature = "embedded-worker"))]
+async fn start_embedded_worker() -> anyhow::Result<()> {
+    anyhow::bail!("this build has no embedded worker (feature `embedded-worker` is off)")
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

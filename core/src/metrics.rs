@@ -1,0 +1,121 @@
+//! The Core's Prometheus metrics (served on `/metrics`).
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of one function's invocations.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InvocationLabels {
+    /// Module name.
+    pub module: String,
+    /// Function name.
+    pub function: String,
+    /// `ok`, `function_error`, `no_worker`, `timeout`, `worker_lost`, ...
+    pub outcome: String,
+}
+
+/// Labels of a latency series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FunctionLabels {
+    /// Module name.
+    pub module: String,
+    /// Function name.
+    pub function: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~100 s, doubling.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.000_05, 2.0, 22,
+    ))
+}
+
+/// Handles to every metric; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    invocations: Family<InvocationLabels, Counter>,
+    latency: Family<FunctionLabels, Histogram, fn() -> Histogram>,
+    workers: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("funless");
+        let invocations = Family::<InvocationLabels, Counter>::default();
+        registry.register(
+            "invocations",
+            "Invocations by module, function and outcome",
+            invocations.clone(),
+        );
+        let latency = Family::<FunctionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "invocation_duration_seconds",
+            "Whole-path invocation latency seen by the Core",
+            latency.clone(),
+        );
+        let workers = Gauge::default();
+        registry.register("workers_connected", "Workers connected now", workers.clone());
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+            invocations,
+            latency,
+            workers,
+        }
+    }
+
+    /// Counts one invocation and, when it ran, its latency.
+    pub fn invocation(&self, module: &str, function: &str, outcome: &str, seconds: Option<f64>) {
+        self.invocations
+            .get_or_create(&InvocationLabels {
+                module: module.to_string(),
+                function: function.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        if let Some(seconds) = seconds {
+            self.latency
+                .get_or_create(&FunctionLabels {
+                    module: module.to_string(),
+                    function: function.to_string(),
+                })
+                .observe(seconds);
+        }
+    }
+
+    /// Sets the number of connected workers.
+    pub fn set_workers(&self, n: usize) {
+        self.workers.set(n as i64);
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}

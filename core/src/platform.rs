@@ -1,0 +1,468 @@
+//! The Core as the API sees it: [`Platform`] implements [`funless_api::Backend`] over the store,
+//! the worker table and the dispatcher, and maps every failure to its HTTP meaning.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use funless_actors::protocol::{FunctionId, InvokeError};
+use funless_api::types::{
+    Abi, BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_KIB, FunctionCreated, FunctionInfo,
+    FunctionMetadata, ModuleInfo, Named, WorkerFailure, WorkerInfo,
+};
+use funless_api::{ApiError, ApiResult, Backend, FunctionUpload, Invocation, Subject};
+use sha2::{Digest, Sha256};
+
+use crate::dispatch::{self, DispatchError, Target};
+use crate::metrics::Metrics;
+use crate::store::{FunctionRow, NewFunction, Store, StoreError};
+use crate::tokens;
+use crate::validate;
+use crate::workers::Workers;
+
+/// Default time limit of an invocation, milliseconds (FunLess's 60 s).
+pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+
+/// The Core's services behind the API.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    workers: Workers,
+    metrics: Metrics,
+    /// token hash → subject, filled on first use (tokens cannot change, only be revoked).
+    sessions: RwLock<HashMap<String, Subject>>,
+}
+
+/// A store failure as the API reports it.
+fn api(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(m) => ApiError::NotFound(m),
+        StoreError::Conflict(m) => ApiError::Conflict(m),
+        StoreError::Invalid(m) => ApiError::BadRequest(m),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    // Civil-from-days (H. Hinnant), to avoid a date crate for one format.
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn function_info(row: FunctionRow) -> FunctionInfo {
+    FunctionInfo {
+        abi: Abi::parse(&row.abi).unwrap_or(Abi::Funless),
+        size: row.size.max(0) as u64,
+        metadata: FunctionMetadata {
+            tag: row.tag,
+            capacity: Some(row.capacity_kib.max(0) as u64),
+        },
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+        name: row.name,
+        module: row.module,
+        hash: row.hash,
+    }
+}
+
+fn not_found_function(module: &str, name: &str) -> ApiError {
+    ApiError::NotFound(format!("function '{module}/{name}' not found"))
+}
+
+impl Platform {
+    /// A platform over this store and worker table.
+    pub fn new(store: Store, workers: Workers, metrics: Metrics) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                workers,
+                metrics,
+                sessions: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn new_function(&self, module: &str, upload: &FunctionUpload) -> ApiResult<(NewFunction, Abi)> {
+        let abi = validate::validate(&upload.code).map_err(ApiError::BadRequest)?;
+        let to_text = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        Ok((
+            NewFunction {
+                module: module.to_string(),
+                name: upload.name.clone(),
+                code: upload.code.clone(),
+                hash: hex::encode(Sha256::digest(&upload.code)),
+                abi: abi.as_str().to_string(),
+                capacity_kib: upload.metadata.capacity.unwrap_or(DEFAULT_CAPACITY_KIB) as i64,
+                tag: upload.metadata.tag.clone(),
+                events: to_text(&upload.events),
+                sinks: to_text(&upload.sinks),
+            },
+            abi,
+        ))
+    }
+
+    /// Sends the new code to every worker; waits for them when asked to.
+    async fn distribute(&self, row: &FunctionRow, code: Vec<u8>, wait: bool) -> BroadcastReport {
+        let function = FunctionId {
+            module: row.module.clone(),
+            name: row.name.clone(),
+            hash: row.hash.clone(),
+        };
+        let workers = self.inner.workers.clone();
+        if !wait {
+            tokio::spawn(async move {
+                let deliveries = dispatch::broadcast(&workers, &function, &code).await;
+                for d in deliveries.iter().filter(|d| d.result.is_err()) {
+                    tracing::warn!(worker = %d.worker, function = %function, error = ?d.result, "background broadcast failed");
+                }
+            });
+            return BroadcastReport::default();
+        }
+        let mut report = BroadcastReport {
+            waited: true,
+            ..BroadcastReport::default()
+        };
+        for delivery in dispatch::broadcast(&workers, &function, &code).await {
+            match delivery.result {
+                Ok(()) => report.cached.push(delivery.worker),
+                Err(reason) => report.failed.push(WorkerFailure {
+                    worker: delivery.worker,
+                    reason,
+                }),
+            }
+        }
+        report.cached.sort();
+        report
+    }
+
+    fn outcome_error(&self, e: DispatchError) -> (ApiError, &'static str) {
+        match e {
+            DispatchError::NoWorker(e) => (
+                ApiError::Unavailable(format!("no worker can run the function: {e}")),
+                "no_worker",
+            ),
+            DispatchError::Invoke(InvokeError::Function { message, .. }) => {
+                (ApiError::FunctionError(message), "function_error")
+            }
+            DispatchError::Invoke(e @ InvokeError::Trap { .. }) => {
+                (ApiError::FunctionError(e.to_string()), "trap")
+            }
+            DispatchError::Invoke(e @ InvokeError::Timeout { .. }) => {
+                (ApiError::FunctionError(e.to_string()), "timeout")
+            }
+            DispatchError::Invoke(e @ InvokeError::BadOutput { .. }) => {
+                (ApiError::FunctionError(e.to_string()), "bad_output")
+            }
+            DispatchError::Invoke(e) => (ApiError::Internal(e.to_string()), "worker_error"),
+            e @ DispatchError::Timeout { .. } => (ApiError::Timeout(e.to_string()), "no_answer"),
+            e @ DispatchError::WorkerLost { .. } => {
+                (ApiError::Unavailable(e.to_string()), "worker_lost")
+            }
+            e @ DispatchError::Code(_) => (ApiError::Internal(e.to_string()), "code_error"),
+        }
+    }
+}
+
+impl Backend for Platform {
+    async fn authenticate(&self, token: &str) -> ApiResult<Subject> {
+        let key = tokens::hash(token);
+        if let Some(subject) = self
+            .inner
+            .sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(subject.clone());
+        }
+        let row = self
+            .inner
+            .store
+            .subject_by_token_hash(&key)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| ApiError::Unauthorized("invalid token".into()))?;
+        let subject = Subject {
+            id: row.id,
+            name: row.name,
+            admin: row.admin,
+        };
+        self.inner
+            .sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, subject.clone());
+        Ok(subject)
+    }
+
+    async fn list_modules(&self, _who: &Subject) -> ApiResult<Vec<Named>> {
+        let modules = self.inner.store.list_modules().await.map_err(api)?;
+        Ok(modules.into_iter().map(|m| Named { name: m.name }).collect())
+    }
+
+    async fn create_module(&self, who: &Subject, name: &str) -> ApiResult<()> {
+        self.inner
+            .store
+            .create_module(name, Some(who.id))
+            .await
+            .map_err(api)?;
+        Ok(())
+    }
+
+    async fn get_module(&self, _who: &Subject, name: &str) -> ApiResult<ModuleInfo> {
+        let functions = self.inner.store.list_functions(name).await.map_err(api)?;
+        Ok(ModuleInfo {
+            name: name.to_string(),
+            functions: functions
+                .into_iter()
+                .map(|f| Named { name: f.name })
+                .collect(),
+        })
+    }
+
+    async fn rename_module(&self, _who: &Subject, name: &str, new_name: &str) -> ApiResult<()> {
+        self.inner
+            .store
+            .rename_module(name, new_name)
+            .await
+            .map_err(api)
+    }
+
+    async fn delete_module(&self, _who: &Subject, name: &str) -> ApiResult<()> {
+        let removed = self.inner.store.delete_module(name).await.map_err(api)?;
+        dispatch::evict(
+            &self.inner.workers,
+            removed.into_iter().map(|f| f.hash).collect(),
+        );
+        Ok(())
+    }
+
+    async fn create_function(
+        &self,
+        _who: &Subject,
+        module: &str,
+        upload: FunctionUpload,
+    ) -> ApiResult<FunctionCreated> {
+        let (new, abi) = self.new_function(module, &upload)?;
+        let row = self
+            .inner
+            .store
+            .create_function(new)
+            .await
+            .map_err(api)?;
+        tracing::info!(function = %format!("{module}/{}", row.name), hash = %row.hash, ?abi, "function created");
+        let workers = self
+            .distribute(&row, upload.code, upload.wait_for_workers)
+            .await;
+        Ok(FunctionCreated {
+            name: row.name,
+            hash: row.hash,
+            abi,
+            workers,
+        })
+    }
+
+    async fn update_function(
+        &self,
+        _who: &Subject,
+        module: &str,
+        upload: FunctionUpload,
+    ) -> ApiResult<FunctionCreated> {
+        let (new, abi) = self.new_function(module, &upload)?;
+        let old = self
+            .inner
+            .store
+            .get_function(module, &upload.name)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| not_found_function(module, &upload.name))?;
+        let row = self
+            .inner
+            .store
+            .update_function(new)
+            .await
+            .map_err(api)?;
+        let workers = self
+            .distribute(&row, upload.code, upload.wait_for_workers)
+            .await;
+        if old.hash != row.hash {
+            dispatch::evict(&self.inner.workers, vec![old.hash]);
+        }
+        Ok(FunctionCreated {
+            name: row.name,
+            hash: row.hash,
+            abi,
+            workers,
+        })
+    }
+
+    async fn get_function(&self, _who: &Subject, module: &str, name: &str) -> ApiResult<FunctionInfo> {
+        let row = self
+            .inner
+            .store
+            .get_function(module, name)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| not_found_function(module, name))?;
+        Ok(function_info(row))
+    }
+
+    async fn delete_function(&self, _who: &Subject, module: &str, name: &str) -> ApiResult<()> {
+        let row = self
+            .inner
+            .store
+            .delete_function(module, name)
+            .await
+            .map_err(api)?;
+        dispatch::evict(&self.inner.workers, vec![row.hash]);
+        Ok(())
+    }
+
+    async fn invoke(
+        &self,
+        _who: &Subject,
+        module: &str,
+        name: &str,
+        args_json: String,
+    ) -> ApiResult<Invocation> {
+        let started = Instant::now();
+        let row = self
+            .inner
+            .store
+            .get_function(module, name)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| not_found_function(module, name))?;
+        let target = Target {
+            function: FunctionId {
+                module: row.module.clone(),
+                name: row.name.clone(),
+                hash: row.hash.clone(),
+            },
+            need_bytes: (row.capacity_kib.max(0) as u64).saturating_mul(1024),
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+        };
+        let store = &self.inner.store;
+        let load_code = || async {
+            match store.function_code(module, name).await {
+                Ok(Some((hash, code))) if hash == row.hash => Ok(code),
+                Ok(Some(_)) => Err("the function was updated during the invocation".to_string()),
+                Ok(None) => Err("the function was deleted during the invocation".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let result = dispatch::invoke(&self.inner.workers, &target, args_json, load_code).await;
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(ran) => {
+                self.inner
+                    .metrics
+                    .invocation(module, name, "ok", Some(seconds));
+                for line in &ran.output.logs {
+                    tracing::info!(target: "funless::function", function = %target.function, worker = %ran.worker, "{line}");
+                }
+                Ok(Invocation {
+                    output_json: ran.output.output_json,
+                    worker: ran.worker,
+                })
+            }
+            Err(e) => {
+                if let DispatchError::Invoke(InvokeError::Function { logs, .. }) = &e {
+                    for line in logs {
+                        tracing::info!(target: "funless::function", function = %target.function, "{line}");
+                    }
+                }
+                let (error, outcome) = self.outcome_error(e);
+                let ran = matches!(outcome, "function_error" | "trap" | "timeout" | "bad_output");
+                self.inner
+                    .metrics
+                    .invocation(module, name, outcome, ran.then_some(seconds));
+                Err(error)
+            }
+        }
+    }
+
+    async fn list_subjects(&self) -> ApiResult<Vec<Named>> {
+        let subjects = self.inner.store.list_subjects().await.map_err(api)?;
+        Ok(subjects
+            .into_iter()
+            .filter(|s| s.revoked_at.is_none())
+            .map(|s| Named { name: s.name })
+            .collect())
+    }
+
+    async fn create_subject(&self, name: &str) -> ApiResult<CreatedSubject> {
+        let token = tokens::generate();
+        self.inner
+            .store
+            .create_subject(name, &tokens::hash(&token), false)
+            .await
+            .map_err(api)?;
+        Ok(CreatedSubject {
+            name: name.to_string(),
+            token,
+        })
+    }
+
+    async fn list_workers(&self) -> ApiResult<Vec<WorkerInfo>> {
+        let mut workers: Vec<WorkerInfo> = self
+            .inner
+            .workers
+            .all()
+            .into_iter()
+            .filter_map(|e| {
+                let s = e.status?;
+                Some(WorkerInfo {
+                    name: s.name,
+                    memory_total: s.memory_total,
+                    memory_free: s.memory_free,
+                    in_flight: s.in_flight,
+                    cached: s.cached.len() as u64,
+                })
+            })
+            .collect();
+        workers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(workers)
+    }
+
+    fn metrics_text(&self) -> String {
+        self.inner.metrics.encode()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn formats_timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_833_296_000), "2026-11-28T02:34:56Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,604 @@
+//! The persistent function store: modules, functions (code, hash and metadata) and subjects.
+//!
+//! One schema, two back ends through sqlx: SQLite (a file, the embedded default) and PostgreSQL.
+//! The migrations in `migrations/sqlite` and `migrations/postgres` are embedded in the binary and
+//! run by [`Store::open`], which also makes sure the default module [`DEFAULT_MODULE`] exists.
+//! Every query is written once (SQLite accepts PostgreSQL's `$1` placeholders) and runs on
+//! whichever pool the store holds. Timestamps are unix milliseconds. Subject tokens are stored
+//! only as hashes, computed by the caller.
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+#[cfg(test)]
+mod tests;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The result of a store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The module, function or subject does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The name is already taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The operation is not allowed (e.g. deleting the default module).
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database URL is not one the store supports.
+    #[error("{0}")]
+    Url(String),
+}
+
+/// The module functions go to when none is named; it always exists and cannot be renamed or deleted.
+pub const DEFAULT_MODULE: &str = "_";
+
+/// A module.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ModuleRow {
+    /// Database id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// The subject that created it, if any.
+    pub owner_id: Option<i64>,
+    /// Creation time, unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A function as listed: everything but its code.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FunctionRow {
+    /// Database id.
+    pub id: i64,
+    /// Name of its module.
+    pub module: String,
+    /// Name, unique within the module.
+    pub name: String,
+    /// SHA-256 of the code, lowercase hex.
+    pub hash: String,
+    /// The ABI the code implements.
+    pub abi: String,
+    /// Size of the code in bytes.
+    pub size: i64,
+    /// Memory the function declares it needs, KiB.
+    pub capacity_kib: i64,
+    /// Placement tag, if any.
+    pub tag: Option<String>,
+    /// Events that trigger it, JSON text.
+    pub events: Option<String>,
+    /// Where its results go, JSON text.
+    pub sinks: Option<String>,
+    /// Creation time, unix milliseconds.
+    pub created_at: i64,
+    /// Time of the last update (or creation), unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// A function to create, or the new version of one to update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFunction {
+    /// Name of its module, which must exist.
+    pub module: String,
+    /// Name, unique within the module.
+    pub name: String,
+    /// The Wasm code.
+    pub code: Vec<u8>,
+    /// SHA-256 of the code, lowercase hex.
+    pub hash: String,
+    /// The ABI the code implements.
+    pub abi: String,
+    /// Memory the function declares it needs, KiB.
+    pub capacity_kib: i64,
+    /// Placement tag, if any.
+    pub tag: Option<String>,
+    /// Events that trigger it, JSON text.
+    pub events: Option<String>,
+    /// Where its results go, JSON text.
+    pub sinks: Option<String>,
+}
+
+/// A subject: an identity that holds an API token.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SubjectRow {
+    /// Database id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Whether it may manage subjects.
+    pub admin: bool,
+    /// Creation time, unix milliseconds.
+    pub created_at: i64,
+    /// When its token was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// The function store; cheap to clone (it holds a connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Evaluates `$body` with `$p` bound to the store's concrete pool, so each query is written once
+/// and compiled for both back ends.
+macro_rules! on_pool {
+    ($store:expr, $p:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// The columns of a [`FunctionRow`], selected from `functions` with the module name bound to `$1`.
+macro_rules! function_columns {
+    () => {
+        "id, $1 AS module, name, hash, abi, size, capacity_kib, tag, events, sinks, created_at, updated_at"
+    };
+}
+
+/// Restricts `functions` to the module named by `$1`.
+macro_rules! in_module {
+    () => {
+        "module_id = (SELECT id FROM modules WHERE name = $1)"
+    };
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_foreign_key_violation())
+}
+
+fn module_not_found(name: &str) -> StoreError {
+    StoreError::NotFound(format!("module '{name}' not found"))
+}
+
+fn function_not_found(module: &str, name: &str) -> StoreError {
+    StoreError::NotFound(format!("function '{module}/{name}' not found"))
+}
+
+fn code_size(code: &[u8]) -> Result<i64> {
+    i64::try_from(code.len()).map_err(|_| StoreError::Invalid("the code is too large".into()))
+}
+
+impl Store {
+    /// Opens the store at `url`: `sqlite://PATH` (the file is created if missing;
+    /// `sqlite::memory:` also works) or `postgres://...` / `postgresql://...`. Runs the
+    /// migrations and makes sure the default module `_` exists (idempotent, and safe when two
+    /// processes start at once).
+    pub async fn open(url: &str) -> Result<Store> {
+        let store = if url.starts_with("sqlite:") {
+            Self::open_sqlite(url).await?
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .connect_with(PgConnectOptions::from_str(url)?)
+                .await?;
+            // The PostgreSQL migrator holds an advisory lock while it runs.
+            POSTGRES_MIGRATIONS.run(&pool).await?;
+            Store {
+                pool: Pool::Postgres(pool),
+            }
+        } else {
+            let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+            return Err(StoreError::Url(format!(
+                "unsupported database URL scheme '{scheme}': use sqlite://PATH or postgres://..."
+            )));
+        };
+        let now = now_ms();
+        on_pool!(store, p => {
+            sqlx::query(
+                "INSERT INTO modules (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(DEFAULT_MODULE)
+            .bind(now)
+            .execute(p)
+            .await?
+        });
+        Ok(store)
+    }
+
+    async fn open_sqlite(url: &str) -> Result<Store> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = if url.contains(":memory:") || url.contains("mode=memory") {
+            // An in-memory database lives as long as its connections: keep exactly one, forever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await?
+        } else {
+            SqlitePoolOptions::new()
+                .connect_with(options.journal_mode(SqliteJournalMode::Wal))
+                .await?
+        };
+        // SQLite has no advisory lock: migrate holding the write lock, so that two processes
+        // starting at once migrate one after the other.
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        SQLITE_MIGRATIONS.run(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Store {
+            pool: Pool::Sqlite(pool),
+        })
+    }
+
+    /// The back end: `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+
+    /// All modules, ordered by name.
+    pub async fn list_modules(&self) -> Result<Vec<ModuleRow>> {
+        const SQL: &str = "SELECT id, name, owner_id, created_at FROM modules ORDER BY name";
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await?))
+    }
+
+    /// The module called `name`, if it exists.
+    pub async fn get_module(&self, name: &str) -> Result<Option<ModuleRow>> {
+        const SQL: &str = "SELECT id, name, owner_id, created_at FROM modules WHERE name = $1";
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(name).fetch_optional(p).await?))
+    }
+
+    /// Creates a module. `Conflict` if the name is taken; `Invalid` if the owner does not exist.
+    pub async fn create_module(&self, name: &str, owner_id: Option<i64>) -> Result<ModuleRow> {
+        const SQL: &str =
+            "INSERT INTO modules (name, owner_id, created_at) VALUES ($1, $2, $3) RETURNING id";
+        let created_at = now_ms();
+        let id: i64 = on_pool!(self, p => sqlx::query_scalar(SQL)
+            .bind(name)
+            .bind(owner_id)
+            .bind(created_at)
+            .fetch_one(p)
+            .await)
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("module '{name}' already exists"))
+            } else if is_foreign_key_violation(&e) {
+                StoreError::Invalid(format!("subject {} does not exist", owner_id.unwrap_or_default()))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(ModuleRow {
+            id,
+            name: name.to_string(),
+            owner_id,
+            created_at,
+        })
+    }
+
+    /// Renames a module, keeping its functions. `NotFound`; `Conflict` if `new_name` is taken;
+    /// `Invalid` for the default module.
+    pub async fn rename_module(&self, name: &str, new_name: &str) -> Result<()> {
+        const SQL: &str = "UPDATE modules SET name = $2 WHERE name = $1";
+        if name == DEFAULT_MODULE {
+            return Err(StoreError::Invalid(format!(
+                "the default module '{DEFAULT_MODULE}' cannot be renamed"
+            )));
+        }
+        let updated = on_pool!(self, p => sqlx::query(SQL)
+            .bind(name)
+            .bind(new_name)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("module '{new_name}' already exists"))
+            } else {
+                e.into()
+            }
+        })?;
+        if updated == 0 {
+            return Err(module_not_found(name));
+        }
+        Ok(())
+    }
+
+    /// Deletes a module and its functions in one transaction; returns the deleted functions
+    /// (ordered by name) so the caller can evict them. `NotFound`; `Invalid` for the default module.
+    pub async fn delete_module(&self, name: &str) -> Result<Vec<FunctionRow>> {
+        const DELETE_FUNCTIONS: &str = concat!(
+            "DELETE FROM functions WHERE ",
+            in_module!(),
+            " RETURNING ",
+            function_columns!()
+        );
+        const DELETE_MODULE: &str = "DELETE FROM modules WHERE name = $1";
+        if name == DEFAULT_MODULE {
+            return Err(StoreError::Invalid(format!(
+                "the default module '{DEFAULT_MODULE}' cannot be deleted"
+            )));
+        }
+        // Writing first (rather than reading) takes SQLite's write lock at once.
+        let mut deleted: Vec<FunctionRow> = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let deleted = sqlx::query_as(DELETE_FUNCTIONS).bind(name).fetch_all(&mut *tx).await?;
+            let gone = sqlx::query(DELETE_MODULE).bind(name).execute(&mut *tx).await?;
+            if gone.rows_affected() == 0 {
+                return Err(module_not_found(name));
+            }
+            tx.commit().await?;
+            deleted
+        });
+        deleted.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(deleted)
+    }
+
+    /// The functions of a module, ordered by name. `NotFound` if the module does not exist.
+    pub async fn list_functions(&self, module: &str) -> Result<Vec<FunctionRow>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            function_columns!(),
+            " FROM functions WHERE ",
+            in_module!(),
+            " ORDER BY name"
+        );
+        let rows: Vec<FunctionRow> =
+            on_pool!(self, p => sqlx::query_as(SQL).bind(module).fetch_all(p).await?);
+        if rows.is_empty() && self.get_module(module).await?.is_none() {
+            return Err(module_not_found(module));
+        }
+        Ok(rows)
+    }
+
+    /// The function `module/name`, if it exists.
+    pub async fn get_function(&self, module: &str, name: &str) -> Result<Option<FunctionRow>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            function_columns!(),
+            " FROM functions WHERE ",
+            in_module!(),
+            " AND name = $2"
+        );
+        Ok(on_pool!(self, p => sqlx::query_as(SQL)
+            .bind(module)
+            .bind(name)
+            .fetch_optional(p)
+            .await?))
+    }
+
+    /// The hash and code of the current version of `module/name`, if it exists.
+    pub async fn function_code(
+        &self,
+        module: &str,
+        name: &str,
+    ) -> Result<Option<(String, Vec<u8>)>> {
+        const SQL: &str = concat!(
+            "SELECT hash, code FROM functions WHERE ",
+            in_module!(),
+            " AND name = $2"
+        );
+        Ok(on_pool!(self, p => sqlx::query_as(SQL)
+            .bind(module)
+            .bind(name)
+            .fetch_optional(p)
+            .await?))
+    }
+
+    /// Creates a function. `NotFound` if its module does not exist; `Conflict` if it exists.
+    pub async fn create_function(&self, f: NewFunction) -> Result<FunctionRow> {
+        const SQL: &str = "INSERT INTO functions \
+            (module_id, name, code, hash, abi, size, capacity_kib, tag, events, sinks, created_at, updated_at) \
+            SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11 FROM modules WHERE name = $1 \
+            RETURNING id";
+        let size = code_size(&f.code)?;
+        let now = now_ms();
+        let id: Option<i64> = on_pool!(self, p => sqlx::query_scalar(SQL)
+            .bind(&f.module)
+            .bind(&f.name)
+            .bind(&f.code)
+            .bind(&f.hash)
+            .bind(&f.abi)
+            .bind(size)
+            .bind(f.capacity_kib)
+            .bind(&f.tag)
+            .bind(&f.events)
+            .bind(&f.sinks)
+            .bind(now)
+            .fetch_optional(p)
+            .await)
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("function '{}/{}' already exists", f.module, f.name))
+            } else if is_foreign_key_violation(&e) {
+                // The module was deleted while the function was being inserted.
+                module_not_found(&f.module)
+            } else {
+                e.into()
+            }
+        })?;
+        let id = id.ok_or_else(|| module_not_found(&f.module))?;
+        Ok(FunctionRow {
+            id,
+            module: f.module,
+            name: f.name,
+            hash: f.hash,
+            abi: f.abi,
+            size,
+            capacity_kib: f.capacity_kib,
+            tag: f.tag,
+            events: f.events,
+            sinks: f.sinks,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Replaces the code, hash, ABI, size and metadata of an existing function; keeps its
+    /// creation time and moves `updated_at` forward. Returns the new row. `NotFound`.
+    pub async fn update_function(&self, f: NewFunction) -> Result<FunctionRow> {
+        const SQL: &str = concat!(
+            "UPDATE functions SET code = $3, hash = $4, abi = $5, size = $6, capacity_kib = $7, \
+             tag = $8, events = $9, sinks = $10, \
+             updated_at = CASE WHEN $11 > updated_at THEN $11 ELSE updated_at + 1 END \
+             WHERE ",
+            in_module!(),
+            " AND name = $2 RETURNING id, created_at, updated_at"
+        );
+        let size = code_size(&f.code)?;
+        let now = now_ms();
+        let updated: Option<(i64, i64, i64)> = on_pool!(self, p => sqlx::query_as(SQL)
+            .bind(&f.module)
+            .bind(&f.name)
+            .bind(&f.code)
+            .bind(&f.hash)
+            .bind(&f.abi)
+            .bind(size)
+            .bind(f.capacity_kib)
+            .bind(&f.tag)
+            .bind(&f.events)
+            .bind(&f.sinks)
+            .bind(now)
+            .fetch_optional(p)
+            .await?);
+        let (id, created_at, updated_at) =
+            updated.ok_or_else(|| function_not_found(&f.module, &f.name))?;
+        Ok(FunctionRow {
+            id,
+            module: f.module,
+            name: f.name,
+            hash: f.hash,
+            abi: f.abi,
+            size,
+            capacity_kib: f.capacity_kib,
+            tag: f.tag,
+            events: f.events,
+            sinks: f.sinks,
+            created_at,
+            updated_at,
+        })
+    }
+
+    /// Deletes the function `module/name` and returns it. `NotFound`.
+    pub async fn delete_function(&self, module: &str, name: &str) -> Result<FunctionRow> {
+        const SQL: &str = concat!(
+            "DELETE FROM functions WHERE ",
+            in_module!(),
+            " AND name = $2 RETURNING ",
+            function_columns!()
+        );
+        let deleted: Option<FunctionRow> = on_pool!(self, p => sqlx::query_as(SQL)
+            .bind(module)
+            .bind(name)
+            .fetch_optional(p)
+            .await?);
+        deleted.ok_or_else(|| function_not_found(module, name))
+    }
+
+    /// Creates a subject whose token hashes to `token_hash`. `Conflict` if the name is taken.
+    pub async fn create_subject(
+        &self,
+        name: &str,
+        token_hash: &str,
+        admin: bool,
+    ) -> Result<SubjectRow> {
+        const SQL: &str = "INSERT INTO subjects (name, token_hash, admin, created_at) \
+            VALUES ($1, $2, $3, $4) RETURNING id";
+        let created_at = now_ms();
+        let id: i64 = on_pool!(self, p => sqlx::query_scalar(SQL)
+            .bind(name)
+            .bind(token_hash)
+            .bind(admin)
+            .bind(created_at)
+            .fetch_one(p)
+            .await)
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("subject '{name}' already exists"))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(SubjectRow {
+            id,
+            name: name.to_string(),
+            admin,
+            created_at,
+            revoked_at: None,
+        })
+    }
+
+    /// All subjects, revoked ones included, ordered by name.
+    pub async fn list_subjects(&self) -> Result<Vec<SubjectRow>> {
+        const SQL: &str =
+            "SELECT id, name, admin, created_at, revoked_at FROM subjects ORDER BY name";
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await?))
+    }
+
+    /// The subject whose token hashes to `token_hash`; `None` if there is none or it was revoked.
+    pub async fn subject_by_token_hash(&self, token_hash: &str) -> Result<Option<SubjectRow>> {
+        const SQL: &str = "SELECT id, name, admin, created_at, revoked_at FROM subjects \
+            WHERE token_hash = $1 AND revoked_at IS NULL";
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(token_hash).fetch_optional(p).await?))
+    }
+
+    /// Revokes a subject's token (revoking twice keeps the first time). `NotFound`.
+    pub async fn revoke_subject(&self, name: &str) -> Result<()> {
+        const SQL: &str =
+            "UPDATE subjects SET revoked_at = COALESCE(revoked_at, $2) WHERE name = $1";
+        let now = now_ms();
+        let updated = on_pool!(self, p => sqlx::query(SQL)
+            .bind(name)
+            .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected());
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("subject '{name}' not found")));
+        }
+        Ok(())
+    }
+
+    /// The number of subjects, revoked ones included.
+    pub async fn count_subjects(&self) -> Result<i64> {
+        const SQL: &str = "SELECT COUNT(*) FROM subjects";
+        Ok(on_pool!(self, p => sqlx::query_scalar(SQL).fetch_one(p).await?))
+    }
+}

@@ -1,0 +1,464 @@
+//! One suite, run against SQLite (in a temporary directory) and a real PostgreSQL server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+const _: () = {
+    const fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync_clone::<Store>();
+};
+
+fn new_function(module: &str, name: &str, code: &[u8]) -> NewFunction {
+    NewFunction {
+        module: module.to_string(),
+        name: name.to_string(),
+        code: code.to_vec(),
+        hash: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(code)),
+        abi: "wasi-p1".to_string(),
+        capacity_kib: 64,
+        tag: None,
+        events: None,
+        sinks: None,
+    }
+}
+
+fn names<T>(rows: &[T], name: impl Fn(&T) -> &str) -> Vec<String> {
+    rows.iter().map(|r| name(r).to_string()).collect()
+}
+
+fn blob(len: usize) -> Vec<u8> {
+    // Every byte value, zeros included, in a pseudo-random order.
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The whole suite, against a fresh, empty database at `url`.
+async fn suite(url: &str, backend: &str) {
+    // Two processes starting at once on a fresh database: both succeed, one default module.
+    let (a, b) = tokio::join!(Store::open(url), Store::open(url));
+    let store = a.expect("first open");
+    let other = b.expect("second open");
+    assert_eq!(store.backend(), backend);
+    other.close().await;
+    let again = Store::open(url).await.expect("third open");
+    again.close().await;
+    let modules = store.list_modules().await.expect("list modules");
+    assert_eq!(names(&modules, |m| &m.name), [DEFAULT_MODULE]);
+    assert_eq!(modules[0].owner_id, None);
+
+    modules_suite(&store).await;
+    functions_suite(&store).await;
+    subjects_suite(&store).await;
+    concurrency_suite(&store).await;
+    store.close().await;
+}
+
+async fn modules_suite(store: &Store) {
+    assert_eq!(store.get_module("m1").await.expect("get"), None);
+    let m1 = store.create_module("m1", None).await.expect("create m1");
+    assert_eq!(m1.name, "m1");
+    assert_eq!(store.get_module("m1").await.expect("get"), Some(m1.clone()));
+    assert!(matches!(
+        store.create_module("m1", None).await,
+        Err(StoreError::Conflict(m)) if m == "module 'm1' already exists"
+    ));
+    assert!(matches!(
+        store.create_module(DEFAULT_MODULE, None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let owner = store
+        .create_subject("owner", "owner-hash", false)
+        .await
+        .expect("create owner");
+    let owned = store
+        .create_module("a-owned", Some(owner.id))
+        .await
+        .expect("create owned module");
+    assert_eq!(owned.owner_id, Some(owner.id));
+    assert_eq!(
+        store.get_module("a-owned").await.expect("get"),
+        Some(owned)
+    );
+    assert!(matches!(
+        store.create_module("orphan", Some(owner.id + 1000)).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let modules = store.list_modules().await.expect("list");
+    assert_eq!(names(&modules, |m| &m.name), ["_", "a-owned", "m1"]);
+
+    // Rename: errors, then keeps the functions.
+    assert!(matches!(
+        store.rename_module(DEFAULT_MODULE, "x").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.rename_module("missing", "x").await,
+        Err(StoreError::NotFound(m)) if m == "module 'missing' not found"
+    ));
+    assert!(matches!(
+        store.rename_module("m1", "a-owned").await,
+        Err(StoreError::Conflict(m)) if m == "module 'a-owned' already exists"
+    ));
+    assert!(matches!(
+        store.rename_module("m1", DEFAULT_MODULE).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let f = store
+        .create_function(new_function("m1", "f", b"code of f"))
+        .await
+        .expect("create m1/f");
+    store.rename_module("m1", "m2").await.expect("rename");
+    assert_eq!(store.get_module("m1").await.expect("get"), None);
+    let m2 = store.get_module("m2").await.expect("get").expect("m2 exists");
+    assert_eq!(m2.id, m1.id);
+    assert_eq!(m2.created_at, m1.created_at);
+    let listed = store.list_functions("m2").await.expect("list m2");
+    assert_eq!(listed, [FunctionRow { module: "m2".into(), ..f }]);
+    assert!(matches!(
+        store.list_functions("m1").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Delete: errors, then cascades and returns what went.
+    assert!(matches!(
+        store.delete_module(DEFAULT_MODULE).await,
+        Err(StoreError::Invalid(m)) if m == "the default module '_' cannot be deleted"
+    ));
+    assert!(matches!(
+        store.delete_module("missing").await,
+        Err(StoreError::NotFound(m)) if m == "module 'missing' not found"
+    ));
+    let g = store
+        .create_function(new_function("m2", "g", b"code of g"))
+        .await
+        .expect("create m2/g");
+    let kept = store
+        .create_function(new_function(DEFAULT_MODULE, "f", b"same name, other module"))
+        .await
+        .expect("create _/f");
+    let deleted = store.delete_module("m2").await.expect("delete m2");
+    assert_eq!(names(&deleted, |f| &f.name), ["f", "g"]);
+    assert_eq!(deleted[1], g);
+    assert!(deleted.iter().all(|f| f.module == "m2"));
+    assert_eq!(store.get_module("m2").await.expect("get"), None);
+    assert!(matches!(
+        store.list_functions("m2").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.function_code("m2", "f").await.expect("code"), None);
+    assert_eq!(store.get_function("m2", "g").await.expect("get"), None);
+    // A new module with the old name starts empty.
+    store.create_module("m2", None).await.expect("recreate m2");
+    assert_eq!(store.list_functions("m2").await.expect("list"), []);
+    assert!(store.delete_module("m2").await.expect("delete empty").is_empty());
+    assert!(store.delete_module("a-owned").await.expect("delete").is_empty());
+    // Functions of other modules are untouched.
+    assert_eq!(
+        store.get_function(DEFAULT_MODULE, "f").await.expect("get"),
+        Some(kept)
+    );
+    store
+        .delete_function(DEFAULT_MODULE, "f")
+        .await
+        .expect("clean up _/f");
+}
+
+async fn functions_suite(store: &Store) {
+    assert!(matches!(
+        store.create_function(new_function("nope", "f", b"x")).await,
+        Err(StoreError::NotFound(m)) if m == "module 'nope' not found"
+    ));
+    assert!(matches!(
+        store.list_functions("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.create_module("fns", None).await.expect("create fns");
+    assert_eq!(store.list_functions("fns").await.expect("list"), []);
+
+    let code = blob(2 * 1024 * 1024);
+    let mut new = new_function("fns", "big", &code);
+    new.tag = Some("gpu".into());
+    new.events = Some(r#"[{"type":"mqtt","params":{"topic":"t"}}]"#.into());
+    new.sinks = Some(r#"[{"type":"http","params":{}}]"#.into());
+    new.capacity_kib = 4096;
+    let big = store.create_function(new.clone()).await.expect("create big");
+    assert_eq!(big.module, "fns");
+    assert_eq!(big.name, "big");
+    assert_eq!(big.hash, new.hash);
+    assert_eq!(big.size, 2 * 1024 * 1024);
+    assert_eq!(big.capacity_kib, 4096);
+    assert_eq!(big.tag.as_deref(), Some("gpu"));
+    assert_eq!(big.events, new.events);
+    assert_eq!(big.sinks, new.sinks);
+    assert_eq!(big.created_at, big.updated_at);
+    assert_eq!(
+        store.get_function("fns", "big").await.expect("get"),
+        Some(big.clone())
+    );
+    let (hash, stored) = store
+        .function_code("fns", "big")
+        .await
+        .expect("code")
+        .expect("big has code");
+    assert_eq!(hash, new.hash);
+    assert!(stored == code, "the code must round-trip byte for byte");
+    assert!(matches!(
+        store.create_function(new.clone()).await,
+        Err(StoreError::Conflict(m)) if m == "function 'fns/big' already exists"
+    ));
+
+    let a = store
+        .create_function(new_function("fns", "a", b"\0a\0"))
+        .await
+        .expect("create a");
+    let listed = store.list_functions("fns").await.expect("list");
+    assert_eq!(listed, [a.clone(), big.clone()]);
+    assert_eq!(store.get_function("fns", "zz").await.expect("get"), None);
+    assert_eq!(store.function_code("fns", "zz").await.expect("code"), None);
+    assert_eq!(store.get_function("zz", "a").await.expect("get"), None);
+
+    // Update replaces everything but the id and creation time.
+    let updated = store
+        .update_function(new_function("fns", "big", b"small now"))
+        .await
+        .expect("update big");
+    assert_eq!(updated.id, big.id);
+    assert_eq!(updated.created_at, big.created_at);
+    assert!(updated.updated_at > big.updated_at);
+    assert_ne!(updated.hash, big.hash);
+    assert_eq!(updated.size, 9);
+    assert_eq!(updated.capacity_kib, 64);
+    assert_eq!((updated.tag.clone(), updated.events.clone()), (None, None));
+    assert_eq!(
+        store.get_function("fns", "big").await.expect("get"),
+        Some(updated.clone())
+    );
+    assert_eq!(
+        store.function_code("fns", "big").await.expect("code"),
+        Some((updated.hash.clone(), b"small now".to_vec()))
+    );
+    assert!(matches!(
+        store.update_function(new_function("fns", "zz", b"x")).await,
+        Err(StoreError::NotFound(m)) if m == "function 'fns/zz' not found"
+    ));
+    assert!(matches!(
+        store.update_function(new_function("zz", "big", b"x")).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Delete returns the row.
+    assert_eq!(
+        store.delete_function("fns", "big").await.expect("delete"),
+        updated
+    );
+    assert!(matches!(
+        store.delete_function("fns", "big").await,
+        Err(StoreError::NotFound(m)) if m == "function 'fns/big' not found"
+    ));
+    assert!(matches!(
+        store.delete_function("zz", "a").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.list_functions("fns").await.expect("list"), [a]);
+    assert_eq!(store.delete_module("fns").await.expect("delete").len(), 1);
+}
+
+async fn subjects_suite(store: &Store) {
+    // `owner` was created by the modules suite.
+    assert_eq!(store.count_subjects().await.expect("count"), 1);
+    let admin = store
+        .create_subject("admin", "admin-hash", true)
+        .await
+        .expect("create admin");
+    assert!(admin.admin);
+    assert_eq!(admin.revoked_at, None);
+    let bob = store
+        .create_subject("bob", "bob-hash", false)
+        .await
+        .expect("create bob");
+    assert!(matches!(
+        store.create_subject("bob", "other-hash", false).await,
+        Err(StoreError::Conflict(m)) if m == "subject 'bob' already exists"
+    ));
+    assert!(matches!(
+        store.create_subject("carol", "bob-hash", false).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.count_subjects().await.expect("count"), 3);
+    let listed = store.list_subjects().await.expect("list");
+    assert_eq!(names(&listed, |s| &s.name), ["admin", "bob", "owner"]);
+    assert_eq!(listed[0], admin);
+    assert_eq!(
+        store.subject_by_token_hash("bob-hash").await.expect("by token"),
+        Some(bob.clone())
+    );
+    assert_eq!(
+        store.subject_by_token_hash("nobody").await.expect("by token"),
+        None
+    );
+
+    store.revoke_subject("bob").await.expect("revoke bob");
+    assert_eq!(
+        store.subject_by_token_hash("bob-hash").await.expect("by token"),
+        None
+    );
+    let revoked = store
+        .list_subjects()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|s| s.name == "bob")
+        .expect("bob is still listed");
+    let at = revoked.revoked_at.expect("bob is revoked");
+    store.revoke_subject("bob").await.expect("revoke again");
+    let again = store.list_subjects().await.expect("list");
+    assert_eq!(again[1].revoked_at, Some(at), "the first revocation time stays");
+    assert!(matches!(
+        store.revoke_subject("nobody").await,
+        Err(StoreError::NotFound(m)) if m == "subject 'nobody' not found"
+    ));
+    assert_eq!(store.count_subjects().await.expect("count"), 3);
+    assert_eq!(
+        store.subject_by_token_hash("admin-hash").await.expect("by token"),
+        Some(admin)
+    );
+}
+
+async fn concurrency_suite(store: &Store) {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_module("race", None).await })
+        })
+        .collect();
+    let (mut ok, mut conflicts) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(StoreError::Conflict(_)) => conflicts += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (1, 7));
+
+    // Concurrent functions in one module, then a delete that takes them all.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let name = format!("f{i}");
+                store
+                    .create_function(new_function("race", &name, name.as_bytes()))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("create function");
+    }
+    assert_eq!(store.delete_module("race").await.expect("delete").len(), 8);
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("funless.db").display());
+    suite(&url, "sqlite").await;
+    // The data survives a reopen.
+    let store = Store::open(&url).await.expect("reopen");
+    assert_eq!(store.count_subjects().await.expect("count"), 3);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_in_memory() {
+    let store = Store::open("sqlite::memory:").await.expect("open");
+    assert_eq!(store.backend(), "sqlite");
+    store.create_module("m", None).await.expect("create");
+    store
+        .create_function(new_function("m", "f", b"code"))
+        .await
+        .expect("create function");
+    // Still there on another pooled connection, later.
+    let modules = store.list_modules().await.expect("list");
+    assert_eq!(names(&modules, |m| &m.name), ["_", "m"]);
+    assert_eq!(store.list_functions("m").await.expect("list").len(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn unsupported_url() {
+    assert!(matches!(
+        Store::open("mysql://localhost/db").await,
+        Err(StoreError::Url(m)) if m.contains("'mysql'")
+    ));
+    assert!(matches!(
+        Store::open("funless.db").await,
+        Err(StoreError::Url(_))
+    ));
+}
+
+/// `url` with its database name replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let server = match base.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)),
+        None => base.to_string(),
+    };
+    format!("{server}/{db}{query}")
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    use sqlx::Connection;
+
+    let admin_url = std::env::var("FUNLESS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let db = format!(
+        "funless_test_{}_{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("the PostgreSQL server must be reachable (set FUNLESS_TEST_POSTGRES)");
+    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+
+    let url = with_database(&admin_url, &db);
+    let result = tokio::spawn(async move { suite(&url, "postgres").await }).await;
+
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .expect("drop the test database");
+    admin.close().await.ok();
+    match result {
+        Ok(()) => {}
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("the suite did not finish: {e}"),
+    }
+}
+
+#[test]
+fn database_name_replacement() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgresql://u:p@h/db?sslmode=disable", "x"),
+        "postgresql://u:p@h/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+}

@@ -1,0 +1,178 @@
+//! The REST API's behaviour, status codes and error bodies, through a real Core process.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{Core, CoreOptions, detail, example};
+
+fn embedded() -> Core {
+    Core::start(CoreOptions {
+        embedded_worker: true,
+        ..CoreOptions::default()
+    })
+}
+
+#[test]
+fn status_codes_and_error_bodies() {
+    let core = embedded();
+    let user = core.client();
+    core.wait_for_workers(&["embedded"]);
+
+    // 401: no token, wrong token.
+    let (status, body) = user.without_token().get("/v1/fn");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(detail(&body), "missing Authorization header");
+    let (status, body) = user.with_token("fl_nope").get("/v1/fn");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(detail(&body), "invalid token");
+    // 403: a user token on an admin endpoint.
+    let (status, body) = user.get("/v1/admin/subjects");
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(detail(&body), "this endpoint needs an admin token");
+
+    // Modules: 201, 409, 400, 404.
+    let (status, body) = user.post_json("/v1/fn", &json!({"module": {"name": "m1"}}));
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = user.post_json("/v1/fn", &json!({"module": {"name": "m1"}}));
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(detail(&body), "module 'm1' already exists");
+    let (status, body) = user.post_json("/v1/fn", &json!({"module": {"name": "bad-name"}}));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(detail(&body).contains("only letters, digits and '_'"), "{body}");
+    let (status, body) = user.post_json("/v1/fn", &json!({"modul": {"name": "x"}}));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(detail(&body).starts_with("invalid module request"), "{body}");
+    let (status, body) = user.get("/v1/fn/nope");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(detail(&body), "module 'nope' not found");
+    let (status, body) = user.delete("/v1/fn/_");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(detail(&body).contains("default module"), "{body}");
+
+    // Functions: bad name, not Wasm, created, duplicate.
+    let (status, body) = user.upload("m1", "bad name", example("hello_fl"), false);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(detail(&body).contains("function name"), "{body}");
+    let (status, body) = user.upload("m1", "notwasm", b"#!/bin/sh\necho hi\n".to_vec(), false);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(detail(&body).contains("not a WebAssembly module"), "{body}");
+    let (status, body) = user.upload("nope", "hello", example("hello_fl"), false);
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = user.upload("m1", "hello", example("hello_fl"), false);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["data"]["abi"], "funless");
+    assert_eq!(body["data"]["workers"]["cached"], json!(["embedded"]));
+    let (status, body) = user.upload("m1", "hello", example("hello_fl"), false);
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(detail(&body), "function 'm1/hello' already exists");
+
+    // Invoke: ok, unknown (404), failing function (422), malformed body (400).
+    let (status, body) = user.invoke("m1", "hello", json!({"name": "x"}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"data": {"payload": "Hello x!"}}));
+    let (status, body) = user.invoke("m1", "nope", json!({}));
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(detail(&body), "function 'm1/nope' not found");
+    let (status, _) = user.upload("m1", "fail", example("fail_fl"), false);
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = user.invoke("m1", "fail", json!({"a": 1}));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(detail(&body).contains("intentional failure"), "{body}");
+    let (status, body) = user.post_raw("/v1/fn/m1/hello", "{not json");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(detail(&body).starts_with("invalid invoke request"), "{body}");
+    let (status, body) = user.post_json("/v1/fn/m1/hello", &json!({"args": [1, 2]}));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(detail(&body), "args must be a JSON object");
+
+    // Read, list, rename, delete.
+    let (status, body) = user.get("/v1/fn/m1/hello");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"]["name"], "hello");
+    assert_eq!(body["data"]["hash"].as_str().unwrap().len(), 64);
+    let (status, body) = user.get("/v1/fn/m1");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["data"]["functions"],
+        json!([{"name": "fail"}, {"name": "hello"}])
+    );
+    let (status, _) = user.put_json("/v1/fn/m1", &json!({"module": {"name": "m2"}}));
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = user.invoke("m2", "hello", json!({"name": "y"}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = user.delete("/v1/fn/m2/hello");
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = user.invoke("m2", "hello", json!({}));
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = user.delete("/v1/fn/m2");
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = user.get("/v1/fn/m2");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Subjects: the admin creates one; its token works at once; tokens are never listed.
+    let admin = core.admin();
+    let (status, body) = admin.post_json("/v1/admin/subjects", &json!({"subject": {"name": "alice"}}));
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["data"]["token"].as_str().unwrap().to_string();
+    let (status, _) = user.with_token(&token).get("/v1/fn");
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = admin.get("/v1/admin/subjects");
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.to_string().contains(&token));
+    assert!(body.to_string().contains("alice"));
+    let (status, _) = admin.post_json("/v1/admin/subjects", &json!({"subject": {"name": "alice"}}));
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Metrics count invocations per function and outcome.
+    let metrics = reqwest::blocking::get(format!("{}/metrics", core.url))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(r#"funless_invocations_total{module="m1",function="hello",outcome="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"outcome="function_error""#), "{metrics}");
+    assert!(metrics.contains("funless_invocation_duration_seconds_bucket"));
+}
+
+#[test]
+fn invoke_with_no_worker_is_503() {
+    let core = Core::start(CoreOptions::default());
+    let user = core.client();
+    let (status, body) = user.upload("_", "hello", example("hello_wasi"), false);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["data"]["workers"]["cached"], json!([]));
+    let (status, body) = user.invoke("_", "hello", json!({"name": "x"}));
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        detail(&body),
+        "no worker can run the function: no worker is connected"
+    );
+    // The Core keeps serving.
+    let (status, _) = user.get("/v1/fn/_/hello");
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[test]
+fn wasi_command_functions_run_and_fail_cleanly() {
+    let core = embedded();
+    let user = core.client();
+    core.wait_for_workers(&["embedded"]);
+    let (status, body) = user.upload("_", "hello", example("hello_wasi"), false);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["data"]["abi"], "wasi_command");
+    let (status, body) = user.invoke("_", "hello", json!({"name": "wasi"}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"data": {"payload": "Hello wasi!"}}));
+    let (status, _) = user.upload("_", "fail", example("fail_wasi"), false);
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = user.invoke("_", "fail", json!({}));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(detail(&body).contains("exit code 3"), "{body}");
+    let (status, _) = user.upload("_", "mm", example("matrix_mult_wasi"), false);
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = user.invoke("_", "mm", json!({"n": 20}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["n"], 20);
+}

@@ -1,0 +1,401 @@
+//! Starting and stopping real processes, and talking to them.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// A port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn target_dir() -> PathBuf {
+    // .../target/debug/deps/all-<hash> → .../target/debug
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// A binary of the workspace, built by `cargo test --workspace`.
+pub fn bin(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` (it builds every binary)",
+        path.display()
+    );
+    path
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The example functions, built once per test run with `examples/build.sh`.
+pub fn example(name: &str) -> Vec<u8> {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(repo_root().join("examples/build.sh"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("running examples/build.sh");
+        assert!(status.success(), "examples/build.sh failed");
+    });
+    let path = repo_root().join(format!("examples/target/wasm/{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Output lines of a child process, collected by a reader thread.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn follow(&self, stream: impl std::io::Read + Send + 'static) {
+        let lines = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+
+    /// Whether any line contains `needle`.
+    pub fn contains(&self, needle: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// All lines so far.
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+
+    /// The first line containing `needle`.
+    pub fn find(&self, needle: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+    }
+}
+
+/// Waits for `what` to hold, up to `limit`, polling.
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+/// A child process killed on drop, whose logs are printed if the test fails.
+pub struct Process {
+    pub name: String,
+    child: Child,
+    pub logs: Lines,
+}
+
+impl Process {
+    fn spawn(name: &str, mut command: Command) -> Self {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info,ractor_cluster=info")
+            .env("NO_COLOR", "1")
+            .env_remove("FUNLESS_COOKIE");
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let logs = Lines::default();
+        logs.follow(child.stdout.take().unwrap());
+        logs.follow(child.stderr.take().unwrap());
+        Self {
+            name: name.to_string(),
+            child,
+            logs,
+        }
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("----- logs of {} -----\n{}\n-----", self.name, self.logs.text());
+        }
+    }
+}
+
+/// A running Core process.
+pub struct Core {
+    pub process: Process,
+    pub url: String,
+    pub cluster: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    pub admin_token: String,
+    pub token: String,
+    pub cookie: String,
+}
+
+/// Options of a Core process.
+pub struct CoreOptions {
+    pub embedded_worker: bool,
+    pub database_url: Option<String>,
+}
+
+impl Default for CoreOptions {
+    fn default() -> Self {
+        Self {
+            embedded_worker: false,
+            database_url: None,
+        }
+    }
+}
+
+impl Core {
+    pub fn start(options: CoreOptions) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let cluster_port = free_port();
+        let cookie = format!("test-cookie-{}", free_port());
+        let mut command = Command::new(bin("funless-core"));
+        command
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--cluster-listen", "127.0.0.1"])
+            .args(["--cluster-port", &cluster_port.to_string()])
+            .args(["--cookie", &cookie]);
+        if options.embedded_worker {
+            command.arg("--embedded-worker");
+        }
+        if let Some(url) = &options.database_url {
+            command.args(["--database-url", url]);
+        }
+        let mut process = Process::spawn("core", command);
+        let logs = process.logs.clone();
+        wait_until(Duration::from_secs(60), "the core's API", || {
+            assert!(process.running(), "core exited:\n{}", logs.text());
+            logs.contains("api listening on")
+        });
+        let line = logs.find("api listening on").unwrap();
+        let addr = line.rsplit("api listening on ").next().unwrap().trim();
+        let addr: String = addr.chars().take_while(|c| !c.is_whitespace()).collect();
+        let tokens = std::fs::read_to_string(data_dir.path().join("fl-config.toml")).unwrap();
+        let value = |key: &str| -> String {
+            tokens
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+                .unwrap()
+                .trim_end_matches('"')
+                .to_string()
+        };
+        Self {
+            url: format!("http://{addr}"),
+            cluster: SocketAddr::from(([127, 0, 0, 1], cluster_port)),
+            admin_token: value("admin_token"),
+            token: value("token"),
+            process,
+            data_dir,
+            cookie,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            base: self.url.clone(),
+            token: Some(self.token.clone()),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn admin(&self) -> Client {
+        Client {
+            token: Some(self.admin_token.clone()),
+            ..self.client()
+        }
+    }
+
+    /// Workers the Core lists.
+    pub fn worker_names(&self) -> Vec<String> {
+        let (status, body) = self.admin().get("/v1/workers");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Waits until exactly these workers are listed.
+    pub fn wait_for_workers(&self, names: &[&str]) {
+        let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        wait_until(Duration::from_secs(30), &format!("workers {want:?}"), || {
+            self.worker_names() == want
+        });
+    }
+}
+
+/// A running Worker process.
+pub struct Worker {
+    pub process: Process,
+    pub name: String,
+}
+
+impl Worker {
+    pub fn start(name: &str, core: &Core) -> Self {
+        Self::start_with_cookie(name, core, &core.cookie)
+    }
+
+    pub fn start_with_cookie(name: &str, core: &Core, cookie: &str) -> Self {
+        let mut command = Command::new(bin("funless-worker"));
+        command
+            .args(["--core", &core.cluster.to_string()])
+            .args(["--cookie", cookie])
+            .args(["--name", name])
+            .args(["--cluster-listen", "127.0.0.1"])
+            .args(["--report-ms", "200"]);
+        Self {
+            process: Process::spawn(name, command),
+            name: name.to_string(),
+        }
+    }
+}
+
+/// A small blocking HTTP client speaking the FunLess API.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub token: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+fn answer(response: reqwest::blocking::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+impl Client {
+    pub fn without_token(&self) -> Self {
+        Self {
+            token: None,
+            ..self.clone()
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (StatusCode, Value) {
+        answer(self.request(reqwest::Method::GET, path).send().unwrap())
+    }
+
+    pub fn delete(&self, path: &str) -> (StatusCode, Value) {
+        answer(self.request(reqwest::Method::DELETE, path).send().unwrap())
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        answer(
+            self.request(reqwest::Method::POST, path)
+                .json(body)
+                .send()
+                .unwrap(),
+        )
+    }
+
+    pub fn put_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        answer(
+            self.request(reqwest::Method::PUT, path)
+                .json(body)
+                .send()
+                .unwrap(),
+        )
+    }
+
+    pub fn post_raw(&self, path: &str, body: &'static str) -> (StatusCode, Value) {
+        answer(
+            self.request(reqwest::Method::POST, path)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .unwrap(),
+        )
+    }
+
+    /// Uploads a function (create, or update with `update`).
+    pub fn upload(
+        &self,
+        module: &str,
+        name: &str,
+        code: Vec<u8>,
+        update: bool,
+    ) -> (StatusCode, Value) {
+        let form = reqwest::blocking::multipart::Form::new()
+            .text("name", name.to_string())
+            .part(
+                "code",
+                reqwest::blocking::multipart::Part::bytes(code).file_name("code.wasm"),
+            );
+        let (method, path) = if update {
+            (reqwest::Method::PUT, format!("/v1/fn/{module}/{name}"))
+        } else {
+            (reqwest::Method::POST, format!("/v1/fn/{module}"))
+        };
+        answer(self.request(method, &path).multipart(form).send().unwrap())
+    }
+
+    pub fn invoke(&self, module: &str, name: &str, args: Value) -> (StatusCode, Value) {
+        self.post_json(
+            &format!("/v1/fn/{module}/{name}"),
+            &serde_json::json!({ "args": args }),
+        )
+    }
+}
+
+/// The FunLess error detail of a body.
+pub fn detail(body: &Value) -> &str {
+    body["errors"]["detail"].as_str().unwrap_or_else(|| panic!("no error detail in {body}"))
+}

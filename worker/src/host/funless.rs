@@ -1,0 +1,162 @@
+//! The FunLess ABI's `fl_imps` imports (DESIGN.md §4): input, response, error, console log and
+//! HTTP. Every pointer and length from the guest is bounds-checked; a bad one traps the guest
+//! with a message naming the import, never the worker.
+
+use wasmtime::{Caller, Extern, Linker, Memory};
+
+use super::{HostState, Logs};
+
+/// Largest response or error a function may hand back, bytes.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The FunLess side of an invocation.
+#[derive(Debug, Default)]
+pub(crate) struct FunlessIo {
+    /// JSON args, written into the guest by `__get_input_data`.
+    pub(crate) input: Vec<u8>,
+    /// Set by `__insert_response`.
+    pub(crate) response: Option<Vec<u8>>,
+    /// Set by `__insert_error`.
+    pub(crate) error: Option<Vec<u8>>,
+    /// Lines from `__console_log`.
+    pub(crate) logs: Logs,
+}
+
+fn memory(caller: &mut Caller<'_, HostState>, import: &str) -> wasmtime::Result<Memory> {
+    match caller.get_export("memory") {
+        Some(Extern::Memory(memory)) => Ok(memory),
+        _ => Err(wasmtime::format_err!(
+            "{import}: the module exports no memory named \"memory\""
+        )),
+    }
+}
+
+/// The guest memory range `[ptr, ptr + len)`, or a trap naming the import.
+fn range(
+    data_len: usize,
+    ptr: i32,
+    len: i32,
+    import: &str,
+) -> wasmtime::Result<std::ops::Range<usize>> {
+    let start = ptr as u32 as usize;
+    let len = usize::try_from(len)
+        .map_err(|_| wasmtime::format_err!("{import}: negative length {len}"))?;
+    let end = start
+        .checked_add(len)
+        .filter(|end| *end <= data_len)
+        .ok_or_else(|| {
+            wasmtime::format_err!(
+                "{import}: range {start}+{len} is outside the guest's memory ({data_len} bytes)"
+            )
+        })?;
+    Ok(start..end)
+}
+
+fn read_guest(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+    import: &str,
+    max: usize,
+) -> wasmtime::Result<Vec<u8>> {
+    if len as u32 as usize > max {
+        return Err(wasmtime::format_err!(
+            "{import}: {len} bytes is more than the {max} allowed"
+        ));
+    }
+    let memory = memory(caller, import)?;
+    let data = memory.data(&caller);
+    let range = range(data.len(), ptr, len, import)?;
+    Ok(data[range].to_vec())
+}
+
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "fl_imps",
+        "__get_input_data",
+        |mut caller: Caller<'_, HostState>, ptr: i32| -> wasmtime::Result<()> {
+            let memory = memory(&mut caller, "__get_input_data")?;
+            let (data, state) = memory.data_and_store_mut(&mut caller);
+            let input = &state.fl.input;
+            let len = i32::try_from(input.len())
+                .map_err(|_| wasmtime::format_err!("__get_input_data: input too large"))?;
+            let range = range(data.len(), ptr, len, "__get_input_data")?;
+            data[range].copy_from_slice(input);
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        "fl_imps",
+        "__insert_response",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let bytes = read_guest(&mut caller, ptr, len, "__insert_response", MAX_RESPONSE_BYTES)?;
+            caller.data_mut().fl.response = Some(bytes);
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        "fl_imps",
+        "__insert_error",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let bytes = read_guest(&mut caller, ptr, len, "__insert_error", MAX_RESPONSE_BYTES)?;
+            caller.data_mut().fl.error = Some(bytes);
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        "fl_imps",
+        "__console_log",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let bytes = read_guest(&mut caller, ptr, len, "__console_log", MAX_RESPONSE_BYTES)?;
+            caller.data_mut().fl.logs.push(&bytes);
+            Ok(())
+        },
+    )?;
+    // Outgoing HTTP comes with the networking issue; until then every request fails the way
+    // FunLess reports failures: status 0 and an empty body.
+    linker.func_wrap(
+        "fl_imps",
+        "__http_request",
+        |mut caller: Caller<'_, HostState>,
+         _resp_ptr: i32,
+         resp_len_ptr: i32,
+         status_ptr: i32,
+         _method: i32,
+         _uri_ptr: i32,
+         _uri_len: i32,
+         _hdr_ptr: i32,
+         _hdr_len: i32,
+         _body_ptr: i32,
+         _body_len: i32|
+         -> wasmtime::Result<()> {
+            let memory = memory(&mut caller, "__http_request")?;
+            let data = memory.data_mut(&mut caller);
+            let status = range(data.len(), status_ptr, 2, "__http_request")?;
+            data[status].copy_from_slice(&0u16.to_le_bytes());
+            let len = range(data.len(), resp_len_ptr, 4, "__http_request")?;
+            data[len].copy_from_slice(&0u32.to_le_bytes());
+            caller
+                .data_mut()
+                .fl
+                .logs
+                .push(b"__http_request: outgoing HTTP is not enabled on this worker");
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::range;
+
+    #[test]
+    fn ranges_are_checked() {
+        assert_eq!(range(100, 10, 5, "x").ok(), Some(10..15));
+        assert_eq!(range(100, 95, 5, "x").ok(), Some(95..100));
+        assert!(range(100, 96, 5, "x").is_err());
+        assert!(range(100, -1, 1, "x").is_err());
+        assert!(range(100, 0, -1, "x").is_err());
+        assert!(range(100, i32::MAX, i32::MAX, "x").is_err());
+    }
+}

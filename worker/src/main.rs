@@ -1,0 +1,105 @@
+//! `funless-worker`: a Worker node that joins a Core.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use funless_actors::node::{Backoff, Node, NodeConfig, stay_connected};
+use funless_worker::RuntimeConfig;
+
+/// Runs functions for a FunLess Core.
+#[derive(Debug, Parser)]
+#[command(name = "funless-worker", version)]
+struct Args {
+    /// The Core's cluster address (host:port).
+    #[arg(long, env = "FUNLESS_CORE")]
+    core: String,
+    /// Shared cluster secret; must equal the Core's.
+    #[arg(long, env = "FUNLESS_COOKIE", hide_env_values = true)]
+    cookie: String,
+    /// Unique worker name (default: worker-<hostname>-<pid>).
+    #[arg(long, env = "FUNLESS_WORKER_NAME")]
+    name: Option<String>,
+    /// Address the worker's cluster node listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    cluster_listen: IpAddr,
+    /// Port of the worker's cluster node (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    cluster_port: u16,
+    /// Interval of status reports to the Core, milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    report_ms: u64,
+    /// Largest linear memory of one invocation, MiB.
+    #[arg(long, default_value_t = 256)]
+    max_memory_mb: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,ractor_cluster=warn,ractor=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let name = args.name.unwrap_or_else(default_name);
+
+    let node = Node::start(NodeConfig {
+        name: name.clone(),
+        cookie: args.cookie,
+        listen: args.cluster_listen,
+        port: args.cluster_port,
+    })
+    .await
+    .context("starting the cluster node")?;
+    let worker = funless_worker::start(
+        RuntimeConfig {
+            name: name.clone(),
+            max_memory_bytes: args.max_memory_mb * 1024 * 1024,
+        },
+        Duration::from_millis(args.report_ms.max(50)),
+    )
+    .await
+    .context("starting the worker")?;
+    let _connector = stay_connected(node, args.core.clone(), Backoff::default());
+    tracing::info!(%name, core = %args.core, "worker started");
+
+    shutdown_signal().await;
+    tracing::info!("worker stopping");
+    worker.stop();
+    Ok(())
+}
+
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("worker-{host}-{}", std::process::id())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,352 @@
+//! The Wasmtime side of a worker: one [`Engine`], the code cache, and one invocation's run.
+//!
+//! Every invocation gets a fresh `Store`. Runs are async: a guest that sleeps (WASI
+//! `poll_oneoff`) holds no thread, and a busy guest yields to the executor every epoch tick
+//! (10 ms), so no invocation keeps a tokio worker thread from the others. The time limit is a
+//! tokio timeout around the whole run, which therefore also covers time spent in host calls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use funless_actors::protocol::{
+    CachePush, CacheReply, CodeSource, FunctionId, InvokeError, InvokeOutput, InvokeReply,
+    InvokeRequest, WorkerStatus,
+};
+use sha2::{Digest, Sha256};
+use wasmtime::{Config, Engine, Linker, Module, Store, StoreLimitsBuilder};
+
+use crate::abi::Abi;
+use crate::cache::{CodeCache, Compiled};
+use crate::error::{Error, Result};
+use crate::host::{self, FunlessIo, HostState, Logs, WasiIo};
+
+/// Interval of the epoch ticker: the granularity of yielding.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Worker settings that shape the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Unique worker name, reported to the Core.
+    pub name: String,
+    /// Largest linear memory one invocation may grow to, bytes.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            name: "worker".into(),
+            max_memory_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// The engine, linker and cache of one worker, shared by all invocations.
+pub struct Runtime {
+    config: RuntimeConfig,
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: CodeCache,
+    in_flight: AtomicU64,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("name", &self.config.name)
+            .finish()
+    }
+}
+
+/// SHA-256 of code, lower-case hex: the identity of a code version everywhere.
+pub fn code_hash(code: &[u8]) -> String {
+    hex::encode(Sha256::digest(code))
+}
+
+impl Runtime {
+    /// Builds the engine (and its epoch ticker) and the linker.
+    pub fn new(config: RuntimeConfig) -> Result<Self> {
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true);
+        let engine = Engine::new(&wasm).map_err(|e| Error::Wasmtime(e.to_string()))?;
+        spawn_epoch_ticker(&engine);
+        let linker = host::linker(&engine).map_err(|e| Error::Wasmtime(e.to_string()))?;
+        Ok(Self {
+            config,
+            engine,
+            linker,
+            cache: CodeCache::default(),
+            in_flight: AtomicU64::new(0),
+        })
+    }
+
+    /// The worker's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Compiles `code` (checked against the hash it came with) and caches it.
+    async fn compile(
+        &self,
+        function: &FunctionId,
+        code: Vec<u8>,
+    ) -> Result<Arc<Compiled>, InvokeError> {
+        let actual = code_hash(&code);
+        if actual != function.hash {
+            return Err(InvokeError::HashMismatch {
+                expected: function.hash.clone(),
+                actual,
+            });
+        }
+        let engine = self.engine.clone();
+        // Compiling is CPU-bound for milliseconds to seconds: keep it off the async threads.
+        let module = tokio::task::spawn_blocking(move || Module::new(&engine, &code))
+            .await
+            .map_err(|e| InvokeError::Worker {
+                message: format!("compiler task failed: {e}"),
+            })?
+            .map_err(|e| InvokeError::Code {
+                message: format!("{e:#}"),
+            })?;
+        let abi = Abi::detect(&module).map_err(|message| InvokeError::Code { message })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| InvokeError::Code {
+                message: format!("{e:#}"),
+            })?;
+        let compiled = Arc::new(Compiled {
+            _module: module,
+            pre,
+            abi,
+            label: function.to_string(),
+        });
+        self.cache.insert(function.hash.clone(), compiled.clone());
+        tracing::info!(function = %function, hash = %function.hash, ?abi, "compiled and cached");
+        Ok(compiled)
+    }
+
+    /// Compiles and caches pushed code (create/update broadcast).
+    pub async fn cache_code(&self, push: CachePush) -> CacheReply {
+        if self.cache.get(&push.function.hash).is_some() {
+            return CacheReply::Cached { compile_ms: 0 };
+        }
+        let started = Instant::now();
+        match self.compile(&push.function, push.code).await {
+            Ok(_) => CacheReply::Cached {
+                compile_ms: started.elapsed().as_millis() as u64,
+            },
+            Err(e) => CacheReply::Failed {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// Drops code versions from the cache.
+    pub fn evict(&self, hashes: &[String]) -> usize {
+        let n = self.cache.evict(hashes);
+        tracing::info!(requested = hashes.len(), evicted = n, "evicted code");
+        n
+    }
+
+    /// Whether a code version is cached.
+    pub fn is_cached(&self, hash: &str) -> bool {
+        self.cache.get(hash).is_some()
+    }
+
+    /// The worker's status for the Core.
+    pub fn status(&self) -> WorkerStatus {
+        let (memory_total, memory_free) = crate::memory::system_memory().unwrap_or((0, 0));
+        WorkerStatus {
+            name: self.config.name.clone(),
+            memory_total,
+            memory_free,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            cached: self.cache.hashes(),
+        }
+    }
+
+    /// Serves one invocation: from the cache, from code sent along, or "no code".
+    pub async fn invoke(&self, request: InvokeRequest) -> InvokeReply {
+        let (compiled, source) = match request.code {
+            Some(code) => match self.compile(&request.function, code).await {
+                Ok(compiled) => (compiled, CodeSource::Compiled),
+                Err(e) => return InvokeReply::Failed(e),
+            },
+            None => match self.cache.get(&request.function.hash) {
+                Some(compiled) => (compiled, CodeSource::Memory),
+                None => return InvokeReply::NoCode,
+            },
+        };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let timeout = Duration::from_millis(request.timeout_ms.max(1));
+        let result = self.run(&compiled, request.args_json, timeout).await;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match result {
+            Ok(mut output) => {
+                output.source = source;
+                InvokeReply::Done(output)
+            }
+            Err(e) => {
+                tracing::debug!(function = %compiled.label, error = %e, "invocation failed");
+                InvokeReply::Failed(e)
+            }
+        }
+    }
+
+    /// Runs a compiled function once in a fresh store, within `timeout`.
+    async fn run(
+        &self,
+        compiled: &Compiled,
+        args_json: String,
+        timeout: Duration,
+    ) -> Result<InvokeOutput, InvokeError> {
+        let started = Instant::now();
+        let (stdin, input) = match compiled.abi {
+            Abi::WasiCommand => (args_json.into_bytes(), Vec::new()),
+            Abi::Funless => (Vec::new(), args_json.into_bytes()),
+        };
+        let (wasi, io) = WasiIo::build(&compiled.label, stdin);
+        let state = HostState {
+            wasi,
+            fl: FunlessIo {
+                input,
+                ..FunlessIo::default()
+            },
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.config.max_memory_bytes)
+                .instances(4)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_async_yield_and_update(1);
+
+        let call = async {
+            let instance = compiled.pre.instantiate_async(&mut store).await?;
+            match compiled.abi {
+                Abi::Funless => {
+                    let len = i32::try_from(store.data().fl.input.len())
+                        .map_err(|_| wasmtime::format_err!("input too large"))?;
+                    let invoke = instance.get_typed_func::<i32, i32>(&mut store, "__invoke")?;
+                    invoke.call_async(&mut store, len).await.map(Some)
+                }
+                Abi::WasiCommand => {
+                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                    start.call_async(&mut store, ()).await.map(|()| None)
+                }
+            }
+        };
+        let outcome = tokio::time::timeout(timeout, call).await;
+        let run_us = started.elapsed().as_micros() as u64;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                return Err(InvokeError::Timeout {
+                    timeout_ms: timeout.as_millis() as u64,
+                });
+            }
+        };
+        let state = store.into_data();
+        let mut logs = state.fl.logs;
+        let stdout = io.stdout.contents();
+        let stderr = io.stderr.contents();
+        if compiled.abi == Abi::Funless {
+            push_lines(&mut logs, &stdout);
+        }
+        push_lines(&mut logs, &stderr);
+
+        // A WASI `proc_exit` surfaces as an `I32Exit` error: 0 is a normal end.
+        let exit_code = match &outcome {
+            Err(e) => e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0),
+            Ok(_) => None,
+        };
+        match (outcome, exit_code) {
+            (Err(_), Some(0)) | (Ok(_), _) => {}
+            (Err(_), Some(code)) => {
+                let message = match (compiled.abi, &state.fl.error) {
+                    (Abi::Funless, Some(error)) => String::from_utf8_lossy(error).into_owned(),
+                    _ => format!("exit code {code}: {}", tail(&stderr, 1024)),
+                };
+                return Err(InvokeError::Function {
+                    message,
+                    logs: logs.into_lines(),
+                });
+            }
+            (Err(e), None) => {
+                return Err(InvokeError::Trap {
+                    message: format!("{e:#}"),
+                });
+            }
+        }
+        let output = match compiled.abi {
+            Abi::Funless => {
+                if let Some(error) = state.fl.error {
+                    return Err(InvokeError::Function {
+                        message: String::from_utf8_lossy(&error).into_owned(),
+                        logs: logs.into_lines(),
+                    });
+                }
+                match state.fl.response {
+                    Some(bytes) => as_json(bytes)?,
+                    None => "null".to_string(),
+                }
+            }
+            Abi::WasiCommand => as_json(stdout.to_vec())?,
+        };
+        Ok(InvokeOutput {
+            output_json: output,
+            logs: logs.into_lines(),
+            run_us,
+            source: CodeSource::Memory,
+        })
+    }
+}
+
+/// The function's output as JSON text: JSON as is, any other UTF-8 as a JSON string.
+fn as_json(bytes: Vec<u8>) -> Result<String, InvokeError> {
+    let text = String::from_utf8(bytes).map_err(|_| InvokeError::BadOutput {
+        message: "the output is not valid UTF-8".into(),
+    })?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Ok("null".into());
+    }
+    if serde_json::from_str::<serde::de::IgnoredAny>(trimmed).is_ok() {
+        return Ok(trimmed.to_string());
+    }
+    serde_json::to_string(&text).map_err(|e| InvokeError::BadOutput {
+        message: e.to_string(),
+    })
+}
+
+fn push_lines(logs: &mut Logs, bytes: &[u8]) {
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        logs.push(line);
+    }
+}
+
+fn tail(bytes: &[u8], max: usize) -> String {
+    let start = bytes.len().saturating_sub(max);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_string()
+}
+
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the epoch ticker: guests will not yield");
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+//! Runtime tests with WAT guests: both ABIs, the no-code path and the failure kinds.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+const ECHO_FL: &str = r#"(module
+  (import "fl_imps" "__get_input_data" (func $get (param i32)))
+  (import "fl_imps" "__insert_response" (func $resp (param i32 i32)))
+  (import "fl_imps" "__console_log" (func $log (param i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "echo called")
+  (func (export "__invoke") (param $len i32) (result i32)
+    (call $get (i32.const 1024))
+    (call $log (i32.const 0) (i32.const 11))
+    (call $resp (i32.const 1024) (local.get $len))
+    (i32.const 0)))"#;
+
+const ECHO_WASI: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (i32.const 4096))
+    (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (i32.store (i32.const 4) (i32.load (i32.const 8)))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))))"#;
+
+const FAIL_FL: &str = r#"(module
+  (import "fl_imps" "__insert_error" (func $err (param i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "bad input")
+  (func (export "__invoke") (param i32) (result i32)
+    (call $err (i32.const 0) (i32.const 9))
+    (i32.const 1)))"#;
+
+const EXIT_WASI: &str = r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const 3))))"#;
+
+const LOOP_FL: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "__invoke") (param i32) (result i32)
+    (loop $l (br $l))
+    (i32.const 0)))"#;
+
+const OOB_FL: &str = r#"(module
+  (import "fl_imps" "__insert_response" (func $resp (param i32 i32)))
+  (memory (export "memory") 1)
+  (func (export "__invoke") (param i32) (result i32)
+    (call $resp (i32.const 65530) (i32.const 100))
+    (i32.const 0)))"#;
+
+const TEXT_FL: &str = r#"(module
+  (import "fl_imps" "__insert_response" (func $resp (param i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "plain text")
+  (func (export "__invoke") (param i32) (result i32)
+    (call $resp (i32.const 0) (i32.const 10))
+    (i32.const 0)))"#;
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        name: "test-worker".into(),
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
+fn request(wat: &str, args: &str, with_code: bool) -> InvokeRequest {
+    let code = wat::parse_str(wat).unwrap();
+    InvokeRequest {
+        function: FunctionId {
+            module: "_".into(),
+            name: "f".into(),
+            hash: code_hash(&code),
+        },
+        args_json: args.into(),
+        code: with_code.then_some(code),
+        timeout_ms: 5_000,
+    }
+}
+
+async fn run(rt: &Runtime, wat: &str, args: &str) -> InvokeReply {
+    rt.invoke(request(wat, args, true)).await
+}
+
+#[tokio::test]
+async fn funless_abi_echoes_and_logs() {
+    let rt = runtime();
+    match run(&rt, ECHO_FL, r#"{"name":"x"}"#).await {
+        InvokeReply::Done(out) => {
+            assert_eq!(out.output_json, r#"{"name":"x"}"#);
+            assert_eq!(out.logs, vec!["echo called".to_string()]);
+            assert_eq!(out.source, CodeSource::Compiled);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn wasi_command_reads_stdin_writes_stdout() {
+    let rt = runtime();
+    match run(&rt, ECHO_WASI, r#"{"n":3}"#).await {
+        InvokeReply::Done(out) => assert_eq!(out.output_json, r#"{"n":3}"#),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn missing_code_answers_no_code_then_runs_from_memory() {
+    let rt = runtime();
+    assert_eq!(
+        rt.invoke(request(ECHO_FL, "{}", false)).await,
+        InvokeReply::NoCode
+    );
+    assert!(matches!(
+        rt.invoke(request(ECHO_FL, "{}", true)).await,
+        InvokeReply::Done(_)
+    ));
+    match rt.invoke(request(ECHO_FL, "{}", false)).await {
+        InvokeReply::Done(out) => assert_eq!(out.source, CodeSource::Memory),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(rt.status().cached.len(), 1);
+    rt.evict(&[request(ECHO_FL, "{}", false).function.hash]);
+    assert_eq!(
+        rt.invoke(request(ECHO_FL, "{}", false)).await,
+        InvokeReply::NoCode
+    );
+}
+
+#[tokio::test]
+async fn function_error_is_reported() {
+    let rt = runtime();
+    match run(&rt, FAIL_FL, "{}").await {
+        InvokeReply::Failed(InvokeError::Function { message, .. }) => {
+            assert_eq!(message, "bad input")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match run(&rt, EXIT_WASI, "{}").await {
+        InvokeReply::Failed(InvokeError::Function { message, .. }) => {
+            assert!(message.starts_with("exit code 3"), "{message}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn endless_loop_times_out_and_worker_goes_on() {
+    let rt = runtime();
+    let mut req = request(LOOP_FL, "{}", true);
+    req.timeout_ms = 200;
+    let started = Instant::now();
+    assert_eq!(
+        rt.invoke(req).await,
+        InvokeReply::Failed(InvokeError::Timeout { timeout_ms: 200 })
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(matches!(
+        run(&rt, ECHO_FL, "{}").await,
+        InvokeReply::Done(_)
+    ));
+}
+
+#[tokio::test]
+async fn out_of_bounds_pointer_traps_cleanly() {
+    let rt = runtime();
+    match run(&rt, OOB_FL, "{}").await {
+        InvokeReply::Failed(InvokeError::Trap { message }) => {
+            assert!(message.contains("__insert_response"), "{message}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn non_json_output_becomes_a_json_string() {
+    let rt = runtime();
+    match run(&rt, TEXT_FL, "{}").await {
+        InvokeReply::Done(out) => assert_eq!(out.output_json, r#""plain text""#),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn wrong_hash_and_bad_code_are_refused() {
+    let rt = runtime();
+    let mut req = request(ECHO_FL, "{}", true);
+    req.function.hash = "00".repeat(32);
+    assert!(matches!(
+        rt.invoke(req).await,
+        InvokeReply::Failed(InvokeError::HashMismatch { .. })
+    ));
+    let garbage = b"not wasm".to_vec();
+    let push = CachePush {
+        function: FunctionId {
+            module: "_".into(),
+            name: "g".into(),
+            hash: code_hash(&garbage),
+        },
+        code: garbage,
+    };
+    assert!(matches!(rt.cache_code(push).await, CacheReply::Failed { .. }));
+    let no_entry = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
+    let push = CachePush {
+        function: FunctionId {
+            module: "_".into(),
+            name: "h".into(),
+            hash: code_hash(&no_entry),
+        },
+        code: no_entry,
+    };
+    match rt.cache_code(push).await {
+        CacheReply::Failed { reason } => assert!(reason.contains("__invoke"), "{reason}"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_guest_does_not_hold_up_others() {
+    let rt = Arc::new(runtime());
+    // Four endless loops on two threads: with yielding, a quick echo still gets through.
+    let mut loops = Vec::new();
+    for _ in 0..4 {
+        let rt = rt.clone();
+        let mut req = request(LOOP_FL, "{}", true);
+        req.timeout_ms = 3_000;
+        loops.push(tokio::spawn(async move { rt.invoke(req).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    assert!(matches!(
+        run(&rt, ECHO_FL, "{}").await,
+        InvokeReply::Done(_)
+    ));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "echo waited {:?} behind busy guests",
+        started.elapsed()
+    );
+    for l in loops {
+        assert!(matches!(
+            l.await.unwrap(),
+            InvokeReply::Failed(InvokeError::Timeout { .. })
+        ));
+    }
+}
