@@ -210,16 +210,16 @@ mod tests {
         .unwrap();
         assert_eq!(starts.load(Ordering::SeqCst), 1);
         for expected in [2, 3] {
-            until(|| ractor::registry::where_is("crasher-test".into()).is_some()).await;
-            let child: ActorRef<CrashMessage> = ractor::registry::where_is("crasher-test".into())
+            until(|| ractor::registry::where_is("crasher-test".to_string()).is_some()).await;
+            let child: ActorRef<CrashMessage> = ractor::registry::where_is("crasher-test".to_string())
                 .unwrap()
                 .into();
             child.cast(CrashMessage::Crash).unwrap();
             until(|| starts.load(Ordering::SeqCst) == expected).await;
         }
         // The third crash within the window exceeds the limit: the supervisor stops.
-        until(|| ractor::registry::where_is("crasher-test".into()).is_some()).await;
-        let child: ActorRef<CrashMessage> = ractor::registry::where_is("crasher-test".into())
+        until(|| ractor::registry::where_is("crasher-test".to_string()).is_some()).await;
+        let child: ActorRef<CrashMessage> = ractor::registry::where_is("crasher-test".to_string())
             .unwrap()
             .into();
         child.cast(CrashMessage::Crash).unwrap();

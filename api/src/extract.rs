@@ -37,7 +37,7 @@ impl<B: Backend> FromRequestParts<Arc<B>> for Auth {
 }
 
 /// The caller, who must be an admin (403 otherwise).
-pub(crate) struct Admin(pub(crate) Subject);
+pub(crate) struct Admin;
 
 impl<B: Backend> FromRequestParts<Arc<B>> for Admin {
     type Rejection = ApiError;
@@ -47,7 +47,7 @@ impl<B: Backend> FromRequestParts<Arc<B>> for Admin {
         if !subject.admin {
             return Err(ApiError::Forbidden("this endpoint needs an admin token".into()));
         }
-        Ok(Admin(subject))
+        Ok(Admin)
     }
 }
 

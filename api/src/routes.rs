@@ -106,14 +106,14 @@ fn data<T: serde::Serialize>(status: StatusCode, value: T) -> ApiResult<Response
 
 async fn list_subjects<B: Backend>(
     State(backend): State<Arc<B>>,
-    Admin(_): Admin,
+    _: Admin,
 ) -> ApiResult<Response> {
     data(StatusCode::OK, backend.list_subjects().await?)
 }
 
 async fn create_subject<B: Backend>(
     State(backend): State<Arc<B>>,
-    Admin(_): Admin,
+    _: Admin,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let request: SubjectRequest = json_body(&body(bytes)?, "subject request")?;
@@ -126,7 +126,7 @@ async fn create_subject<B: Backend>(
 
 async fn list_workers<B: Backend>(
     State(backend): State<Arc<B>>,
-    Admin(_): Admin,
+    _: Admin,
 ) -> ApiResult<Response> {
     data(StatusCode::OK, backend.list_workers().await?)
 }

@@ -10,7 +10,7 @@
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
@@ -40,7 +40,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     /// The schema migrations failed.
     #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[from] MigrateError),
     /// The database URL is not one the store supports.
     #[error("{0}")]
     Url(String),
@@ -166,6 +166,13 @@ macro_rules! in_module {
     };
 }
 
+/// Runs `migrator` on `conn`. `Migrator::run_direct` (public, though hidden from sqlx's docs) is
+/// sqlx's own way around `Migrator::run` making the caller's future non-`Send` ("implementation
+/// of `Acquire` is not general enough"), which would keep [`Store::open`] off `tokio::spawn`.
+async fn migrate<C: Migrate>(migrator: &Migrator, conn: &mut C) -> Result<(), MigrateError> {
+    migrator.run_direct(conn).await
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -208,7 +215,9 @@ impl Store {
                 .connect_with(PgConnectOptions::from_str(url)?)
                 .await?;
             // The PostgreSQL migrator holds an advisory lock while it runs.
-            POSTGRES_MIGRATIONS.run(&pool).await?;
+            let mut conn = pool.acquire().await?;
+            migrate(&POSTGRES_MIGRATIONS, &mut *conn).await?;
+            drop(conn);
             Store {
                 pool: Pool::Postgres(pool),
             }
@@ -226,7 +235,7 @@ impl Store {
             .bind(DEFAULT_MODULE)
             .bind(now)
             .execute(p)
-            .await?
+            .await?;
         });
         Ok(store)
     }
@@ -253,7 +262,7 @@ impl Store {
         // SQLite has no advisory lock: migrate holding the write lock, so that two processes
         // starting at once migrate one after the other.
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        SQLITE_MIGRATIONS.run(&mut *tx).await?;
+        migrate(&SQLITE_MIGRATIONS, &mut *tx).await?;
         tx.commit().await?;
         Ok(Store {
             pool: Pool::Sqlite(pool),
