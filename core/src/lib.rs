@@ -18,4 +18,4 @@ pub mod workers;
 
 mod launch;
 
-pub use launch::{CoreConfig, CoreHandle, resolve_cookie, start};
+pub use launch::{COOKIE_FILE, CoreConfig, CoreHandle, resolve_cookie, start};

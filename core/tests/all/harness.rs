@@ -152,7 +152,7 @@ pub struct Core {
     pub process: Process,
     pub url: String,
     pub cluster: SocketAddr,
-    pub data_dir: tempfile::TempDir,
+    _data_dir: tempfile::TempDir,
     pub admin_token: String,
     pub token: String,
     pub cookie: String,
@@ -216,7 +216,7 @@ impl Core {
             admin_token: value("admin_token"),
             token: value("token"),
             process,
-            data_dir,
+            _data_dir: data_dir,
             cookie,
         }
     }
@@ -264,7 +264,6 @@ impl Core {
 /// A running Worker process.
 pub struct Worker {
     pub process: Process,
-    pub name: String,
 }
 
 impl Worker {
@@ -282,7 +281,6 @@ impl Worker {
             .args(["--report-ms", "200"]);
         Self {
             process: Process::spawn(name, command),
-            name: name.to_string(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! End-to-end tests: real `funless-core`, `funless-worker` and `fl` processes on 127.0.0.1, on
 //! ports chosen at run time, driven over HTTP. One test binary keeps link time down.
-#![allow(clippy::unwrap_used, clippy::print_stdout)]
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod api;
 mod cluster;
