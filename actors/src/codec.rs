@@ -148,7 +148,12 @@ mod tests {
 
     #[test]
     fn garbage_is_a_decode_error_not_a_panic() {
-        for garbage in [vec![], vec![FORMAT_V1], vec![FORMAT_V1, 0xff, 0xff], vec![7, 1, 2]] {
+        for garbage in [
+            vec![],
+            vec![FORMAT_V1],
+            vec![FORMAT_V1, 0xff, 0xff],
+            vec![7, 1, 2],
+        ] {
             let back = Wire::<Sample>::from_bytes(garbage.clone()).into_inner();
             assert!(
                 matches!(back, Err(CodecError::Decode { .. })),

@@ -160,7 +160,11 @@ impl NodeEventSubscription for EventLog {
 
     fn node_session_authenticated(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
         self.remember(ses.node_id, true);
-        let peer_name = ses.peer_name.as_ref().map(|n| n.name.clone()).unwrap_or_default();
+        let peer_name = ses
+            .peer_name
+            .as_ref()
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
         tracing::info!(peer = %ses.peer_addr, %peer_name, "cluster peer authenticated");
         let _ = self.events.send(NodeEvent::Authenticated {
             peer: ses.peer_addr.clone(),
@@ -170,7 +174,11 @@ impl NodeEventSubscription for EventLog {
     fn node_session_disconnected(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
         let authenticated = self.remember(ses.node_id, false);
         if authenticated {
-            let peer_name = ses.peer_name.as_ref().map(|n| n.name.clone()).unwrap_or_default();
+            let peer_name = ses
+                .peer_name
+                .as_ref()
+                .map(|n| n.name.clone())
+                .unwrap_or_default();
             tracing::warn!(peer = %ses.peer_addr, %peer_name, "cluster peer disconnected");
         } else {
             tracing::warn!(
@@ -223,7 +231,9 @@ pub fn stay_connected(node: Node, address: String, backoff: Backoff) -> JoinHand
                         }
                     }
                 }
-                Err(e) => tracing::warn!(%address, error = %e, retry_in = ?delay, "cannot reach cluster peer"),
+                Err(e) => {
+                    tracing::warn!(%address, error = %e, retry_in = ?delay, "cannot reach cluster peer")
+                }
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(backoff.max);
@@ -256,7 +266,10 @@ async fn wait_for_session_end(
     loop {
         match events.recv().await {
             Ok(NodeEvent::Authenticated { peer: p }) if p == peer => authenticated = true,
-            Ok(NodeEvent::Disconnected { peer: p, authenticated: a }) if p == peer => {
+            Ok(NodeEvent::Disconnected {
+                peer: p,
+                authenticated: a,
+            }) if p == peer => {
                 return if a || authenticated {
                     SessionEnd::AfterAuthentication
                 } else {

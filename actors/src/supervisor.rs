@@ -34,7 +34,9 @@ pub struct ChildSpec {
 
 impl std::fmt::Debug for ChildSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChildSpec").field("name", &self.name).finish()
+        f.debug_struct("ChildSpec")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -211,9 +213,10 @@ mod tests {
         assert_eq!(starts.load(Ordering::SeqCst), 1);
         for expected in [2, 3] {
             until(|| ractor::registry::where_is("crasher-test".to_string()).is_some()).await;
-            let child: ActorRef<CrashMessage> = ractor::registry::where_is("crasher-test".to_string())
-                .unwrap()
-                .into();
+            let child: ActorRef<CrashMessage> =
+                ractor::registry::where_is("crasher-test".to_string())
+                    .unwrap()
+                    .into();
             child.cast(CrashMessage::Crash).unwrap();
             until(|| starts.load(Ordering::SeqCst) == expected).await;
         }

@@ -52,8 +52,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Modules visible to `who`.
     fn list_modules(&self, who: &Subject) -> impl Future<Output = ApiResult<Vec<Named>>> + Send;
     /// Creates a module owned by `who`.
-    fn create_module(&self, who: &Subject, name: &str)
-    -> impl Future<Output = ApiResult<()>> + Send;
+    fn create_module(
+        &self,
+        who: &Subject,
+        name: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
     /// A module with its functions.
     fn get_module(
         &self,
@@ -68,8 +71,11 @@ pub trait Backend: Send + Sync + 'static {
         new_name: &str,
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Deletes a module and its functions.
-    fn delete_module(&self, who: &Subject, name: &str)
-    -> impl Future<Output = ApiResult<()>> + Send;
+    fn delete_module(
+        &self,
+        who: &Subject,
+        name: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Creates a function in a module.
     fn create_function(
         &self,

@@ -45,7 +45,9 @@ impl<B: Backend> FromRequestParts<Arc<B>> for Admin {
     async fn from_request_parts(parts: &mut Parts, backend: &Arc<B>) -> Result<Self, ApiError> {
         let Auth(subject) = Auth::from_request_parts(parts, backend).await?;
         if !subject.admin {
-            return Err(ApiError::Forbidden("this endpoint needs an admin token".into()));
+            return Err(ApiError::Forbidden(
+                "this endpoint needs an admin token".into(),
+            ));
         }
         Ok(Admin)
     }

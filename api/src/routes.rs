@@ -104,10 +104,7 @@ fn data<T: serde::Serialize>(status: StatusCode, value: T) -> ApiResult<Response
     Ok(json_response(status, json))
 }
 
-async fn list_subjects<B: Backend>(
-    State(backend): State<Arc<B>>,
-    _: Admin,
-) -> ApiResult<Response> {
+async fn list_subjects<B: Backend>(State(backend): State<Arc<B>>, _: Admin) -> ApiResult<Response> {
     data(StatusCode::OK, backend.list_subjects().await?)
 }
 
@@ -124,10 +121,7 @@ async fn create_subject<B: Backend>(
     )
 }
 
-async fn list_workers<B: Backend>(
-    State(backend): State<Arc<B>>,
-    _: Admin,
-) -> ApiResult<Response> {
+async fn list_workers<B: Backend>(State(backend): State<Arc<B>>, _: Admin) -> ApiResult<Response> {
     data(StatusCode::OK, backend.list_workers().await?)
 }
 
@@ -231,9 +225,7 @@ async fn read_upload(multipart: Result<Multipart, impl IntoResponse>) -> ApiResu
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(format!(
-            "upload is larger than {MAX_UPLOAD_BYTES} bytes"
-        ))
+        ApiError::PayloadTooLarge(format!("upload is larger than {MAX_UPLOAD_BYTES} bytes"))
     } else {
         ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
     }

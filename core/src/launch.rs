@@ -81,9 +81,10 @@ pub fn resolve_cookie(given: Option<String>, data_dir: &Path) -> anyhow::Result<
 pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let url = config.database_url.clone().unwrap_or_else(|| {
-        format!("sqlite://{}", config.data_dir.join("funless.db").display())
-    });
+    let url = config
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("funless.db").display()));
     let store = Store::open(&url)
         .await
         .with_context(|| format!("opening the store at {}", redact(&url)))?;

@@ -76,7 +76,11 @@ impl Metrics {
             latency.clone(),
         );
         let workers = Gauge::default();
-        registry.register("workers_connected", "Workers connected now", workers.clone());
+        registry.register(
+            "workers_connected",
+            "Workers connected now",
+            workers.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             invocations,

@@ -222,7 +222,10 @@ impl Backend for Platform {
 
     async fn list_modules(&self, _who: &Subject) -> ApiResult<Vec<Named>> {
         let modules = self.inner.store.list_modules().await.map_err(api)?;
-        Ok(modules.into_iter().map(|m| Named { name: m.name }).collect())
+        Ok(modules
+            .into_iter()
+            .map(|m| Named { name: m.name })
+            .collect())
     }
 
     async fn create_module(&self, who: &Subject, name: &str) -> ApiResult<()> {
@@ -269,12 +272,7 @@ impl Backend for Platform {
         upload: FunctionUpload,
     ) -> ApiResult<FunctionCreated> {
         let (new, abi) = self.new_function(module, &upload)?;
-        let row = self
-            .inner
-            .store
-            .create_function(new)
-            .await
-            .map_err(api)?;
+        let row = self.inner.store.create_function(new).await.map_err(api)?;
         tracing::info!(function = %format!("{module}/{}", row.name), hash = %row.hash, ?abi, "function created");
         let workers = self
             .distribute(&row, upload.code, upload.wait_for_workers)
@@ -301,12 +299,7 @@ impl Backend for Platform {
             .await
             .map_err(api)?
             .ok_or_else(|| not_found_function(module, &upload.name))?;
-        let row = self
-            .inner
-            .store
-            .update_function(new)
-            .await
-            .map_err(api)?;
+        let row = self.inner.store.update_function(new).await.map_err(api)?;
         let workers = self
             .distribute(&row, upload.code, upload.wait_for_workers)
             .await;
@@ -321,7 +314,12 @@ impl Backend for Platform {
         })
     }
 
-    async fn get_function(&self, _who: &Subject, module: &str, name: &str) -> ApiResult<FunctionInfo> {
+    async fn get_function(
+        &self,
+        _who: &Subject,
+        module: &str,
+        name: &str,
+    ) -> ApiResult<FunctionInfo> {
         let row = self
             .inner
             .store
@@ -398,7 +396,10 @@ impl Backend for Platform {
                     }
                 }
                 let (error, outcome) = self.outcome_error(e);
-                let ran = matches!(outcome, "function_error" | "trap" | "timeout" | "bad_output");
+                let ran = matches!(
+                    outcome,
+                    "function_error" | "trap" | "timeout" | "bad_output"
+                );
                 self.inner
                     .metrics
                     .invocation(module, name, outcome, ran.then_some(seconds));

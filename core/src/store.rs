@@ -309,7 +309,10 @@ impl Store {
             if is_unique_violation(&e) {
                 StoreError::Conflict(format!("module '{name}' already exists"))
             } else if is_foreign_key_violation(&e) {
-                StoreError::Invalid(format!("subject {} does not exist", owner_id.unwrap_or_default()))
+                StoreError::Invalid(format!(
+                    "subject {} does not exist",
+                    owner_id.unwrap_or_default()
+                ))
             } else {
                 e.into()
             }

@@ -57,7 +57,10 @@ pub async fn bootstrap(
     }
     let admin = generate();
     let user = generate();
-    match store.create_subject(ADMIN_SUBJECT, &hash(&admin), true).await {
+    match store
+        .create_subject(ADMIN_SUBJECT, &hash(&admin), true)
+        .await
+    {
         Ok(_) => {}
         // Another Core sharing the database got there first.
         Err(StoreError::Conflict(_)) => return Ok(None),

@@ -130,9 +130,7 @@ impl Workers {
             })
             .collect();
         let chosen = scheduler::pick(&candidates, need_bytes)?;
-        let entry = map
-            .get(&chosen)
-            .ok_or(NoWorker::NoneConnected)?;
+        let entry = map.get(&chosen).ok_or(NoWorker::NoneConnected)?;
         entry.dispatched.fetch_add(1, Ordering::Relaxed);
         Ok(Lease {
             actor: entry.actor.clone(),

@@ -41,7 +41,10 @@ impl CodeCache {
     /// Drops these hashes; returns how many were present.
     pub(crate) fn evict(&self, hashes: &[String]) -> usize {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        hashes.iter().filter(|h| entries.remove(*h).is_some()).count()
+        hashes
+            .iter()
+            .filter(|h| entries.remove(*h).is_some())
+            .count()
     }
 
     pub(crate) fn hashes(&self) -> Vec<String> {

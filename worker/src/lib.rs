@@ -19,51 +19,80 @@ pub mod runtime;
 use std::sync::Arc;
 use std::time::Duration;
 
+use funless_actors::supervisor::{ChildSpec, Supervisor, SupervisorArgs, SupervisorMessage};
 use ractor::{Actor, ActorRef};
 
 pub use abi::Abi;
 pub use error::{Error, Result};
 pub use runtime::{Runtime, RuntimeConfig};
 
-/// A running worker: its runtime and actors.
+/// A running worker: its runtime and the supervisor of its actors.
 #[derive(Debug)]
 pub struct WorkerHandle {
     /// The Wasmtime side.
     pub runtime: Arc<Runtime>,
-    /// The gateway actor (member of [`funless_actors::WORKER_GROUP`]).
-    pub gateway: ActorRef<funless_actors::protocol::WorkerMessage>,
-    /// The status reporter.
-    pub reporter: ActorRef<reporter::ReporterMessage>,
+    /// Supervises the gateway (member of [`funless_actors::WORKER_GROUP`]) and the reporter.
+    pub supervisor: ActorRef<SupervisorMessage>,
+    /// Ends when the supervisor stops (on request, or when a child keeps failing).
+    pub done: tokio::task::JoinHandle<()>,
 }
 
 impl WorkerHandle {
     /// Stops the worker's actors.
     pub fn stop(&self) {
-        self.gateway.stop(Some("worker stopping".into()));
-        self.reporter.stop(Some("worker stopping".into()));
+        self.supervisor.stop(Some("worker stopping".into()));
     }
 }
 
 /// Starts a worker's runtime and actors in this process (a node must be running for it to be
 /// reachable from other processes; in the Core's embedded mode none is needed).
+///
+/// Supervision tree: a one-for-one supervisor (at most 5 restarts in 30 s) over the gateway
+/// and the reporter. Both rebuild their state from the shared [`Runtime`], whose compiled
+/// code survives their restarts.
 pub async fn start(config: RuntimeConfig, report_every: Duration) -> Result<WorkerHandle> {
     let runtime = Arc::new(Runtime::new(config)?);
-    let (gateway, _) = Actor::spawn(None, gateway::Gateway, runtime.clone())
-        .await
-        .map_err(|e| Error::Actor(e.to_string()))?;
-    let (reporter, _) = Actor::spawn(
+    let gateway_runtime = runtime.clone();
+    let gateway = ChildSpec {
+        name: "gateway".into(),
+        start: Arc::new(move |supervisor| {
+            let runtime = gateway_runtime.clone();
+            Box::pin(async move {
+                let (actor, _) =
+                    Actor::spawn_linked(None, gateway::Gateway, runtime, supervisor).await?;
+                Ok(actor.get_cell())
+            })
+        }),
+    };
+    let reporter_runtime = runtime.clone();
+    let reporter = ChildSpec {
+        name: "reporter".into(),
+        start: Arc::new(move |supervisor| {
+            let args = reporter::ReporterArgs {
+                runtime: reporter_runtime.clone(),
+                every: report_every,
+            };
+            Box::pin(async move {
+                let (actor, _) =
+                    Actor::spawn_linked(None, reporter::Reporter, args, supervisor).await?;
+                Ok(actor.get_cell())
+            })
+        }),
+    };
+    let (supervisor, done) = Actor::spawn(
         None,
-        reporter::Reporter,
-        reporter::ReporterArgs {
-            runtime: runtime.clone(),
-            every: report_every,
+        Supervisor,
+        SupervisorArgs {
+            children: vec![gateway, reporter],
+            max_restarts: 5,
+            within: Duration::from_secs(30),
         },
     )
     .await
     .map_err(|e| Error::Actor(e.to_string()))?;
     Ok(WorkerHandle {
         runtime,
-        gateway,
-        reporter,
+        supervisor,
+        done,
     })
 }

@@ -67,10 +67,15 @@ async fn main() -> anyhow::Result<()> {
     let _connector = stay_connected(node, args.core.clone(), Backoff::default());
     tracing::info!(%name, core = %args.core, "worker started");
 
-    shutdown_signal().await;
-    tracing::info!("worker stopping");
-    worker.stop();
-    Ok(())
+    let mut done = worker.done;
+    tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("worker stopping");
+            worker.supervisor.stop(Some("worker stopping".into()));
+            Ok(())
+        }
+        _ = &mut done => Err(anyhow::anyhow!("the worker's supervision tree gave up")),
+    }
 }
 
 fn default_name() -> String {
@@ -86,13 +91,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

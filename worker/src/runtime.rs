@@ -259,7 +259,9 @@ impl Runtime {
 
         // A WASI `proc_exit` surfaces as an `I32Exit` error: 0 is a normal end.
         let exit_code = match &outcome {
-            Err(e) => e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0),
+            Err(e) => e
+                .downcast_ref::<wasmtime_wasi::I32Exit>()
+                .map(|exit| exit.0),
             Ok(_) => None,
         };
         match (outcome, exit_code) {

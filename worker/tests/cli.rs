@@ -5,14 +5,23 @@ use std::process::Command;
 
 fn worker() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_funless-worker"));
-    command.env_remove("FUNLESS_COOKIE").env_remove("FUNLESS_CORE");
+    command
+        .env_remove("FUNLESS_COOKIE")
+        .env_remove("FUNLESS_CORE");
     command
 }
 
 #[test]
 fn an_empty_cookie_is_refused() {
     let out = worker()
-        .args(["--core", "127.0.0.1:9", "--cookie", "", "--cluster-listen", "127.0.0.1"])
+        .args([
+            "--core",
+            "127.0.0.1:9",
+            "--cookie",
+            "",
+            "--cluster-listen",
+            "127.0.0.1",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -80,10 +80,7 @@ async fn modules_suite(store: &Store) {
         .await
         .expect("create owned module");
     assert_eq!(owned.owner_id, Some(owner.id));
-    assert_eq!(
-        store.get_module("a-owned").await.expect("get"),
-        Some(owned)
-    );
+    assert_eq!(store.get_module("a-owned").await.expect("get"), Some(owned));
     assert!(matches!(
         store.create_module("orphan", Some(owner.id + 1000)).await,
         Err(StoreError::Invalid(_))
@@ -114,11 +111,21 @@ async fn modules_suite(store: &Store) {
         .expect("create m1/f");
     store.rename_module("m1", "m2").await.expect("rename");
     assert_eq!(store.get_module("m1").await.expect("get"), None);
-    let m2 = store.get_module("m2").await.expect("get").expect("m2 exists");
+    let m2 = store
+        .get_module("m2")
+        .await
+        .expect("get")
+        .expect("m2 exists");
     assert_eq!(m2.id, m1.id);
     assert_eq!(m2.created_at, m1.created_at);
     let listed = store.list_functions("m2").await.expect("list m2");
-    assert_eq!(listed, [FunctionRow { module: "m2".into(), ..f }]);
+    assert_eq!(
+        listed,
+        [FunctionRow {
+            module: "m2".into(),
+            ..f
+        }]
+    );
     assert!(matches!(
         store.list_functions("m1").await,
         Err(StoreError::NotFound(_))
@@ -138,7 +145,11 @@ async fn modules_suite(store: &Store) {
         .await
         .expect("create m2/g");
     let kept = store
-        .create_function(new_function(DEFAULT_MODULE, "f", b"same name, other module"))
+        .create_function(new_function(
+            DEFAULT_MODULE,
+            "f",
+            b"same name, other module",
+        ))
         .await
         .expect("create _/f");
     let deleted = store.delete_module("m2").await.expect("delete m2");
@@ -155,8 +166,20 @@ async fn modules_suite(store: &Store) {
     // A new module with the old name starts empty.
     store.create_module("m2", None).await.expect("recreate m2");
     assert_eq!(store.list_functions("m2").await.expect("list"), []);
-    assert!(store.delete_module("m2").await.expect("delete empty").is_empty());
-    assert!(store.delete_module("a-owned").await.expect("delete").is_empty());
+    assert!(
+        store
+            .delete_module("m2")
+            .await
+            .expect("delete empty")
+            .is_empty()
+    );
+    assert!(
+        store
+            .delete_module("a-owned")
+            .await
+            .expect("delete")
+            .is_empty()
+    );
     // Functions of other modules are untouched.
     assert_eq!(
         store.get_function(DEFAULT_MODULE, "f").await.expect("get"),
@@ -186,7 +209,10 @@ async fn functions_suite(store: &Store) {
     new.events = Some(r#"[{"type":"mqtt","params":{"topic":"t"}}]"#.into());
     new.sinks = Some(r#"[{"type":"http","params":{}}]"#.into());
     new.capacity_kib = 4096;
-    let big = store.create_function(new.clone()).await.expect("create big");
+    let big = store
+        .create_function(new.clone())
+        .await
+        .expect("create big");
     assert_eq!(big.module, "fns");
     assert_eq!(big.name, "big");
     assert_eq!(big.hash, new.hash);
@@ -294,17 +320,26 @@ async fn subjects_suite(store: &Store) {
     assert_eq!(names(&listed, |s| &s.name), ["admin", "bob", "owner"]);
     assert_eq!(listed[0], admin);
     assert_eq!(
-        store.subject_by_token_hash("bob-hash").await.expect("by token"),
+        store
+            .subject_by_token_hash("bob-hash")
+            .await
+            .expect("by token"),
         Some(bob.clone())
     );
     assert_eq!(
-        store.subject_by_token_hash("nobody").await.expect("by token"),
+        store
+            .subject_by_token_hash("nobody")
+            .await
+            .expect("by token"),
         None
     );
 
     store.revoke_subject("bob").await.expect("revoke bob");
     assert_eq!(
-        store.subject_by_token_hash("bob-hash").await.expect("by token"),
+        store
+            .subject_by_token_hash("bob-hash")
+            .await
+            .expect("by token"),
         None
     );
     let revoked = store
@@ -317,14 +352,21 @@ async fn subjects_suite(store: &Store) {
     let at = revoked.revoked_at.expect("bob is revoked");
     store.revoke_subject("bob").await.expect("revoke again");
     let again = store.list_subjects().await.expect("list");
-    assert_eq!(again[1].revoked_at, Some(at), "the first revocation time stays");
+    assert_eq!(
+        again[1].revoked_at,
+        Some(at),
+        "the first revocation time stays"
+    );
     assert!(matches!(
         store.revoke_subject("nobody").await,
         Err(StoreError::NotFound(m)) if m == "subject 'nobody' not found"
     ));
     assert_eq!(store.count_subjects().await.expect("count"), 3);
     assert_eq!(
-        store.subject_by_token_hash("admin-hash").await.expect("by token"),
+        store
+            .subject_by_token_hash("admin-hash")
+            .await
+            .expect("by token"),
         Some(admin)
     );
 }

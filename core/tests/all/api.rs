@@ -38,10 +38,16 @@ fn status_codes_and_error_bodies() {
     assert_eq!(detail(&body), "module 'm1' already exists");
     let (status, body) = user.post_json("/v1/fn", &json!({"module": {"name": "bad-name"}}));
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(detail(&body).contains("only letters, digits and '_'"), "{body}");
+    assert!(
+        detail(&body).contains("only letters, digits and '_'"),
+        "{body}"
+    );
     let (status, body) = user.post_json("/v1/fn", &json!({"modul": {"name": "x"}}));
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(detail(&body).starts_with("invalid module request"), "{body}");
+    assert!(
+        detail(&body).starts_with("invalid module request"),
+        "{body}"
+    );
     let (status, body) = user.get("/v1/fn/nope");
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(detail(&body), "module 'nope' not found");
@@ -80,7 +86,10 @@ fn status_codes_and_error_bodies() {
     assert!(detail(&body).contains("intentional failure"), "{body}");
     let (status, body) = user.post_raw("/v1/fn/m1/hello", "{not json");
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(detail(&body).starts_with("invalid invoke request"), "{body}");
+    assert!(
+        detail(&body).starts_with("invalid invoke request"),
+        "{body}"
+    );
     let (status, body) = user.post_json("/v1/fn/m1/hello", &json!({"args": [1, 2]}));
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(detail(&body), "args must be a JSON object");
@@ -111,7 +120,8 @@ fn status_codes_and_error_bodies() {
 
     // Subjects: the admin creates one; its token works at once; tokens are never listed.
     let admin = core.admin();
-    let (status, body) = admin.post_json("/v1/admin/subjects", &json!({"subject": {"name": "alice"}}));
+    let (status, body) =
+        admin.post_json("/v1/admin/subjects", &json!({"subject": {"name": "alice"}}));
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let token = body["data"]["token"].as_str().unwrap().to_string();
     let (status, _) = user.with_token(&token).get("/v1/fn");
@@ -129,7 +139,8 @@ fn status_codes_and_error_bodies() {
         .text()
         .unwrap();
     assert!(
-        metrics.contains(r#"funless_invocations_total{module="m1",function="hello",outcome="ok"} 1"#),
+        metrics
+            .contains(r#"funless_invocations_total{module="m1",function="hello",outcome="ok"} 1"#),
         "{metrics}"
     );
     assert!(metrics.contains(r#"outcome="function_error""#), "{metrics}");
@@ -175,4 +186,29 @@ fn wasi_command_functions_run_and_fail_cleanly() {
     let (status, body) = user.invoke("_", "mm", json!({"n": 20}));
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["n"], 20);
+}
+
+#[test]
+fn postgres_store_serves_the_same_api() {
+    let db = crate::harness::TempDatabase::create();
+    let core = Core::start(CoreOptions {
+        embedded_worker: true,
+        database_url: Some(db.url.clone()),
+    });
+    assert!(
+        core.process.logs.contains("backend=\"postgres\"")
+            || core.process.logs.contains("backend=postgres")
+    );
+    core.wait_for_workers(&["embedded"]);
+    let user = core.client();
+    let (status, _) = user.post_json("/v1/fn", &json!({"module": {"name": "pg"}}));
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = user.upload("pg", "hello", example("hello_fl"), false);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = user.invoke("pg", "hello", json!({"name": "pg"}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"data": {"payload": "Hello pg!"}}));
+    let (status, _) = user.upload("pg", "hello", example("hello_fl"), false);
+    assert_eq!(status, StatusCode::CONFLICT);
+    drop(core);
 }

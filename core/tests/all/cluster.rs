@@ -25,7 +25,11 @@ fn one_core_two_workers_both_abis_and_either_worker_stopped() {
         let (status, body) = user.upload("_", name, example(wasm), false);
         assert_eq!(status, StatusCode::CREATED, "{body}");
         // Both workers compiled the code before the answer.
-        assert_eq!(body["data"]["workers"]["cached"], json!(["w1", "w2"]), "{body}");
+        assert_eq!(
+            body["data"]["workers"]["cached"],
+            json!(["w1", "w2"]),
+            "{body}"
+        );
         assert_eq!(body["data"]["workers"]["failed"], json!([]));
     }
     for i in 0..5 {

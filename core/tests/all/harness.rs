@@ -34,7 +34,10 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The example functions, built once per test run with `examples/build.sh`.
@@ -115,7 +118,9 @@ impl Process {
             .env("RUST_LOG", "info,ractor_cluster=info")
             .env("NO_COLOR", "1")
             .env_remove("FUNLESS_COOKIE");
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         let logs = Lines::default();
         logs.follow(child.stdout.take().unwrap());
         logs.follow(child.stderr.take().unwrap());
@@ -142,7 +147,11 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("----- logs of {} -----\n{}\n-----", self.name, self.logs.text());
+            eprintln!(
+                "----- logs of {} -----\n{}\n-----",
+                self.name,
+                self.logs.text()
+            );
         }
     }
 }
@@ -255,9 +264,11 @@ impl Core {
     pub fn wait_for_workers(&self, names: &[&str]) {
         let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         want.sort();
-        wait_until(Duration::from_secs(30), &format!("workers {want:?}"), || {
-            self.worker_names() == want
-        });
+        wait_until(
+            Duration::from_secs(30),
+            &format!("workers {want:?}"),
+            || self.worker_names() == want,
+        );
     }
 }
 
@@ -395,5 +406,51 @@ impl Client {
 
 /// The FunLess error detail of a body.
 pub fn detail(body: &Value) -> &str {
-    body["errors"]["detail"].as_str().unwrap_or_else(|| panic!("no error detail in {body}"))
+    body["errors"]["detail"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error detail in {body}"))
+}
+
+/// A fresh PostgreSQL database on the local server (127.0.0.1:5432, user postgres), dropped
+/// on drop. `FUNLESS_TEST_POSTGRES` overrides the server URL (without database name).
+pub struct TempDatabase {
+    pub url: String,
+    name: String,
+    server: String,
+}
+
+impl TempDatabase {
+    pub fn create() -> Self {
+        let server = std::env::var("FUNLESS_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let name = format!("funless_e2e_{}_{}", std::process::id(), free_port());
+        psql(&server, &format!("CREATE DATABASE {name}"));
+        Self {
+            url: format!("{server}/{name}"),
+            name,
+            server,
+        }
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        psql(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn psql(server: &str, sql: &str) {
+    let out = Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("running psql (PostgreSQL's client must be installed)");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

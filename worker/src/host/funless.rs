@@ -89,7 +89,13 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "fl_imps",
         "__insert_response",
         |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<()> {
-            let bytes = read_guest(&mut caller, ptr, len, "__insert_response", MAX_RESPONSE_BYTES)?;
+            let bytes = read_guest(
+                &mut caller,
+                ptr,
+                len,
+                "__insert_response",
+                MAX_RESPONSE_BYTES,
+            )?;
             caller.data_mut().fl.response = Some(bytes);
             Ok(())
         },

@@ -203,7 +203,10 @@ async fn wrong_hash_and_bad_code_are_refused() {
         },
         code: garbage,
     };
-    assert!(matches!(rt.cache_code(push).await, CacheReply::Failed { .. }));
+    assert!(matches!(
+        rt.cache_code(push).await,
+        CacheReply::Failed { .. }
+    ));
     let no_entry = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
     let push = CachePush {
         function: FunctionId {
