@@ -88,14 +88,9 @@ impl fmt::Display for ClientError {
     }
 }
 
-impl StdError for ClientError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match self {
-            ClientError::Unreachable { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// No `source()`: the message already ends with the innermost cause, and `main` prints the whole
+/// chain (`{:#}`), which would repeat it.
+impl StdError for ClientError {}
 
 #[cfg(test)]
 mod tests {

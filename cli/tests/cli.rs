@@ -493,6 +493,9 @@ fn unreachable_host_is_named() {
             .starts_with(&format!("error: cannot reach FunLess at {host}: ")),
         "{run:#?}"
     );
+    // One short line: the innermost cause, not reqwest's whole chain.
+    assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
+    assert!(!run.stderr.contains("error sending request"), "{run:#?}");
 }
 
 #[test]

@@ -212,3 +212,39 @@ fn postgres_store_serves_the_same_api() {
     assert_eq!(status, StatusCode::CONFLICT);
     drop(core);
 }
+
+#[test]
+fn quick_start_with_fl() {
+    let core = embedded();
+    core.wait_for_workers(&["embedded"]);
+    let wasm = crate::harness::example_path("hello_fl");
+    let fl = |args: &[&str]| {
+        let out = std::process::Command::new(crate::harness::bin("fl"))
+            .args(args)
+            .env_clear()
+            .env("FL_CONFIG", core.fl_config())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = fl(&["fn", "upload", "hello", wasm.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("embedded"), "{stdout}");
+    let (code, stdout, stderr) = fl(&["fn", "invoke", "hello", "-a", "name=Edge"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let output: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(output, json!({"payload": "Hello Edge!"}));
+    let (code, _, stderr) = fl(&["fn", "invoke", "nope"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("function '_/nope' not found"), "{stderr}");
+    let (code, stdout, _) = fl(&["admin", "user", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("admin") && stdout.contains("default"),
+        "{stdout}"
+    );
+}

@@ -42,6 +42,12 @@ fn repo_root() -> PathBuf {
 
 /// The example functions, built once per test run with `examples/build.sh`.
 pub fn example(name: &str) -> Vec<u8> {
+    example_built();
+    let path = example_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn example_built() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let status = Command::new("bash")
@@ -51,8 +57,12 @@ pub fn example(name: &str) -> Vec<u8> {
             .expect("running examples/build.sh");
         assert!(status.success(), "examples/build.sh failed");
     });
-    let path = repo_root().join(format!("examples/target/wasm/{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Where an example function's module is (after [`example`] built them).
+pub fn example_path(name: &str) -> PathBuf {
+    example_built();
+    repo_root().join(format!("examples/target/wasm/{name}.wasm"))
 }
 
 /// Output lines of a child process, collected by a reader thread.
@@ -228,6 +238,11 @@ impl Core {
             _data_dir: data_dir,
             cookie,
         }
+    }
+
+    /// The `fl` config file the Core wrote on first start.
+    pub fn fl_config(&self) -> PathBuf {
+        self._data_dir.path().join("fl-config.toml")
     }
 
     pub fn client(&self) -> Client {
