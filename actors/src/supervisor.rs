@@ -212,19 +212,16 @@ mod tests {
         .unwrap();
         assert_eq!(starts.load(Ordering::SeqCst), 1);
         for expected in [2, 3] {
-            until(|| ractor::registry::where_is("crasher-test".to_string()).is_some()).await;
+            until(|| ractor::registry::where_is("crasher-test").is_some()).await;
             let child: ActorRef<CrashMessage> =
-                ractor::registry::where_is("crasher-test".to_string())
-                    .unwrap()
-                    .into();
+                ractor::registry::where_is("crasher-test").unwrap().into();
             child.cast(CrashMessage::Crash).unwrap();
             until(|| starts.load(Ordering::SeqCst) == expected).await;
         }
         // The third crash within the window exceeds the limit: the supervisor stops.
-        until(|| ractor::registry::where_is("crasher-test".to_string()).is_some()).await;
-        let child: ActorRef<CrashMessage> = ractor::registry::where_is("crasher-test".to_string())
-            .unwrap()
-            .into();
+        until(|| ractor::registry::where_is("crasher-test").is_some()).await;
+        let child: ActorRef<CrashMessage> =
+            ractor::registry::where_is("crasher-test").unwrap().into();
         child.cast(CrashMessage::Crash).unwrap();
         tokio::time::timeout(Duration::from_secs(5), handle)
             .await

@@ -355,10 +355,10 @@ async fn invoke<B: Backend>(
     json.push_str("{\"data\":");
     json.push_str(&invocation.output_json);
     json.push('}');
-    Ok(Response::builder()
+    Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-funless-worker", invocation.worker)
         .body(Body::from(json))
-        .map_err(|e| ApiError::Internal(e.to_string()))?)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }

@@ -46,7 +46,8 @@ pub enum StoreError {
     Url(String),
 }
 
-/// The module functions go to when none is named; it always exists and cannot be renamed or deleted.
+/// The module functions go to when none is named; it always exists and cannot be renamed or
+/// deleted.
 pub const DEFAULT_MODULE: &str = "_";
 
 /// A module.
@@ -155,7 +156,8 @@ macro_rules! on_pool {
 /// The columns of a [`FunctionRow`], selected from `functions` with the module name bound to `$1`.
 macro_rules! function_columns {
     () => {
-        "id, $1 AS module, name, hash, abi, size, capacity_kib, tag, events, sinks, created_at, updated_at"
+        "id, $1 AS module, name, hash, abi, size, capacity_kib, tag, events, sinks, \
+         created_at, updated_at"
     };
 }
 
@@ -230,7 +232,8 @@ impl Store {
         let now = now_ms();
         on_pool!(store, p => {
             sqlx::query(
-                "INSERT INTO modules (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO modules (name, created_at) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO NOTHING",
             )
             .bind(DEFAULT_MODULE)
             .bind(now)
@@ -354,7 +357,8 @@ impl Store {
     }
 
     /// Deletes a module and its functions in one transaction; returns the deleted functions
-    /// (ordered by name) so the caller can evict them. `NotFound`; `Invalid` for the default module.
+    /// (ordered by name) so the caller can evict them. `NotFound`; `Invalid` for the default
+    /// module.
     pub async fn delete_module(&self, name: &str) -> Result<Vec<FunctionRow>> {
         const DELETE_FUNCTIONS: &str = concat!(
             "DELETE FROM functions WHERE ",
@@ -437,7 +441,8 @@ impl Store {
     /// Creates a function. `NotFound` if its module does not exist; `Conflict` if it exists.
     pub async fn create_function(&self, f: NewFunction) -> Result<FunctionRow> {
         const SQL: &str = "INSERT INTO functions \
-            (module_id, name, code, hash, abi, size, capacity_kib, tag, events, sinks, created_at, updated_at) \
+            (module_id, name, code, hash, abi, size, capacity_kib, tag, events, sinks, \
+             created_at, updated_at) \
             SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11 FROM modules WHERE name = $1 \
             RETURNING id";
         let size = code_size(&f.code)?;

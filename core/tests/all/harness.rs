@@ -178,18 +178,10 @@ pub struct Core {
 }
 
 /// Options of a Core process.
+#[derive(Default)]
 pub struct CoreOptions {
     pub embedded_worker: bool,
     pub database_url: Option<String>,
-}
-
-impl Default for CoreOptions {
-    fn default() -> Self {
-        Self {
-            embedded_worker: false,
-            database_url: None,
-        }
-    }
 }
 
 impl Core {
