@@ -53,9 +53,11 @@ pub struct InvokeRequest {
 /// How an invocation found its code on the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CodeSource {
-    /// Compiled module already in memory.
+    /// Compiled module already in memory (warm).
     Memory,
-    /// Compiled just now from code sent with the request.
+    /// Precompiled module loaded from the worker's disk (disk-warm).
+    Disk,
+    /// Compiled just now from code sent with the request or pushed earlier (cold).
     Compiled,
 }
 
@@ -176,8 +178,27 @@ pub struct WorkerStatus {
     pub memory_free: u64,
     /// Invocations running now.
     pub in_flight: u64,
-    /// Code hashes held compiled in memory.
+    /// Code hashes held compiled in memory, most recently used first.
     pub cached: Vec<String>,
+    /// The in-memory code cache.
+    pub cache: CacheReport,
+    /// Instance allocator in use (`pooling (N slots)` or `on-demand`).
+    pub allocator: String,
+}
+
+/// State of a worker's in-memory code cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheReport {
+    /// Bytes of compiled code held.
+    pub bytes: u64,
+    /// Byte threshold.
+    pub capacity: u64,
+    /// Lookups that found the code.
+    pub hits: u64,
+    /// Lookups that did not.
+    pub misses: u64,
+    /// Modules evicted to stay under the threshold.
+    pub evictions: u64,
 }
 
 /// Messages to a worker's gateway.

@@ -206,6 +206,14 @@ pub struct WorkerInfo {
     pub memory_free: u64,
     /// Invocations running on it now.
     pub in_flight: u64,
-    /// Functions (by code hash) it holds compiled.
-    pub cached: u64,
+    /// Code hashes it holds compiled in memory, most recently used first.
+    pub cached: Vec<String>,
+    /// Bytes of compiled code it holds in memory.
+    pub cache_bytes: u64,
+    /// Its cache's byte threshold.
+    pub cache_capacity: u64,
+    /// Modules it evicted to stay under the threshold.
+    pub cache_evictions: u64,
+    /// Its instance allocator (`pooling (N slots)` or `on-demand`).
+    pub allocator: String,
 }

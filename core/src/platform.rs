@@ -443,7 +443,11 @@ impl Backend for Platform {
                     memory_total: s.memory_total,
                     memory_free: s.memory_free,
                     in_flight: s.in_flight,
-                    cached: s.cached.len() as u64,
+                    cached: s.cached,
+                    cache_bytes: s.cache.bytes,
+                    cache_capacity: s.cache.capacity,
+                    cache_evictions: s.cache.evictions,
+                    allocator: s.allocator,
                 })
             })
             .collect();

@@ -1,7 +1,9 @@
-//! Compiled functions held in memory, keyed by code hash. (Bounded by bytes with LRU eviction
-//! and backed by precompiled files on disk in the code-lifecycle issue.)
+//! Compiled functions held in memory, keyed by code hash, bounded by bytes with
+//! least-recently-used eviction. Lookups (every invocation) take a shared lock and bump an
+//! atomic use stamp; only inserts and evictions take the exclusive lock.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use wasmtime::{InstancePre, Module};
@@ -11,8 +13,8 @@ use crate::host::HostState;
 
 /// A function ready to instantiate.
 pub(crate) struct Compiled {
-    /// The compiled module (kept for its exports and size).
-    pub(crate) _module: Module,
+    /// The compiled module (kept for its size and for writing it to disk).
+    pub(crate) module: Module,
     /// Imports resolved once; every invocation only instantiates.
     pub(crate) pre: InstancePre<HostState>,
     /// How to call it.
@@ -21,25 +23,118 @@ pub(crate) struct Compiled {
     pub(crate) label: String,
 }
 
-/// Hash → compiled function. Reads (every invocation) take a shared lock for a map lookup.
-#[derive(Default)]
+impl Compiled {
+    /// Memory the compiled code occupies (its loaded image), bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        let range = self.module.image_range();
+        (range.end as usize).saturating_sub(range.start as usize)
+    }
+}
+
+struct Entry {
+    compiled: Arc<Compiled>,
+    bytes: usize,
+    last_used: AtomicU64,
+}
+
+/// Counters of the cache, for metrics and the Core.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CacheStats {
+    /// Entries held.
+    pub(crate) entries: u64,
+    /// Bytes held.
+    pub(crate) bytes: u64,
+    /// The byte threshold.
+    pub(crate) capacity: u64,
+    /// Lookups that found the code.
+    pub(crate) hits: u64,
+    /// Lookups that did not.
+    pub(crate) misses: u64,
+    /// Entries dropped to stay under the threshold.
+    pub(crate) evictions: u64,
+}
+
+/// Hash → compiled function, at most `capacity` bytes.
 pub(crate) struct CodeCache {
-    entries: RwLock<HashMap<String, Arc<Compiled>>>,
+    entries: RwLock<HashMap<String, Entry>>,
+    capacity: usize,
+    clock: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
 }
 
 impl CodeCache {
-    pub(crate) fn get(&self, hash: &str) -> Option<Arc<Compiled>> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries.get(hash).cloned()
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            capacity,
+            clock: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        }
     }
 
-    pub(crate) fn insert(&self, hash: String, compiled: Arc<Compiled>) {
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Looks a hash up, counting the hit or miss and marking the entry used.
+    pub(crate) fn get(&self, hash: &str) -> Option<Arc<Compiled>> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        match entries.get(hash) {
+            Some(entry) => {
+                entry.last_used.store(self.tick(), Ordering::Relaxed);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(entry.compiled.clone())
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Whether a hash is held (not counted as a lookup).
+    pub(crate) fn contains(&self, hash: &str) -> bool {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries.contains_key(hash)
+    }
+
+    /// Adds an entry, then evicts least recently used ones (never the new one) until the total
+    /// fits. Returns the evicted hashes.
+    pub(crate) fn insert(&self, hash: String, compiled: Arc<Compiled>) -> Vec<String> {
+        let bytes = compiled.bytes();
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        entries.insert(hash, compiled);
+        entries.insert(
+            hash.clone(),
+            Entry {
+                compiled,
+                bytes,
+                last_used: AtomicU64::new(self.tick()),
+            },
+        );
+        let mut evicted = Vec::new();
+        let mut total: usize = entries.values().map(|e| e.bytes).sum();
+        while total > self.capacity {
+            let victim = entries
+                .iter()
+                .filter(|(h, _)| **h != hash)
+                .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
+                .map(|(h, _)| h.clone());
+            let Some(victim) = victim else { break };
+            if let Some(entry) = entries.remove(&victim) {
+                total -= entry.bytes;
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+                evicted.push(victim);
+            }
+        }
+        evicted
     }
 
     /// Drops these hashes; returns how many were present.
-    pub(crate) fn evict(&self, hashes: &[String]) -> usize {
+    pub(crate) fn remove(&self, hashes: &[String]) -> usize {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         hashes
             .iter()
@@ -47,8 +142,34 @@ impl CodeCache {
             .count()
     }
 
+    /// Hashes held, most recently used first.
     pub(crate) fn hashes(&self) -> Vec<String> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries.keys().cloned().collect()
+        let mut held: Vec<(u64, String)> = entries
+            .iter()
+            .map(|(h, e)| (e.last_used.load(Ordering::Relaxed), h.clone()))
+            .collect();
+        held.sort_by(|a, b| b.0.cmp(&a.0));
+        held.into_iter().map(|(_, h)| h).collect()
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        CacheStats {
+            entries: entries.len() as u64,
+            bytes: entries.values().map(|e| e.bytes as u64).sum(),
+            capacity: self.capacity as u64,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl std::fmt::Debug for CodeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeCache")
+            .field("stats", &self.stats())
+            .finish()
     }
 }

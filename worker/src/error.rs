@@ -9,6 +9,9 @@ pub enum Error {
     /// Wasmtime could not be configured or set up.
     #[error("wasmtime: {0}")]
     Wasmtime(String),
+    /// A file or folder the worker needs is unusable.
+    #[error("{0}")]
+    Io(String),
     /// An actor failed to start.
     #[error("actor: {0}")]
     Actor(String),

@@ -9,10 +9,13 @@
 
 mod abi;
 mod cache;
+mod disk;
+mod engine;
 mod error;
 pub mod gateway;
 mod host;
 mod memory;
+mod metrics;
 pub mod reporter;
 pub mod runtime;
 
@@ -23,8 +26,9 @@ use funless_actors::supervisor::{ChildSpec, Supervisor, SupervisorArgs, Supervis
 use ractor::{Actor, ActorRef};
 
 pub use abi::Abi;
+pub use engine::AllocatorChoice;
 pub use error::{Error, Result};
-pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime::{DEFAULT_CACHE_MB, Runtime, RuntimeConfig};
 
 /// A running worker: its runtime and the supervisor of its actors.
 #[derive(Debug)]

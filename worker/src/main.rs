@@ -1,12 +1,14 @@
 //! `funless-worker`: a Worker node that joins a Core.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use funless_actors::node::{Backoff, Node, NodeConfig, stay_connected};
-use funless_worker::RuntimeConfig;
+use funless_worker::{AllocatorChoice, Runtime, RuntimeConfig};
 
 /// Runs functions for a FunLess Core.
 #[derive(Debug, Parser)]
@@ -33,6 +35,28 @@ struct Args {
     /// Largest linear memory of one invocation, MiB.
     #[arg(long, default_value_t = 256)]
     max_memory_mb: usize,
+    /// Byte threshold of the in-memory code cache, MiB (least recently used code is evicted).
+    #[arg(long, env = "FUNLESS_CACHE_MB", default_value_t = funless_worker::DEFAULT_CACHE_MB)]
+    cache_mb: usize,
+    /// Folder for precompiled modules, so a restarted worker starts warm.
+    #[arg(
+        long,
+        env = "FUNLESS_CACHE_DIR",
+        default_value = "funless-worker-cache"
+    )]
+    cache_dir: PathBuf,
+    /// Keep compiled code in memory only (no precompiled modules on disk).
+    #[arg(long)]
+    no_disk_cache: bool,
+    /// Instance allocator: `auto` (pooling when the machine can hold it) or `on-demand`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on-demand"])]
+    allocator: String,
+    /// Instances that may run at once with the pooling allocator.
+    #[arg(long, default_value_t = 1000)]
+    pool_slots: u32,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100) at /metrics.
+    #[arg(long, env = "FUNLESS_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -59,11 +83,22 @@ async fn main() -> anyhow::Result<()> {
         RuntimeConfig {
             name: name.clone(),
             max_memory_bytes: args.max_memory_mb * 1024 * 1024,
+            cache_bytes: args.cache_mb * 1024 * 1024,
+            cache_dir: (!args.no_disk_cache).then_some(args.cache_dir),
+            allocator: if args.allocator == "on-demand" {
+                AllocatorChoice::OnDemand
+            } else {
+                AllocatorChoice::Auto
+            },
+            pool_slots: args.pool_slots,
         },
         Duration::from_millis(args.report_ms.max(50)),
     )
     .await
     .context("starting the worker")?;
+    if let Some(addr) = args.metrics_listen {
+        serve_metrics(addr, worker.runtime.clone()).await?;
+    }
     let _connector = stay_connected(node, args.core.clone(), Backoff::default());
     tracing::info!(%name, core = %args.core, "worker started");
 
@@ -76,6 +111,36 @@ async fn main() -> anyhow::Result<()> {
         }
         _ = &mut done => Err(anyhow::anyhow!("the worker's supervision tree gave up")),
     }
+}
+
+/// Serves `/metrics` for Prometheus.
+async fn serve_metrics(addr: SocketAddr, runtime: Arc<Runtime>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint to {addr}"))?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let runtime = runtime.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    runtime.metrics_text(),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    tracing::info!(%bound, "metrics listening on {bound}");
+    Ok(())
 }
 
 fn default_name() -> String {

@@ -42,6 +42,18 @@ impl Actor for Reporter {
         args: ReporterArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(args.every, || ReporterMessage::Report);
+        // Also report as soon as the cached code changes, so the Core's view is fresh when
+        // an upload answers.
+        let runtime = args.runtime.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            loop {
+                runtime.changed().await;
+                if me.cast(ReporterMessage::Report).is_err() {
+                    break;
+                }
+            }
+        });
         Ok(args.runtime)
     }
 

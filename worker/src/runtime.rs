@@ -5,24 +5,33 @@
 //! (10 ms), so no invocation keeps a tokio worker thread from the others. The time limit is a
 //! tokio timeout around the whole run, which therefore also covers time spent in host calls.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use funless_actors::protocol::{
-    CachePush, CacheReply, CodeSource, FunctionId, InvokeError, InvokeOutput, InvokeReply,
-    InvokeRequest, WorkerStatus,
+    CachePush, CacheReply, CacheReport, CodeSource, FunctionId, InvokeError, InvokeOutput,
+    InvokeReply, InvokeRequest, WorkerStatus,
 };
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Engine, Linker, Module, Store, StoreLimitsBuilder};
+use tokio::sync::Notify;
+use wasmtime::{Engine, Linker, Module, Store, StoreLimitsBuilder};
 
 use crate::abi::Abi;
 use crate::cache::{CodeCache, Compiled};
+use crate::disk::{DiskCache, Lookup};
+use crate::engine::{self, AllocatorChoice, EngineSettings};
 use crate::error::{Error, Result};
 use crate::host::{self, FunlessIo, HostState, Logs, WasiIo};
+use crate::metrics::WorkerMetrics;
 
 /// Interval of the epoch ticker: the granularity of yielding.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Default byte threshold of the in-memory code cache: room for dozens of typical functions
+/// (a Rust hello compiles to ~0.3 MB) while leaving most of a 1 GB device to invocations.
+pub const DEFAULT_CACHE_MB: usize = 128;
 
 /// Worker settings that shape the runtime.
 #[derive(Debug, Clone)]
@@ -31,6 +40,14 @@ pub struct RuntimeConfig {
     pub name: String,
     /// Largest linear memory one invocation may grow to, bytes.
     pub max_memory_bytes: usize,
+    /// Byte threshold of the in-memory code cache.
+    pub cache_bytes: usize,
+    /// Folder of precompiled modules; `None` keeps compiled code in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Instance allocator.
+    pub allocator: AllocatorChoice,
+    /// Instances that may run at once with the pooling allocator.
+    pub pool_slots: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -38,17 +55,25 @@ impl Default for RuntimeConfig {
         Self {
             name: "worker".into(),
             max_memory_bytes: 256 * 1024 * 1024,
+            cache_bytes: DEFAULT_CACHE_MB * 1024 * 1024,
+            cache_dir: None,
+            allocator: AllocatorChoice::Auto,
+            pool_slots: 1000,
         }
     }
 }
 
-/// The engine, linker and cache of one worker, shared by all invocations.
+/// The engine, linker and caches of one worker, shared by all invocations.
 pub struct Runtime {
     config: RuntimeConfig,
     engine: Engine,
+    allocator: String,
     linker: Linker<HostState>,
-    cache: CodeCache,
-    in_flight: AtomicU64,
+    cache: Arc<CodeCache>,
+    disk: Option<Arc<DiskCache>>,
+    in_flight: Arc<AtomicU64>,
+    metrics: WorkerMetrics,
+    changed: Notify,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -64,20 +89,43 @@ pub fn code_hash(code: &[u8]) -> String {
     hex::encode(Sha256::digest(code))
 }
 
+/// Where `prepare` found the code.
+enum Prepared {
+    Ready(Arc<Compiled>, CodeSource),
+    NoCode,
+}
+
 impl Runtime {
-    /// Builds the engine (and its epoch ticker) and the linker.
+    /// Builds the engine (probing for the pooling allocator), its epoch ticker, the linker and
+    /// the caches.
     pub fn new(config: RuntimeConfig) -> Result<Self> {
-        let mut wasm = Config::new();
-        wasm.epoch_interruption(true);
-        let engine = Engine::new(&wasm).map_err(|e| Error::Wasmtime(e.to_string()))?;
+        let (engine, allocator) = engine::build(&EngineSettings {
+            allocator: config.allocator,
+            pool_slots: config.pool_slots,
+            max_memory_bytes: config.max_memory_bytes,
+        })
+        .map_err(|e| Error::Wasmtime(format!("{e:#}")))?;
         spawn_epoch_ticker(&engine);
         let linker = host::linker(&engine).map_err(|e| Error::Wasmtime(e.to_string()))?;
+        let disk = match &config.cache_dir {
+            Some(dir) => Some(Arc::new(DiskCache::open(dir, &engine).map_err(|e| {
+                Error::Io(format!("cache directory {}: {e}", dir.display()))
+            })?)),
+            None => None,
+        };
+        let cache = Arc::new(CodeCache::new(config.cache_bytes));
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let metrics = WorkerMetrics::new(cache.clone(), in_flight.clone());
         Ok(Self {
             config,
             engine,
+            allocator,
             linker,
-            cache: CodeCache::default(),
-            in_flight: AtomicU64::new(0),
+            cache,
+            disk,
+            in_flight,
+            metrics,
+            changed: Notify::new(),
         })
     }
 
@@ -86,7 +134,79 @@ impl Runtime {
         &self.config.name
     }
 
-    /// Compiles `code` (checked against the hash it came with) and caches it.
+    /// The instance allocator in use.
+    pub fn allocator(&self) -> &str {
+        &self.allocator
+    }
+
+    /// Prometheus text of the worker's metrics.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    /// Resolves when the set of cached code changed (for prompt status reports).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    fn ready(&self, function: &FunctionId, module: Module) -> Result<Arc<Compiled>, InvokeError> {
+        let abi = Abi::detect(&module).map_err(|message| InvokeError::Code { message })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| InvokeError::Code {
+                message: format!("{e:#}"),
+            })?;
+        let compiled = Arc::new(Compiled {
+            module,
+            pre,
+            abi,
+            label: function.to_string(),
+        });
+        let evicted = self.cache.insert(function.hash.clone(), compiled.clone());
+        if !evicted.is_empty() {
+            tracing::info!(
+                count = evicted.len(),
+                "evicted least recently used code to stay under the cache threshold"
+            );
+        }
+        self.changed.notify_one();
+        Ok(compiled)
+    }
+
+    /// Loads a precompiled module from disk, if there is a good one.
+    async fn from_disk(&self, function: &FunctionId) -> Option<Arc<Compiled>> {
+        let disk = self.disk.clone()?;
+        let hash = function.hash.clone();
+        let engine = self.engine.clone();
+        // Reading and checking the artifact is file I/O: keep it off the async threads.
+        let lookup = tokio::task::spawn_blocking({
+            let disk = disk.clone();
+            move || disk.load(&engine, &hash)
+        })
+        .await
+        .ok()?;
+        match lookup {
+            Lookup::Hit(module) => {
+                self.metrics.disk_loads.inc();
+                match self.ready(function, module) {
+                    Ok(compiled) => Some(compiled),
+                    Err(e) => {
+                        tracing::warn!(function = %function, error = %e, "precompiled module unusable");
+                        disk.remove(&function.hash);
+                        None
+                    }
+                }
+            }
+            Lookup::Miss => None,
+            Lookup::Discarded => {
+                self.metrics.disk_discards.inc();
+                None
+            }
+        }
+    }
+
+    /// Compiles `code` (checked against the hash it came with), caches it in memory and on disk.
     async fn compile(
         &self,
         function: &FunctionId,
@@ -100,6 +220,7 @@ impl Runtime {
             });
         }
         let engine = self.engine.clone();
+        let started = Instant::now();
         // Compiling is CPU-bound for milliseconds to seconds: keep it off the async threads.
         let module = tokio::task::spawn_blocking(move || Module::new(&engine, &code))
             .await
@@ -109,31 +230,48 @@ impl Runtime {
             .map_err(|e| InvokeError::Code {
                 message: format!("{e:#}"),
             })?;
-        let abi = Abi::detect(&module).map_err(|message| InvokeError::Code { message })?;
-        let pre = self
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| InvokeError::Code {
-                message: format!("{e:#}"),
-            })?;
-        let compiled = Arc::new(Compiled {
-            _module: module,
-            pre,
-            abi,
-            label: function.to_string(),
-        });
-        self.cache.insert(function.hash.clone(), compiled.clone());
-        tracing::info!(function = %function, hash = %function.hash, ?abi, "compiled and cached");
+        self.metrics.compilations.inc();
+        let compiled = self.ready(function, module)?;
+        if let Some(disk) = self.disk.clone() {
+            let module = compiled.module.clone();
+            let hash = function.hash.clone();
+            let written = tokio::task::spawn_blocking(move || disk.store(&hash, &module)).await;
+            if let Ok(Err(e)) = written {
+                tracing::warn!(function = %function, error = %e, "cannot write the precompiled module");
+            }
+        }
+        tracing::info!(function = %function, hash = %function.hash, abi = ?compiled.abi, elapsed = ?started.elapsed(), "compiled and cached");
         Ok(compiled)
+    }
+
+    /// Finds the code for a request: memory, then disk, then the code sent along.
+    async fn prepare(
+        &self,
+        function: &FunctionId,
+        code: Option<Vec<u8>>,
+    ) -> Result<Prepared, InvokeError> {
+        if let Some(compiled) = self.cache.get(&function.hash) {
+            return Ok(Prepared::Ready(compiled, CodeSource::Memory));
+        }
+        if let Some(compiled) = self.from_disk(function).await {
+            return Ok(Prepared::Ready(compiled, CodeSource::Disk));
+        }
+        match code {
+            Some(code) => Ok(Prepared::Ready(
+                self.compile(function, code).await?,
+                CodeSource::Compiled,
+            )),
+            None => Ok(Prepared::NoCode),
+        }
     }
 
     /// Compiles and caches pushed code (create/update broadcast).
     pub async fn cache_code(&self, push: CachePush) -> CacheReply {
-        if self.cache.get(&push.function.hash).is_some() {
+        if self.cache.contains(&push.function.hash) {
             return CacheReply::Cached { compile_ms: 0 };
         }
         let started = Instant::now();
-        match self.compile(&push.function, push.code).await {
+        match self.prepare(&push.function, Some(push.code)).await {
             Ok(_) => CacheReply::Cached {
                 compile_ms: started.elapsed().as_millis() as u64,
             },
@@ -143,46 +281,59 @@ impl Runtime {
         }
     }
 
-    /// Drops code versions from the cache.
+    /// Drops code versions from memory and disk (function deleted or replaced).
     pub fn evict(&self, hashes: &[String]) -> usize {
-        let n = self.cache.evict(hashes);
+        let n = self.cache.remove(hashes);
+        if let Some(disk) = &self.disk {
+            for hash in hashes {
+                disk.remove(hash);
+            }
+        }
         tracing::info!(requested = hashes.len(), evicted = n, "evicted code");
+        self.changed.notify_one();
         n
     }
 
-    /// Whether a code version is cached.
+    /// Whether a code version is cached in memory.
     pub fn is_cached(&self, hash: &str) -> bool {
-        self.cache.get(hash).is_some()
+        self.cache.contains(hash)
     }
 
     /// The worker's status for the Core.
     pub fn status(&self) -> WorkerStatus {
         let (memory_total, memory_free) = crate::memory::system_memory().unwrap_or((0, 0));
+        let stats = self.cache.stats();
         WorkerStatus {
             name: self.config.name.clone(),
             memory_total,
             memory_free,
             in_flight: self.in_flight.load(Ordering::Relaxed),
             cached: self.cache.hashes(),
+            cache: CacheReport {
+                bytes: stats.bytes,
+                capacity: stats.capacity,
+                hits: stats.hits,
+                misses: stats.misses,
+                evictions: stats.evictions,
+            },
+            allocator: self.allocator.clone(),
         }
     }
 
-    /// Serves one invocation: from the cache, from code sent along, or "no code".
+    /// Serves one invocation: from memory, from disk, from code sent along, or "no code".
     pub async fn invoke(&self, request: InvokeRequest) -> InvokeReply {
-        let (compiled, source) = match request.code {
-            Some(code) => match self.compile(&request.function, code).await {
-                Ok(compiled) => (compiled, CodeSource::Compiled),
-                Err(e) => return InvokeReply::Failed(e),
-            },
-            None => match self.cache.get(&request.function.hash) {
-                Some(compiled) => (compiled, CodeSource::Memory),
-                None => return InvokeReply::NoCode,
-            },
+        let started = Instant::now();
+        let (compiled, source) = match self.prepare(&request.function, request.code).await {
+            Ok(Prepared::Ready(compiled, source)) => (compiled, source),
+            Ok(Prepared::NoCode) => return InvokeReply::NoCode,
+            Err(e) => return InvokeReply::Failed(e),
         };
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let timeout = Duration::from_millis(request.timeout_ms.max(1));
         let result = self.run(&compiled, request.args_json, timeout).await;
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics
+            .invocation(source, result.is_ok(), started.elapsed().as_secs_f64());
         match result {
             Ok(mut output) => {
                 output.source = source;

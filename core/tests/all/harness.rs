@@ -282,24 +282,111 @@ impl Core {
 /// A running Worker process.
 pub struct Worker {
     pub process: Process,
+    /// Its precompiled-module folder (kept across a restart with [`Worker::restart`]).
+    pub cache_dir: Arc<tempfile::TempDir>,
+    /// Its Prometheus endpoint.
+    pub metrics_url: String,
+    name: String,
+    extra: Vec<String>,
 }
 
 impl Worker {
     pub fn start(name: &str, core: &Core) -> Self {
-        Self::start_with_cookie(name, core, &core.cookie)
+        Self::launch(
+            name,
+            core,
+            &core.cookie,
+            Arc::new(tempfile::tempdir().unwrap()),
+            &[],
+        )
+    }
+
+    pub fn start_with(name: &str, core: &Core, extra: &[&str]) -> Self {
+        Self::launch(
+            name,
+            core,
+            &core.cookie,
+            Arc::new(tempfile::tempdir().unwrap()),
+            extra,
+        )
     }
 
     pub fn start_with_cookie(name: &str, core: &Core, cookie: &str) -> Self {
+        Self::launch(
+            name,
+            core,
+            cookie,
+            Arc::new(tempfile::tempdir().unwrap()),
+            &[],
+        )
+    }
+
+    /// Kills this worker and starts it again with the same name and cache folder.
+    pub fn restart(self, core: &Core) -> Self {
+        let (name, dir) = (self.name.clone(), self.cache_dir.clone());
+        let extra: Vec<String> = self.extra.clone();
+        drop(self);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        Self::launch(&name, core, &core.cookie, dir, &extra)
+    }
+
+    fn launch(
+        name: &str,
+        core: &Core,
+        cookie: &str,
+        cache_dir: Arc<tempfile::TempDir>,
+        extra: &[&str],
+    ) -> Self {
         let mut command = Command::new(bin("funless-worker"));
         command
             .args(["--core", &core.cluster.to_string()])
             .args(["--cookie", cookie])
             .args(["--name", name])
             .args(["--cluster-listen", "127.0.0.1"])
-            .args(["--report-ms", "200"]);
-        Self {
-            process: Process::spawn(name, command),
+            .args(["--report-ms", "200"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(extra);
+        if !extra.contains(&"--no-disk-cache") {
+            command.arg("--cache-dir").arg(cache_dir.path());
         }
+        let mut process = Process::spawn(name, command);
+        let logs = process.logs.clone();
+        wait_until(
+            Duration::from_secs(60),
+            "the worker's metrics endpoint",
+            || {
+                assert!(process.running(), "worker exited:\n{}", logs.text());
+                logs.contains("metrics listening on")
+            },
+        );
+        let line = logs.find("metrics listening on").unwrap();
+        let addr: String = line
+            .rsplit("metrics listening on ")
+            .next()
+            .unwrap()
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        Self {
+            process,
+            cache_dir,
+            metrics_url: format!("http://{addr}/metrics"),
+            name: name.to_string(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The value of a metric line starting with `series` (name and labels), 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::blocking::get(&self.metrics_url)
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0.0)
     }
 }
 

@@ -1,0 +1,173 @@
+//! Code lifecycle across real processes: broadcast on create, update and delete; the "no code"
+//! path; disk-warm restarts; the memory-bounded cache.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Core, CoreOptions, Worker, example, wait_until};
+
+/// Code hashes each worker reports holding in memory, by worker name.
+fn cached(core: &Core) -> Vec<(String, Vec<String>)> {
+    let (status, body) = core.admin().get("/v1/workers");
+    assert_eq!(status, StatusCode::OK);
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let hashes = w["cached"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap().to_string())
+                .collect();
+            (w["name"].as_str().unwrap().to_string(), hashes)
+        })
+        .collect()
+}
+
+fn hash_of(body: &Value) -> String {
+    body["data"]["hash"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn create_update_delete_reach_every_worker() {
+    let core = Core::start(CoreOptions::default());
+    let _w1 = Worker::start("w1", &core);
+    let _w2 = Worker::start("w2", &core);
+    core.wait_for_workers(&["w1", "w2"]);
+    let user = core.client();
+
+    let (status, body) = user.upload("_", "f", example("hello_fl"), false);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["data"]["workers"]["cached"], json!(["w1", "w2"]));
+    let v1 = hash_of(&body);
+    wait_until(Duration::from_secs(5), "both workers to report v1", || {
+        cached(&core).iter().all(|(_, h)| h == &vec![v1.clone()])
+    });
+    let (status, body) = user.invoke("_", "f", json!({"name": "v1"}));
+    assert_eq!(
+        (status, body["data"]["payload"].clone()),
+        (StatusCode::OK, json!("Hello v1!"))
+    );
+
+    // Update to other code: every worker compiles v2 before the answer and drops v1.
+    let (status, body) = user.upload("_", "f", example("matrix_mult_fl"), true);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["workers"]["cached"], json!(["w1", "w2"]));
+    let v2 = hash_of(&body);
+    assert_ne!(v1, v2);
+    wait_until(
+        Duration::from_secs(5),
+        "both workers to hold only v2",
+        || cached(&core).iter().all(|(_, h)| h == &vec![v2.clone()]),
+    );
+    for _ in 0..6 {
+        let (status, body) = user.invoke("_", "f", json!({"n": 3}));
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"]["n"], 3, "old code answered: {body}");
+    }
+
+    // Delete: gone from every worker's cache.
+    let (status, _) = user.delete("/v1/fn/_/f");
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    wait_until(Duration::from_secs(5), "both caches to be empty", || {
+        cached(&core).iter().all(|(_, h)| h.is_empty())
+    });
+}
+
+#[test]
+fn late_worker_gets_code_on_first_use_and_restarts_disk_warm() {
+    let core = Core::start(CoreOptions::default());
+    let mut w1 = Worker::start("w1", &core);
+    core.wait_for_workers(&["w1"]);
+    let user = core.client();
+    let (status, body) = user.upload("_", "hello", example("hello_fl"), false);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // w2 joins after the create and is the only worker left.
+    let w2 = Worker::start("w2", &core);
+    core.wait_for_workers(&["w1", "w2"]);
+    w1.process.kill();
+    core.wait_for_workers(&["w2"]);
+    let (status, body) = user.invoke("_", "hello", json!({"name": "late"}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        w2.metric(r#"funless_worker_invocations_total{source="compiled",outcome="ok"}"#),
+        1.0
+    );
+    assert_eq!(w2.metric("funless_worker_compilations_total"), 1.0);
+
+    // Restarted with its disk cache, w2 answers its first invocation without compiling.
+    let w2 = w2.restart(&core);
+    core.wait_for_workers(&["w2"]);
+    let (status, body) = user.invoke("_", "hello", json!({"name": "again"}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["payload"], "Hello again!");
+    assert_eq!(w2.metric("funless_worker_compilations_total"), 0.0);
+    assert_eq!(w2.metric("funless_worker_disk_loads_total"), 1.0);
+    assert_eq!(
+        w2.metric(r#"funless_worker_invocations_total{source="disk",outcome="ok"}"#),
+        1.0
+    );
+    // And the second one is warm.
+    let (status, _) = user.invoke("_", "hello", json!({}));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        w2.metric(r#"funless_worker_invocations_total{source="memory",outcome="ok"}"#),
+        1.0
+    );
+}
+
+#[test]
+fn cache_evicts_least_recently_used_under_its_threshold() {
+    let core = Core::start(CoreOptions::default());
+    // 1 MiB of compiled code, no disk cache: evicted code must come back through the Core.
+    let w = Worker::start_with("small", &core, &["--cache-mb", "1", "--no-disk-cache"]);
+    core.wait_for_workers(&["small"]);
+    let user = core.client();
+
+    let names = [
+        "hello_fl",
+        "hello_wasi",
+        "sleep_fl",
+        "sleep_wasi",
+        "matrix_mult_fl",
+        "matrix_mult_wasi",
+        "fail_fl",
+        "fail_wasi",
+    ];
+    let mut hashes = Vec::new();
+    for name in names {
+        let (status, body) = user.upload("_", name, example(name), false);
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        hashes.push(hash_of(&body));
+        // Keep hello_fl the most recently used.
+        let (status, _) = user.invoke("_", "hello_fl", json!({}));
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(w.metric("funless_worker_cache_evictions_total") > 0.0);
+    assert!(
+        w.metric("funless_worker_cache_bytes") <= w.metric("funless_worker_cache_capacity_bytes")
+    );
+    wait_until(Duration::from_secs(5), "a fresh status", || {
+        let held = &cached(&core)[0].1;
+        held.first() == Some(&hashes[0]) || held.get(1) == Some(&hashes[0])
+    });
+    let held = cached(&core)[0].1.clone();
+    assert!(
+        held.contains(&hashes[0]),
+        "the hot function was evicted: {held:?}"
+    );
+    assert!(
+        !held.contains(&hashes[1]),
+        "the least recently used was kept: {held:?}"
+    );
+
+    // The evicted function still runs: the worker answers "no code" and the Core sends it.
+    let (status, body) = user.invoke("_", "hello_wasi", json!({"name": "back"}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["payload"], "Hello back!");
+}

@@ -1,0 +1,195 @@
+//! Precompiled modules on disk, so a restarted worker serves its first invocation without
+//! compiling.
+//!
+//! Files live in `<dir>/<engine fingerprint>/<code hash>.cwasm`: an engine with other settings
+//! or another Wasmtime version uses another folder, never our files. Each file carries a magic
+//! line and the SHA-256 of the artifact behind it; a file that fails the check (truncated,
+//! corrupted) or that Wasmtime refuses is deleted and the code compiled again. Files are
+//! written to a temporary name and renamed, so a crash never leaves half a file under a real
+//! name. Only files this worker wrote are ever loaded.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, Module};
+
+const MAGIC: &[u8; 8] = b"FLCWASM1";
+
+/// The on-disk cache of one engine configuration.
+#[derive(Debug)]
+pub(crate) struct DiskCache {
+    dir: PathBuf,
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup {
+    /// A module ready to use.
+    Hit(Module),
+    /// No file for this hash.
+    Miss,
+    /// A file existed but was unusable; it has been removed (and the reason logged).
+    Discarded,
+}
+
+fn fingerprint(engine: &Engine) -> String {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+fn valid_hash(hash: &str) -> bool {
+    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl DiskCache {
+    /// Opens (creating) the folder for this engine under `root`.
+    pub(crate) fn open(root: &Path, engine: &Engine) -> std::io::Result<Self> {
+        let dir = root.join(fingerprint(engine));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, hash: &str) -> PathBuf {
+        self.dir.join(format!("{hash}.cwasm"))
+    }
+
+    /// Loads the module for `hash`, checking the file first.
+    pub(crate) fn load(&self, engine: &Engine, hash: &str) -> Lookup {
+        if !valid_hash(hash) {
+            return Lookup::Miss;
+        }
+        let path = self.path(hash);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss,
+            Err(e) => return self.discard(&path, format!("unreadable: {e}")),
+        };
+        let Some(artifact) = checked(&bytes) else {
+            return self.discard(&path, "checksum or header mismatch".into());
+        };
+        // SAFETY: `Module::deserialize` trusts its input to be an artifact Wasmtime produced.
+        // This file was written by `store` below from `Module::serialize` of this engine's
+        // configuration (its folder is keyed by the engine's compatibility fingerprint), and its
+        // SHA-256 was verified just above, so it is byte-for-byte what we wrote. Wasmtime also
+        // checks its own header and refuses artifacts from other versions or settings.
+        #[allow(unsafe_code)]
+        let module = unsafe { Module::deserialize(engine, artifact) };
+        match module {
+            Ok(module) => Lookup::Hit(module),
+            Err(e) => self.discard(&path, format!("refused by wasmtime: {e}")),
+        }
+    }
+
+    fn discard(&self, path: &Path, why: String) -> Lookup {
+        tracing::warn!(file = %path.display(), %why, "discarding a precompiled module");
+        let _ = std::fs::remove_file(path);
+        Lookup::Discarded
+    }
+
+    /// Writes the module for `hash` (atomically).
+    pub(crate) fn store(&self, hash: &str, module: &Module) -> std::io::Result<()> {
+        if !valid_hash(hash) {
+            return Err(std::io::Error::other("not a code hash"));
+        }
+        let artifact = module.serialize().map_err(std::io::Error::other)?;
+        let mut bytes = Vec::with_capacity(MAGIC.len() + 32 + artifact.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&Sha256::digest(&artifact));
+        bytes.extend_from_slice(&artifact);
+        let tmp = self.dir.join(format!(".{hash}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, self.path(hash)).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    }
+
+    /// Deletes the file for `hash`, if any.
+    pub(crate) fn remove(&self, hash: &str) {
+        if valid_hash(hash) {
+            let _ = std::fs::remove_file(self.path(hash));
+        }
+    }
+}
+
+/// The artifact inside a file, if its header and checksum hold.
+fn checked(bytes: &[u8]) -> Option<&[u8]> {
+    let rest = bytes.strip_prefix(MAGIC.as_slice())?;
+    if rest.len() < 32 {
+        return None;
+    }
+    let (sum, artifact) = rest.split_at(32);
+    (Sha256::digest(artifact).as_slice() == sum).then_some(artifact)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn module(engine: &Engine) -> (String, Module) {
+        let wasm = wat::parse_str(r#"(module (func (export "_start")))"#).unwrap();
+        (
+            crate::runtime::code_hash(&wasm),
+            Module::new(engine, &wasm).unwrap(),
+        )
+    }
+
+    #[test]
+    fn round_trip_and_corruption_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = DiskCache::open(dir.path(), &engine).unwrap();
+        let (hash, m) = module(&engine);
+        assert!(matches!(cache.load(&engine, &hash), Lookup::Miss));
+        cache.store(&hash, &m).unwrap();
+        assert!(matches!(cache.load(&engine, &hash), Lookup::Hit(_)));
+
+        // Flip one byte of the artifact: detected, file removed, then a plain miss.
+        let path = cache.path(&hash);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(cache.load(&engine, &hash), Lookup::Discarded));
+        assert!(!path.exists());
+        assert!(matches!(cache.load(&engine, &hash), Lookup::Miss));
+
+        // Truncated and foreign files too.
+        cache.store(&hash, &m).unwrap();
+        std::fs::write(&path, b"FLCWASM1short").unwrap();
+        assert!(matches!(cache.load(&engine, &hash), Lookup::Discarded));
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(matches!(cache.load(&engine, &hash), Lookup::Discarded));
+    }
+
+    #[test]
+    fn other_engine_settings_use_another_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Engine::default();
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let b = Engine::new(&config).unwrap();
+        let (hash, m) = module(&a);
+        DiskCache::open(dir.path(), &a)
+            .unwrap()
+            .store(&hash, &m)
+            .unwrap();
+        let other = DiskCache::open(dir.path(), &b).unwrap();
+        assert!(matches!(other.load(&b, &hash), Lookup::Miss));
+    }
+
+    #[test]
+    fn paths_only_from_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = DiskCache::open(dir.path(), &engine).unwrap();
+        assert!(matches!(
+            cache.load(&engine, "../../etc/passwd"),
+            Lookup::Miss
+        ));
+        let (_, m) = module(&engine);
+        assert!(cache.store("../x", &m).is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! The worker's one Wasmtime [`Engine`]: async, epoch interruption, and the pooling instance
+//! allocator (copy-on-write memory images, slots reused across invocations) when the machine
+//! can hold the pool, else the on-demand allocator.
+//!
+//! The pool reserves address space for every slot up front. Small devices (1 GB Raspberry Pis,
+//! 39-bit address spaces) cannot always hold it, which broke Spin and wasmCloud there: we probe
+//! by building the engine and instantiating a module once, and fall back if either fails.
+
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig, Store,
+};
+
+/// Which instance allocator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocatorChoice {
+    /// Pooling if the probe succeeds, else on-demand.
+    Auto,
+    /// Always on-demand.
+    OnDemand,
+}
+
+/// Settings of the engine.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineSettings {
+    pub(crate) allocator: AllocatorChoice,
+    /// Instances that may live at once with the pooling allocator.
+    pub(crate) pool_slots: u32,
+    /// Largest linear memory of one instance, bytes.
+    pub(crate) max_memory_bytes: usize,
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.memory_init_cow(true);
+    config
+}
+
+fn pooling_engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(settings.pool_slots)
+        .total_memories(settings.pool_slots)
+        .total_tables(settings.pool_slots)
+        .total_stacks(settings.pool_slots)
+        .max_memory_size(settings.max_memory_bytes);
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config)?;
+    // Building the pool is not the whole story: make sure a slot can actually be used.
+    let probe = Module::new(&engine, br#"(module (memory 1) (func (export "_start")))"#)?;
+    let mut store = Store::new(&engine, ());
+    wasmtime::Instance::new(&mut store, &probe, &[])?;
+    Ok(engine)
+}
+
+/// Builds the engine; the string names the allocator in use.
+pub(crate) fn build(settings: &EngineSettings) -> wasmtime::Result<(Engine, String)> {
+    if settings.allocator == AllocatorChoice::Auto {
+        match pooling_engine(settings) {
+            Ok(engine) => {
+                let name = format!("pooling ({} slots)", settings.pool_slots);
+                tracing::info!(allocator = %name, "wasmtime engine ready");
+                return Ok((engine, name));
+            }
+            Err(e) => tracing::warn!(
+                error = %format!("{e:#}"),
+                slots = settings.pool_slots,
+                "the pooling allocator does not fit this machine; using the on-demand allocator"
+            ),
+        }
+    }
+    let engine = Engine::new(&base_config())?;
+    tracing::info!(allocator = "on-demand", "wasmtime engine ready");
+    Ok((engine, "on-demand".into()))
+}
