@@ -149,7 +149,7 @@ impl CodeCache {
             .iter()
             .map(|(h, e)| (e.last_used.load(Ordering::Relaxed), h.clone()))
             .collect();
-        held.sort_by(|a, b| b.0.cmp(&a.0));
+        held.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         held.into_iter().map(|(_, h)| h).collect()
     }
 

@@ -175,7 +175,7 @@ impl Runtime {
     }
 
     /// Loads a precompiled module from disk, if there is a good one.
-    async fn from_disk(&self, function: &FunctionId) -> Option<Arc<Compiled>> {
+    async fn load_from_disk(&self, function: &FunctionId) -> Option<Arc<Compiled>> {
         let disk = self.disk.clone()?;
         let hash = function.hash.clone();
         let engine = self.engine.clone();
@@ -253,7 +253,7 @@ impl Runtime {
         if let Some(compiled) = self.cache.get(&function.hash) {
             return Ok(Prepared::Ready(compiled, CodeSource::Memory));
         }
-        if let Some(compiled) = self.from_disk(function).await {
+        if let Some(compiled) = self.load_from_disk(function).await {
             return Ok(Prepared::Ready(compiled, CodeSource::Disk));
         }
         match code {
