@@ -10,6 +10,7 @@ MODULES=(
     sleep_fl sleep_wasi
     matrix_mult_fl matrix_mult_wasi
     fail_fl fail_wasi
+    regex_fl
 )
 TARGET=wasm32-wasip1
 
