@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod node;
+pub mod process;
 pub mod protocol;
 pub mod supervisor;
 

@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     let mut supervisor_done = core.supervisor_done;
     let mut server = core.server;
     let result = tokio::select! {
-        _ = shutdown_signal() => { tracing::info!("core stopping"); Ok(()) }
+        _ = funless_actors::process::shutdown_signal() => { tracing::info!("core stopping"); Ok(()) }
         _ = &mut supervisor_done => Err(anyhow::anyhow!("the core's supervision tree gave up")),
         served = &mut server => match served {
             Ok(Ok(())) => Err(anyhow::anyhow!("the API server stopped")),
@@ -92,20 +92,4 @@ async fn start_embedded_worker() -> anyhow::Result<funless_worker::WorkerHandle>
 #[cfg(not(feature = "embedded-worker"))]
 async fn start_embedded_worker() -> anyhow::Result<()> {
     anyhow::bail!("this build has no embedded worker (feature `embedded-worker` is off)")
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

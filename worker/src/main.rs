@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut done = worker.done;
     tokio::select! {
-        _ = shutdown_signal() => {
+        _ = funless_actors::process::shutdown_signal() => {
             tracing::info!("worker stopping");
             worker.supervisor.stop(Some("worker stopping".into()));
             Ok(())
@@ -150,27 +150,4 @@ fn default_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".into());
     format!("worker-{host}-{}", std::process::id())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
