@@ -63,6 +63,8 @@ pub fn resolve_cookie(given: Option<String>, data_dir: &Path) -> anyhow::Result<
     if let Some(cookie) = given.filter(|c| !c.is_empty()) {
         return Ok(cookie);
     }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     let path = data_dir.join(COOKIE_FILE);
     match std::fs::read_to_string(&path) {
         Ok(cookie) if !cookie.trim().is_empty() => return Ok(cookie.trim().to_string()),
@@ -162,6 +164,30 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn cookie_is_generated_once_even_in_a_new_data_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("not-yet").join("there");
+        let first = super::resolve_cookie(None, &dir).unwrap();
+        assert!(first.len() > 32);
+        assert_eq!(super::resolve_cookie(None, &dir).unwrap(), first);
+        assert_eq!(
+            super::resolve_cookie(Some("given".into()), &dir).unwrap(),
+            "given"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(super::COOKIE_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(
