@@ -107,6 +107,16 @@ impl Platform {
         &self.inner.store
     }
 
+    /// A function's row, or the API's 404 for it.
+    async fn function_row(&self, module: &str, name: &str) -> ApiResult<FunctionRow> {
+        self.inner
+            .store
+            .get_function(module, name)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| not_found_function(module, name))
+    }
+
     fn new_function(&self, module: &str, upload: &FunctionUpload) -> ApiResult<(NewFunction, Abi)> {
         let abi = validate::validate(&upload.code).map_err(ApiError::BadRequest)?;
         let to_text = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
@@ -292,13 +302,7 @@ impl Backend for Platform {
         upload: FunctionUpload,
     ) -> ApiResult<FunctionCreated> {
         let (new, abi) = self.new_function(module, &upload)?;
-        let old = self
-            .inner
-            .store
-            .get_function(module, &upload.name)
-            .await
-            .map_err(api)?
-            .ok_or_else(|| not_found_function(module, &upload.name))?;
+        let old = self.function_row(module, &upload.name).await?;
         let row = self.inner.store.update_function(new).await.map_err(api)?;
         let workers = self
             .distribute(&row, upload.code, upload.wait_for_workers)
@@ -320,13 +324,7 @@ impl Backend for Platform {
         module: &str,
         name: &str,
     ) -> ApiResult<FunctionInfo> {
-        let row = self
-            .inner
-            .store
-            .get_function(module, name)
-            .await
-            .map_err(api)?
-            .ok_or_else(|| not_found_function(module, name))?;
+        let row = self.function_row(module, name).await?;
         Ok(function_info(row))
     }
 
@@ -349,13 +347,7 @@ impl Backend for Platform {
         args_json: String,
     ) -> ApiResult<Invocation> {
         let started = Instant::now();
-        let row = self
-            .inner
-            .store
-            .get_function(module, name)
-            .await
-            .map_err(api)?
-            .ok_or_else(|| not_found_function(module, name))?;
+        let row = self.function_row(module, name).await?;
         let target = Target {
             function: FunctionId {
                 module: row.module.clone(),
