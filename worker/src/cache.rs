@@ -3,7 +3,7 @@
 //! atomic use stamp; only inserts and evictions take the exclusive lock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use wasmtime::{InstancePre, Module};
@@ -19,8 +19,9 @@ pub(crate) struct Compiled {
     pub(crate) pre: InstancePre<HostState>,
     /// How to call it.
     pub(crate) abi: Abi,
-    /// `module/name`, for logs.
-    pub(crate) label: String,
+    /// Loaded from the disk cache at start-up and not invoked yet: its first invocation is
+    /// counted as disk-warm, which is where its code came from.
+    pub(crate) preloaded: AtomicBool,
 }
 
 impl Compiled {

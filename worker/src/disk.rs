@@ -106,6 +106,41 @@ impl DiskCache {
         })
     }
 
+    /// Marks the file for `hash` as just used: its modification time is the last-use stamp
+    /// that orders start-up preloading.
+    pub(crate) fn touch(&self, hash: &str) {
+        if !valid_hash(hash) {
+            return;
+        }
+        if let Ok(file) = std::fs::File::options().write(true).open(self.path(hash)) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
+    }
+
+    /// Hashes of the stored modules with their file sizes, most recently used first.
+    pub(crate) fn recent(&self) -> Vec<(String, usize)> {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(std::time::SystemTime, String, usize)> = dir
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let name = entry.file_name().into_string().ok()?;
+                let hash = name.strip_suffix(".cwasm")?;
+                let meta = entry.metadata().ok()?;
+                valid_hash(hash).then(|| {
+                    let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                    (used, hash.to_string(), meta.len() as usize)
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found
+            .into_iter()
+            .map(|(_, hash, bytes)| (hash, bytes))
+            .collect()
+    }
+
     /// Deletes the file for `hash`, if any.
     pub(crate) fn remove(&self, hash: &str) {
         if valid_hash(hash) {

@@ -56,6 +56,8 @@ impl WorkerHandle {
 /// code survives their restarts.
 pub async fn start(config: RuntimeConfig, report_every: Duration) -> Result<WorkerHandle> {
     let runtime = Arc::new(Runtime::new(config)?);
+    // Before the gateway joins the cluster, so the Core never sees a half-loaded worker.
+    runtime.preload().await;
     let gateway_runtime = runtime.clone();
     let gateway = ChildSpec {
         name: "gateway".into(),

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use funless_actors::protocol::{
@@ -149,7 +149,12 @@ impl Runtime {
         self.changed.notified().await;
     }
 
-    fn ready(&self, function: &FunctionId, module: Module) -> Result<Arc<Compiled>, InvokeError> {
+    fn ready(
+        &self,
+        hash: &str,
+        module: Module,
+        preloaded: bool,
+    ) -> Result<Arc<Compiled>, InvokeError> {
         let abi = Abi::detect(&module).map_err(|message| InvokeError::Code { message })?;
         let pre = self
             .linker
@@ -161,9 +166,9 @@ impl Runtime {
             module,
             pre,
             abi,
-            label: function.to_string(),
+            preloaded: AtomicBool::new(preloaded),
         });
-        let evicted = self.cache.insert(function.hash.clone(), compiled.clone());
+        let evicted = self.cache.insert(hash.to_string(), compiled.clone());
         if !evicted.is_empty() {
             tracing::info!(
                 count = evicted.len(),
@@ -175,25 +180,36 @@ impl Runtime {
     }
 
     /// Loads a precompiled module from disk, if there is a good one.
-    async fn load_from_disk(&self, function: &FunctionId) -> Option<Arc<Compiled>> {
+    async fn load_from_disk(&self, hash: &str, preloaded: bool) -> Option<Arc<Compiled>> {
         let disk = self.disk.clone()?;
-        let hash = function.hash.clone();
         let engine = self.engine.clone();
         // Reading and checking the artifact is file I/O: keep it off the async threads.
         let lookup = tokio::task::spawn_blocking({
             let disk = disk.clone();
-            move || disk.load(&engine, &hash)
+            let hash = hash.to_string();
+            move || match disk.load(&engine, &hash) {
+                Lookup::Hit(module) => {
+                    if !preloaded {
+                        disk.touch(&hash);
+                    }
+                    // Build the copy-on-write memory image now rather than in the first
+                    // instantiation: it is the larger part of a first run's extra cost.
+                    warm_image(&module);
+                    Lookup::Hit(module)
+                }
+                other => other,
+            }
         })
         .await
         .ok()?;
         match lookup {
             Lookup::Hit(module) => {
                 self.metrics.disk_loads.inc();
-                match self.ready(function, module) {
+                match self.ready(hash, module, preloaded) {
                     Ok(compiled) => Some(compiled),
                     Err(e) => {
-                        tracing::warn!(function = %function, error = %e, "precompiled module unusable");
-                        disk.remove(&function.hash);
+                        tracing::warn!(%hash, error = %e, "precompiled module unusable");
+                        disk.remove(hash);
                         None
                     }
                 }
@@ -222,8 +238,12 @@ impl Runtime {
         let engine = self.engine.clone();
         let started = Instant::now();
         // Compiling is CPU-bound for milliseconds to seconds: keep it off the async threads.
-        let module = tokio::task::spawn_blocking(move || Module::new(&engine, &code))
-            .await
+        let module = tokio::task::spawn_blocking(move || {
+            let module = Module::new(&engine, &code)?;
+            warm_image(&module);
+            Ok::<_, wasmtime::Error>(module)
+        })
+        .await
             .map_err(|e| InvokeError::Worker {
                 message: format!("compiler task failed: {e}"),
             })?
@@ -231,7 +251,7 @@ impl Runtime {
                 message: format!("{e:#}"),
             })?;
         self.metrics.compilations.inc();
-        let compiled = self.ready(function, module)?;
+        let compiled = self.ready(&function.hash, module, false)?;
         if let Some(disk) = self.disk.clone() {
             let module = compiled.module.clone();
             let hash = function.hash.clone();
@@ -244,6 +264,14 @@ impl Runtime {
         Ok(compiled)
     }
 
+    /// Records a use of a preloaded module in its file's time, off the async threads.
+    fn touch_on_disk(&self, hash: &str) {
+        if let Some(disk) = self.disk.clone() {
+            let hash = hash.to_string();
+            drop(tokio::task::spawn_blocking(move || disk.touch(&hash)));
+        }
+    }
+
     /// Finds the code for a request: memory, then disk, then the code sent along.
     async fn prepare(
         &self,
@@ -251,9 +279,15 @@ impl Runtime {
         code: Option<Vec<u8>>,
     ) -> Result<Prepared, InvokeError> {
         if let Some(compiled) = self.cache.get(&function.hash) {
-            return Ok(Prepared::Ready(compiled, CodeSource::Memory));
+            let source = if compiled.preloaded.swap(false, Ordering::Relaxed) {
+                self.touch_on_disk(&function.hash);
+                CodeSource::Disk
+            } else {
+                CodeSource::Memory
+            };
+            return Ok(Prepared::Ready(compiled, source));
         }
-        if let Some(compiled) = self.load_from_disk(function).await {
+        if let Some(compiled) = self.load_from_disk(&function.hash, false).await {
             return Ok(Prepared::Ready(compiled, CodeSource::Disk));
         }
         match code {
@@ -263,6 +297,34 @@ impl Runtime {
             )),
             None => Ok(Prepared::NoCode),
         }
+    }
+
+    /// Loads precompiled modules from the disk cache into memory, most recently used first,
+    /// while they fit in the memory cache: a restarted worker then serves its first
+    /// invocations as fast as warm ones. Called before the worker joins the cluster.
+    pub async fn preload(&self) -> usize {
+        let Some(disk) = self.disk.clone() else {
+            return 0;
+        };
+        let started = Instant::now();
+        let recent = tokio::task::spawn_blocking(move || disk.recent())
+            .await
+            .unwrap_or_default();
+        let mut loaded = 0;
+        for (hash, file_bytes) in recent {
+            // The loaded image is about the file's size; stop before evicting what we loaded.
+            let held = self.cache.stats().bytes as usize;
+            if held + file_bytes > self.config.cache_bytes {
+                break;
+            }
+            if self.load_from_disk(&hash, true).await.is_some() {
+                loaded += 1;
+            }
+        }
+        if loaded > 0 {
+            tracing::info!(modules = loaded, bytes = self.cache.stats().bytes, elapsed = ?started.elapsed(), "preloaded precompiled modules from the disk cache");
+        }
+        loaded
     }
 
     /// Compiles and caches pushed code (create/update broadcast).
@@ -330,7 +392,8 @@ impl Runtime {
         };
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let timeout = Duration::from_millis(request.timeout_ms.max(1));
-        let result = self.run(&compiled, request.args_json, timeout).await;
+        let label = request.function.to_string();
+        let result = self.run(&compiled, &label, request.args_json, timeout).await;
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.metrics
             .invocation(source, result.is_ok(), started.elapsed().as_secs_f64());
@@ -340,7 +403,7 @@ impl Runtime {
                 InvokeReply::Done(output)
             }
             Err(e) => {
-                tracing::debug!(function = %compiled.label, error = %e, "invocation failed");
+                tracing::debug!(function = %label, error = %e, "invocation failed");
                 InvokeReply::Failed(e)
             }
         }
@@ -350,6 +413,7 @@ impl Runtime {
     async fn run(
         &self,
         compiled: &Compiled,
+        label: &str,
         args_json: String,
         timeout: Duration,
     ) -> Result<InvokeOutput, InvokeError> {
@@ -358,7 +422,7 @@ impl Runtime {
             Abi::WasiCommand => (args_json.into_bytes(), Vec::new()),
             Abi::Funless => (Vec::new(), args_json.into_bytes()),
         };
-        let (wasi, io) = WasiIo::build(&compiled.label, stdin);
+        let (wasi, io) = WasiIo::build(label, stdin);
         let state = HostState {
             wasi,
             fl: FunlessIo {
@@ -483,6 +547,14 @@ fn push_lines(logs: &mut Logs, bytes: &[u8]) {
 fn tail(bytes: &[u8], max: usize) -> String {
     let start = bytes.len().saturating_sub(max);
     String::from_utf8_lossy(&bytes[start..]).trim().to_string()
+}
+
+/// Builds a module's copy-on-write memory image ahead of its first instantiation. A failure
+/// only means Wasmtime will initialise memory by copying, so it is logged, not returned.
+fn warm_image(module: &Module) {
+    if let Err(e) = module.initialize_copy_on_write_image() {
+        tracing::debug!(error = %e, "no copy-on-write memory image");
+    }
 }
 
 fn spawn_epoch_ticker(engine: &Engine) {

@@ -251,3 +251,51 @@ async fn a_busy_guest_does_not_hold_up_others() {
         ));
     }
 }
+
+#[tokio::test]
+async fn restart_preloads_the_disk_cache_most_recent_first_within_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |cache_bytes| RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        cache_bytes,
+        ..RuntimeConfig::default()
+    };
+    let fl = request(ECHO_FL, "{}", false).function.hash;
+    let wasi = request(ECHO_WASI, "{}", false).function.hash;
+    let first = Runtime::new(config(DEFAULT_CACHE_MB << 20)).unwrap();
+    for wat in [ECHO_WASI, ECHO_FL] {
+        assert!(matches!(
+            first.invoke(request(wat, "{}", true)).await,
+            InvokeReply::Done(_)
+        ));
+        // File times order the preload; make sure the two differ.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(first);
+
+    // Room for everything: both come back; the first call counts as disk-warm, the next as
+    // memory, and nothing is compiled.
+    let second = Runtime::new(config(DEFAULT_CACHE_MB << 20)).unwrap();
+    assert_eq!(second.preload().await, 2);
+    let recent = second.disk.as_ref().unwrap().recent();
+    assert_eq!(recent[0].0, fl, "the module used last comes first");
+    let fl_file_bytes = recent[0].1;
+    for expected in [CodeSource::Disk, CodeSource::Memory] {
+        match second.invoke(request(ECHO_FL, "{}", false)).await {
+            InvokeReply::Done(out) => assert_eq!(out.source, expected),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        second
+            .metrics_text()
+            .contains("funless_worker_compilations_total 0")
+    );
+    drop(second);
+
+    // Room for one module only: the most recently used one is loaded, the other is not.
+    let third = Runtime::new(config(fl_file_bytes)).unwrap();
+    assert_eq!(third.preload().await, 1);
+    assert!(third.is_cached(&fl));
+    assert!(!third.is_cached(&wasi));
+}
