@@ -184,6 +184,12 @@ pub struct WorkerStatus {
     pub cache: CacheReport,
     /// Instance allocator in use (`pooling (N slots)` or `on-demand`).
     pub allocator: String,
+    /// Operator-given tags (`--tag`), which scheduling scripts can name like worker names.
+    pub tags: Vec<String>,
+    /// CPUs the worker may use.
+    pub cpus: u32,
+    /// One-minute load average per CPU, in thousandths (1000: every CPU busy).
+    pub cpu_load_permille: u32,
 }
 
 /// State of a worker's in-memory code cache.

@@ -4,7 +4,8 @@ use std::future::Future;
 
 use crate::error::ApiResult;
 use crate::types::{
-    CreatedSubject, FunctionCreated, FunctionInfo, FunctionMetadata, ModuleInfo, Named, WorkerInfo,
+    AppScriptInfo, CreatedSubject, FunctionCreated, FunctionInfo, FunctionMetadata, ModuleInfo,
+    Named, WorkerInfo,
 };
 
 /// Who is calling, as established from the bearer token.
@@ -104,14 +105,28 @@ pub trait Backend: Send + Sync + 'static {
         module: &str,
         name: &str,
     ) -> impl Future<Output = ApiResult<()>> + Send;
-    /// Runs a function with JSON arguments (`args_json` is valid JSON text).
+    /// Runs a function with JSON arguments (`args_json` is valid JSON text), placed by the
+    /// APP script named `script`, or by the platform's policy when `None`.
     fn invoke(
         &self,
         who: &Subject,
         module: &str,
         name: &str,
         args_json: String,
+        script: Option<String>,
     ) -> impl Future<Output = ApiResult<Invocation>> + Send;
+    /// Stores an APP scheduling script after checking it (400 with where and why).
+    fn create_app_script(
+        &self,
+        name: &str,
+        source: String,
+    ) -> impl Future<Output = ApiResult<AppScriptInfo>> + Send;
+    /// Names of the APP scripts.
+    fn list_app_scripts(&self) -> impl Future<Output = ApiResult<Vec<Named>>> + Send;
+    /// One APP script.
+    fn get_app_script(&self, name: &str) -> impl Future<Output = ApiResult<AppScriptInfo>> + Send;
+    /// Deletes an APP script.
+    fn delete_app_script(&self, name: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// Every subject (admin only; tokens are never listed).
     fn list_subjects(&self) -> impl Future<Output = ApiResult<Vec<Named>>> + Send;
     /// Creates a subject and returns its token, shown this once.

@@ -15,7 +15,12 @@ use crate::backend::{Backend, FunctionUpload};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Auth, json_body};
 use crate::names;
-use crate::types::{Data, FunctionMetadata, InvokeRequest, ModuleRequest, SubjectRequest};
+use crate::types::{
+    Data, FunctionMetadata, InvokeRequest, ModuleRequest, SchedulingLanguage, SubjectRequest,
+};
+
+/// Largest accepted APP script, bytes.
+pub(crate) const MAX_SCRIPT_BYTES: usize = 64 * 1024;
 
 /// Largest accepted function upload (multipart body), bytes. Code travels to workers in one
 /// cluster frame, whose default cap is 16 MiB.
@@ -35,6 +40,14 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
             get(list_subjects::<B>).post(create_subject::<B>),
         )
         .route("/v1/workers", get(list_workers::<B>))
+        .route(
+            "/v1/scripts/app",
+            get(list_app_scripts::<B>).post(create_app_script::<B>),
+        )
+        .route(
+            "/v1/scripts/app/{name}",
+            get(get_app_script::<B>).delete(delete_app_script::<B>),
+        )
         .route("/v1/fn", get(list_modules::<B>).post(create_module::<B>))
         .route(
             "/v1/fn/{module}",
@@ -171,6 +184,77 @@ async fn delete_module<B: Backend>(
     Path(module): Path<String>,
 ) -> ApiResult<Response> {
     backend.delete_module(&who, &module).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_app_scripts<B: Backend>(
+    State(backend): State<Arc<B>>,
+    _: Auth,
+) -> ApiResult<Response> {
+    data(StatusCode::OK, backend.list_app_scripts().await?)
+}
+
+/// FunLess's form: multipart `name` and `file` (the YAML).
+async fn create_app_script<B: Backend>(
+    State(backend): State<Arc<B>>,
+    _: Admin,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<Response> {
+    let mut multipart = multipart.map_err(|rejection| {
+        ApiError::BadRequest(format!(
+            "expected a multipart/form-data body with 'name' and 'file' ({})",
+            rejection.into_response().status()
+        ))
+    })?;
+    let (mut name, mut file) = (None, None);
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return Err(multipart_error(e)),
+        };
+        let field_name = field.name().unwrap_or_default().to_string();
+        let bytes = field.bytes().await.map_err(multipart_error)?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| ApiError::BadRequest(format!("field '{field_name}' is not UTF-8")))?;
+        match field_name.as_str() {
+            "name" => name = Some(text.trim().to_string()),
+            "file" => file = Some(text),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown form field {other:?} (expected name, file)"
+                )));
+            }
+        }
+    }
+    let name = name.ok_or_else(|| ApiError::BadRequest("missing form field 'name'".into()))?;
+    valid("script", &name)?;
+    let file = file.ok_or_else(|| ApiError::BadRequest("missing form field 'file'".into()))?;
+    if file.len() > MAX_SCRIPT_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the script is larger than {MAX_SCRIPT_BYTES} bytes"
+        )));
+    }
+    data(
+        StatusCode::CREATED,
+        backend.create_app_script(&name, file).await?,
+    )
+}
+
+async fn get_app_script<B: Backend>(
+    State(backend): State<Arc<B>>,
+    _: Auth,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    data(StatusCode::OK, backend.get_app_script(&name).await?)
+}
+
+async fn delete_app_script<B: Backend>(
+    State(backend): State<Arc<B>>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    backend.delete_app_script(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -349,7 +433,21 @@ async fn invoke<B: Backend>(
         Some(args @ serde_json::Value::Object(_)) => args.to_string(),
         Some(_) => return Err(ApiError::BadRequest("args must be a JSON object".into())),
     };
-    let invocation = backend.invoke(&who, &module, &function, args_json).await?;
+    let script = match request.scheduling {
+        None => None,
+        Some(s) => match (s.language, s.script) {
+            (SchedulingLanguage::None, _) => None,
+            (SchedulingLanguage::App, Some(script)) => Some(script),
+            (SchedulingLanguage::App, None) => {
+                return Err(ApiError::BadRequest(
+                    "scheduling with language 'app' needs a 'script' name".into(),
+                ));
+            }
+        },
+    };
+    let invocation = backend
+        .invoke(&who, &module, &function, args_json, script)
+        .await?;
     // The worker hands back valid JSON text: wrap it without parsing it again.
     let mut json = String::with_capacity(invocation.output_json.len() + 9);
     json.push_str("{\"data\":");

@@ -91,14 +91,21 @@ pub struct FunctionMetadata {
     /// A free tag, used by scheduling scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    /// Memory the function needs, in KiB (FunLess's unit). The scheduler only picks a worker
-    /// with at least this much free memory. Default [`DEFAULT_CAPACITY_KIB`].
+    /// Memory the function needs, bytes (every memory figure of the API is in bytes). The
+    /// scheduler only picks a worker with at least this much free memory. Default
+    /// [`DEFAULT_CAPACITY_BYTES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<u64>,
+    /// Whether an invocation may run again on another worker when its worker is lost
+    /// mid-call (default true). Set false for functions with side effects that must not
+    /// happen twice: their callers get a 503 instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
 }
 
-/// Memory need of a function that declares none, in KiB (FunLess's default).
-pub const DEFAULT_CAPACITY_KIB: u64 = 64;
+/// Memory need of a function that declares none, bytes (64 MiB: room for a typical Rust or
+/// JavaScript function's linear memory and stack).
+pub const DEFAULT_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How a function's code is called, detected from the module at upload.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -183,16 +190,49 @@ pub struct FunctionCreated {
     pub workers: BroadcastReport,
 }
 
-/// Body of an invocation: `{"args": {...}}`. `scheduling` is accepted for FunLess compatibility.
+/// Body of an invocation: `{"args": {...}, "scheduling": {...}}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InvokeRequest {
     /// Arguments handed to the function as JSON (default `{}`).
     #[serde(default)]
     pub args: Option<serde_json::Value>,
-    /// FunLess's scheduling choice (`{"language": "app"|"none", "script": ...}`).
+    /// How to choose the worker (FunLess's field); default: the platform's policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scheduling: Option<serde_json::Value>,
+    pub scheduling: Option<Scheduling>,
+}
+
+/// FunLess's scheduling choice of an invocation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Scheduling {
+    /// `app` (an APP script named by `script`) or `none` (the platform's policy).
+    pub language: SchedulingLanguage,
+    /// The APP script's name (required with `app`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+}
+
+/// Scheduling languages.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedulingLanguage {
+    /// The platform's default policy.
+    #[default]
+    None,
+    /// A FunLess APP script.
+    App,
+}
+
+/// A FunLess APP scheduling script, as shown by `GET /v1/scripts/app/:name`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppScriptInfo {
+    /// Script name.
+    pub name: String,
+    /// The YAML source as uploaded.
+    pub script: String,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
 }
 
 /// A worker as listed by `GET /v1/workers`.
@@ -216,4 +256,12 @@ pub struct WorkerInfo {
     pub cache_evictions: u64,
     /// Its instance allocator (`pooling (N slots)` or `on-demand`).
     pub allocator: String,
+    /// `ready`, `joining` (no status yet) or `lost` (silent past the heartbeat time-out).
+    pub state: String,
+    /// Its operator-given tags.
+    pub tags: Vec<String>,
+    /// CPUs it may use.
+    pub cpus: u32,
+    /// One-minute load per CPU, thousandths.
+    pub cpu_load_permille: u32,
 }

@@ -108,9 +108,13 @@ pub(crate) struct UploadArgs {
     /// Answer at once instead of waiting for the workers to cache the code
     #[arg(long)]
     pub(crate) no_wait: bool,
-    /// Memory the function needs, in KiB (server default: 64)
-    #[arg(long, value_name = "KIB")]
+    /// Memory the function needs: bytes, or with a unit (64MiB, 512K, 1G; server default 64MiB)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) capacity: Option<u64>,
+    /// Never run it twice: when its worker is lost mid-call, answer 503 instead of retrying
+    /// on another worker
+    #[arg(long)]
+    pub(crate) no_retry: bool,
     /// A free tag, used by scheduling scripts
     #[arg(long)]
     pub(crate) tag: Option<String>,
@@ -128,6 +132,9 @@ pub(crate) struct InvokeArgs {
     /// parses (3, true, [1,2], "3"), else as a string
     #[arg(short = 'a', long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub(crate) args: Vec<(String, Value)>,
+    /// Place the invocation with this APP scheduling script
+    #[arg(long, value_name = "NAME")]
+    pub(crate) script: Option<String>,
 }
 
 impl InvokeArgs {
@@ -216,6 +223,27 @@ pub(crate) enum ConfigCommand {
 /// A module, function or subject name, checked with FunLess's rule so it is safe in a URL path.
 fn parse_name(s: &str) -> Result<String, String> {
     funless_api::names::validate("the", s).map(|()| s.to_string())
+}
+
+/// `--capacity`: bytes, or a number with a unit (K/KB/KiB, M/MB/MiB, G/GB/GiB: powers of
+/// 1024, as memory is counted).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a size like 67108864, 64MiB or 512K, got {s:?}"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("unknown size unit {other:?} (use K, M or G)")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// `-j`: must be a JSON object.
@@ -354,7 +382,7 @@ mod tests {
             "m",
             "--no-wait",
             "--capacity",
-            "128",
+            "128MiB",
             "--tag",
             "edge",
         ])
@@ -366,7 +394,13 @@ mod tests {
         assert_eq!(up.file, PathBuf::from("h.wasm"));
         assert_eq!(up.module.module, "m");
         assert!(up.no_wait);
-        assert_eq!(up.capacity, Some(128));
+        assert_eq!(up.capacity, Some(128 << 20));
+        assert!(!up.no_retry);
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
         assert_eq!(up.tag.as_deref(), Some("edge"));
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use funless_api::types::{
     CreatedSubject, Data, FunctionCreated, FunctionInfo, FunctionMetadata, InvokeRequest,
-    ModuleInfo, ModuleRequest, Named, SubjectRequest,
+    ModuleInfo, ModuleRequest, Named, Scheduling, SchedulingLanguage, SubjectRequest,
 };
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -188,10 +188,14 @@ impl Client {
         module: &str,
         name: &str,
         args: Map<String, Value>,
+        script: Option<String>,
     ) -> Result<Reply<Value>, ClientError> {
         let body = InvokeRequest {
             args: Some(Value::Object(args)),
-            scheduling: None,
+            scheduling: script.map(|script| Scheduling {
+                language: SchedulingLanguage::App,
+                script: Some(script),
+            }),
         };
         self.send(
             self.request(Method::POST, &format!("/v1/fn/{module}/{name}"))

@@ -206,7 +206,12 @@ async fn fn_command(
         FnCommand::Invoke(invoke) => {
             let target = &invoke.target;
             let reply = client
-                .invoke(&target.module.module, &target.name, invoke.merged_args())
+                .invoke(
+                    &target.module.module,
+                    &target.name,
+                    invoke.merged_args(),
+                    invoke.script.clone(),
+                )
                 .await?;
             output::reply(out, json, &reply, |out, data| output::value(out, &data))
         }
@@ -254,6 +259,7 @@ fn read_upload(args: UploadArgs) -> Result<Upload> {
         metadata: FunctionMetadata {
             tag: args.tag,
             capacity: args.capacity,
+            retryable: args.no_retry.then_some(false),
         },
         wait_for_workers: !args.no_wait,
     })

@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 
 use funless_api::types::{
-    BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_KIB, FunctionCreated, FunctionInfo,
+    BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_BYTES, FunctionCreated, FunctionInfo,
     ModuleInfo, Named,
 };
 use serde::de::DeserializeOwned;
@@ -69,8 +69,11 @@ pub(crate) fn function(out: &mut dyn Write, info: &FunctionInfo) -> io::Result<(
     writeln!(out, "hash: {}", info.hash)?;
     writeln!(out, "abi: {}", info.abi.as_str())?;
     writeln!(out, "size: {} bytes", info.size)?;
-    let capacity = info.metadata.capacity.unwrap_or(DEFAULT_CAPACITY_KIB);
-    writeln!(out, "capacity: {capacity} KiB")?;
+    let capacity = info.metadata.capacity.unwrap_or(DEFAULT_CAPACITY_BYTES);
+    writeln!(out, "capacity: {capacity} bytes ({} MiB)", capacity >> 20)?;
+    if info.metadata.retryable == Some(false) {
+        writeln!(out, "retryable: no")?;
+    }
     if let Some(tag) = &info.metadata.tag {
         writeln!(out, "tag: {tag}")?;
     }
@@ -193,7 +196,10 @@ mod tests {
         };
         let shown = text(|out| function(out, &info));
         assert!(shown.contains("abi: funless\n"), "{shown}");
-        assert!(shown.contains("capacity: 64 KiB\n"), "{shown}");
+        assert!(
+            shown.contains("capacity: 67108864 bytes (64 MiB)\n"),
+            "{shown}"
+        );
         assert!(!shown.contains("tag:"), "{shown}");
     }
 

@@ -1,6 +1,9 @@
-//! Talking to workers: an invocation (with the "no code" round trip and one retry elsewhere when
-//! a worker vanishes), the broadcast of new code, and eviction. Calls go straight from the
-//! request's task to the worker's gateway: no Core actor sits on the invocation path.
+//! Talking to workers: an invocation (with the "no code" round trip and, for retryable
+//! functions, one retry elsewhere when a worker is lost), the broadcast of new code, and
+//! eviction. Calls go straight from the request's task to the worker's gateway: no Core actor
+//! sits on the invocation path. A call ends when the worker answers, when the worker is lost
+//! (its node leaves, or the heartbeat check declares it lost), or after the function's time
+//! limit plus a margin: nothing waits forever.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +17,7 @@ use ractor::rpc::CallResult;
 use ractor::{ActorId, ActorRef};
 
 use crate::scheduler::NoWorker;
-use crate::workers::{Lease, Workers};
+use crate::workers::{Lease, Need, Policy, Workers};
 
 /// Extra time a worker gets beyond the function's own limit before the Core gives up on it.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);
@@ -38,11 +41,13 @@ pub enum DispatchError {
         /// How long the Core waited.
         after_ms: u64,
     },
-    /// Every worker tried was lost during the call.
-    #[error("the worker running the function was lost ({workers})")]
+    /// The worker(s) running the function were lost during the call.
+    #[error("the worker running the function was lost ({workers}){}", if *.retried { "; the retry was lost too" } else { "; the function is not retryable" })]
     WorkerLost {
         /// The workers tried.
         workers: String,
+        /// Whether a retry was made.
+        retried: bool,
     },
     /// The code could not be loaded for the "no code" path.
     #[error("cannot load the function's code: {0}")]
@@ -58,6 +63,10 @@ pub struct Target {
     pub need_bytes: u64,
     /// Time limit, milliseconds.
     pub timeout_ms: u64,
+    /// Whether it may run again on another worker when its worker is lost mid-call.
+    pub retryable: bool,
+    /// How to choose the worker.
+    pub policy: Policy,
 }
 
 /// A successful invocation.
@@ -75,14 +84,16 @@ enum Attempt {
     TimedOut(u64),
 }
 
-async fn call_invoke(lease: &Lease, request: InvokeRequest, timeout: Duration) -> Attempt {
-    let answer = lease
-        .actor
-        .call(
-            |port| WorkerMessage::Invoke(Wire::new(request), port),
-            Some(timeout),
-        )
-        .await;
+async fn call_invoke(lease: &mut Lease, request: InvokeRequest, timeout: Duration) -> Attempt {
+    let actor = lease.actor.clone();
+    let call = actor.call(
+        |port| WorkerMessage::Invoke(Wire::new(request), port),
+        Some(timeout),
+    );
+    let answer = tokio::select! {
+        answer = call => answer,
+        () = lease.lost() => return Attempt::Lost,
+    };
     match answer {
         Ok(CallResult::Success(reply)) => match reply.into_inner() {
             Ok(reply) => Attempt::Answered(reply),
@@ -110,9 +121,14 @@ where
     let timeout = Duration::from_millis(target.timeout_ms) + ANSWER_MARGIN;
     let mut tried: Vec<ActorId> = Vec::new();
     let mut lost: Vec<String> = Vec::new();
-    // A worker lost mid-call gets the request retried once on another one.
-    for _ in 0..2 {
-        let lease = match workers.lease(target.need_bytes, &tried) {
+    let need = Need {
+        bytes: target.need_bytes,
+        hash: &target.function.hash,
+    };
+    let attempts = if target.retryable { 2 } else { 1 };
+    // A worker lost mid-call gets a retryable request retried once on another one.
+    for _ in 0..attempts {
+        let mut lease = match workers.lease(need, &target.policy, &tried) {
             Ok(lease) => lease,
             Err(e) if lost.is_empty() => return Err(e.into()),
             Err(_) => break,
@@ -124,7 +140,7 @@ where
             code: None,
             timeout_ms: target.timeout_ms,
         };
-        let mut attempt = call_invoke(&lease, request, timeout).await;
+        let mut attempt = call_invoke(&mut lease, request, timeout).await;
         if let Attempt::Answered(InvokeReply::NoCode) = attempt {
             tracing::debug!(function = %target.function, worker = %lease.name, "worker lacks the code; sending it");
             let code = load_code().await.map_err(DispatchError::Code)?;
@@ -134,7 +150,7 @@ where
                 code: Some(code),
                 timeout_ms: target.timeout_ms,
             };
-            attempt = call_invoke(&lease, request, timeout).await;
+            attempt = call_invoke(&mut lease, request, timeout).await;
         }
         match attempt {
             Attempt::Answered(InvokeReply::Done(output)) => {
@@ -156,12 +172,13 @@ where
                 });
             }
             Attempt::Lost => {
-                tracing::warn!(function = %target.function, worker = %lease.name, "worker lost during an invocation; retrying elsewhere");
+                tracing::warn!(function = %target.function, worker = %lease.name, retryable = target.retryable, "worker lost during an invocation");
                 lost.push(lease.name.clone());
             }
         }
     }
     Err(DispatchError::WorkerLost {
+        retried: lost.len() > 1,
         workers: lost.join(", "),
     })
 }
@@ -177,7 +194,7 @@ pub struct Delivery {
 
 /// Sends code to every connected worker and waits for each to compile it.
 pub async fn broadcast(workers: &Workers, function: &FunctionId, code: &[u8]) -> Vec<Delivery> {
-    let calls = workers.all().into_iter().map(|entry| {
+    let calls = workers.live().into_iter().map(|entry| {
         let push = CachePush {
             function: function.clone(),
             code: code.to_vec(),

@@ -36,6 +36,8 @@ pub struct CoreConfig {
     pub cluster_port: u16,
     /// Cluster cookie (resolved with [`resolve_cookie`]).
     pub cookie: String,
+    /// Silence after which a worker is declared lost.
+    pub heartbeat_timeout: Duration,
 }
 
 /// A running Core.
@@ -103,6 +105,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
     let registry_args = RegistryArgs {
         workers: workers.clone(),
         metrics: metrics.clone(),
+        heartbeat_timeout: config.heartbeat_timeout,
     };
     let registry = ChildSpec {
         name: "registry".into(),

@@ -28,6 +28,11 @@ struct Args {
     /// Cluster secret shared with the workers (default: generated once into the data directory).
     #[arg(long, env = "FUNLESS_COOKIE", hide_env_values = true)]
     cookie: Option<String>,
+    /// A worker silent for this long (no status report) is declared lost: it gets no new
+    /// work and its in-flight invocations are retried elsewhere or answered 503. Workers report
+    /// every second by default.
+    #[arg(long, env = "FUNLESS_HEARTBEAT_TIMEOUT_MS", default_value_t = 3000)]
+    heartbeat_timeout_ms: u64,
     /// Also run a worker inside this process: a complete single-node platform.
     #[arg(long)]
     embedded_worker: bool,
@@ -51,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         cluster_listen: args.cluster_listen,
         cluster_port: args.cluster_port,
         cookie,
+        heartbeat_timeout: std::time::Duration::from_millis(args.heartbeat_timeout_ms.max(100)),
     })
     .await?;
 

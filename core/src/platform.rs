@@ -7,18 +7,20 @@ use std::time::Instant;
 
 use funless_actors::protocol::{FunctionId, InvokeError};
 use funless_api::types::{
-    Abi, BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_KIB, FunctionCreated, FunctionInfo,
-    FunctionMetadata, ModuleInfo, Named, WorkerFailure, WorkerInfo,
+    Abi, AppScriptInfo, BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_BYTES, FunctionCreated,
+    FunctionInfo, FunctionMetadata, ModuleInfo, Named, WorkerFailure, WorkerInfo,
 };
 use funless_api::{ApiError, ApiResult, Backend, FunctionUpload, Invocation, Subject};
 use sha2::{Digest, Sha256};
 
 use crate::dispatch::{self, DispatchError, Target};
 use crate::metrics::Metrics;
-use crate::store::{FunctionRow, NewFunction, Store, StoreError};
+use crate::scheduler::NoWorker;
+use crate::scheduler::app::Script;
+use crate::store::{FunctionRow, NewFunction, ScriptRow, Store, StoreError};
 use crate::tokens;
 use crate::validate;
-use crate::workers::Workers;
+use crate::workers::{Policy, Workers};
 
 /// Default time limit of an invocation, milliseconds (FunLess's 60 s).
 pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
@@ -36,6 +38,8 @@ struct Inner {
     metrics: Metrics,
     /// token hash → subject, filled on first use (tokens cannot change, only be revoked).
     sessions: RwLock<HashMap<String, Subject>>,
+    /// Parsed APP scripts by name, filled on first use and dropped on delete.
+    scripts: RwLock<HashMap<String, Arc<Script>>>,
 }
 
 /// A store failure as the API reports it.
@@ -75,7 +79,8 @@ fn function_info(row: FunctionRow) -> FunctionInfo {
         size: row.size.max(0) as u64,
         metadata: FunctionMetadata {
             tag: row.tag,
-            capacity: Some(row.capacity_kib.max(0) as u64),
+            capacity: Some(row.capacity_bytes.max(0) as u64),
+            retryable: Some(row.retryable),
         },
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
@@ -98,6 +103,7 @@ impl Platform {
                 workers,
                 metrics,
                 sessions: RwLock::new(HashMap::new()),
+                scripts: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -127,13 +133,60 @@ impl Platform {
                 code: upload.code.clone(),
                 hash: hex::encode(Sha256::digest(&upload.code)),
                 abi: abi.as_str().to_string(),
-                capacity_kib: upload.metadata.capacity.unwrap_or(DEFAULT_CAPACITY_KIB) as i64,
+                capacity_bytes: i64::try_from(
+                    upload.metadata.capacity.unwrap_or(DEFAULT_CAPACITY_BYTES),
+                )
+                .map_err(|_| ApiError::BadRequest("capacity is too large".into()))?,
+                retryable: upload.metadata.retryable.unwrap_or(true),
                 tag: upload.metadata.tag.clone(),
                 events: to_text(&upload.events),
                 sinks: to_text(&upload.sinks),
             },
             abi,
         ))
+    }
+
+    /// The policy for an invocation: the named APP script (parsed once, then cached) or the
+    /// default policy.
+    async fn policy(&self, script: Option<String>, tag: Option<String>) -> ApiResult<Policy> {
+        let Some(name) = script else {
+            return Ok(Policy::Default);
+        };
+        let cached = self
+            .inner
+            .scripts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&name)
+            .cloned();
+        let parsed = match cached {
+            Some(parsed) => parsed,
+            None => {
+                let row = self.inner.store.get_script(&name).await.map_err(api)?;
+                let row = row.ok_or_else(|| {
+                    ApiError::NotFound(
+                        NoWorker::UnknownScript {
+                            script: name.clone(),
+                        }
+                        .to_string(),
+                    )
+                })?;
+                let parsed = Arc::new(Script::parse(&row.source).map_err(|e| {
+                    ApiError::Internal(format!("stored script '{name}' no longer parses: {e}"))
+                })?);
+                self.inner
+                    .scripts
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.clone(), parsed.clone());
+                parsed
+            }
+        };
+        Ok(Policy::App {
+            name,
+            script: parsed,
+            tag,
+        })
     }
 
     /// Sends the new code to every worker; waits for them when asked to.
@@ -345,17 +398,21 @@ impl Backend for Platform {
         module: &str,
         name: &str,
         args_json: String,
+        script: Option<String>,
     ) -> ApiResult<Invocation> {
         let started = Instant::now();
         let row = self.function_row(module, name).await?;
+        let policy = self.policy(script, row.tag.clone()).await?;
         let target = Target {
             function: FunctionId {
                 module: row.module.clone(),
                 name: row.name.clone(),
                 hash: row.hash.clone(),
             },
-            need_bytes: (row.capacity_kib.max(0) as u64).saturating_mul(1024),
+            need_bytes: row.capacity_bytes.max(0) as u64,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            retryable: row.retryable,
+            policy,
         };
         let store = &self.inner.store;
         let load_code = || async {
@@ -429,8 +486,13 @@ impl Backend for Platform {
             .all()
             .into_iter()
             .filter_map(|e| {
+                let state = e.state().to_string();
                 let s = e.status?;
                 Some(WorkerInfo {
+                    state,
+                    tags: s.tags,
+                    cpus: s.cpus,
+                    cpu_load_permille: s.cpu_load_permille,
                     name: s.name,
                     memory_total: s.memory_total,
                     memory_free: s.memory_free,
@@ -447,8 +509,54 @@ impl Backend for Platform {
         Ok(workers)
     }
 
+    async fn create_app_script(&self, name: &str, source: String) -> ApiResult<AppScriptInfo> {
+        let parsed = Script::parse(&source)
+            .map_err(|e| ApiError::BadRequest(format!("invalid APP script: {e}")))?;
+        let row = self
+            .inner
+            .store
+            .create_script(name, &source)
+            .await
+            .map_err(api)?;
+        self.inner
+            .scripts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), Arc::new(parsed));
+        Ok(script_info(row))
+    }
+
+    async fn list_app_scripts(&self) -> ApiResult<Vec<Named>> {
+        let rows = self.inner.store.list_scripts().await.map_err(api)?;
+        Ok(rows.into_iter().map(|r| Named { name: r.name }).collect())
+    }
+
+    async fn get_app_script(&self, name: &str) -> ApiResult<AppScriptInfo> {
+        let row = self.inner.store.get_script(name).await.map_err(api)?;
+        row.map(script_info)
+            .ok_or_else(|| ApiError::NotFound(format!("scheduling script '{name}' not found")))
+    }
+
+    async fn delete_app_script(&self, name: &str) -> ApiResult<()> {
+        self.inner.store.delete_script(name).await.map_err(api)?;
+        self.inner
+            .scripts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        Ok(())
+    }
+
     fn metrics_text(&self) -> String {
         self.inner.metrics.encode()
+    }
+}
+
+fn script_info(row: ScriptRow) -> AppScriptInfo {
+    AppScriptInfo {
+        name: row.name,
+        script: row.source,
+        created_at: rfc3339(row.created_at),
     }
 }
 

@@ -16,6 +16,10 @@ use crate::workers::Workers;
 /// How long a joining worker has to answer its first status request.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Default time without a status after which a worker is declared lost. Workers report every
+/// second by default, so this allows two missed reports and a slow one.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The registry actor.
 #[derive(Debug)]
 pub struct Registry;
@@ -27,11 +31,27 @@ pub struct RegistryArgs {
     pub workers: Workers,
     /// Where it reports the worker count.
     pub metrics: Metrics,
+    /// Silence after which a worker is declared lost.
+    pub heartbeat_timeout: Duration,
+}
+
+/// The registry's state: its arguments and the heartbeat checker it owns.
+#[derive(Debug)]
+pub struct RegistryState {
+    args: RegistryArgs,
+    checker: tokio::task::JoinHandle<()>,
+}
+
+impl std::ops::Deref for RegistryState {
+    type Target = RegistryArgs;
+    fn deref(&self) -> &RegistryArgs {
+        &self.args
+    }
 }
 
 impl Actor for Registry {
     type Msg = CoreMessage;
-    type State = RegistryArgs;
+    type State = RegistryState;
     type Arguments = RegistryArgs;
 
     async fn pre_start(
@@ -45,14 +65,20 @@ impl Actor for Registry {
         for cell in ractor::pg::get_members(&WORKER_GROUP.to_string()) {
             admit(&args, cell);
         }
-        Ok(args)
+        let checker = tokio::spawn(check_heartbeats(
+            args.workers.clone(),
+            args.metrics.clone(),
+            args.heartbeat_timeout,
+        ));
+        Ok(RegistryState { args, checker })
     }
 
     async fn post_stop(
         &self,
         myself: ActorRef<Self::Msg>,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.checker.abort();
         ractor::pg::demonitor(WORKER_GROUP.to_string(), myself.get_id());
         ractor::pg::leave(CORE_GROUP.to_string(), vec![myself.get_cell()]);
         Ok(())
@@ -68,6 +94,7 @@ impl Actor for Registry {
             CoreMessage::Status(status) => {
                 if let Ok(status) = status.into_inner() {
                     state.workers.update_by_name(status);
+                    state.metrics.set_workers(state.workers.live().len());
                 }
             }
         }
@@ -93,7 +120,7 @@ impl Actor for Registry {
                             tracing::warn!(worker = %entry.name(), "worker left");
                         }
                     }
-                    state.metrics.set_workers(state.workers.all().len());
+                    state.metrics.set_workers(state.workers.live().len());
                 }
                 _ => {}
             }
@@ -102,11 +129,28 @@ impl Actor for Registry {
     }
 }
 
+/// Declares lost the workers whose statuses stopped. Checks four times per time-out, so a
+/// silent worker is noticed within 1.25 time-outs.
+async fn check_heartbeats(workers: Workers, metrics: Metrics, timeout: Duration) {
+    let mut every = tokio::time::interval(timeout / 4);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let lost = workers.expire(timeout);
+        for name in &lost {
+            tracing::warn!(worker = %name, silent_for = ?timeout, "worker lost: no status within the heartbeat time-out");
+        }
+        if !lost.is_empty() {
+            metrics.set_workers(workers.live().len());
+        }
+    }
+}
+
 /// Adds a worker and asks for its first status in the background.
 fn admit(state: &RegistryArgs, cell: ActorCell) {
     let actor: ActorRef<WorkerMessage> = cell.into();
     state.workers.join(actor.clone());
-    state.metrics.set_workers(state.workers.all().len());
+    state.metrics.set_workers(state.workers.live().len());
     let workers = state.workers.clone();
     tokio::spawn(async move {
         let id = actor.get_id();

@@ -78,8 +78,10 @@ pub struct FunctionRow {
     pub abi: String,
     /// Size of the code in bytes.
     pub size: i64,
-    /// Memory the function declares it needs, KiB.
-    pub capacity_kib: i64,
+    /// Memory the function declares it needs, bytes.
+    pub capacity_bytes: i64,
+    /// Whether it may run again elsewhere when its worker is lost mid-call.
+    pub retryable: bool,
     /// Placement tag, if any.
     pub tag: Option<String>,
     /// Events that trigger it, JSON text.
@@ -105,8 +107,10 @@ pub struct NewFunction {
     pub hash: String,
     /// The ABI the code implements.
     pub abi: String,
-    /// Memory the function declares it needs, KiB.
-    pub capacity_kib: i64,
+    /// Memory the function declares it needs, bytes.
+    pub capacity_bytes: i64,
+    /// Whether it may run again elsewhere when its worker is lost mid-call.
+    pub retryable: bool,
     /// Placement tag, if any.
     pub tag: Option<String>,
     /// Events that trigger it, JSON text.
@@ -128,6 +132,17 @@ pub struct SubjectRow {
     pub created_at: i64,
     /// When its token was revoked, if it was.
     pub revoked_at: Option<i64>,
+}
+
+/// A FunLess APP scheduling script.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ScriptRow {
+    /// Unique name.
+    pub name: String,
+    /// The YAML source, as uploaded.
+    pub source: String,
+    /// Creation time, unix milliseconds.
+    pub created_at: i64,
 }
 
 /// The function store; cheap to clone (it holds a connection pool).
@@ -156,7 +171,7 @@ macro_rules! on_pool {
 /// The columns of a [`FunctionRow`], selected from `functions` with the module name bound to `$1`.
 macro_rules! function_columns {
     () => {
-        "id, $1 AS module, name, hash, abi, size, capacity_kib, tag, events, sinks, \
+        "id, $1 AS module, name, hash, abi, size, capacity_bytes, retryable, tag, events, sinks, \
          created_at, updated_at"
     };
 }
@@ -441,9 +456,9 @@ impl Store {
     /// Creates a function. `NotFound` if its module does not exist; `Conflict` if it exists.
     pub async fn create_function(&self, f: NewFunction) -> Result<FunctionRow> {
         const SQL: &str = "INSERT INTO functions \
-            (module_id, name, code, hash, abi, size, capacity_kib, tag, events, sinks, \
-             created_at, updated_at) \
-            SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11 FROM modules WHERE name = $1 \
+            (module_id, name, code, hash, abi, size, capacity_bytes, tag, events, sinks, \
+             created_at, updated_at, retryable) \
+            SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12 FROM modules WHERE name = $1 \
             RETURNING id";
         let size = code_size(&f.code)?;
         let now = now_ms();
@@ -454,11 +469,12 @@ impl Store {
             .bind(&f.hash)
             .bind(&f.abi)
             .bind(size)
-            .bind(f.capacity_kib)
+            .bind(f.capacity_bytes)
             .bind(&f.tag)
             .bind(&f.events)
             .bind(&f.sinks)
             .bind(now)
+            .bind(f.retryable)
             .fetch_optional(p)
             .await)
         .map_err(|e| {
@@ -479,7 +495,8 @@ impl Store {
             hash: f.hash,
             abi: f.abi,
             size,
-            capacity_kib: f.capacity_kib,
+            capacity_bytes: f.capacity_bytes,
+            retryable: f.retryable,
             tag: f.tag,
             events: f.events,
             sinks: f.sinks,
@@ -492,8 +509,8 @@ impl Store {
     /// creation time and moves `updated_at` forward. Returns the new row. `NotFound`.
     pub async fn update_function(&self, f: NewFunction) -> Result<FunctionRow> {
         const SQL: &str = concat!(
-            "UPDATE functions SET code = $3, hash = $4, abi = $5, size = $6, capacity_kib = $7, \
-             tag = $8, events = $9, sinks = $10, \
+            "UPDATE functions SET code = $3, hash = $4, abi = $5, size = $6, capacity_bytes = $7, \
+             tag = $8, events = $9, sinks = $10, retryable = $12, \
              updated_at = CASE WHEN $11 > updated_at THEN $11 ELSE updated_at + 1 END \
              WHERE ",
             in_module!(),
@@ -508,11 +525,12 @@ impl Store {
             .bind(&f.hash)
             .bind(&f.abi)
             .bind(size)
-            .bind(f.capacity_kib)
+            .bind(f.capacity_bytes)
             .bind(&f.tag)
             .bind(&f.events)
             .bind(&f.sinks)
             .bind(now)
+            .bind(f.retryable)
             .fetch_optional(p)
             .await?);
         let (id, created_at, updated_at) =
@@ -524,7 +542,8 @@ impl Store {
             hash: f.hash,
             abi: f.abi,
             size,
-            capacity_kib: f.capacity_kib,
+            capacity_bytes: f.capacity_bytes,
+            retryable: f.retryable,
             tag: f.tag,
             events: f.events,
             sinks: f.sinks,
@@ -617,5 +636,58 @@ impl Store {
     pub async fn count_subjects(&self) -> Result<i64> {
         const SQL: &str = "SELECT COUNT(*) FROM subjects";
         Ok(on_pool!(self, p => sqlx::query_scalar(SQL).fetch_one(p).await?))
+    }
+
+    /// Stores a scheduling script. `Conflict` if the name is taken.
+    pub async fn create_script(&self, name: &str, source: &str) -> Result<ScriptRow> {
+        let now = now_ms();
+        on_pool!(self, p => sqlx::query(
+            "INSERT INTO app_scripts (name, source, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(name)
+        .bind(source)
+        .bind(now)
+        .execute(p)
+        .await
+        .map(|_| ()))
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("scheduling script '{name}' already exists"))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(ScriptRow {
+            name: name.to_string(),
+            source: source.to_string(),
+            created_at: now,
+        })
+    }
+
+    /// Every scheduling script, by name.
+    pub async fn list_scripts(&self) -> Result<Vec<ScriptRow>> {
+        const SQL: &str = "SELECT name, source, created_at FROM app_scripts ORDER BY name";
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await?))
+    }
+
+    /// One scheduling script.
+    pub async fn get_script(&self, name: &str) -> Result<Option<ScriptRow>> {
+        const SQL: &str = "SELECT name, source, created_at FROM app_scripts WHERE name = $1";
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(name).fetch_optional(p).await?))
+    }
+
+    /// Deletes a scheduling script. `NotFound`.
+    pub async fn delete_script(&self, name: &str) -> Result<()> {
+        let deleted = on_pool!(self, p => sqlx::query("DELETE FROM app_scripts WHERE name = $1")
+            .bind(name)
+            .execute(p)
+            .await?
+            .rows_affected());
+        if deleted == 0 {
+            return Err(StoreError::NotFound(format!(
+                "scheduling script '{name}' not found"
+            )));
+        }
+        Ok(())
     }
 }

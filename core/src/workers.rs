@@ -1,14 +1,23 @@
 //! The Core's live view of its workers, shared by the registry (which writes it) and the
 //! invocation path (which reads it without going through any mailbox).
+//!
+//! A worker is *ready* once its first status arrived, and *lost* when its statuses stop for
+//! longer than the heartbeat time-out (a frozen or cut-off node, which TCP would notice only
+//! after minutes). Lost workers get no new work, and every invocation in flight on one is told
+//! at once through its [`Lease`]. A lost worker whose statuses come back is ready again; one
+//! whose node disconnects leaves the table.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use funless_actors::protocol::{WorkerMessage, WorkerStatus};
 use ractor::{ActorId, ActorRef};
+use tokio::sync::watch;
 
+use crate::scheduler::app::Script;
 use crate::scheduler::{self, Candidate, NoWorker};
 
 /// One connected worker.
@@ -18,19 +27,63 @@ pub struct WorkerEntry {
     pub actor: ActorRef<WorkerMessage>,
     /// Last status it reported (`None` until the first one arrives).
     pub status: Option<WorkerStatus>,
+    /// Code hashes of that status, for constant-time affinity checks.
+    cached: Arc<HashSet<String>>,
     /// When the last status arrived.
     pub seen: Instant,
+    /// When it was declared lost, if it is.
+    pub lost_since: Option<Instant>,
     /// Invocations this Core has in flight on it (exact, unlike the pushed figure).
     pub dispatched: Arc<AtomicU64>,
+    /// Set to true when the worker is lost; leases watch it.
+    lost: Arc<watch::Sender<bool>>,
 }
 
 impl WorkerEntry {
+    fn new(actor: ActorRef<WorkerMessage>) -> Self {
+        Self {
+            actor,
+            status: None,
+            cached: Arc::default(),
+            seen: Instant::now(),
+            lost_since: None,
+            dispatched: Arc::new(AtomicU64::new(0)),
+            lost: Arc::new(watch::channel(false).0),
+        }
+    }
+
     /// Its name, once known.
     pub fn name(&self) -> String {
         self.status
             .as_ref()
             .map(|s| s.name.clone())
             .unwrap_or_else(|| format!("{}", self.actor.get_id()))
+    }
+
+    /// `ready`, `joining` (no status yet) or `lost`.
+    pub fn state(&self) -> &'static str {
+        match (&self.status, self.lost_since) {
+            (_, Some(_)) => "lost",
+            (None, None) => "joining",
+            (Some(_), None) => "ready",
+        }
+    }
+
+    fn record(&mut self, status: WorkerStatus) -> bool {
+        self.cached = Arc::new(status.cached.iter().cloned().collect());
+        self.status = Some(status);
+        self.seen = Instant::now();
+        let revived = self.lost_since.take().is_some();
+        if revived {
+            // Leases taken before the loss keep their (fired) signal; new ones get a fresh one.
+            self.lost = Arc::new(watch::channel(false).0);
+        }
+        revived
+    }
+
+    fn mark_lost(&mut self) {
+        self.lost_since = Some(Instant::now());
+        self.lost.send_replace(true);
     }
 }
 
@@ -44,6 +97,16 @@ pub struct Lease {
     /// Its name.
     pub name: String,
     dispatched: Arc<AtomicU64>,
+    lost: watch::Receiver<bool>,
+}
+
+impl Lease {
+    /// Resolves when the worker is declared lost or leaves (never, while it stays).
+    pub async fn lost(&mut self) {
+        if self.lost.wait_for(|lost| *lost).await.is_err() {
+            // The entry (and its sender) is gone: the worker left the cluster.
+        }
+    }
 }
 
 impl Drop for Lease {
@@ -52,36 +115,62 @@ impl Drop for Lease {
     }
 }
 
+/// How to choose a worker.
+#[derive(Debug, Clone, Default)]
+pub enum Policy {
+    /// The default policy.
+    #[default]
+    Default,
+    /// An APP script, for a function with this tag.
+    App {
+        /// The script's name (for errors).
+        name: String,
+        /// The parsed script.
+        script: Arc<Script>,
+        /// The function's metadata tag.
+        tag: Option<String>,
+    },
+}
+
+/// What an invocation asks of the scheduler.
+#[derive(Debug, Clone, Copy)]
+pub struct Need<'a> {
+    /// Memory the function needs, bytes.
+    pub bytes: u64,
+    /// Its code hash (workers holding it are preferred).
+    pub hash: &'a str,
+}
+
 /// The table of workers.
 #[derive(Debug, Clone, Default)]
 pub struct Workers {
     inner: Arc<RwLock<HashMap<ActorId, WorkerEntry>>>,
+    turn: Arc<AtomicU64>,
 }
 
 impl Workers {
     /// Adds a worker that just joined (status unknown yet).
     pub fn join(&self, actor: ActorRef<WorkerMessage>) {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        map.entry(actor.get_id()).or_insert_with(|| WorkerEntry {
-            actor,
-            status: None,
-            seen: Instant::now(),
-            dispatched: Arc::new(AtomicU64::new(0)),
-        });
+        map.entry(actor.get_id())
+            .or_insert_with(|| WorkerEntry::new(actor));
     }
 
-    /// Removes a worker; returns its entry if it was known.
+    /// Removes a worker (its node left); in-flight invocations on it are told at once.
     pub fn leave(&self, id: ActorId) -> Option<WorkerEntry> {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        map.remove(&id)
+        let mut entry = map.remove(&id)?;
+        entry.mark_lost();
+        Some(entry)
     }
 
     /// Records a status answered by the worker with this id.
     pub fn set_status(&self, id: ActorId, status: WorkerStatus) {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = map.get_mut(&id) {
-            entry.status = Some(status);
-            entry.seen = Instant::now();
+        if let Some(entry) = map.get_mut(&id)
+            && entry.record(status)
+        {
+            tracing::info!(worker = %entry.name(), "lost worker is back");
         }
     }
 
@@ -93,12 +182,26 @@ impl Workers {
             .find(|e| e.status.as_ref().is_some_and(|s| s.name == status.name));
         match entry {
             Some(entry) => {
-                entry.status = Some(status);
-                entry.seen = Instant::now();
+                if entry.record(status) {
+                    tracing::info!(worker = %entry.name(), "lost worker is back");
+                }
                 true
             }
             None => false,
         }
+    }
+
+    /// Declares lost every ready worker not heard from within `timeout`; returns their names.
+    pub fn expire(&self, timeout: Duration) -> Vec<String> {
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        map.values_mut()
+            .filter(|e| e.lost_since.is_none() && now.duration_since(e.seen) > timeout)
+            .map(|e| {
+                e.mark_lost();
+                e.name()
+            })
+            .collect()
     }
 
     /// Every worker.
@@ -107,29 +210,54 @@ impl Workers {
         map.values().cloned().collect()
     }
 
-    /// Number of workers whose status is known (those the scheduler can use).
-    pub fn ready_count(&self) -> usize {
+    /// Workers that are not lost (those a broadcast should reach).
+    pub fn live(&self) -> Vec<WorkerEntry> {
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        map.values().filter(|e| e.status.is_some()).count()
+        map.values()
+            .filter(|e| e.lost_since.is_none())
+            .cloned()
+            .collect()
     }
 
-    /// Picks a worker for a function needing `need_bytes`, skipping `exclude`, and takes an
-    /// in-flight slot on it.
-    pub fn lease(&self, need_bytes: u64, exclude: &[ActorId]) -> Result<Lease, NoWorker> {
+    /// Number of ready workers (those the scheduler can use).
+    pub fn ready_count(&self) -> usize {
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        let candidates: Vec<Candidate<ActorId>> = map
+        map.values().filter(|e| e.state() == "ready").count()
+    }
+
+    /// Picks a ready worker for `need` with `policy`, skipping `exclude`, and takes an
+    /// in-flight slot on it.
+    pub fn lease(
+        &self,
+        need: Need<'_>,
+        policy: &Policy,
+        exclude: &[ActorId],
+    ) -> Result<Lease, NoWorker> {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let candidates: Vec<Candidate<'_, ActorId>> = map
             .iter()
-            .filter(|(id, _)| !exclude.contains(id))
+            .filter(|(id, e)| e.lost_since.is_none() && !exclude.contains(id))
             .filter_map(|(id, e)| {
                 let status = e.status.as_ref()?;
                 Some(Candidate {
                     key: *id,
+                    name: &status.name,
+                    tags: &status.tags,
+                    memory_total: status.memory_total,
                     memory_free: status.memory_free,
                     in_flight: e.dispatched.load(Ordering::Relaxed),
+                    cpu_load_permille: status.cpu_load_permille,
+                    has_code: e.cached.contains(need.hash),
                 })
             })
             .collect();
-        let chosen = scheduler::pick(&candidates, need_bytes)?;
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let chosen = match policy {
+            Policy::Default => scheduler::pick(&candidates, need.bytes, turn)?,
+            Policy::App { name, script, tag } => {
+                script.select(name, tag.as_deref(), &candidates, need.bytes, turn)?
+            }
+        };
         let entry = map.get(&chosen).ok_or(NoWorker::NoneConnected)?;
         entry.dispatched.fetch_add(1, Ordering::Relaxed);
         Ok(Lease {
@@ -137,6 +265,7 @@ impl Workers {
             id: chosen,
             name: entry.name(),
             dispatched: entry.dispatched.clone(),
+            lost: entry.lost.subscribe(),
         })
     }
 }

@@ -106,7 +106,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    println!("{} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "{} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     for module in modules {
         runtime.block_on(bench(module));
     }

@@ -134,7 +134,7 @@ impl DiskCache {
                 })
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         found
             .into_iter()
             .map(|(_, hash, bytes)| (hash, bytes))

@@ -23,6 +23,9 @@ struct Args {
     /// Unique worker name (default: worker-<hostname>-<pid>).
     #[arg(long, env = "FUNLESS_WORKER_NAME")]
     name: Option<String>,
+    /// A tag for scheduling scripts (repeat for several, or comma-separate), e.g. `gpu`.
+    #[arg(long = "tag", env = "FUNLESS_WORKER_TAGS", value_delimiter = ',')]
+    tags: Vec<String>,
     /// Address the worker's cluster node listens on.
     #[arg(long, default_value = "0.0.0.0")]
     cluster_listen: IpAddr,
@@ -91,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
                 AllocatorChoice::Auto
             },
             pool_slots: args.pool_slots,
+            tags: args.tags,
         },
         Duration::from_millis(args.report_ms.max(50)),
     )

@@ -48,6 +48,8 @@ pub struct RuntimeConfig {
     pub allocator: AllocatorChoice,
     /// Instances that may run at once with the pooling allocator.
     pub pool_slots: u32,
+    /// Tags reported to the Core for scheduling scripts.
+    pub tags: Vec<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -59,6 +61,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             allocator: AllocatorChoice::Auto,
             pool_slots: 1000,
+            tags: Vec::new(),
         }
     }
 }
@@ -244,12 +247,12 @@ impl Runtime {
             Ok::<_, wasmtime::Error>(module)
         })
         .await
-            .map_err(|e| InvokeError::Worker {
-                message: format!("compiler task failed: {e}"),
-            })?
-            .map_err(|e| InvokeError::Code {
-                message: format!("{e:#}"),
-            })?;
+        .map_err(|e| InvokeError::Worker {
+            message: format!("compiler task failed: {e}"),
+        })?
+        .map_err(|e| InvokeError::Code {
+            message: format!("{e:#}"),
+        })?;
         self.metrics.compilations.inc();
         let compiled = self.ready(&function.hash, module, false)?;
         if let Some(disk) = self.disk.clone() {
@@ -365,6 +368,7 @@ impl Runtime {
     pub fn status(&self) -> WorkerStatus {
         let (memory_total, memory_free) = crate::memory::system_memory().unwrap_or((0, 0));
         let stats = self.cache.stats();
+        let (cpus, cpu_load_permille) = crate::memory::cpu_load();
         WorkerStatus {
             name: self.config.name.clone(),
             memory_total,
@@ -379,6 +383,9 @@ impl Runtime {
                 evictions: stats.evictions,
             },
             allocator: self.allocator.clone(),
+            tags: self.config.tags.clone(),
+            cpus,
+            cpu_load_permille,
         }
     }
 
@@ -393,7 +400,9 @@ impl Runtime {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let timeout = Duration::from_millis(request.timeout_ms.max(1));
         let label = request.function.to_string();
-        let result = self.run(&compiled, &label, request.args_json, timeout).await;
+        let result = self
+            .run(&compiled, &label, request.args_json, timeout)
+            .await;
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.metrics
             .invocation(source, result.is_ok(), started.elapsed().as_secs_f64());

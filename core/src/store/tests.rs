@@ -15,7 +15,8 @@ fn new_function(module: &str, name: &str, code: &[u8]) -> NewFunction {
         code: code.to_vec(),
         hash: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(code)),
         abi: "wasi-p1".to_string(),
-        capacity_kib: 64,
+        capacity_bytes: 64 << 20,
+        retryable: true,
         tag: None,
         events: None,
         sinks: None,
@@ -54,6 +55,7 @@ async fn suite(url: &str, backend: &str) {
     modules_suite(&store).await;
     functions_suite(&store).await;
     subjects_suite(&store).await;
+    scripts_suite(&store).await;
     concurrency_suite(&store).await;
     store.close().await;
 }
@@ -208,7 +210,8 @@ async fn functions_suite(store: &Store) {
     new.tag = Some("gpu".into());
     new.events = Some(r#"[{"type":"mqtt","params":{"topic":"t"}}]"#.into());
     new.sinks = Some(r#"[{"type":"http","params":{}}]"#.into());
-    new.capacity_kib = 4096;
+    new.capacity_bytes = 4096 << 20;
+    new.retryable = false;
     let big = store
         .create_function(new.clone())
         .await
@@ -217,7 +220,8 @@ async fn functions_suite(store: &Store) {
     assert_eq!(big.name, "big");
     assert_eq!(big.hash, new.hash);
     assert_eq!(big.size, 2 * 1024 * 1024);
-    assert_eq!(big.capacity_kib, 4096);
+    assert_eq!(big.capacity_bytes, 4096 << 20);
+    assert!(!big.retryable);
     assert_eq!(big.tag.as_deref(), Some("gpu"));
     assert_eq!(big.events, new.events);
     assert_eq!(big.sinks, new.sinks);
@@ -258,7 +262,8 @@ async fn functions_suite(store: &Store) {
     assert!(updated.updated_at > big.updated_at);
     assert_ne!(updated.hash, big.hash);
     assert_eq!(updated.size, 9);
-    assert_eq!(updated.capacity_kib, 64);
+    assert_eq!(updated.capacity_bytes, 64 << 20);
+    assert!(updated.retryable);
     assert_eq!((updated.tag.clone(), updated.events.clone()), (None, None));
     assert_eq!(
         store.get_function("fns", "big").await.expect("get"),
@@ -369,6 +374,30 @@ async fn subjects_suite(store: &Store) {
             .expect("by token"),
         Some(admin)
     );
+}
+
+async fn scripts_suite(store: &Store) {
+    assert_eq!(store.list_scripts().await.expect("list"), []);
+    let b = store.create_script("b", "- t: []").await.expect("create b");
+    let a = store
+        .create_script("a", "- default:\n    - workers: '*'\n")
+        .await
+        .expect("create a");
+    assert_eq!(
+        store.list_scripts().await.expect("list"),
+        [a.clone(), b.clone()]
+    );
+    assert_eq!(store.get_script("a").await.expect("get"), Some(a));
+    assert!(matches!(
+        store.create_script("b", "x").await,
+        Err(StoreError::Conflict(m)) if m == "scheduling script 'b' already exists"
+    ));
+    store.delete_script("b").await.expect("delete b");
+    assert_eq!(store.get_script("b").await.expect("get"), None);
+    assert!(matches!(
+        store.delete_script("b").await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 async fn concurrency_suite(store: &Store) {

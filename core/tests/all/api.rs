@@ -194,6 +194,7 @@ fn postgres_store_serves_the_same_api() {
     let core = Core::start(CoreOptions {
         embedded_worker: true,
         database_url: Some(db.url.clone()),
+        ..CoreOptions::default()
     });
     assert!(
         core.process.logs.contains("backend=\"postgres\"")

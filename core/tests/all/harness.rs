@@ -147,6 +147,16 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {}", self.name);
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -178,10 +188,11 @@ pub struct Core {
 }
 
 /// Options of a Core process.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct CoreOptions {
     pub embedded_worker: bool,
     pub database_url: Option<String>,
+    pub extra: Vec<String>,
 }
 
 impl Core {
@@ -189,6 +200,30 @@ impl Core {
         let data_dir = tempfile::tempdir().unwrap();
         let cluster_port = free_port();
         let cookie = format!("test-cookie-{}", free_port());
+        Self::launch(options, data_dir, cluster_port, cookie)
+    }
+
+    /// Kills the Core (SIGKILL) and starts it again on the same data directory, cluster
+    /// port and cookie (the API port changes).
+    pub fn restart(self, options: CoreOptions) -> Self {
+        let Core {
+            mut process,
+            cluster,
+            _data_dir,
+            cookie,
+            ..
+        } = self;
+        process.kill();
+        drop(process);
+        Self::launch(options, _data_dir, cluster.port(), cookie)
+    }
+
+    fn launch(
+        options: CoreOptions,
+        data_dir: tempfile::TempDir,
+        cluster_port: u16,
+        cookie: String,
+    ) -> Self {
         let mut command = Command::new(bin("funless-core"));
         command
             .arg("--data-dir")
@@ -203,6 +238,7 @@ impl Core {
         if let Some(url) = &options.database_url {
             command.args(["--database-url", url]);
         }
+        command.args(&options.extra);
         let mut process = Process::spawn("core", command);
         let logs = process.logs.clone();
         wait_until(Duration::from_secs(60), "the core's API", || {
@@ -263,19 +299,40 @@ impl Core {
             .as_array()
             .unwrap()
             .iter()
+            .filter(|w| w["state"] == "ready")
             .map(|w| w["name"].as_str().unwrap().to_string())
             .collect()
     }
 
-    /// Waits until exactly these workers are listed.
+    /// Each listed worker's name and state (`ready`, `joining`, `lost`).
+    pub fn worker_states(&self) -> Vec<(String, String)> {
+        let (status, body) = self.admin().get("/v1/workers");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                (
+                    w["name"].as_str().unwrap().to_string(),
+                    w["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until exactly these workers are listed as ready.
     pub fn wait_for_workers(&self, names: &[&str]) {
+        self.wait_for_workers_within(names, Duration::from_secs(30));
+    }
+
+    /// Waits at most `limit` until exactly these workers are listed as ready.
+    pub fn wait_for_workers_within(&self, names: &[&str], limit: Duration) {
         let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         want.sort();
-        wait_until(
-            Duration::from_secs(30),
-            &format!("workers {want:?}"),
-            || self.worker_names() == want,
-        );
+        wait_until(limit, &format!("workers {want:?}"), || {
+            self.worker_names() == want
+        });
     }
 }
 
@@ -488,6 +545,43 @@ impl Client {
             (reqwest::Method::POST, format!("/v1/fn/{module}"))
         };
         answer(self.request(method, &path).multipart(form).send().unwrap())
+    }
+
+    /// Uploads a function with a `metadata` part.
+    pub fn upload_with(
+        &self,
+        module: &str,
+        name: &str,
+        code: Vec<u8>,
+        metadata: Value,
+    ) -> (StatusCode, Value) {
+        let form = reqwest::blocking::multipart::Form::new()
+            .text("name", name.to_string())
+            .text("metadata", metadata.to_string())
+            .part(
+                "code",
+                reqwest::blocking::multipart::Part::bytes(code).file_name("code.wasm"),
+            );
+        answer(
+            self.request(reqwest::Method::POST, &format!("/v1/fn/{module}"))
+                .multipart(form)
+                .send()
+                .unwrap(),
+        )
+    }
+
+    /// Posts a multipart form of text fields.
+    pub fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut form = reqwest::blocking::multipart::Form::new();
+        for (name, value) in fields {
+            form = form.text(name.to_string(), value.to_string());
+        }
+        answer(
+            self.request(reqwest::Method::POST, path)
+                .multipart(form)
+                .send()
+                .unwrap(),
+        )
     }
 
     pub fn invoke(&self, module: &str, name: &str, args: Value) -> (StatusCode, Value) {

@@ -4,5 +4,7 @@
 
 mod api;
 mod cluster;
+mod faults;
 mod harness;
 mod lifecycle;
+mod scheduling;
