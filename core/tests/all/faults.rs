@@ -222,7 +222,7 @@ fn restarted_core_is_rejoined_by_its_worker_and_serves_its_functions() {
 #[test]
 fn a_function_marked_not_retryable_is_not_run_twice() {
     let core = Core::start(CoreOptions::default());
-    let mut workers = vec![Worker::start("w1", &core), Worker::start("w2", &core)];
+    let mut workers = [Worker::start("w1", &core), Worker::start("w2", &core)];
     core.wait_for_workers(&["w1", "w2"]);
     let client = core.client();
     let (status, body) = client.upload_with(
