@@ -8,7 +8,6 @@
 //! whose node disconnects leaves the table.
 
 use std::collections::HashMap;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -27,8 +26,8 @@ pub struct WorkerEntry {
     pub actor: ActorRef<WorkerMessage>,
     /// Last status it reported (`None` until the first one arrives).
     pub status: Option<WorkerStatus>,
-    /// Code hashes of that status, for constant-time affinity checks.
-    cached: Arc<HashSet<String>>,
+    /// Code hashes of that status as sorted [`fingerprint`]s, for cheap affinity checks.
+    cached: Arc<Vec<u64>>,
     /// When the last status arrived.
     pub seen: Instant,
     /// When it was declared lost, if it is.
@@ -70,7 +69,9 @@ impl WorkerEntry {
     }
 
     fn record(&mut self, status: WorkerStatus) -> bool {
-        self.cached = Arc::new(status.cached.iter().cloned().collect());
+        let mut cached: Vec<u64> = status.cached.iter().map(|h| fingerprint(h)).collect();
+        cached.sort_unstable();
+        self.cached = Arc::new(cached);
         self.status = Some(status);
         self.seen = Instant::now();
         let revived = self.lost_since.take().is_some();
@@ -85,6 +86,15 @@ impl WorkerEntry {
         self.lost_since = Some(Instant::now());
         self.lost.send_replace(true);
     }
+}
+
+/// The first 64 bits of a hex code hash: enough to tell a worker's few hundred cached
+/// versions apart (a collision would only cost a preference, never correctness: workers
+/// check the full hash), and compared without hashing strings per candidate.
+fn fingerprint(hash: &str) -> u64 {
+    hash.get(..16)
+        .and_then(|prefix| u64::from_str_radix(prefix, 16).ok())
+        .unwrap_or(0)
 }
 
 /// A worker chosen for an invocation; holds its in-flight slot until dropped.
@@ -233,6 +243,7 @@ impl Workers {
         policy: &Policy,
         exclude: &[ActorId],
     ) -> Result<Lease, NoWorker> {
+        let wanted = fingerprint(need.hash);
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
         let candidates: Vec<Candidate<'_, ActorId>> = map
             .iter()
@@ -247,7 +258,7 @@ impl Workers {
                     memory_free: status.memory_free,
                     in_flight: e.dispatched.load(Ordering::Relaxed),
                     cpu_load_permille: status.cpu_load_permille,
-                    has_code: e.cached.contains(need.hash),
+                    has_code: e.cached.binary_search(&wanted).is_ok(),
                 })
             })
             .collect();

@@ -96,7 +96,8 @@ fn main() {
     let mut modules: Vec<PathBuf> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
-        .map(PathBuf::from)
+        // `cargo bench` runs in the package folder: paths are taken from the repository root.
+        .map(|a| root.join(a))
         .collect();
     if modules.is_empty() {
         let wasm = root.join("examples/target/wasm");

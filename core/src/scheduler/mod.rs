@@ -115,19 +115,28 @@ fn rank<K>(c: &Candidate<'_, K>) -> (bool, std::cmp::Reverse<u64>, std::cmp::Rev
     )
 }
 
-/// The best-ranked candidate; among equals, the `turn`-th (modulo their number). One pass,
+/// The best-ranked candidate; among equals, the `turn`-th (modulo their number). Two passes,
 /// no allocation.
 fn best_of<'c, 'a: 'c, K: Copy + 'c>(
     candidates: impl Iterator<Item = &'c Candidate<'a, K>> + Clone,
     turn: u64,
 ) -> Option<K> {
-    let best = candidates.clone().map(rank).max()?;
-    let ties = candidates.clone().filter(|c| rank(c) == best).count() as u64;
-    let nth = (turn % ties.max(1)) as usize;
-    candidates
-        .filter(|c| rank(c) == best)
-        .nth(nth)
-        .map(|c| c.key)
+    let mut best = None;
+    let mut ties = 0u64;
+    for c in candidates.clone() {
+        let r = rank(c);
+        match best {
+            Some(b) if r < b => {}
+            Some(b) if r == b => ties += 1,
+            _ => {
+                best = Some(r);
+                ties = 1;
+            }
+        }
+    }
+    let best = best?;
+    let nth = (turn % ties) as usize;
+    candidates.filter(|c| rank(c) == best).nth(nth).map(|c| c.key)
 }
 
 #[cfg(test)]
