@@ -136,7 +136,10 @@ fn best_of<'c, 'a: 'c, K: Copy + 'c>(
     }
     let best = best?;
     let nth = (turn % ties) as usize;
-    candidates.filter(|c| rank(c) == best).nth(nth).map(|c| c.key)
+    candidates
+        .filter(|c| rank(c) == best)
+        .nth(nth)
+        .map(|c| c.key)
 }
 
 #[cfg(test)]
