@@ -65,7 +65,20 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_INVOKE_BODY))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(backend)
+}
+
+/// A handler that panicked (a bug): logged, answered 500, and the server goes on.
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = %what, "a request handler panicked");
+    ApiError::Internal("internal error: the request handler failed; see the core's log".into())
+        .into_response()
 }
 
 async fn liveness() -> &'static str {
@@ -459,4 +472,135 @@ async fn invoke<B: Backend>(
         .header("x-funless-worker", invocation.worker)
         .body(Body::from(json))
         .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::backend::{FunctionUpload, Invocation, Subject};
+    use crate::types::{
+        AppScriptInfo, CreatedSubject, FunctionCreated, FunctionInfo, ModuleInfo, Named, WorkerInfo,
+    };
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    /// A backend whose every method panics, like a bug would.
+    struct Broken;
+
+    impl Backend for Broken {
+        async fn authenticate(&self, _: &str) -> ApiResult<Subject> {
+            Ok(Subject {
+                id: 1,
+                name: "u".into(),
+                admin: true,
+            })
+        }
+        async fn list_modules(&self, _: &Subject) -> ApiResult<Vec<Named>> {
+            panic!("bug in list_modules")
+        }
+        async fn create_module(&self, _: &Subject, _: &str) -> ApiResult<()> {
+            panic!("bug")
+        }
+        async fn get_module(&self, _: &Subject, _: &str) -> ApiResult<ModuleInfo> {
+            panic!("bug")
+        }
+        async fn rename_module(&self, _: &Subject, _: &str, _: &str) -> ApiResult<()> {
+            panic!("bug")
+        }
+        async fn delete_module(&self, _: &Subject, _: &str) -> ApiResult<()> {
+            panic!("bug")
+        }
+        async fn create_function(
+            &self,
+            _: &Subject,
+            _: &str,
+            _: FunctionUpload,
+        ) -> ApiResult<FunctionCreated> {
+            panic!("bug")
+        }
+        async fn update_function(
+            &self,
+            _: &Subject,
+            _: &str,
+            _: FunctionUpload,
+        ) -> ApiResult<FunctionCreated> {
+            panic!("bug")
+        }
+        async fn get_function(&self, _: &Subject, _: &str, _: &str) -> ApiResult<FunctionInfo> {
+            panic!("bug")
+        }
+        async fn delete_function(&self, _: &Subject, _: &str, _: &str) -> ApiResult<()> {
+            panic!("bug")
+        }
+        async fn invoke(
+            &self,
+            _: &Subject,
+            _: &str,
+            _: &str,
+            _: String,
+            _: Option<String>,
+        ) -> ApiResult<Invocation> {
+            panic!("bug in invoke")
+        }
+        async fn create_app_script(&self, _: &str, _: String) -> ApiResult<AppScriptInfo> {
+            panic!("bug")
+        }
+        async fn list_app_scripts(&self) -> ApiResult<Vec<Named>> {
+            panic!("bug")
+        }
+        async fn get_app_script(&self, _: &str) -> ApiResult<AppScriptInfo> {
+            panic!("bug")
+        }
+        async fn delete_app_script(&self, _: &str) -> ApiResult<()> {
+            panic!("bug")
+        }
+        async fn list_subjects(&self) -> ApiResult<Vec<Named>> {
+            panic!("bug")
+        }
+        async fn create_subject(&self, _: &str) -> ApiResult<CreatedSubject> {
+            panic!("bug")
+        }
+        async fn list_workers(&self) -> ApiResult<Vec<WorkerInfo>> {
+            panic!("bug")
+        }
+        fn metrics_text(&self) -> String {
+            String::new()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_with_the_error_body_and_the_router_goes_on() {
+        let app = router(Arc::new(Broken));
+        for (method, path, body) in [
+            ("GET", "/v1/fn", ""),
+            ("POST", "/v1/fn/_/f", "{}"),
+            ("GET", "/v1/fn", ""),
+        ] {
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("authorization", "Bearer t")
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{method} {path}"
+            );
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            // Internal errors keep their details in the log, not in the answer.
+            assert_eq!(json["errors"]["detail"], "internal server error", "{json}");
+        }
+        // Still serving what does not touch the broken part.
+        let response = app
+            .oneshot(Request::builder().uri("/v1/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
 }
