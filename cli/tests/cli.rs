@@ -205,7 +205,7 @@ async fn handle(State(log): State<Log>, request: Request) -> Response {
             json!({
                 "name": "hello", "module": module, "hash": "9f86d081884c7d65",
                 "abi": "wasi_command", "size": 1234,
-                "metadata": {"capacity": 128, "tag": "edge"},
+                "metadata": {"capacity": 134217728, "tag": "edge", "retryable": false},
                 "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-02T00:00:00Z"
             }),
         ),
@@ -327,7 +327,8 @@ fn upload_sends_the_multipart_form() {
             "hello",
             wasm,
             "--capacity",
-            "128",
+            "128MiB",
+            "--no-retry",
             "--tag",
             "edge",
         ])
@@ -357,7 +358,10 @@ fn upload_sends_the_multipart_form() {
     let metadata: Value =
         serde_json::from_str(&request.text_field("metadata").expect("metadata field"))
             .expect("metadata JSON");
-    assert_eq!(metadata, json!({"capacity": 128, "tag": "edge"}));
+    assert_eq!(
+        metadata,
+        json!({"capacity": 134217728, "tag": "edge", "retryable": false})
+    );
 }
 
 #[test]
@@ -568,7 +572,7 @@ fn function_get_list_delete() {
     assert_eq!(
         run.stdout,
         "name: hello\nmodule: m\nhash: 9f86d081884c7d65\nabi: wasi_command\nsize: 1234 bytes\n\
-         capacity: 128 KiB\ntag: edge\ncreated: 2026-01-01T00:00:00Z\nupdated: 2026-01-02T00:00:00Z\n"
+         capacity: 134217728 bytes (128 MiB)\nretryable: no\ntag: edge\ncreated: 2026-01-01T00:00:00Z\nupdated: 2026-01-02T00:00:00Z\n"
     );
     assert_eq!(setup.server.one().path, "/v1/fn/m/hello");
 
