@@ -76,6 +76,8 @@ pub struct Ran {
     pub output: InvokeOutput,
     /// Worker that ran it.
     pub worker: String,
+    /// Whether it ran on a second worker after the first was lost.
+    pub retried: bool,
 }
 
 enum Attempt {
@@ -157,6 +159,7 @@ where
                 return Ok(Ran {
                     output,
                     worker: lease.name.clone(),
+                    retried: !lost.is_empty(),
                 });
             }
             Attempt::Answered(InvokeReply::Failed(e)) => return Err(e.into()),

@@ -43,6 +43,8 @@ pub struct Metrics {
     invocations: Family<InvocationLabels, Counter>,
     latency: Family<FunctionLabels, Histogram, fn() -> Histogram>,
     workers: Gauge,
+    workers_lost: Counter,
+    retries: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -81,11 +83,25 @@ impl Metrics {
             "Workers connected now",
             workers.clone(),
         );
+        let workers_lost = Counter::default();
+        registry.register(
+            "workers_lost",
+            "Workers declared lost (silent past the heartbeat time-out, or disconnected)",
+            workers_lost.clone(),
+        );
+        let retries = Counter::default();
+        registry.register(
+            "invocation_retries",
+            "Invocations run again on another worker because theirs was lost mid-call",
+            retries.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             invocations,
             latency,
             workers,
+            workers_lost,
+            retries,
         }
     }
 
@@ -111,6 +127,16 @@ impl Metrics {
     /// Sets the number of connected workers.
     pub fn set_workers(&self, n: usize) {
         self.workers.set(n as i64);
+    }
+
+    /// Counts a worker declared lost.
+    pub fn worker_lost(&self) {
+        self.workers_lost.inc();
+    }
+
+    /// Counts an invocation retried on another worker.
+    pub fn retry(&self) {
+        self.retries.inc();
     }
 
     /// The text exposition.

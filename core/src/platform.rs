@@ -427,6 +427,9 @@ impl Backend for Platform {
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(ran) => {
+                if ran.retried {
+                    self.inner.metrics.retry();
+                }
                 self.inner
                     .metrics
                     .invocation(module, name, "ok", Some(seconds));

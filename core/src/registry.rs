@@ -117,6 +117,9 @@ impl Actor for Registry {
                 GroupChangeMessage::Leave(_, group, cells) if group == WORKER_GROUP => {
                     for cell in cells {
                         if let Some(entry) = state.workers.leave(cell.get_id()) {
+                            if entry.lost_since.is_none() {
+                                state.metrics.worker_lost();
+                            }
                             tracing::warn!(worker = %entry.name(), "worker left");
                         }
                     }
@@ -138,6 +141,7 @@ async fn check_heartbeats(workers: Workers, metrics: Metrics, timeout: Duration)
         every.tick().await;
         let lost = workers.expire(timeout);
         for name in &lost {
+            metrics.worker_lost();
             tracing::warn!(worker = %name, silent_for = ?timeout, "worker lost: no status within the heartbeat time-out");
         }
         if !lost.is_empty() {

@@ -166,11 +166,13 @@ impl Workers {
             .or_insert_with(|| WorkerEntry::new(actor));
     }
 
-    /// Removes a worker (its node left); in-flight invocations on it are told at once.
+    /// Removes a worker (its node left); in-flight invocations on it are told at once. The
+    /// returned entry's `lost_since` is set only if it had been declared lost before.
     pub fn leave(&self, id: ActorId) -> Option<WorkerEntry> {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let mut entry = map.remove(&id)?;
-        entry.mark_lost();
+        let entry = map.remove(&id)?;
+        // Tell its leases; `lost_since` keeps saying whether the heartbeat had noticed first.
+        entry.lost.send_replace(true);
         Some(entry)
     }
 
