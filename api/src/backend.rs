@@ -131,6 +131,8 @@ pub trait Backend: Send + Sync + 'static {
     fn list_subjects(&self) -> impl Future<Output = ApiResult<Vec<Named>>> + Send;
     /// Creates a subject and returns its token, shown this once.
     fn create_subject(&self, name: &str) -> impl Future<Output = ApiResult<CreatedSubject>> + Send;
+    /// Revokes a subject's token, effective for the next request.
+    fn revoke_subject(&self, name: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// Workers connected now.
     fn list_workers(&self) -> impl Future<Output = ApiResult<Vec<WorkerInfo>>> + Send;
     /// Prometheus text exposition of the Core's metrics.

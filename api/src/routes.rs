@@ -39,6 +39,10 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
             "/v1/admin/subjects",
             get(list_subjects::<B>).post(create_subject::<B>),
         )
+        .route(
+            "/v1/admin/subjects/{name}",
+            axum::routing::delete(revoke_subject::<B>),
+        )
         .route("/v1/workers", get(list_workers::<B>))
         .route(
             "/v1/scripts/app",
@@ -145,6 +149,15 @@ async fn create_subject<B: Backend>(
         StatusCode::CREATED,
         backend.create_subject(&request.subject.name).await?,
     )
+}
+
+async fn revoke_subject<B: Backend>(
+    State(backend): State<Arc<B>>,
+    _: Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    backend.revoke_subject(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn list_workers<B: Backend>(State(backend): State<Arc<B>>, _: Admin) -> ApiResult<Response> {
@@ -560,6 +573,9 @@ mod tests {
             panic!("bug")
         }
         async fn create_subject(&self, _: &str) -> ApiResult<CreatedSubject> {
+            panic!("bug")
+        }
+        async fn revoke_subject(&self, _: &str) -> ApiResult<()> {
             panic!("bug")
         }
         async fn list_workers(&self) -> ApiResult<Vec<WorkerInfo>> {

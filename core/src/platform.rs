@@ -17,7 +17,7 @@ use crate::dispatch::{self, DispatchError, Target};
 use crate::metrics::Metrics;
 use crate::scheduler::NoWorker;
 use crate::scheduler::app::Script;
-use crate::store::{FunctionRow, NewFunction, ScriptRow, Store, StoreError};
+use crate::store::{DEFAULT_MODULE, FunctionRow, NewFunction, ScriptRow, Store, StoreError};
 use crate::tokens;
 use crate::validate;
 use crate::workers::{Policy, Workers};
@@ -90,7 +90,23 @@ fn function_info(row: FunctionRow) -> FunctionInfo {
     }
 }
 
+fn not_found_module(name: &str) -> ApiError {
+    ApiError::NotFound(format!("module '{name}' not found"))
+}
+
+/// The stored name of a subject's own default module. `~` is outside the naming rule, so no
+/// module created through the API can take it.
+fn own_default_module(who: &Subject) -> String {
+    format!("{DEFAULT_MODULE}~{}", who.id)
+}
+
 fn not_found_function(module: &str, name: &str) -> ApiError {
+    // A subject's own default module is `_` to it.
+    let module = if module.starts_with("_~") {
+        DEFAULT_MODULE
+    } else {
+        module
+    };
     ApiError::NotFound(format!("function '{module}/{name}' not found"))
 }
 
@@ -111,6 +127,34 @@ impl Platform {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The stored module a subject means by `name`. Tenancy: a subject sees only the modules it
+    /// created, and `_` is its own default module (created on first use); the admin sees every
+    /// module and `_` is the shared one. A module the subject may not see is a 404, like one
+    /// that does not exist, so names do not leak.
+    async fn module_for(&self, who: &Subject, name: &str) -> ApiResult<String> {
+        let store = &self.inner.store;
+        if name == DEFAULT_MODULE && !who.admin {
+            let own = own_default_module(who);
+            if store.get_module(&own).await.map_err(api)?.is_none() {
+                match store.create_module(&own, Some(who.id)).await {
+                    Ok(_) | Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(api(e)),
+                }
+            }
+            return Ok(own);
+        }
+        let row = store
+            .get_module(name)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| not_found_module(name))?;
+        if who.admin || row.owner_id == Some(who.id) {
+            Ok(row.name)
+        } else {
+            Err(not_found_module(name))
+        }
     }
 
     /// A function's row, or the API's 404 for it.
@@ -283,12 +327,27 @@ impl Backend for Platform {
         Ok(subject)
     }
 
-    async fn list_modules(&self, _who: &Subject) -> ApiResult<Vec<Named>> {
+    async fn list_modules(&self, who: &Subject) -> ApiResult<Vec<Named>> {
         let modules = self.inner.store.list_modules().await.map_err(api)?;
-        Ok(modules
-            .into_iter()
-            .map(|m| Named { name: m.name })
-            .collect())
+        if who.admin {
+            return Ok(modules
+                .into_iter()
+                .map(|m| Named { name: m.name })
+                .collect());
+        }
+        let own = own_default_module(who);
+        let mut names: Vec<Named> = std::iter::once(Named {
+            name: DEFAULT_MODULE.to_string(),
+        })
+        .chain(
+            modules
+                .into_iter()
+                .filter(|m| m.owner_id == Some(who.id) && m.name != own)
+                .map(|m| Named { name: m.name }),
+        )
+        .collect();
+        names.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(names)
     }
 
     async fn create_module(&self, who: &Subject, name: &str) -> ApiResult<()> {
@@ -300,8 +359,14 @@ impl Backend for Platform {
         Ok(())
     }
 
-    async fn get_module(&self, _who: &Subject, name: &str) -> ApiResult<ModuleInfo> {
-        let functions = self.inner.store.list_functions(name).await.map_err(api)?;
+    async fn get_module(&self, who: &Subject, name: &str) -> ApiResult<ModuleInfo> {
+        let stored = self.module_for(who, name).await?;
+        let functions = self
+            .inner
+            .store
+            .list_functions(&stored)
+            .await
+            .map_err(api)?;
         Ok(ModuleInfo {
             name: name.to_string(),
             functions: functions
@@ -311,16 +376,27 @@ impl Backend for Platform {
         })
     }
 
-    async fn rename_module(&self, _who: &Subject, name: &str, new_name: &str) -> ApiResult<()> {
+    async fn rename_module(&self, who: &Subject, name: &str, new_name: &str) -> ApiResult<()> {
+        // `_` (anyone's) is refused by the store with its own message.
+        let stored = if name == DEFAULT_MODULE {
+            name.to_string()
+        } else {
+            self.module_for(who, name).await?
+        };
         self.inner
             .store
-            .rename_module(name, new_name)
+            .rename_module(&stored, new_name)
             .await
             .map_err(api)
     }
 
-    async fn delete_module(&self, _who: &Subject, name: &str) -> ApiResult<()> {
-        let removed = self.inner.store.delete_module(name).await.map_err(api)?;
+    async fn delete_module(&self, who: &Subject, name: &str) -> ApiResult<()> {
+        let stored = if name == DEFAULT_MODULE {
+            name.to_string()
+        } else {
+            self.module_for(who, name).await?
+        };
+        let removed = self.inner.store.delete_module(&stored).await.map_err(api)?;
         dispatch::evict(
             &self.inner.workers,
             removed.into_iter().map(|f| f.hash).collect(),
@@ -330,10 +406,11 @@ impl Backend for Platform {
 
     async fn create_function(
         &self,
-        _who: &Subject,
+        who: &Subject,
         module: &str,
         upload: FunctionUpload,
     ) -> ApiResult<FunctionCreated> {
+        let module = &self.module_for(who, module).await?;
         let (new, abi) = self.new_function(module, &upload)?;
         let row = self.inner.store.create_function(new).await.map_err(api)?;
         tracing::info!(function = %format!("{module}/{}", row.name), hash = %row.hash, ?abi, "function created");
@@ -350,10 +427,11 @@ impl Backend for Platform {
 
     async fn update_function(
         &self,
-        _who: &Subject,
+        who: &Subject,
         module: &str,
         upload: FunctionUpload,
     ) -> ApiResult<FunctionCreated> {
+        let module = &self.module_for(who, module).await?;
         let (new, abi) = self.new_function(module, &upload)?;
         let old = self.function_row(module, &upload.name).await?;
         let row = self.inner.store.update_function(new).await.map_err(api)?;
@@ -373,15 +451,18 @@ impl Backend for Platform {
 
     async fn get_function(
         &self,
-        _who: &Subject,
+        who: &Subject,
         module: &str,
         name: &str,
     ) -> ApiResult<FunctionInfo> {
-        let row = self.function_row(module, name).await?;
+        let stored = self.module_for(who, module).await?;
+        let mut row = self.function_row(&stored, name).await?;
+        row.module = module.to_string();
         Ok(function_info(row))
     }
 
-    async fn delete_function(&self, _who: &Subject, module: &str, name: &str) -> ApiResult<()> {
+    async fn delete_function(&self, who: &Subject, module: &str, name: &str) -> ApiResult<()> {
+        let module = &self.module_for(who, module).await?;
         let row = self
             .inner
             .store
@@ -394,13 +475,14 @@ impl Backend for Platform {
 
     async fn invoke(
         &self,
-        _who: &Subject,
+        who: &Subject,
         module: &str,
         name: &str,
         args_json: String,
         script: Option<String>,
     ) -> ApiResult<Invocation> {
         let started = Instant::now();
+        let module = &self.module_for(who, module).await?;
         let row = self.function_row(module, name).await?;
         let policy = self.policy(script, row.tag.clone()).await?;
         let target = Target {
@@ -480,6 +562,18 @@ impl Backend for Platform {
             name: name.to_string(),
             token,
         })
+    }
+
+    async fn revoke_subject(&self, name: &str) -> ApiResult<()> {
+        self.inner.store.revoke_subject(name).await.map_err(api)?;
+        // Effective at once: drop the subject's cached sessions too.
+        self.inner
+            .sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, subject| subject.name != name);
+        tracing::warn!(subject = %name, "token revoked");
+        Ok(())
     }
 
     async fn list_workers(&self) -> ApiResult<Vec<WorkerInfo>> {
