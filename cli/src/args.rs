@@ -201,6 +201,12 @@ pub(crate) enum UserCommand {
     },
     /// List subjects (names only: tokens are never listed)
     List,
+    /// Revoke a subject's token (effective at once)
+    Revoke {
+        /// Subject name
+        #[arg(value_parser = parse_name)]
+        name: String,
+    },
 }
 
 /// `fl config ...`

@@ -210,6 +210,12 @@ impl Client {
             .await
     }
 
+    /// `DELETE /v1/admin/subjects/:name`: revokes the subject's token.
+    pub(crate) async fn revoke_subject(&self, name: &str) -> Result<Reply<()>, ClientError> {
+        self.send(self.request(Method::DELETE, &format!("/v1/admin/subjects/{name}")))
+            .await
+    }
+
     /// `POST /v1/admin/subjects`: the answer carries the new subject's token, shown once.
     pub(crate) async fn create_subject(
         &self,

@@ -132,6 +132,15 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                     let reply = client.list_subjects().await?;
                     output::reply(out, json, &reply, |out, names| output::names(out, &names))
                 }
+                UserCommand::Revoke { name } => {
+                    let reply = client.revoke_subject(&name).await?;
+                    if json {
+                        output::raw(out, &reply.body)?;
+                    } else {
+                        writeln!(out, "revoked subject {name}")?;
+                    }
+                    Ok(())
+                }
             }
         }
     }

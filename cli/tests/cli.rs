@@ -174,6 +174,9 @@ async fn handle(State(log): State<Log>, request: Request) -> Response {
         ("GET", ["v1", "admin", "subjects"]) => {
             data(StatusCode::OK, json!([{"name": "alice"}, {"name": "bob"}]))
         }
+        ("DELETE", ["v1", "admin", "subjects", _]) if admin => {
+            StatusCode::NO_CONTENT.into_response()
+        }
         ("POST", ["v1", "admin", "subjects"]) => {
             let name = recorded.json()["subject"]["name"].clone();
             data(
@@ -673,6 +676,18 @@ fn admin_commands() {
         .ok();
     assert_eq!(run.stdout, "alice\nbob\n");
     assert_eq!(setup.server.one().authorization, bearer(ADMIN_TOKEN));
+
+    let run = setup
+        .fl()
+        .token(ADMIN_TOKEN)
+        .run(&["admin", "user", "revoke", "bob"])
+        .ok();
+    assert_eq!(run.stdout, "revoked subject bob\n");
+    let request = setup.server.one();
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("DELETE", "/v1/admin/subjects/bob")
+    );
 
     // A user token is refused, with a hint.
     let run = setup.fl().run(&["admin", "user", "list"]);
