@@ -48,6 +48,8 @@ pub struct InvokeRequest {
     pub code: Option<Vec<u8>>,
     /// Wall-clock limit of the run, milliseconds.
     pub timeout_ms: u64,
+    /// Largest linear memory the run may grow to, bytes (the worker's own cap applies too).
+    pub memory_limit_bytes: u64,
 }
 
 /// How an invocation found its code on the worker.
@@ -107,6 +109,18 @@ pub enum InvokeError {
     Timeout {
         /// The limit.
         timeout_ms: u64,
+    },
+    /// The guest tried to grow its memory past its limit.
+    #[error("function exceeded its memory limit of {limit_bytes} bytes")]
+    MemoryLimit {
+        /// The limit.
+        limit_bytes: u64,
+    },
+    /// The function's result (or stdout) was larger than allowed.
+    #[error("function output exceeds the limit of {limit_bytes} bytes")]
+    OutputTooLarge {
+        /// The limit.
+        limit_bytes: u64,
     },
     /// The function finished without producing a result the platform can use.
     #[error("function gave no usable result: {message}")]

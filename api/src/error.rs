@@ -30,9 +30,15 @@ pub enum ApiError {
     /// 413: the body is larger than allowed.
     #[error("{0}")]
     PayloadTooLarge(String),
-    /// 422: the function ran and reported an error (or trapped).
-    #[error("{0}")]
-    FunctionError(String),
+    /// 422: the function ran and failed; `reason` names the kind (see
+    /// [`crate::types::ErrorDetail::reason`]).
+    #[error("{message}")]
+    FunctionError {
+        /// The kind of failure.
+        reason: &'static str,
+        /// What happened.
+        message: String,
+    },
     /// 503: no worker can run the function now.
     #[error("{0}")]
     Unavailable(String),
@@ -54,7 +60,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::FunctionError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::FunctionError { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -73,6 +79,10 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (status, Json(ErrorBody::new(detail))).into_response()
+        let mut body = ErrorBody::new(detail);
+        if let ApiError::FunctionError { reason, .. } = &self {
+            body.errors.reason = Some((*reason).to_string());
+        }
+        (status, Json(body)).into_response()
     }
 }

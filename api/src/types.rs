@@ -30,6 +30,10 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Human-readable description.
     pub detail: String,
+    /// For a function's failure (422), what kind it was: `function_error`, `trap`, `timeout`,
+    /// `memory_limit`, `output_too_large` or `bad_output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl ErrorBody {
@@ -38,6 +42,7 @@ impl ErrorBody {
         Self {
             errors: ErrorDetail {
                 detail: detail.into(),
+                reason: None,
             },
         }
     }
@@ -101,7 +106,15 @@ pub struct FunctionMetadata {
     /// happen twice: their callers get a 503 instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retryable: Option<bool>,
+    /// Time limit of one invocation, milliseconds (default [`DEFAULT_TIMEOUT_MS`], at most
+    /// what the operator allows with the Core's `--max-timeout-ms`). A run past it is a 422
+    /// with reason `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
+
+/// Time limit of a function that declares none, milliseconds (FunLess's 60 s).
+pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 
 /// Memory need of a function that declares none, bytes (64 MiB: room for a typical Rust or
 /// JavaScript function's linear memory and stack).

@@ -115,6 +115,9 @@ pub(crate) struct UploadArgs {
     /// on another worker
     #[arg(long)]
     pub(crate) no_retry: bool,
+    /// Time limit of one invocation, milliseconds (server default 60000)
+    #[arg(long, value_name = "MS")]
+    pub(crate) timeout_ms: Option<u64>,
     /// A free tag, used by scheduling scripts
     #[arg(long)]
     pub(crate) tag: Option<String>,

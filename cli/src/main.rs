@@ -269,6 +269,7 @@ fn read_upload(args: UploadArgs) -> Result<Upload> {
             tag: args.tag,
             capacity: args.capacity,
             retryable: args.no_retry.then_some(false),
+            timeout_ms: args.timeout_ms,
         },
         wait_for_workers: !args.no_wait,
     })

@@ -71,6 +71,9 @@ pub(crate) fn function(out: &mut dyn Write, info: &FunctionInfo) -> io::Result<(
     writeln!(out, "size: {} bytes", info.size)?;
     let capacity = info.metadata.capacity.unwrap_or(DEFAULT_CAPACITY_BYTES);
     writeln!(out, "capacity: {capacity} bytes ({} MiB)", capacity >> 20)?;
+    if let Some(ms) = info.metadata.timeout_ms {
+        writeln!(out, "timeout: {ms} ms")?;
+    }
     if info.metadata.retryable == Some(false) {
         writeln!(out, "retryable: no")?;
     }

@@ -59,7 +59,7 @@ pub enum DispatchError {
 pub struct Target {
     /// Function and code version.
     pub function: FunctionId,
-    /// Declared memory need, bytes.
+    /// Declared memory need, bytes: the scheduler's filter and the run's memory limit.
     pub need_bytes: u64,
     /// Time limit, milliseconds.
     pub timeout_ms: u64,
@@ -141,6 +141,7 @@ where
             args_json: args_json.clone(),
             code: None,
             timeout_ms: target.timeout_ms,
+            memory_limit_bytes: target.need_bytes,
         };
         let mut attempt = call_invoke(&mut lease, request, timeout).await;
         if let Attempt::Answered(InvokeReply::NoCode) = attempt {
@@ -151,6 +152,7 @@ where
                 args_json: args_json.clone(),
                 code: Some(code),
                 timeout_ms: target.timeout_ms,
+                memory_limit_bytes: target.need_bytes,
             };
             attempt = call_invoke(&mut lease, request, timeout).await;
         }

@@ -38,6 +38,8 @@ pub struct CoreConfig {
     pub cookie: String,
     /// Silence after which a worker is declared lost.
     pub heartbeat_timeout: Duration,
+    /// Largest time limit a function may ask for, milliseconds.
+    pub max_timeout_ms: u64,
 }
 
 /// A running Core.
@@ -137,7 +139,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
     })
     .await?;
 
-    let platform = Platform::new(store, workers.clone(), metrics);
+    let platform = Platform::new(store, workers.clone(), metrics, config.max_timeout_ms);
     let app = funless_api::router(Arc::new(platform.clone()));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     tracing::info!(%api_addr, cluster = %SocketAddr::new(config.cluster_listen, config.cluster_port), "api listening on {api_addr}");

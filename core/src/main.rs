@@ -33,6 +33,9 @@ struct Args {
     /// every second by default.
     #[arg(long, env = "FUNLESS_HEARTBEAT_TIMEOUT_MS", default_value_t = 3000)]
     heartbeat_timeout_ms: u64,
+    /// Largest time limit a function may declare (`timeout_ms` metadata), milliseconds.
+    #[arg(long, env = "FUNLESS_MAX_TIMEOUT_MS", default_value_t = funless_core::platform::DEFAULT_MAX_TIMEOUT_MS)]
+    max_timeout_ms: u64,
     /// Also run a worker inside this process: a complete single-node platform.
     #[arg(long)]
     embedded_worker: bool,
@@ -57,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         cluster_port: args.cluster_port,
         cookie,
         heartbeat_timeout: std::time::Duration::from_millis(args.heartbeat_timeout_ms.max(100)),
+        max_timeout_ms: args.max_timeout_ms.max(1),
     })
     .await?;
 

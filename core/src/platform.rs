@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use funless_actors::protocol::{FunctionId, InvokeError};
 use funless_api::types::{
-    Abi, AppScriptInfo, BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_BYTES, FunctionCreated,
-    FunctionInfo, FunctionMetadata, ModuleInfo, Named, WorkerFailure, WorkerInfo,
+    Abi, AppScriptInfo, BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_BYTES,
+    DEFAULT_TIMEOUT_MS, FunctionCreated, FunctionInfo, FunctionMetadata, ModuleInfo, Named,
+    WorkerFailure, WorkerInfo,
 };
 use funless_api::{ApiError, ApiResult, Backend, FunctionUpload, Invocation, Subject};
 use sha2::{Digest, Sha256};
@@ -22,8 +23,8 @@ use crate::tokens;
 use crate::validate;
 use crate::workers::{Policy, Workers};
 
-/// Default time limit of an invocation, milliseconds (FunLess's 60 s).
-pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+/// Default operator cap on a function's time limit, milliseconds (10 minutes).
+pub const DEFAULT_MAX_TIMEOUT_MS: u64 = 600_000;
 
 /// The Core's services behind the API.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ struct Inner {
     sessions: RwLock<HashMap<String, Subject>>,
     /// Parsed APP scripts by name, filled on first use and dropped on delete.
     scripts: RwLock<HashMap<String, Arc<Script>>>,
+    /// Operator cap on a function's time limit, milliseconds.
+    max_timeout_ms: u64,
 }
 
 /// A store failure as the API reports it.
@@ -81,6 +84,7 @@ fn function_info(row: FunctionRow) -> FunctionInfo {
             tag: row.tag,
             capacity: Some(row.capacity_bytes.max(0) as u64),
             retryable: Some(row.retryable),
+            timeout_ms: Some(row.timeout_ms.max(0) as u64),
         },
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
@@ -88,6 +92,11 @@ fn function_info(row: FunctionRow) -> FunctionInfo {
         module: row.module,
         hash: row.hash,
     }
+}
+
+/// A 422 and its metrics outcome, both named by `reason`.
+fn function_failed(reason: &'static str, message: String) -> (ApiError, &'static str) {
+    (ApiError::FunctionError { reason, message }, reason)
 }
 
 fn not_found_module(name: &str) -> ApiError {
@@ -111,8 +120,9 @@ fn not_found_function(module: &str, name: &str) -> ApiError {
 }
 
 impl Platform {
-    /// A platform over this store and worker table.
-    pub fn new(store: Store, workers: Workers, metrics: Metrics) -> Self {
+    /// A platform over this store and worker table; functions may ask for at most
+    /// `max_timeout_ms` per invocation.
+    pub fn new(store: Store, workers: Workers, metrics: Metrics, max_timeout_ms: u64) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -120,6 +130,7 @@ impl Platform {
                 metrics,
                 sessions: RwLock::new(HashMap::new()),
                 scripts: RwLock::new(HashMap::new()),
+                max_timeout_ms,
             }),
         }
     }
@@ -182,6 +193,7 @@ impl Platform {
                 )
                 .map_err(|_| ApiError::BadRequest("capacity is too large".into()))?,
                 retryable: upload.metadata.retryable.unwrap_or(true),
+                timeout_ms: self.timeout_ms(upload.metadata.timeout_ms)?,
                 tag: upload.metadata.tag.clone(),
                 events: to_text(&upload.events),
                 sinks: to_text(&upload.sinks),
@@ -233,6 +245,18 @@ impl Platform {
         })
     }
 
+    /// A function's time limit: its own, within the operator's cap.
+    fn timeout_ms(&self, asked: Option<u64>) -> ApiResult<i64> {
+        let ms = asked.unwrap_or(DEFAULT_TIMEOUT_MS);
+        let max = self.inner.max_timeout_ms;
+        if ms == 0 || ms > max {
+            return Err(ApiError::BadRequest(format!(
+                "timeout_ms must be between 1 and {max} (the operator's cap), not {ms}"
+            )));
+        }
+        i64::try_from(ms).map_err(|_| ApiError::BadRequest("timeout_ms is too large".into()))
+    }
+
     /// Sends the new code to every worker; waits for them when asked to.
     async fn distribute(&self, row: &FunctionRow, code: Vec<u8>, wait: bool) -> BroadcastReport {
         let function = FunctionId {
@@ -274,16 +298,22 @@ impl Platform {
                 "no_worker",
             ),
             DispatchError::Invoke(InvokeError::Function { message, .. }) => {
-                (ApiError::FunctionError(message), "function_error")
+                function_failed("function_error", message)
             }
             DispatchError::Invoke(e @ InvokeError::Trap { .. }) => {
-                (ApiError::FunctionError(e.to_string()), "trap")
+                function_failed("trap", e.to_string())
             }
             DispatchError::Invoke(e @ InvokeError::Timeout { .. }) => {
-                (ApiError::FunctionError(e.to_string()), "timeout")
+                function_failed("timeout", e.to_string())
+            }
+            DispatchError::Invoke(e @ InvokeError::MemoryLimit { .. }) => {
+                function_failed("memory_limit", e.to_string())
+            }
+            DispatchError::Invoke(e @ InvokeError::OutputTooLarge { .. }) => {
+                function_failed("output_too_large", e.to_string())
             }
             DispatchError::Invoke(e @ InvokeError::BadOutput { .. }) => {
-                (ApiError::FunctionError(e.to_string()), "bad_output")
+                function_failed("bad_output", e.to_string())
             }
             DispatchError::Invoke(e) => (ApiError::Internal(e.to_string()), "worker_error"),
             e @ DispatchError::Timeout { .. } => (ApiError::Timeout(e.to_string()), "no_answer"),
@@ -492,7 +522,7 @@ impl Backend for Platform {
                 hash: row.hash.clone(),
             },
             need_bytes: row.capacity_bytes.max(0) as u64,
-            timeout_ms: DEFAULT_TIMEOUT_MS,
+            timeout_ms: row.timeout_ms.max(1) as u64,
             retryable: row.retryable,
             policy,
         };
@@ -532,7 +562,12 @@ impl Backend for Platform {
                 let (error, outcome) = self.outcome_error(e);
                 let ran = matches!(
                     outcome,
-                    "function_error" | "trap" | "timeout" | "bad_output"
+                    "function_error"
+                        | "trap"
+                        | "timeout"
+                        | "memory_limit"
+                        | "output_too_large"
+                        | "bad_output"
                 );
                 self.inner
                     .metrics

@@ -82,6 +82,8 @@ pub struct FunctionRow {
     pub capacity_bytes: i64,
     /// Whether it may run again elsewhere when its worker is lost mid-call.
     pub retryable: bool,
+    /// Its time limit, milliseconds.
+    pub timeout_ms: i64,
     /// Placement tag, if any.
     pub tag: Option<String>,
     /// Events that trigger it, JSON text.
@@ -111,6 +113,8 @@ pub struct NewFunction {
     pub capacity_bytes: i64,
     /// Whether it may run again elsewhere when its worker is lost mid-call.
     pub retryable: bool,
+    /// Its time limit, milliseconds.
+    pub timeout_ms: i64,
     /// Placement tag, if any.
     pub tag: Option<String>,
     /// Events that trigger it, JSON text.
@@ -171,7 +175,7 @@ macro_rules! on_pool {
 /// The columns of a [`FunctionRow`], selected from `functions` with the module name bound to `$1`.
 macro_rules! function_columns {
     () => {
-        "id, $1 AS module, name, hash, abi, size, capacity_bytes, retryable, tag, events, sinks, \
+        "id, $1 AS module, name, hash, abi, size, capacity_bytes, retryable, timeout_ms, tag, events, sinks, \
          created_at, updated_at"
     };
 }
@@ -457,8 +461,8 @@ impl Store {
     pub async fn create_function(&self, f: NewFunction) -> Result<FunctionRow> {
         const SQL: &str = "INSERT INTO functions \
             (module_id, name, code, hash, abi, size, capacity_bytes, tag, events, sinks, \
-             created_at, updated_at, retryable) \
-            SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12 FROM modules WHERE name = $1 \
+             created_at, updated_at, retryable, timeout_ms) \
+            SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13 FROM modules WHERE name = $1 \
             RETURNING id";
         let size = code_size(&f.code)?;
         let now = now_ms();
@@ -475,6 +479,7 @@ impl Store {
             .bind(&f.sinks)
             .bind(now)
             .bind(f.retryable)
+            .bind(f.timeout_ms)
             .fetch_optional(p)
             .await)
         .map_err(|e| {
@@ -497,6 +502,7 @@ impl Store {
             size,
             capacity_bytes: f.capacity_bytes,
             retryable: f.retryable,
+            timeout_ms: f.timeout_ms,
             tag: f.tag,
             events: f.events,
             sinks: f.sinks,
@@ -510,7 +516,7 @@ impl Store {
     pub async fn update_function(&self, f: NewFunction) -> Result<FunctionRow> {
         const SQL: &str = concat!(
             "UPDATE functions SET code = $3, hash = $4, abi = $5, size = $6, capacity_bytes = $7, \
-             tag = $8, events = $9, sinks = $10, retryable = $12, \
+             tag = $8, events = $9, sinks = $10, retryable = $12, timeout_ms = $13, \
              updated_at = CASE WHEN $11 > updated_at THEN $11 ELSE updated_at + 1 END \
              WHERE ",
             in_module!(),
@@ -531,6 +537,7 @@ impl Store {
             .bind(&f.sinks)
             .bind(now)
             .bind(f.retryable)
+            .bind(f.timeout_ms)
             .fetch_optional(p)
             .await?);
         let (id, created_at, updated_at) =
@@ -544,6 +551,7 @@ impl Store {
             size,
             capacity_bytes: f.capacity_bytes,
             retryable: f.retryable,
+            timeout_ms: f.timeout_ms,
             tag: f.tag,
             events: f.events,
             sinks: f.sinks,

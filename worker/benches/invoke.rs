@@ -37,6 +37,7 @@ fn request(function: &FunctionId) -> InvokeRequest {
         args_json: r#"{"name":"bench"}"#.into(),
         code: None,
         timeout_ms: 60_000,
+        memory_limit_bytes: 0,
     }
 }
 

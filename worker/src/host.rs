@@ -4,10 +4,10 @@
 mod funless;
 mod wasi;
 
-use wasmtime::{Engine, Linker, StoreLimits};
+use wasmtime::{Engine, Linker, ResourceLimiter};
 
-pub(crate) use funless::FunlessIo;
-pub(crate) use wasi::WasiIo;
+pub(crate) use funless::{FunlessIo, MAX_RESPONSE_BYTES};
+pub(crate) use wasi::{MAX_STDOUT_BYTES, WasiIo};
 
 /// Most log lines kept per invocation; later lines are counted, not kept.
 pub(crate) const MAX_LOG_LINES: usize = 1000;
@@ -21,7 +21,67 @@ pub(crate) struct HostState {
     /// The FunLess ABI's input, response, error and logs.
     pub(crate) fl: FunlessIo,
     /// Memory and table limits of the store.
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: GuestLimits,
+}
+
+/// Most table elements one instance may have (function tables of real modules hold a few
+/// thousand).
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// The store's resource limits. Unlike Wasmtime's `StoreLimits` it remembers that the guest
+/// hit its memory limit, so the failure that follows (usually an abort in the guest's
+/// allocator) is reported as `memory_limit`, not as an anonymous trap.
+#[derive(Debug)]
+pub(crate) struct GuestLimits {
+    /// Largest linear memory, bytes.
+    pub(crate) memory_bytes: usize,
+    /// Set when a growth past `memory_bytes` was refused.
+    pub(crate) hit_memory: bool,
+}
+
+impl GuestLimits {
+    pub(crate) fn new(memory_bytes: usize) -> Self {
+        Self {
+            memory_bytes,
+            hit_memory: false,
+        }
+    }
+}
+
+impl ResourceLimiter for GuestLimits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit_memory = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        4
+    }
+
+    fn tables(&self) -> usize {
+        8
+    }
+
+    fn memories(&self) -> usize {
+        2
+    }
 }
 
 /// The linker every function is instantiated with: WASI preview 1 and the FunLess imports.

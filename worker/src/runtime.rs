@@ -16,14 +16,16 @@ use funless_actors::protocol::{
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
-use wasmtime::{Engine, Linker, Module, Store, StoreLimitsBuilder};
+use wasmtime::{Engine, Linker, Module, Store};
 
 use crate::abi::Abi;
 use crate::cache::{CodeCache, Compiled};
 use crate::disk::{DiskCache, Lookup};
 use crate::engine::{self, AllocatorChoice, EngineSettings};
 use crate::error::{Error, Result};
-use crate::host::{self, FunlessIo, HostState, Logs, WasiIo};
+use crate::host::{
+    self, FunlessIo, GuestLimits, HostState, Logs, MAX_RESPONSE_BYTES, MAX_STDOUT_BYTES, WasiIo,
+};
 use crate::metrics::WorkerMetrics;
 
 /// Interval of the epoch ticker: the granularity of yielding.
@@ -400,8 +402,13 @@ impl Runtime {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let timeout = Duration::from_millis(request.timeout_ms.max(1));
         let label = request.function.to_string();
+        // The function's own limit, within the worker's cap (0: just the cap).
+        let memory_limit = match usize::try_from(request.memory_limit_bytes) {
+            Ok(0) | Err(_) => self.config.max_memory_bytes,
+            Ok(limit) => limit.min(self.config.max_memory_bytes),
+        };
         let result = self
-            .run(&compiled, &label, request.args_json, timeout)
+            .run(&compiled, &label, request.args_json, timeout, memory_limit)
             .await;
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.metrics
@@ -425,6 +432,7 @@ impl Runtime {
         label: &str,
         args_json: String,
         timeout: Duration,
+        memory_limit: usize,
     ) -> Result<InvokeOutput, InvokeError> {
         let started = Instant::now();
         let (stdin, input) = match compiled.abi {
@@ -438,10 +446,7 @@ impl Runtime {
                 input,
                 ..FunlessIo::default()
             },
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.config.max_memory_bytes)
-                .instances(4)
-                .build(),
+            limits: GuestLimits::new(memory_limit),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -473,9 +478,26 @@ impl Runtime {
             }
         };
         let state = store.into_data();
-        let mut logs = state.fl.logs;
         let stdout = io.stdout.contents();
         let stderr = io.stderr.contents();
+        // Limits first: what they cause (a trap, an abort, a failed write) is only a symptom.
+        if state.fl.output_too_large
+            || (compiled.abi == Abi::WasiCommand && stdout.len() >= MAX_STDOUT_BYTES)
+        {
+            let limit = match compiled.abi {
+                Abi::Funless => MAX_RESPONSE_BYTES,
+                Abi::WasiCommand => MAX_STDOUT_BYTES,
+            };
+            return Err(InvokeError::OutputTooLarge {
+                limit_bytes: limit as u64,
+            });
+        }
+        if state.limits.hit_memory && outcome.is_err() {
+            return Err(InvokeError::MemoryLimit {
+                limit_bytes: memory_limit as u64,
+            });
+        }
+        let mut logs = state.fl.logs;
         if compiled.abi == Abi::Funless {
             push_lines(&mut logs, &stdout);
         }
@@ -582,5 +604,7 @@ fn spawn_epoch_ticker(engine: &Engine) {
     }
 }
 
+#[cfg(test)]
+mod hostile;
 #[cfg(test)]
 mod tests;

@@ -43,6 +43,7 @@ async fn invoke(
         args_json: r#"{"n":1}"#.into(),
         code,
         timeout_ms: 5_000,
+        memory_limit_bytes: 0,
     };
     match gateway
         .call(

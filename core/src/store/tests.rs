@@ -17,6 +17,7 @@ fn new_function(module: &str, name: &str, code: &[u8]) -> NewFunction {
         abi: "wasi-p1".to_string(),
         capacity_bytes: 64 << 20,
         retryable: true,
+        timeout_ms: 60_000,
         tag: None,
         events: None,
         sinks: None,
@@ -212,6 +213,7 @@ async fn functions_suite(store: &Store) {
     new.sinks = Some(r#"[{"type":"http","params":{}}]"#.into());
     new.capacity_bytes = 4096 << 20;
     new.retryable = false;
+    new.timeout_ms = 5_000;
     let big = store
         .create_function(new.clone())
         .await
@@ -222,6 +224,7 @@ async fn functions_suite(store: &Store) {
     assert_eq!(big.size, 2 * 1024 * 1024);
     assert_eq!(big.capacity_bytes, 4096 << 20);
     assert!(!big.retryable);
+    assert_eq!(big.timeout_ms, 5_000);
     assert_eq!(big.tag.as_deref(), Some("gpu"));
     assert_eq!(big.events, new.events);
     assert_eq!(big.sinks, new.sinks);

@@ -20,6 +20,8 @@ pub(crate) struct FunlessIo {
     pub(crate) error: Option<Vec<u8>>,
     /// Lines from `__console_log`.
     pub(crate) logs: Logs,
+    /// Set when the guest handed over a response or error larger than allowed.
+    pub(crate) output_too_large: bool,
 }
 
 fn memory(caller: &mut Caller<'_, HostState>, import: &str) -> wasmtime::Result<Memory> {
@@ -59,7 +61,13 @@ fn read_guest(
     import: &str,
     max: usize,
 ) -> wasmtime::Result<Vec<u8>> {
-    if len as u32 as usize > max {
+    if len < 0 {
+        return Err(wasmtime::format_err!("{import}: negative length {len}"));
+    }
+    if len as usize > max {
+        if import != "__console_log" {
+            caller.data_mut().fl.output_too_large = true;
+        }
         return Err(wasmtime::format_err!(
             "{import}: {len} bytes is more than the {max} allowed"
         ));

@@ -3,7 +3,7 @@
 
 use super::*;
 
-const ECHO_FL: &str = r#"(module
+pub(super) const ECHO_FL: &str = r#"(module
   (import "fl_imps" "__get_input_data" (func $get (param i32)))
   (import "fl_imps" "__insert_response" (func $resp (param i32 i32)))
   (import "fl_imps" "__console_log" (func $log (param i32 i32)))
@@ -68,7 +68,7 @@ fn runtime() -> Runtime {
     .unwrap()
 }
 
-fn request(wat: &str, args: &str, with_code: bool) -> InvokeRequest {
+pub(super) fn request(wat: &str, args: &str, with_code: bool) -> InvokeRequest {
     let code = wat::parse_str(wat).unwrap();
     InvokeRequest {
         function: FunctionId {
@@ -79,6 +79,7 @@ fn request(wat: &str, args: &str, with_code: bool) -> InvokeRequest {
         args_json: args.into(),
         code: with_code.then_some(code),
         timeout_ms: 5_000,
+        memory_limit_bytes: 0,
     }
 }
 
