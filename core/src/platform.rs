@@ -247,8 +247,8 @@ impl Platform {
 
     /// A function's time limit: its own, within the operator's cap.
     fn timeout_ms(&self, asked: Option<u64>) -> ApiResult<i64> {
-        let ms = asked.unwrap_or(DEFAULT_TIMEOUT_MS);
         let max = self.inner.max_timeout_ms;
+        let ms = asked.unwrap_or(DEFAULT_TIMEOUT_MS.min(max));
         if ms == 0 || ms > max {
             return Err(ApiError::BadRequest(format!(
                 "timeout_ms must be between 1 and {max} (the operator's cap), not {ms}"

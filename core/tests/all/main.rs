@@ -7,5 +7,6 @@ mod cluster;
 mod faults;
 mod harness;
 mod lifecycle;
+mod limits;
 mod scheduling;
 mod tenancy;
