@@ -547,6 +547,23 @@ impl Client {
         answer(self.request(method, &path).multipart(form).send().unwrap())
     }
 
+    /// Sends any body with any content type.
+    pub fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        answer(
+            self.request(method, path)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .unwrap(),
+        )
+    }
+
     /// Uploads a function with a `metadata` part.
     pub fn upload_with(
         &self,

@@ -6,6 +6,7 @@ mod api;
 mod cluster;
 mod faults;
 mod harness;
+mod hostile;
 mod lifecycle;
 mod limits;
 mod scheduling;
