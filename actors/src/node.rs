@@ -283,3 +283,73 @@ async fn wait_for_session_end(
         }
     }
 }
+
+/// Why a cookie file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CookieFileError {
+    /// It cannot be read.
+    #[error("cannot read the cookie file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// It holds nothing.
+    #[error("the cookie file {path} is empty")]
+    Empty {
+        /// The file.
+        path: String,
+    },
+}
+
+/// Reads a cluster cookie from a file (its first line, trimmed), so the secret stays out of
+/// command lines and process listings. Warns when others than the owner may read it.
+pub fn cookie_from_file(path: &std::path::Path) -> Result<String, CookieFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| CookieFileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let cookie = text.lines().next().unwrap_or_default().trim().to_string();
+    if cookie.is_empty() {
+        return Err(CookieFileError::Empty { path: shown });
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(file = %shown, "the cookie file is readable by other users: chmod 600 it");
+        }
+    }
+    Ok(cookie)
+}
+
+#[cfg(test)]
+mod cookie_file_tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn reads_the_first_line_and_refuses_empty_or_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cookie");
+        std::fs::write(&path, "  s3cret \nignored\n").unwrap();
+        assert_eq!(super::cookie_from_file(&path).unwrap(), "s3cret");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(
+            super::cookie_from_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+        let missing = dir.path().join("none");
+        assert!(
+            super::cookie_from_file(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read")
+        );
+    }
+}

@@ -28,6 +28,9 @@ struct Args {
     /// Cluster secret shared with the workers (default: generated once into the data directory).
     #[arg(long, env = "FUNLESS_COOKIE", hide_env_values = true)]
     cookie: Option<String>,
+    /// Read the cluster secret from this file instead (its first line).
+    #[arg(long, env = "FUNLESS_COOKIE_FILE", conflicts_with = "cookie")]
+    cookie_file: Option<PathBuf>,
     /// A worker silent for this long (no status report) is declared lost: it gets no new
     /// work and its in-flight invocations are retried elsewhere or answered 503. Workers report
     /// every second by default.
@@ -51,7 +54,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let cookie = resolve_cookie(args.cookie, &args.data_dir)?;
+    let given = match &args.cookie_file {
+        Some(file) => Some(funless_actors::node::cookie_from_file(file)?),
+        None => args.cookie,
+    };
+    let cookie = resolve_cookie(given, &args.data_dir)?;
     let core = funless_core::start(CoreConfig {
         data_dir: args.data_dir,
         database_url: args.database_url,

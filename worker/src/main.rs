@@ -18,8 +18,16 @@ struct Args {
     #[arg(long, env = "FUNLESS_CORE")]
     core: String,
     /// Shared cluster secret; must equal the Core's.
-    #[arg(long, env = "FUNLESS_COOKIE", hide_env_values = true)]
-    cookie: String,
+    #[arg(
+        long,
+        env = "FUNLESS_COOKIE",
+        hide_env_values = true,
+        required_unless_present = "cookie_file"
+    )]
+    cookie: Option<String>,
+    /// Read the cluster secret from this file instead (its first line).
+    #[arg(long, env = "FUNLESS_COOKIE_FILE", conflicts_with = "cookie")]
+    cookie_file: Option<PathBuf>,
     /// Unique worker name (default: worker-<hostname>-<pid>).
     #[arg(long, env = "FUNLESS_WORKER_NAME")]
     name: Option<String>,
@@ -76,7 +84,11 @@ async fn main() -> anyhow::Result<()> {
 
     let node = Node::start(NodeConfig {
         name: name.clone(),
-        cookie: args.cookie,
+        cookie: match (&args.cookie, &args.cookie_file) {
+            (Some(cookie), _) => cookie.clone(),
+            (None, Some(file)) => funless_actors::node::cookie_from_file(file)?,
+            (None, None) => anyhow::bail!("give --cookie or --cookie-file"),
+        },
         listen: args.cluster_listen,
         port: args.cluster_port,
     })

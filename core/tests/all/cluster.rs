@@ -70,3 +70,13 @@ fn worker_with_wrong_cookie_never_joins() {
     let _good = Worker::start("good", &core);
     core.wait_for_workers(&["good"]);
 }
+
+#[test]
+fn a_worker_can_read_the_cookie_from_a_file() {
+    let core = Core::start(CoreOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cookie");
+    std::fs::write(&file, format!("{}\n", core.cookie)).unwrap();
+    let _w = Worker::start_with("filed", &core, &["--cookie-file", file.to_str().unwrap()]);
+    core.wait_for_workers(&["filed"]);
+}

@@ -397,12 +397,14 @@ impl Worker {
         let mut command = Command::new(bin("funless-worker"));
         command
             .args(["--core", &core.cluster.to_string()])
-            .args(["--cookie", cookie])
             .args(["--name", name])
             .args(["--cluster-listen", "127.0.0.1"])
             .args(["--report-ms", "200"])
             .args(["--metrics-listen", "127.0.0.1:0"])
             .args(extra);
+        if !extra.contains(&"--cookie-file") {
+            command.args(["--cookie", cookie]);
+        }
         if !extra.contains(&"--no-disk-cache") {
             command.arg("--cache-dir").arg(cache_dir.path());
         }
