@@ -32,6 +32,14 @@ impl Compiled {
     }
 }
 
+/// The map and the sum of its entries' bytes, kept together under one lock so inserting is
+/// not a scan of every entry.
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, Entry>,
+    bytes: usize,
+}
+
 struct Entry {
     compiled: Arc<Compiled>,
     bytes: usize,
@@ -57,7 +65,7 @@ pub(crate) struct CacheStats {
 
 /// Hash → compiled function, at most `capacity` bytes.
 pub(crate) struct CodeCache {
-    entries: RwLock<HashMap<String, Entry>>,
+    entries: RwLock<Entries>,
     capacity: usize,
     clock: AtomicU64,
     hits: AtomicU64,
@@ -68,7 +76,7 @@ pub(crate) struct CodeCache {
 impl CodeCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(Entries::default()),
             capacity,
             clock: AtomicU64::new(0),
             hits: AtomicU64::new(0),
@@ -84,7 +92,7 @@ impl CodeCache {
     /// Looks a hash up, counting the hit or miss and marking the entry used.
     pub(crate) fn get(&self, hash: &str) -> Option<Arc<Compiled>> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        match entries.get(hash) {
+        match entries.map.get(hash) {
             Some(entry) => {
                 entry.last_used.store(self.tick(), Ordering::Relaxed);
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -100,7 +108,7 @@ impl CodeCache {
     /// Whether a hash is held (not counted as a lookup).
     pub(crate) fn contains(&self, hash: &str) -> bool {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries.contains_key(hash)
+        entries.map.contains_key(hash)
     }
 
     /// Adds an entry, then evicts least recently used ones (never the new one) until the total
@@ -108,7 +116,7 @@ impl CodeCache {
     pub(crate) fn insert(&self, hash: String, compiled: Arc<Compiled>) -> Vec<String> {
         let bytes = compiled.bytes();
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        entries.insert(
+        let replaced = entries.map.insert(
             hash.clone(),
             Entry {
                 compiled,
@@ -116,17 +124,18 @@ impl CodeCache {
                 last_used: AtomicU64::new(self.tick()),
             },
         );
+        entries.bytes = entries.bytes + bytes - replaced.map_or(0, |old| old.bytes);
         let mut evicted = Vec::new();
-        let mut total: usize = entries.values().map(|e| e.bytes).sum();
-        while total > self.capacity {
+        while entries.bytes > self.capacity {
             let victim = entries
+                .map
                 .iter()
                 .filter(|(h, _)| **h != hash)
                 .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
                 .map(|(h, _)| h.clone());
             let Some(victim) = victim else { break };
-            if let Some(entry) = entries.remove(&victim) {
-                total -= entry.bytes;
+            if let Some(entry) = entries.map.remove(&victim) {
+                entries.bytes -= entry.bytes;
                 self.evictions.fetch_add(1, Ordering::Relaxed);
                 evicted.push(victim);
             }
@@ -137,16 +146,21 @@ impl CodeCache {
     /// Drops these hashes; returns how many were present.
     pub(crate) fn remove(&self, hashes: &[String]) -> usize {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        hashes
-            .iter()
-            .filter(|h| entries.remove(*h).is_some())
-            .count()
+        let mut removed = 0;
+        for hash in hashes {
+            if let Some(entry) = entries.map.remove(hash) {
+                entries.bytes -= entry.bytes;
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Hashes held, most recently used first.
     pub(crate) fn hashes(&self) -> Vec<String> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let mut held: Vec<(u64, String)> = entries
+            .map
             .iter()
             .map(|(h, e)| (e.last_used.load(Ordering::Relaxed), h.clone()))
             .collect();
@@ -157,8 +171,8 @@ impl CodeCache {
     pub(crate) fn stats(&self) -> CacheStats {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         CacheStats {
-            entries: entries.len() as u64,
-            bytes: entries.values().map(|e| e.bytes as u64).sum(),
+            entries: entries.map.len() as u64,
+            bytes: entries.bytes as u64,
             capacity: self.capacity as u64,
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),

@@ -217,3 +217,118 @@ async fn a_command_flooding_stdout_is_output_too_large() {
         &Expect::OutputTooLarge,
     );
 }
+
+/// A small deterministic generator (xorshift64*), so a failing case can be replayed from its
+/// seed without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+
+    /// A pointer or length: boundary values most of the time, anything otherwise.
+    fn edge_i32(&mut self) -> i32 {
+        const EDGES: [i32; 12] = [
+            0,
+            1,
+            -1,
+            4,
+            65_535,
+            65_536,
+            65_537,
+            131_072,
+            i32::MAX,
+            i32::MIN,
+            8_388_608,
+            8_388_609,
+        ];
+        if self.next().is_multiple_of(4) {
+            self.next() as i32
+        } else {
+            *self.pick(&EDGES)
+        }
+    }
+}
+
+/// Random calls of every `fl_imps` function with boundary and random pointers and lengths,
+/// over memories of 0 to 2 pages: every run ends in a result or a typed failure, never a
+/// worker error, and the worker keeps serving. Bounded for CI (`FUNLESS_FUZZ_ITERS`, default
+/// 300); `FUNLESS_FUZZ_SEED` replays a run.
+#[tokio::test]
+async fn fuzz_the_host_function_boundary() {
+    let iterations: u64 = std::env::var("FUNLESS_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let seed: u64 = std::env::var("FUNLESS_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    let mut rng = Rng(seed);
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    for i in 0..iterations {
+        let pages = rng.next() % 3;
+        let mut body = String::new();
+        for _ in 0..=rng.next() % 3 {
+            let call = match rng.next() % 4 {
+                0 => format!("(call $get (i32.const {}))", rng.edge_i32()),
+                1 => format!(
+                    "(call $resp (i32.const {}) (i32.const {}))",
+                    rng.edge_i32(),
+                    rng.edge_i32()
+                ),
+                2 => format!(
+                    "(call $err (i32.const {}) (i32.const {}))",
+                    rng.edge_i32(),
+                    rng.edge_i32()
+                ),
+                _ => format!(
+                    "(call $log (i32.const {}) (i32.const {}))",
+                    rng.edge_i32(),
+                    rng.edge_i32()
+                ),
+            };
+            body.push_str(&call);
+        }
+        let wat = format!(
+            r#"(module
+  (import "fl_imps" "__get_input_data" (func $get (param i32)))
+  (import "fl_imps" "__insert_response" (func $resp (param i32 i32)))
+  (import "fl_imps" "__insert_error" (func $err (param i32 i32)))
+  (import "fl_imps" "__console_log" (func $log (param i32 i32)))
+  (memory (export "memory") {pages})
+  (func (export "__invoke") (param i32) (result i32) {body} (i32.const 0)))"#
+        );
+        let mut req = request(&wat, r#"{"fuzz":true}"#, true);
+        req.timeout_ms = 2_000;
+        match rt.invoke(req).await {
+            InvokeReply::Done(_)
+            | InvokeReply::Failed(
+                InvokeError::Trap { .. }
+                | InvokeError::Function { .. }
+                | InvokeError::BadOutput { .. }
+                | InvokeError::OutputTooLarge { .. },
+            ) => {}
+            other => panic!("seed {seed}, iteration {i}: {wat}\n→ {other:?}"),
+        }
+        if i.is_multiple_of(50) {
+            assert!(matches!(
+                rt.invoke(request(ECHO_FL, "{}", true)).await,
+                InvokeReply::Done(_)
+            ));
+        }
+    }
+}
