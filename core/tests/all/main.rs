@@ -5,6 +5,7 @@
 mod api;
 mod cluster;
 mod faults;
+mod fuzz;
 mod harness;
 mod hostile;
 mod lifecycle;
