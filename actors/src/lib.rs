@@ -11,6 +11,7 @@ pub mod node;
 pub mod process;
 pub mod protocol;
 pub mod supervisor;
+pub mod tls;
 
 pub use codec::{CodecError, Wire};
 pub use protocol::{CORE_GROUP, WORKER_GROUP};

@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub listen: IpAddr,
     /// Port to listen on for peers.
     pub port: u16,
+    /// Mutual TLS for every session; `None`: plain TCP (authenticated by the cookie only).
+    pub tls: Option<crate::tls::Tls>,
 }
 
 /// Why a node could not start.
@@ -64,6 +66,7 @@ pub struct Node {
     server: ActorRef<NodeServerMessage>,
     events: broadcast::Sender<NodeEvent>,
     name: String,
+    tls: Option<crate::tls::Tls>,
 }
 
 impl std::fmt::Debug for Node {
@@ -83,7 +86,10 @@ impl Node {
             config.cookie,
             config.name.clone(),
             config.listen.to_string(),
-            None,
+            config
+                .tls
+                .as_ref()
+                .map(|tls| ractor_cluster::IncomingEncryptionMode::Tls(tls.acceptor.clone())),
             Some(NodeConnectionMode::Isolated),
         )
         .with_listen_addr(config.listen)
@@ -101,11 +107,12 @@ impl Node {
                 }),
             })
             .map_err(|e| NodeError::Spawn(e.to_string()))?;
-        tracing::info!(name = %config.name, listen = %SocketAddr::new(config.listen, config.port), "cluster node started");
+        tracing::info!(name = %config.name, listen = %SocketAddr::new(config.listen, config.port), tls = config.tls.is_some(), "cluster node started");
         Ok(Self {
             server,
             events,
             name: config.name,
+            tls: config.tls,
         })
     }
 
@@ -252,9 +259,17 @@ async fn dial(node: &Node, address: &str) -> Result<String, String> {
         .map_err(|e| format!("cannot resolve: {e}"))?
         .next()
         .ok_or_else(|| "resolves to no address".to_string())?;
-    ractor_cluster::client_connect(node.server(), addr)
-        .await
-        .map_err(|e| e.to_string())?;
+    match &node.tls {
+        Some(tls) => {
+            let name = crate::tls::server_name(address)?;
+            ractor_cluster::client_connect_enc(node.server(), addr, tls.connector.clone(), name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        None => ractor_cluster::client_connect(node.server(), addr)
+            .await
+            .map_err(|e| e.to_string())?,
+    }
     Ok(addr.to_string())
 }
 

@@ -40,6 +40,8 @@ pub struct CoreConfig {
     pub heartbeat_timeout: Duration,
     /// Largest time limit a function may ask for, milliseconds.
     pub max_timeout_ms: u64,
+    /// Mutual TLS for cluster sessions.
+    pub tls: Option<funless_actors::tls::Tls>,
 }
 
 /// A running Core.
@@ -136,6 +138,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         cookie: config.cookie.clone(),
         listen: config.cluster_listen,
         port: config.cluster_port,
+        tls: config.tls.clone(),
     })
     .await?;
 

@@ -39,6 +39,16 @@ struct Args {
     /// Largest time limit a function may declare (`timeout_ms` metadata), milliseconds.
     #[arg(long, env = "FUNLESS_MAX_TIMEOUT_MS", default_value_t = funless_core::platform::DEFAULT_MAX_TIMEOUT_MS)]
     max_timeout_ms: u64,
+    /// Cluster CA certificate (PEM): with --tls-cert and --tls-key, every cluster session
+    /// uses mutual TLS and only peers with a certificate from this CA are accepted.
+    #[arg(long, env = "FUNLESS_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM, signed by the CA).
+    #[arg(long, env = "FUNLESS_TLS_CERT", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "FUNLESS_TLS_KEY", requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<PathBuf>,
     /// Also run a worker inside this process: a complete single-node platform.
     #[arg(long)]
     embedded_worker: bool,
@@ -54,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let tls = cluster_tls(&args)?;
     let given = match &args.cookie_file {
         Some(file) => Some(funless_actors::node::cookie_from_file(file)?),
         None => args.cookie,
@@ -68,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         cookie,
         heartbeat_timeout: std::time::Duration::from_millis(args.heartbeat_timeout_ms.max(100)),
         max_timeout_ms: args.max_timeout_ms.max(1),
+        tls,
     })
     .await?;
 
@@ -90,6 +102,20 @@ async fn main() -> anyhow::Result<()> {
     };
     drop(embedded);
     result
+}
+
+fn cluster_tls(args: &Args) -> anyhow::Result<Option<funless_actors::tls::Tls>> {
+    match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let files = funless_actors::tls::TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            Ok(Some(funless_actors::tls::Tls::load(&files)?))
+        }
+        _ => Ok(None),
+    }
 }
 
 #[cfg(feature = "embedded-worker")]

@@ -34,6 +34,16 @@ struct Args {
     /// A tag for scheduling scripts (repeat for several, or comma-separate), e.g. `gpu`.
     #[arg(long = "tag", env = "FUNLESS_WORKER_TAGS", value_delimiter = ',')]
     tags: Vec<String>,
+    /// Cluster CA certificate (PEM): with --tls-cert and --tls-key, every cluster session
+    /// uses mutual TLS and only peers with a certificate from this CA are accepted.
+    #[arg(long, env = "FUNLESS_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM, signed by the CA).
+    #[arg(long, env = "FUNLESS_TLS_CERT", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "FUNLESS_TLS_KEY", requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<PathBuf>,
     /// Address the worker's cluster node listens on.
     #[arg(long, default_value = "0.0.0.0")]
     cluster_listen: IpAddr,
@@ -80,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let tls = cluster_tls(&args)?;
     let name = args.name.unwrap_or_else(default_name);
 
     let node = Node::start(NodeConfig {
@@ -91,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         },
         listen: args.cluster_listen,
         port: args.cluster_port,
+        tls,
     })
     .await
     .context("starting the cluster node")?;
@@ -157,6 +169,20 @@ async fn serve_metrics(addr: SocketAddr, runtime: Arc<Runtime>) -> anyhow::Resul
     });
     tracing::info!(%bound, "metrics listening on {bound}");
     Ok(())
+}
+
+fn cluster_tls(args: &Args) -> anyhow::Result<Option<funless_actors::tls::Tls>> {
+    match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let files = funless_actors::tls::TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            Ok(Some(funless_actors::tls::Tls::load(&files)?))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn default_name() -> String {

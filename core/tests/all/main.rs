@@ -12,3 +12,4 @@ mod lifecycle;
 mod limits;
 mod scheduling;
 mod tenancy;
+mod tls;
