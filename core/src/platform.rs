@@ -43,6 +43,9 @@ struct Inner {
     scripts: RwLock<HashMap<String, Arc<Script>>>,
     /// Operator cap on a function's time limit, milliseconds.
     max_timeout_ms: u64,
+    /// Subjects whose own default module is known to exist (it is never deleted or renamed),
+    /// so the invocation path skips that lookup.
+    own_defaults: RwLock<std::collections::HashSet<i64>>,
 }
 
 /// A store failure as the API reports it.
@@ -94,6 +97,17 @@ fn function_info(row: FunctionRow) -> FunctionInfo {
     }
 }
 
+/// A subject's own default module lives as long as the subject (the platform remembers it
+/// exists): even the admin may not remove or rename it.
+fn refuse_own_default(stored: &str, what: &str) -> ApiResult<()> {
+    if stored.starts_with("_~") {
+        return Err(ApiError::BadRequest(format!(
+            "a subject's default module cannot be {what}"
+        )));
+    }
+    Ok(())
+}
+
 /// A 422 and its metrics outcome, both named by `reason`.
 fn function_failed(reason: &'static str, message: String) -> (ApiError, &'static str) {
     (ApiError::FunctionError { reason, message }, reason)
@@ -131,6 +145,7 @@ impl Platform {
                 sessions: RwLock::new(HashMap::new()),
                 scripts: RwLock::new(HashMap::new()),
                 max_timeout_ms,
+                own_defaults: RwLock::default(),
             }),
         }
     }
@@ -148,11 +163,24 @@ impl Platform {
         let store = &self.inner.store;
         if name == DEFAULT_MODULE && !who.admin {
             let own = own_default_module(who);
-            if store.get_module(&own).await.map_err(api)?.is_none() {
-                match store.create_module(&own, Some(who.id)).await {
-                    Ok(_) | Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(api(e)),
+            let known = self
+                .inner
+                .own_defaults
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&who.id);
+            if !known {
+                if store.get_module(&own).await.map_err(api)?.is_none() {
+                    match store.create_module(&own, Some(who.id)).await {
+                        Ok(_) | Err(StoreError::Conflict(_)) => {}
+                        Err(e) => return Err(api(e)),
+                    }
                 }
+                self.inner
+                    .own_defaults
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(who.id);
             }
             return Ok(own);
         }
@@ -413,6 +441,7 @@ impl Backend for Platform {
         } else {
             self.module_for(who, name).await?
         };
+        refuse_own_default(&stored, "renamed")?;
         self.inner
             .store
             .rename_module(&stored, new_name)
@@ -426,6 +455,7 @@ impl Backend for Platform {
         } else {
             self.module_for(who, name).await?
         };
+        refuse_own_default(&stored, "deleted")?;
         let removed = self.inner.store.delete_module(&stored).await.map_err(api)?;
         dispatch::evict(
             &self.inner.workers,

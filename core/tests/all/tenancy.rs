@@ -96,6 +96,13 @@ fn subjects_see_only_their_modules_and_revoked_tokens_stop_at_once() {
         .collect();
     assert!(names.contains(&"amod") && names.contains(&"_"), "{names:?}");
     assert_eq!(admin.get("/v1/fn/amod/hello").0, StatusCode::OK);
+    let alices_default = names
+        .iter()
+        .find(|n| n.starts_with("_~"))
+        .unwrap()
+        .to_string();
+    let (status, body) = admin.delete(&format!("/v1/fn/{alices_default}"));
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     for (status, body) in [
         alice.get("/v1/admin/subjects"),
         alice.get("/v1/workers"),
