@@ -50,6 +50,8 @@ pub struct InvokeRequest {
     pub timeout_ms: u64,
     /// Largest linear memory the run may grow to, bytes (the worker's own cap applies too).
     pub memory_limit_bytes: u64,
+    /// Hosts (`host` or `host:port`) the function may reach over HTTP; empty: none.
+    pub allow_hosts: Vec<String>,
 }
 
 /// How an invocation found its code on the worker.

@@ -111,6 +111,10 @@ pub struct FunctionMetadata {
     /// with reason `timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Hosts the function may reach with `__http_request`, as `host` or `host:port`
+    /// (default: none; every other destination is refused and logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_hosts: Option<Vec<String>>,
 }
 
 /// Time limit of a function that declares none, milliseconds (FunLess's 60 s).

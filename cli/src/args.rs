@@ -118,6 +118,9 @@ pub(crate) struct UploadArgs {
     /// Time limit of one invocation, milliseconds (server default 60000)
     #[arg(long, value_name = "MS")]
     pub(crate) timeout_ms: Option<u64>,
+    /// A host (or host:port) the function may reach over HTTP (repeatable; default none)
+    #[arg(long, value_name = "HOST")]
+    pub(crate) allow_host: Vec<String>,
     /// A free tag, used by scheduling scripts
     #[arg(long)]
     pub(crate) tag: Option<String>,

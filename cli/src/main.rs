@@ -270,6 +270,7 @@ fn read_upload(args: UploadArgs) -> Result<Upload> {
             capacity: args.capacity,
             retryable: args.no_retry.then_some(false),
             timeout_ms: args.timeout_ms,
+            allow_hosts: (!args.allow_host.is_empty()).then(|| args.allow_host.clone()),
         },
         wait_for_workers: !args.no_wait,
     })

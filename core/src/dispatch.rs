@@ -67,6 +67,8 @@ pub struct Target {
     pub retryable: bool,
     /// How to choose the worker.
     pub policy: Policy,
+    /// Hosts it may reach over HTTP.
+    pub allow_hosts: Vec<String>,
 }
 
 /// A successful invocation.
@@ -142,6 +144,7 @@ where
             code: None,
             timeout_ms: target.timeout_ms,
             memory_limit_bytes: target.need_bytes,
+            allow_hosts: target.allow_hosts.clone(),
         };
         let mut attempt = call_invoke(&mut lease, request, timeout).await;
         if let Attempt::Answered(InvokeReply::NoCode) = attempt {
@@ -153,6 +156,7 @@ where
                 code: Some(code),
                 timeout_ms: target.timeout_ms,
                 memory_limit_bytes: target.need_bytes,
+                allow_hosts: target.allow_hosts.clone(),
             };
             attempt = call_invoke(&mut lease, request, timeout).await;
         }

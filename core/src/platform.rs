@@ -88,6 +88,7 @@ fn function_info(row: FunctionRow) -> FunctionInfo {
             capacity: Some(row.capacity_bytes.max(0) as u64),
             retryable: Some(row.retryable),
             timeout_ms: Some(row.timeout_ms.max(0) as u64),
+            allow_hosts: Some(serde_json::from_str(&row.allow_hosts).unwrap_or_default()),
         },
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
@@ -95,6 +96,28 @@ fn function_info(row: FunctionRow) -> FunctionInfo {
         module: row.module,
         hash: row.hash,
     }
+}
+
+/// The egress allow-list as stored (JSON), after checking each entry is `host` or `host:port`.
+fn allow_hosts(hosts: Option<&[String]>) -> ApiResult<String> {
+    let hosts = hosts.unwrap_or_default();
+    for entry in hosts {
+        let (host, port) = match entry.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (entry.as_str(), None),
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !host_ok || !port_ok {
+            return Err(ApiError::BadRequest(format!(
+                "allow_hosts entry {entry:?} is not a host name or address, with an optional :port"
+            )));
+        }
+    }
+    serde_json::to_string(hosts).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// A subject's own default module lives as long as the subject (the platform remembers it
@@ -222,6 +245,7 @@ impl Platform {
                 .map_err(|_| ApiError::BadRequest("capacity is too large".into()))?,
                 retryable: upload.metadata.retryable.unwrap_or(true),
                 timeout_ms: self.timeout_ms(upload.metadata.timeout_ms)?,
+                allow_hosts: allow_hosts(upload.metadata.allow_hosts.as_deref())?,
                 tag: upload.metadata.tag.clone(),
                 events: to_text(&upload.events),
                 sinks: to_text(&upload.sinks),
@@ -555,6 +579,7 @@ impl Backend for Platform {
             timeout_ms: row.timeout_ms.max(1) as u64,
             retryable: row.retryable,
             policy,
+            allow_hosts: serde_json::from_str(&row.allow_hosts).unwrap_or_default(),
         };
         let store = &self.inner.store;
         let load_code = || async {

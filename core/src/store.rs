@@ -84,6 +84,8 @@ pub struct FunctionRow {
     pub retryable: bool,
     /// Its time limit, milliseconds.
     pub timeout_ms: i64,
+    /// Its egress allow-list, JSON array text.
+    pub allow_hosts: String,
     /// Placement tag, if any.
     pub tag: Option<String>,
     /// Events that trigger it, JSON text.
@@ -115,6 +117,8 @@ pub struct NewFunction {
     pub retryable: bool,
     /// Its time limit, milliseconds.
     pub timeout_ms: i64,
+    /// Its egress allow-list, JSON array text.
+    pub allow_hosts: String,
     /// Placement tag, if any.
     pub tag: Option<String>,
     /// Events that trigger it, JSON text.
@@ -175,7 +179,7 @@ macro_rules! on_pool {
 /// The columns of a [`FunctionRow`], selected from `functions` with the module name bound to `$1`.
 macro_rules! function_columns {
     () => {
-        "id, $1 AS module, name, hash, abi, size, capacity_bytes, retryable, timeout_ms, tag, events, sinks, \
+        "id, $1 AS module, name, hash, abi, size, capacity_bytes, retryable, timeout_ms, allow_hosts, tag, events, sinks, \
          created_at, updated_at"
     };
 }
@@ -461,8 +465,8 @@ impl Store {
     pub async fn create_function(&self, f: NewFunction) -> Result<FunctionRow> {
         const SQL: &str = "INSERT INTO functions \
             (module_id, name, code, hash, abi, size, capacity_bytes, tag, events, sinks, \
-             created_at, updated_at, retryable, timeout_ms) \
-            SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13 FROM modules WHERE name = $1 \
+             created_at, updated_at, retryable, timeout_ms, allow_hosts) \
+            SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14 FROM modules WHERE name = $1 \
             RETURNING id";
         let size = code_size(&f.code)?;
         let now = now_ms();
@@ -480,6 +484,7 @@ impl Store {
             .bind(now)
             .bind(f.retryable)
             .bind(f.timeout_ms)
+            .bind(&f.allow_hosts)
             .fetch_optional(p)
             .await)
         .map_err(|e| {
@@ -503,6 +508,7 @@ impl Store {
             capacity_bytes: f.capacity_bytes,
             retryable: f.retryable,
             timeout_ms: f.timeout_ms,
+            allow_hosts: f.allow_hosts,
             tag: f.tag,
             events: f.events,
             sinks: f.sinks,
@@ -516,7 +522,7 @@ impl Store {
     pub async fn update_function(&self, f: NewFunction) -> Result<FunctionRow> {
         const SQL: &str = concat!(
             "UPDATE functions SET code = $3, hash = $4, abi = $5, size = $6, capacity_bytes = $7, \
-             tag = $8, events = $9, sinks = $10, retryable = $12, timeout_ms = $13, \
+             tag = $8, events = $9, sinks = $10, retryable = $12, timeout_ms = $13, allow_hosts = $14, \
              updated_at = CASE WHEN $11 > updated_at THEN $11 ELSE updated_at + 1 END \
              WHERE ",
             in_module!(),
@@ -538,6 +544,7 @@ impl Store {
             .bind(now)
             .bind(f.retryable)
             .bind(f.timeout_ms)
+            .bind(&f.allow_hosts)
             .fetch_optional(p)
             .await?);
         let (id, created_at, updated_at) =
@@ -552,6 +559,7 @@ impl Store {
             capacity_bytes: f.capacity_bytes,
             retryable: f.retryable,
             timeout_ms: f.timeout_ms,
+            allow_hosts: f.allow_hosts,
             tag: f.tag,
             events: f.events,
             sinks: f.sinks,

@@ -38,6 +38,7 @@ fn request(function: &FunctionId) -> InvokeRequest {
         code: None,
         timeout_ms: 60_000,
         memory_limit_bytes: 0,
+        allow_hosts: Vec::new(),
     }
 }
 

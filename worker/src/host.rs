@@ -2,11 +2,13 @@
 //! One file per capability under `host/`; adding one touches its file and [`linker`].
 
 mod funless;
+mod http;
 mod wasi;
 
 use wasmtime::{Engine, Linker, ResourceLimiter};
 
 pub(crate) use funless::{FunlessIo, MAX_RESPONSE_BYTES};
+pub(crate) use http::Egress;
 pub(crate) use wasi::{MAX_STDOUT_BYTES, WasiIo};
 
 /// Most log lines kept per invocation; later lines are counted, not kept.
@@ -22,6 +24,8 @@ pub(crate) struct HostState {
     pub(crate) fl: FunlessIo,
     /// Memory and table limits of the store.
     pub(crate) limits: GuestLimits,
+    /// Where `__http_request` may go.
+    pub(crate) egress: Egress,
 }
 
 /// Most table elements one instance may have (function tables of real modules hold a few
@@ -89,6 +93,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)?;
     funless::add_to_linker(&mut linker)?;
+    http::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -79,6 +79,8 @@ pub struct Runtime {
     in_flight: Arc<AtomicU64>,
     metrics: WorkerMetrics,
     changed: Notify,
+    /// Outgoing HTTP of functions, one pool for all.
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -131,6 +133,10 @@ impl Runtime {
             in_flight,
             metrics,
             changed: Notify::new(),
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build()
+                .map_err(|e| Error::Io(format!("HTTP client: {e}")))?,
         })
     }
 
@@ -407,8 +413,19 @@ impl Runtime {
             Ok(0) | Err(_) => self.config.max_memory_bytes,
             Ok(limit) => limit.min(self.config.max_memory_bytes),
         };
+        let egress = host::Egress {
+            allow: request.allow_hosts,
+            client: Some(self.http.clone()),
+        };
         let result = self
-            .run(&compiled, &label, request.args_json, timeout, memory_limit)
+            .run(
+                &compiled,
+                &label,
+                request.args_json,
+                timeout,
+                memory_limit,
+                egress,
+            )
             .await;
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.metrics
@@ -433,6 +450,7 @@ impl Runtime {
         args_json: String,
         timeout: Duration,
         memory_limit: usize,
+        egress: host::Egress,
     ) -> Result<InvokeOutput, InvokeError> {
         let started = Instant::now();
         let (stdin, input) = match compiled.abi {
@@ -447,6 +465,7 @@ impl Runtime {
                 ..FunlessIo::default()
             },
             limits: GuestLimits::new(memory_limit),
+            egress,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);

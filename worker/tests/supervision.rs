@@ -44,6 +44,7 @@ async fn invoke(
         code,
         timeout_ms: 5_000,
         memory_limit_bytes: 0,
+        allow_hosts: Vec::new(),
     };
     match gateway
         .call(

@@ -18,6 +18,7 @@ fn new_function(module: &str, name: &str, code: &[u8]) -> NewFunction {
         capacity_bytes: 64 << 20,
         retryable: true,
         timeout_ms: 60_000,
+        allow_hosts: "[]".into(),
         tag: None,
         events: None,
         sinks: None,
@@ -214,6 +215,7 @@ async fn functions_suite(store: &Store) {
     new.capacity_bytes = 4096 << 20;
     new.retryable = false;
     new.timeout_ms = 5_000;
+    new.allow_hosts = r#"["10.0.0.5:8080"]"#.into();
     let big = store
         .create_function(new.clone())
         .await
@@ -225,6 +227,7 @@ async fn functions_suite(store: &Store) {
     assert_eq!(big.capacity_bytes, 4096 << 20);
     assert!(!big.retryable);
     assert_eq!(big.timeout_ms, 5_000);
+    assert_eq!(big.allow_hosts, r#"["10.0.0.5:8080"]"#);
     assert_eq!(big.tag.as_deref(), Some("gpu"));
     assert_eq!(big.events, new.events);
     assert_eq!(big.sinks, new.sinks);

@@ -24,7 +24,7 @@ pub(crate) struct FunlessIo {
     pub(crate) output_too_large: bool,
 }
 
-fn memory(caller: &mut Caller<'_, HostState>, import: &str) -> wasmtime::Result<Memory> {
+pub(super) fn memory(caller: &mut Caller<'_, HostState>, import: &str) -> wasmtime::Result<Memory> {
     match caller.get_export("memory") {
         Some(Extern::Memory(memory)) => Ok(memory),
         _ => Err(wasmtime::format_err!(
@@ -34,7 +34,7 @@ fn memory(caller: &mut Caller<'_, HostState>, import: &str) -> wasmtime::Result<
 }
 
 /// The guest memory range `[ptr, ptr + len)`, or a trap naming the import.
-fn range(
+pub(super) fn range(
     data_len: usize,
     ptr: i32,
     len: i32,
@@ -123,37 +123,6 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<()> {
             let bytes = read_guest(&mut caller, ptr, len, "__console_log", MAX_RESPONSE_BYTES)?;
             caller.data_mut().fl.logs.push(&bytes);
-            Ok(())
-        },
-    )?;
-    // Outgoing HTTP comes with the networking issue; until then every request fails the way
-    // FunLess reports failures: status 0 and an empty body.
-    linker.func_wrap(
-        "fl_imps",
-        "__http_request",
-        |mut caller: Caller<'_, HostState>,
-         _resp_ptr: i32,
-         resp_len_ptr: i32,
-         status_ptr: i32,
-         _method: i32,
-         _uri_ptr: i32,
-         _uri_len: i32,
-         _hdr_ptr: i32,
-         _hdr_len: i32,
-         _body_ptr: i32,
-         _body_len: i32|
-         -> wasmtime::Result<()> {
-            let memory = memory(&mut caller, "__http_request")?;
-            let data = memory.data_mut(&mut caller);
-            let status = range(data.len(), status_ptr, 2, "__http_request")?;
-            data[status].copy_from_slice(&0u16.to_le_bytes());
-            let len = range(data.len(), resp_len_ptr, 4, "__http_request")?;
-            data[len].copy_from_slice(&0u32.to_le_bytes());
-            caller
-                .data_mut()
-                .fl
-                .logs
-                .push(b"__http_request: outgoing HTTP is not enabled on this worker");
             Ok(())
         },
     )?;

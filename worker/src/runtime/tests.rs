@@ -80,6 +80,7 @@ pub(super) fn request(wat: &str, args: &str, with_code: bool) -> InvokeRequest {
         code: with_code.then_some(code),
         timeout_ms: 5_000,
         memory_limit_bytes: 0,
+        allow_hosts: Vec::new(),
     }
 }
 
@@ -299,4 +300,110 @@ async fn restart_preloads_the_disk_cache_most_recent_first_within_the_threshold(
     assert_eq!(third.preload().await, 1);
     assert!(third.is_cached(&fl));
     assert!(!third.is_cached(&wasi));
+}
+
+/// A guest that GETs `uri` into a `capacity`-byte buffer and answers the body, or fails with
+/// "status N" when the status is not 200.
+fn http_guest(uri: &str, capacity: u32) -> String {
+    format!(
+        r#"(module
+  (import "fl_imps" "__http_request" (func $http (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)))
+  (import "fl_imps" "__insert_response" (func $resp (param i32 i32)))
+  (import "fl_imps" "__insert_error" (func $err (param i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "{uri}")
+  (data (i32.const 40) "bad status")
+  (func (export "__invoke") (param i32) (result i32)
+    (i32.store (i32.const 16) (i32.const {capacity}))
+    (call $http (i32.const 1024) (i32.const 16) (i32.const 20) (i32.const 0)
+      (i32.const 100) (i32.const {len}) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))
+    (if (i32.ne (i32.load16_u (i32.const 20)) (i32.const 200))
+      (then (call $err (i32.const 40) (i32.const 10)) (return (i32.const 1))))
+    (call $resp (i32.const 1024) (i32.load (i32.const 16)))
+    (i32.const 0)))"#,
+        len = uri.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_reach_only_allowed_hosts_without_holding_a_thread() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/hello",
+        axum::routing::get(|| async {
+            // Slow enough that a blocking host call would be visible in the timing below.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            "hi there"
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let uri = format!("http://{addr}/hello");
+    let rt = Arc::new(runtime());
+
+    // Allowed: ten concurrent calls on a two-thread runtime all finish in about one delay.
+    let started = Instant::now();
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let rt = rt.clone();
+            let mut req = request(&http_guest(&uri, 64), "{}", true);
+            req.allow_hosts = vec![addr.to_string()];
+            tokio::spawn(async move { rt.invoke(req).await })
+        })
+        .collect();
+    for reply in futures_join(calls.into_iter()).await {
+        match reply {
+            InvokeReply::Done(out) => assert_eq!(out.output_json, r#""hi there""#),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A buffer too small: the body is cut to it, and the logs say so.
+    let mut req = request(&http_guest(&uri, 4), "{}", true);
+    req.allow_hosts = vec!["127.0.0.1".into()];
+    match rt.invoke(req).await {
+        InvokeReply::Done(out) => {
+            assert_eq!(out.output_json, r#""hi t""#);
+            assert!(
+                out.logs.iter().any(|l| l.contains("truncated")),
+                "{:?}",
+                out.logs
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // Not on the allow-list (empty by default): status 0, and a log line the caller sees.
+    match rt.invoke(request(&http_guest(&uri, 64), "{}", true)).await {
+        InvokeReply::Failed(InvokeError::Function { message, logs }) => {
+            assert_eq!(message, "bad status");
+            assert!(
+                logs.iter()
+                    .any(|l| l.contains("not on the function's egress allow-list")),
+                "{logs:?}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut req = request(&http_guest(&uri, 64), "{}", true);
+    req.allow_hosts = vec![format!("127.0.0.1:{}", addr.port() + 1)];
+    assert!(matches!(
+        rt.invoke(req).await,
+        InvokeReply::Failed(InvokeError::Function { .. })
+    ));
+}
+
+async fn futures_join<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
 }
