@@ -14,6 +14,7 @@ fn fl_guest(body: &str) -> String {
   (import "fl_imps" "__insert_error" (func $err (param i32 i32)))
   (import "fl_imps" "__console_log" (func $log (param i32 i32)))
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "fl_imps" "__http_request" (func $http (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)))
   (memory (export "memory") 1)
   (func $recurse (param i32) (result i32) (call $recurse (i32.add (local.get 0) (i32.const 1))))
   (func (export "__invoke") (param $len i32) (result i32)
@@ -96,6 +97,41 @@ async fn every_hostile_guest_gets_a_clean_typed_error_and_the_worker_goes_on() {
             "__console_log huge length",
             fl_guest("(call $log (i32.const 0) (i32.const 2000000000))"),
             Expect::Trap("__console_log"),
+        ),
+        (
+            "__http_request URI out of bounds",
+            fl_guest(
+                "(call $http (i32.const 0) (i32.const 8) (i32.const 12) (i32.const 0) (i32.const 65530) (i32.const 64) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))",
+            ),
+            Expect::Trap("__http_request"),
+        ),
+        (
+            "__http_request status pointer out of bounds",
+            fl_guest(
+                "(call $http (i32.const 0) (i32.const 8) (i32.const 70000) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))",
+            ),
+            Expect::Trap("__http_request"),
+        ),
+        (
+            "__http_request unknown method",
+            fl_guest(
+                "(call $http (i32.const 0) (i32.const 8) (i32.const 12) (i32.const 9) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))",
+            ),
+            Expect::Trap("unknown method"),
+        ),
+        (
+            "__http_request body of 2 GB",
+            fl_guest(
+                "(call $http (i32.const 0) (i32.const 8) (i32.const 12) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 2000000000))",
+            ),
+            Expect::Trap("__http_request"),
+        ),
+        (
+            "__http_request with an empty URI (answers status 0)",
+            fl_guest(
+                "(call $http (i32.const 200) (i32.const 8) (i32.const 12) (i32.const 0) (i32.const 100) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)) (call $resp (i32.const 12) (i32.const 2))",
+            ),
+            Expect::Done(r#""\u0000\u0000""#),
         ),
         (
             "response larger than allowed",
