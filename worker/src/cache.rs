@@ -188,3 +188,50 @@ impl std::fmt::Debug for CodeCache {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn compiled(engine: &wasmtime::Engine, pages: u32) -> Arc<Compiled> {
+        let wat = format!(
+            r#"(module (memory (export "memory") {pages}) (data (i32.const 0) "x") (func (export "_start")))"#
+        );
+        let module = Module::new(engine, wat::parse_str(wat).unwrap()).unwrap();
+        let linker = crate::host::linker(engine).unwrap();
+        Arc::new(Compiled {
+            pre: linker.instantiate_pre(&module).unwrap(),
+            module,
+            abi: Abi::WasiCommand,
+            preloaded: AtomicBool::new(false),
+        })
+    }
+
+    /// Regression test for the fuzz finding that made inserts scan every entry: the running
+    /// byte total must match the entries through inserts, replacements, removals and evictions.
+    #[test]
+    fn running_total_matches_the_entries() {
+        let engine = wasmtime::Engine::default();
+        let one = compiled(&engine, 1);
+        let size = one.bytes();
+        let cache = CodeCache::new(size * 3);
+        let check = |cache: &CodeCache| {
+            let entries = cache.entries.read().unwrap();
+            let sum: usize = entries.map.values().map(|e| e.bytes).sum();
+            assert_eq!(entries.bytes, sum);
+            assert!(entries.bytes <= size * 3);
+        };
+        for i in 0..10 {
+            cache.insert(format!("h{i}"), one.clone());
+            check(&cache);
+        }
+        assert_eq!(cache.stats().entries, 3);
+        assert_eq!(cache.stats().evictions, 7);
+        cache.insert("h9".into(), one.clone()); // replacing keeps the total right
+        check(&cache);
+        assert_eq!(cache.remove(&["h9".into(), "nope".into()]), 1);
+        check(&cache);
+        assert_eq!(cache.stats().bytes as usize, size * 2);
+    }
+}
