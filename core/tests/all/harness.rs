@@ -566,6 +566,24 @@ impl Client {
         )
     }
 
+    /// Like [`Client::send`], but a transport error is `None`: a server that answers 413
+    /// while the client is still sending may close the connection before the client reads
+    /// the answer.
+    pub fn try_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Option<(StatusCode, Value)> {
+        self.request(method, path)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .ok()
+            .map(answer)
+    }
+
     /// Uploads a function with a `metadata` part.
     pub fn upload_with(
         &self,

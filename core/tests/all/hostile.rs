@@ -40,15 +40,25 @@ fn hostile_requests_get_precise_errors_and_change_nothing() {
         user.send(Method::POST, "/v1/fn/_", &ct, body)
     };
 
-    let huge_upload = vec![0u8; 13 << 20];
-    let huge_args = format!(r#"{{"args":{{"x":"{}"}}}}"#, "a".repeat(2 << 20));
+    // Oversize upload: the Core answers 413 as soon as the limit is passed; the client may be
+    // cut off before it reads that answer, so a few tries are allowed to see it.
+    let (ct, big) = multipart(&[("name", b"big"), ("code", &vec![0u8; 13 << 20])]);
+    let refused = (0..20).find_map(|_| user.try_send(Method::POST, "/v1/fn/_", &ct, big.clone()));
+    let (status, body) = refused.expect("no answer to the oversize upload in twenty tries");
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let huge_args = format!(r#"{{"args":{{"x":"{}"}}}}"#, "a".repeat(2 << 20)).into_bytes();
+    let refused = (0..20).find_map(|_| {
+        user.try_send(
+            Method::POST,
+            "/v1/fn/_/hello",
+            "application/json",
+            huge_args.clone(),
+        )
+    });
+    let (status, body) = refused.expect("no answer to the oversize invocation in twenty tries");
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+
     let cases: Vec<(&str, (StatusCode, serde_json::Value), StatusCode, &str)> = vec![
-        (
-            "upload over 12 MiB",
-            upload("big", &huge_upload),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "larger than",
-        ),
         (
             "not Wasm",
             upload("text", b"#!/bin/sh\nrm -rf /\n"),
@@ -169,17 +179,6 @@ fn hostile_requests_get_precise_errors_and_change_nothing() {
             user.post_json("/v1/fn/_/hello", &json!({ "args": {}, "sudo": true })),
             StatusCode::BAD_REQUEST,
             "unknown field",
-        ),
-        (
-            "invoke body over 1 MiB",
-            user.send(
-                Method::POST,
-                "/v1/fn/_/hello",
-                "application/json",
-                huge_args.into_bytes(),
-            ),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "",
         ),
         (
             "module name with a dot",
