@@ -69,8 +69,54 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_INVOKE_BODY))
+        .layer(axum::middleware::from_fn(read_whole_body))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(backend)
+}
+
+/// Reads every request body (within the route's size limit) before routing. A handler that
+/// answers without reading the body (a 400 for a malformed form, a 401 before the upload) would
+/// otherwise leave unread bytes behind, and closing a socket with unread data resets it, which
+/// can destroy the answer before the client reads it.
+async fn read_whole_body(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let uploads = {
+        let segments = request.uri().path().trim_matches('/').split('/').count();
+        (request.method() == axum::http::Method::POST && segments == 3)
+            || (request.method() == axum::http::Method::PUT && segments == 4)
+    };
+    let limit = if uploads {
+        MAX_UPLOAD_BYTES
+    } else {
+        MAX_INVOKE_BODY
+    };
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => {
+            next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) if too_large(&e) => {
+            ApiError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
+                .into_response()
+        }
+        Err(e) => {
+            ApiError::BadRequest(format!("cannot read the request body: {e}")).into_response()
+        }
+    }
+}
+
+fn too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// A handler that panicked (a bug): logged, answered 500, and the server goes on.

@@ -98,9 +98,8 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         .with_context(|| format!("opening the store at {}", redact(&url)))?;
     tracing::info!(backend = store.backend(), "store ready");
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding the API to {}", config.listen))?;
+    let listener =
+        bind_api(config.listen).with_context(|| format!("binding the API to {}", config.listen))?;
     let api_addr = listener.local_addr()?;
     tokens::bootstrap(&store, &config.data_dir, &format!("http://{api_addr}")).await?;
 
@@ -156,6 +155,23 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         supervisor_done,
         server,
     })
+}
+
+/// Connections the kernel may queue before the API accepts them. Bursts of a thousand clients
+/// connecting at once overflowed the default of 1,024 (mio's), and a dropped SYN costs the
+/// client a full second before it retries.
+const API_BACKLOG: u32 = 4096;
+
+fn bind_api(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(API_BACKLOG)
 }
 
 /// A database URL without its password, for logs.

@@ -576,7 +576,16 @@ impl Client {
         content_type: &str,
         body: Vec<u8>,
     ) -> Option<(StatusCode, Value)> {
-        self.request(method, path)
+        // A connection of its own: the server closes it after refusing the body.
+        let http = reqwest::blocking::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let mut request = http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
             .header("content-type", content_type)
             .body(body)
             .send()

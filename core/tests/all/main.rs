@@ -4,6 +4,7 @@
 
 mod api;
 mod cluster;
+mod concurrency;
 mod faults;
 mod fuzz;
 mod harness;
