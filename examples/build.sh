@@ -11,6 +11,7 @@ MODULES=(
     matrix_mult_fl matrix_mult_wasi
     fail_fl fail_wasi
     regex_fl
+    network_benchmark_fl
 )
 TARGET=wasm32-wasip1
 

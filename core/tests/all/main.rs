@@ -11,6 +11,7 @@ mod harness;
 mod hostile;
 mod lifecycle;
 mod limits;
+mod network;
 mod scheduling;
 mod tenancy;
 mod tls;

@@ -33,7 +33,75 @@ pub mod sys {
         pub fn __insert_error(ptr: i32, len: i32);
         /// Emits one UTF-8 log line (`len` bytes at `ptr`).
         pub fn __console_log(ptr: i32, len: i32);
+        /// Outgoing HTTP request (method 0..3 = GET, POST, PUT, DELETE; headers `"K:V\nK:V"`).
+        /// `*resp_len_ptr` holds the capacity of the buffer at `resp_ptr` on entry and the
+        /// number of body bytes written on return; `*status_ptr` gets the status (0: failed).
+        pub fn __http_request(
+            resp_ptr: i32,
+            resp_len_ptr: i32,
+            status_ptr: i32,
+            method: i32,
+            uri_ptr: i32,
+            uri_len: i32,
+            hdr_ptr: i32,
+            hdr_len: i32,
+            body_ptr: i32,
+            body_len: i32,
+        );
     }
+}
+
+/// HTTP methods of [`http_request`].
+#[derive(Debug, Clone, Copy)]
+pub enum Method {
+    /// GET
+    Get = 0,
+    /// POST
+    Post = 1,
+    /// PUT
+    Put = 2,
+    /// DELETE
+    Delete = 3,
+}
+
+/// Sends an HTTP request through the host (only to hosts on the function's allow-list) and
+/// returns the status (0 when it failed or was refused) and up to `max_body` bytes of body.
+pub fn http_request(
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    max_body: usize,
+) -> (u16, Vec<u8>) {
+    let headers: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut response = vec![0u8; max_body];
+    let mut len: u32 = max_body as u32;
+    let mut status: u16 = 0;
+    let (uri_ptr, uri_len) = raw_parts(uri.as_bytes());
+    let (hdr_ptr, hdr_len) = raw_parts(headers.as_bytes());
+    let (body_ptr, body_len) = raw_parts(body);
+    // SAFETY: every pointer is to a live buffer of the given length; the host writes at most
+    // `len` bytes at `response`, 4 bytes at `len` and 2 bytes at `status`.
+    unsafe {
+        sys::__http_request(
+            response.as_mut_ptr() as usize as i32,
+            &mut len as *mut u32 as usize as i32,
+            &mut status as *mut u16 as usize as i32,
+            method as i32,
+            uri_ptr,
+            uri_len,
+            hdr_ptr,
+            hdr_len,
+            body_ptr,
+            body_len,
+        );
+    }
+    response.truncate((len as usize).min(max_body));
+    (status, response)
 }
 
 /// Guest pointers and lengths travel as `i32` (wasm32 linear memory).
