@@ -53,9 +53,37 @@ pub(crate) enum Command {
     /// Administration (needs an admin token)
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// APP scheduling scripts (create and delete need an admin token)
+    #[command(subcommand)]
+    App(AppCommand),
     /// Read or write the config file (~/.fl/config, or $FL_CONFIG)
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// `fl app ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum AppCommand {
+    /// Upload an APP script (YAML), checked by the server
+    Create {
+        /// Script name
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// The YAML file
+        file: PathBuf,
+    },
+    /// List the scripts
+    List,
+    /// Show a script's YAML
+    Get {
+        /// Script name
+        name: String,
+    },
+    /// Delete a script
+    Delete {
+        /// Script name
+        name: String,
+    },
 }
 
 /// `fl fn ...`

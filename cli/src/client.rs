@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use funless_api::types::{
-    CreatedSubject, Data, FunctionCreated, FunctionInfo, FunctionMetadata, InvokeRequest,
-    ModuleInfo, ModuleRequest, Named, Scheduling, SchedulingLanguage, SubjectRequest,
+    AppScriptInfo, CreatedSubject, Data, FunctionCreated, FunctionInfo, FunctionMetadata,
+    InvokeRequest, ModuleInfo, ModuleRequest, Named, Scheduling, SchedulingLanguage,
+    SubjectRequest,
 };
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -207,6 +208,43 @@ impl Client {
     /// `GET /v1/admin/subjects`.
     pub(crate) async fn list_subjects(&self) -> Result<Reply<Vec<Named>>, ClientError> {
         self.send(self.request(Method::GET, "/v1/admin/subjects"))
+            .await
+    }
+
+    /// `POST /v1/scripts/app`: uploads an APP script (multipart `name`, `file`).
+    pub(crate) async fn create_app_script(
+        &self,
+        name: &str,
+        yaml: String,
+    ) -> Result<Reply<AppScriptInfo>, ClientError> {
+        let form = Form::new()
+            .text("name", name.to_string())
+            .text("file", yaml);
+        self.send(
+            self.request(Method::POST, "/v1/scripts/app")
+                .multipart(form),
+        )
+        .await
+    }
+
+    /// `GET /v1/scripts/app`: the scripts' names.
+    pub(crate) async fn list_app_scripts(&self) -> Result<Reply<Vec<Named>>, ClientError> {
+        self.send(self.request(Method::GET, "/v1/scripts/app"))
+            .await
+    }
+
+    /// `GET /v1/scripts/app/:name`: one script.
+    pub(crate) async fn get_app_script(
+        &self,
+        name: &str,
+    ) -> Result<Reply<AppScriptInfo>, ClientError> {
+        self.send(self.request(Method::GET, &format!("/v1/scripts/app/{name}")))
+            .await
+    }
+
+    /// `DELETE /v1/scripts/app/:name`.
+    pub(crate) async fn delete_app_script(&self, name: &str) -> Result<Reply<()>, ClientError> {
+        self.send(self.request(Method::DELETE, &format!("/v1/scripts/app/{name}")))
             .await
     }
 

@@ -20,8 +20,8 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 
 use crate::args::{
-    AdminCommand, Cli, Command, ConfigCommand, FnCommand, GlobalArgs, ModCommand, UploadArgs,
-    UserCommand,
+    AdminCommand, AppCommand, Cli, Command, ConfigCommand, FnCommand, GlobalArgs, ModCommand,
+    UploadArgs, UserCommand,
 };
 use crate::client::{Client, Upload};
 use crate::config::Config;
@@ -115,6 +115,7 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Config(command) => config_command(settings, command, out),
         Command::Mod(command) => mod_command(&settings.user_client()?, json, command, out).await,
         Command::Fn(command) => fn_command(&settings.user_client()?, json, command, out).await,
+        Command::App(command) => app_command(&settings, json, command, out).await,
         Command::Admin(AdminCommand::User(command)) => {
             let client = settings.admin_client()?;
             match command {
@@ -142,6 +143,46 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                     Ok(())
                 }
             }
+        }
+    }
+}
+
+async fn app_command(
+    settings: &Settings,
+    json: bool,
+    command: AppCommand,
+    out: &mut dyn Write,
+) -> Result<()> {
+    match command {
+        AppCommand::Create { name, file } => {
+            let yaml = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let reply = settings
+                .admin_client()?
+                .create_app_script(&name, yaml)
+                .await?;
+            output::reply(out, json, &reply, |out, script| {
+                writeln!(out, "created APP script {}", script.name)
+            })
+        }
+        AppCommand::List => {
+            let reply = settings.user_client()?.list_app_scripts().await?;
+            output::reply(out, json, &reply, |out, names| output::names(out, &names))
+        }
+        AppCommand::Get { name } => {
+            let reply = settings.user_client()?.get_app_script(&name).await?;
+            output::reply(out, json, &reply, |out, script| {
+                write!(out, "{}", script.script)
+            })
+        }
+        AppCommand::Delete { name } => {
+            let reply = settings.admin_client()?.delete_app_script(&name).await?;
+            if json {
+                output::raw(out, &reply.body)?;
+            } else {
+                writeln!(out, "deleted APP script {name}")?;
+            }
+            Ok(())
         }
     }
 }

@@ -177,6 +177,19 @@ async fn handle(State(log): State<Log>, request: Request) -> Response {
         ("DELETE", ["v1", "admin", "subjects", _]) if admin => {
             StatusCode::NO_CONTENT.into_response()
         }
+        ("POST" | "DELETE", ["v1", "scripts", "app", ..]) if !admin => {
+            error(StatusCode::FORBIDDEN, "this endpoint needs an admin token")
+        }
+        ("POST", ["v1", "scripts", "app"]) => data(
+            StatusCode::CREATED,
+            json!({"name": "site", "script": "- default: []\n", "created_at": "2026-01-01T00:00:00Z"}),
+        ),
+        ("GET", ["v1", "scripts", "app"]) => data(StatusCode::OK, json!([{"name": "site"}])),
+        ("GET", ["v1", "scripts", "app", name]) => data(
+            StatusCode::OK,
+            json!({"name": name, "script": "- default:\n    - workers: \"*\"\n", "created_at": "2026-01-01T00:00:00Z"}),
+        ),
+        ("DELETE", ["v1", "scripts", "app", _]) => StatusCode::NO_CONTENT.into_response(),
         ("POST", ["v1", "admin", "subjects"]) => {
             let name = recorded.json()["subject"]["name"].clone();
             data(
@@ -664,6 +677,56 @@ fn config_round_trip_and_use() {
     assert_eq!(request.path, "/v1/admin/subjects");
     assert_eq!(request.authorization, bearer(ADMIN_TOKEN));
     assert_eq!(request.json(), json!({"subject": {"name": "carol"}}));
+}
+
+#[test]
+fn app_script_commands() {
+    let setup = Setup::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = dir.path().join("site.yml");
+    std::fs::write(&yaml, "- default:\n    - workers: \"*\"\n").expect("write");
+    let yaml = yaml.to_str().expect("utf-8 path");
+
+    let run = setup
+        .fl()
+        .token(ADMIN_TOKEN)
+        .run(&["app", "create", "site", yaml])
+        .ok();
+    assert_eq!(run.stdout, "created APP script site\n");
+    let request = setup.server.one();
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("POST", "/v1/scripts/app")
+    );
+    assert_eq!(request.fields.get("name").expect("name").bytes, b"site");
+    assert_eq!(
+        request.fields.get("file").expect("file").bytes,
+        b"- default:\n    - workers: \"*\"\n"
+    );
+
+    assert_eq!(setup.fl().run(&["app", "list"]).ok().stdout, "site\n");
+    assert_eq!(setup.server.one().path, "/v1/scripts/app");
+    assert_eq!(
+        setup.fl().run(&["app", "get", "site"]).ok().stdout,
+        "- default:\n    - workers: \"*\"\n"
+    );
+    assert_eq!(setup.server.one().path, "/v1/scripts/app/site");
+    let run = setup
+        .fl()
+        .token(ADMIN_TOKEN)
+        .run(&["app", "delete", "site"])
+        .ok();
+    assert_eq!(run.stdout, "deleted APP script site\n");
+    assert_eq!(setup.server.one().method.as_str(), "DELETE");
+
+    // A missing file is the user's error, said before any request.
+    let run = setup
+        .fl()
+        .token(ADMIN_TOKEN)
+        .run(&["app", "create", "x", "/nonexistent.yml"]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(run.stderr.contains("reading /nonexistent.yml"), "{run:#?}");
+    assert!(setup.server.take().is_empty());
 }
 
 #[test]
