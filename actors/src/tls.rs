@@ -79,6 +79,26 @@ fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'s
 }
 
 impl Tls {
+    /// TLS from the three `--tls-*` flags of a node: all three given, or none (plain TCP).
+    pub fn from_flags(
+        ca: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Option<Self>, TlsError> {
+        match (ca, cert, key) {
+            (None, None, None) => Ok(None),
+            (Some(ca), Some(cert), Some(key)) => Self::load(&TlsFiles {
+                ca: ca.to_path_buf(),
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+            })
+            .map(Some),
+            _ => Err(TlsError::Config(
+                "give --tls-ca, --tls-cert and --tls-key together".into(),
+            )),
+        }
+    }
+
     /// Loads the files and builds both directions.
     pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
         let provider: Arc<CryptoProvider> = Arc::new(aws_lc_rs::default_provider());

@@ -64,7 +64,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let tls = cluster_tls(&args)?;
+    let tls = funless_actors::tls::Tls::from_flags(
+        args.tls_ca.as_deref(),
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+    )?;
     let given = match &args.cookie_file {
         Some(file) => Some(funless_actors::node::cookie_from_file(file)?),
         None => args.cookie,
@@ -102,20 +106,6 @@ async fn main() -> anyhow::Result<()> {
     };
     drop(embedded);
     result
-}
-
-fn cluster_tls(args: &Args) -> anyhow::Result<Option<funless_actors::tls::Tls>> {
-    match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
-        (Some(ca), Some(cert), Some(key)) => {
-            let files = funless_actors::tls::TlsFiles {
-                ca: ca.clone(),
-                cert: cert.clone(),
-                key: key.clone(),
-            };
-            Ok(Some(funless_actors::tls::Tls::load(&files)?))
-        }
-        _ => Ok(None),
-    }
 }
 
 #[cfg(feature = "embedded-worker")]

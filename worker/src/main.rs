@@ -90,7 +90,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let tls = cluster_tls(&args)?;
+    let tls = funless_actors::tls::Tls::from_flags(
+        args.tls_ca.as_deref(),
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+    )?;
     let name = args.name.unwrap_or_else(default_name);
 
     let node = Node::start(NodeConfig {
@@ -169,20 +173,6 @@ async fn serve_metrics(addr: SocketAddr, runtime: Arc<Runtime>) -> anyhow::Resul
     });
     tracing::info!(%bound, "metrics listening on {bound}");
     Ok(())
-}
-
-fn cluster_tls(args: &Args) -> anyhow::Result<Option<funless_actors::tls::Tls>> {
-    match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
-        (Some(ca), Some(cert), Some(key)) => {
-            let files = funless_actors::tls::TlsFiles {
-                ca: ca.clone(),
-                cert: cert.clone(),
-                key: key.clone(),
-            };
-            Ok(Some(funless_actors::tls::Tls::load(&files)?))
-        }
-        _ => Ok(None),
-    }
 }
 
 fn default_name() -> String {

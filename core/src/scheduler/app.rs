@@ -462,6 +462,22 @@ mod tests {
         }
     }
 
+    /// Keeps the README's example true.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("<<'YAML'\n").unwrap() + "<<'YAML'\n".len();
+        let end = start + readme[start..].find("\nYAML").unwrap();
+        let script = Script::parse(&readme[start..end]).unwrap();
+        let tagged = ["edge".to_string()];
+        let mut a = w(1, "pi-1", 900, 0);
+        a.tags = &tagged;
+        assert_eq!(
+            script.select("site", Some("edge"), &[w(2, "b", 900, 0), a], 1, 0),
+            Ok(1)
+        );
+    }
+
     #[test]
     fn refuses_bad_scripts_with_where_and_why() {
         for (text, expected) in [

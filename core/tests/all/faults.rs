@@ -55,17 +55,6 @@ fn finish(handles: Vec<thread::JoinHandle<()>>, stop: &AtomicBool) {
     }
 }
 
-fn invocations(worker: &Worker) -> f64 {
-    ["memory", "disk", "compiled"]
-        .iter()
-        .map(|source| {
-            worker.metric(&format!(
-                r#"funless_worker_invocations_total{{source="{source}",outcome="ok"}}"#
-            ))
-        })
-        .sum()
-}
-
 fn two_workers_with_sleep() -> (Core, Worker, Worker) {
     let core = Core::start(CoreOptions::default());
     let w1 = Worker::start("w1", &core);
@@ -90,7 +79,7 @@ fn worker_killed_under_load_every_request_answered_and_it_rejoins() {
     let (handles, answers) = load(&core.client(), 6, 300, &stop);
     // Both workers busy before the fault.
     wait_until(Duration::from_secs(20), "load on both workers", || {
-        invocations(&w1) >= 2.0 && invocations(&w2) >= 2.0
+        w1.invocations_ok() >= 2.0 && w2.invocations_ok() >= 2.0
     });
     let killed_at = Instant::now();
     w1.process.kill();
@@ -131,7 +120,10 @@ fn worker_killed_under_load_every_request_answered_and_it_rejoins() {
         let (status, body) = client.invoke("_", "sleep", json!({ "ms": 1 }));
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    assert!(invocations(&w1) >= 1.0, "the restarted worker got no work");
+    assert!(
+        w1.invocations_ok() >= 1.0,
+        "the restarted worker got no work"
+    );
 }
 
 #[test]
@@ -185,13 +177,16 @@ fn frozen_worker_is_declared_lost_its_calls_answered_and_it_comes_back() {
     // Thawed, it reports again, is ready again and gets work.
     w1.process.signal("CONT");
     core.wait_for_workers_within(&["w1", "w2"], Duration::from_secs(10));
-    let before = invocations(&w1);
+    let before = w1.invocations_ok();
     let client = core.client();
     for _ in 0..6 {
         let (status, body) = client.invoke("_", "sleep", json!({ "ms": 1 }));
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    assert!(invocations(&w1) > before, "the thawed worker got no work");
+    assert!(
+        w1.invocations_ok() > before,
+        "the thawed worker got no work"
+    );
     drop(w2);
 }
 
@@ -258,5 +253,5 @@ fn a_function_marked_not_retryable_is_not_run_twice() {
     );
     // The survivor never ran it.
     let survivor = &workers[1 - busy.unwrap()];
-    assert_eq!(invocations(survivor), 0.0);
+    assert_eq!(survivor.invocations_ok(), 0.0);
 }

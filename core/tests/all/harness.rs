@@ -435,6 +435,18 @@ impl Worker {
         }
     }
 
+    /// Successful invocations it ran, whatever the code's source (memory, disk, compiled).
+    pub fn invocations_ok(&self) -> f64 {
+        ["memory", "disk", "compiled"]
+            .iter()
+            .map(|source| {
+                self.metric(&format!(
+                    r#"funless_worker_invocations_total{{source="{source}",outcome="ok"}}"#
+                ))
+            })
+            .sum()
+    }
+
     /// The value of a metric line starting with `series` (name and labels), 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
         let text = reqwest::blocking::get(&self.metrics_url)
@@ -447,6 +459,22 @@ impl Worker {
             .map(|v| v.parse().unwrap())
             .unwrap_or(0.0)
     }
+}
+
+/// FunLess's function form: `name`, `code` and, if given, `metadata`.
+fn function_form(
+    name: &str,
+    code: Vec<u8>,
+    metadata: Option<&Value>,
+) -> reqwest::blocking::multipart::Form {
+    let mut form = reqwest::blocking::multipart::Form::new().text("name", name.to_string());
+    if let Some(metadata) = metadata {
+        form = form.text("metadata", metadata.to_string());
+    }
+    form.part(
+        "code",
+        reqwest::blocking::multipart::Part::bytes(code).file_name("code.wasm"),
+    )
 }
 
 /// A small blocking HTTP client speaking the FunLess API.
@@ -535,12 +563,7 @@ impl Client {
         code: Vec<u8>,
         update: bool,
     ) -> (StatusCode, Value) {
-        let form = reqwest::blocking::multipart::Form::new()
-            .text("name", name.to_string())
-            .part(
-                "code",
-                reqwest::blocking::multipart::Part::bytes(code).file_name("code.wasm"),
-            );
+        let form = function_form(name, code, None);
         let (method, path) = if update {
             (reqwest::Method::PUT, format!("/v1/fn/{module}/{name}"))
         } else {
@@ -601,13 +624,7 @@ impl Client {
         code: Vec<u8>,
         metadata: Value,
     ) -> (StatusCode, Value) {
-        let form = reqwest::blocking::multipart::Form::new()
-            .text("name", name.to_string())
-            .text("metadata", metadata.to_string())
-            .part(
-                "code",
-                reqwest::blocking::multipart::Part::bytes(code).file_name("code.wasm"),
-            );
+        let form = function_form(name, code, Some(&metadata));
         answer(
             self.request(reqwest::Method::POST, &format!("/v1/fn/{module}"))
                 .multipart(form)

@@ -6,17 +6,6 @@ use serde_json::json;
 
 use crate::harness::{Core, CoreOptions, Worker, detail, example};
 
-fn ran_on(worker: &Worker) -> f64 {
-    ["memory", "disk", "compiled"]
-        .iter()
-        .map(|source| {
-            worker.metric(&format!(
-                r#"funless_worker_invocations_total{{source="{source}",outcome="ok"}}"#
-            ))
-        })
-        .sum()
-}
-
 #[test]
 fn a_need_no_worker_can_cover_is_503_with_the_reason() {
     let core = Core::start(CoreOptions::default());
@@ -107,7 +96,7 @@ fn app_scripts_place_by_tag_with_invalidation_and_followup() {
             &json!({ "args": {}, "scheduling": { "language": "app", "script": script } }),
         )
     };
-    let counts = || (ran_on(&w1), ran_on(&w2));
+    let counts = || (w1.invocations_ok(), w2.invocations_ok());
 
     // "edge" names w1 by its tag.
     let before = counts();
