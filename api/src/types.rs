@@ -132,6 +132,9 @@ pub enum Abi {
     Funless,
     /// A WASI command (`_start`): JSON args on stdin, JSON result on stdout.
     WasiCommand,
+    /// A WASI 0.2 component exporting `wasi:cli/run`: the same stdin/stdout contract, plus
+    /// `wasi:http` and `wasi:sockets` within the function's egress allow-list.
+    WasiComponent,
 }
 
 impl Abi {
@@ -140,6 +143,7 @@ impl Abi {
         match self {
             Abi::Funless => "funless",
             Abi::WasiCommand => "wasi_command",
+            Abi::WasiComponent => "wasi_component",
         }
     }
 
@@ -148,6 +152,7 @@ impl Abi {
         match s {
             "funless" => Some(Abi::Funless),
             "wasi_command" => Some(Abi::WasiCommand),
+            "wasi_component" => Some(Abi::WasiComponent),
             _ => None,
         }
     }

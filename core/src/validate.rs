@@ -1,9 +1,10 @@
-//! Upload checks, done once on the Core (step 2): the binary must be a valid core Wasm module,
-//! import only what workers provide, and expose one of the two ABIs. Failing here gives the user
-//! a 400 naming the problem, instead of an error from every worker.
+//! Upload checks, done once on the Core (step 2): the binary must be valid WebAssembly (a core
+//! module or a WASI 0.2 component), import only what workers provide, and expose one of the
+//! three function forms. Failing here gives the user a 400 naming the problem, instead of an
+//! error from every worker.
 
 use funless_api::types::Abi;
-use wasmparser::{ExternalKind, Parser, Payload, Validator};
+use wasmparser::{ComponentExternalKind, ExternalKind, Parser, Payload, Validator};
 
 /// Host functions of the FunLess ABI a module may import from `fl_imps`.
 const FL_IMPORTS: &[&str] = &[
@@ -17,6 +18,21 @@ const FL_IMPORTS: &[&str] = &[
 /// Import modules a function may use.
 const WASI_P1: &str = "wasi_snapshot_preview1";
 
+/// WASI 0.2 packages a component may import from (what workers link; no filesystem is
+/// preopened and the network is fenced by the function's allow-list).
+const WASI_P2_PACKAGES: &[&str] = &[
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+    "wasi:http/",
+];
+
+/// The export a component function must have.
+const RUN_EXPORT: &str = "wasi:cli/run@0.2";
+
 /// Checks a function binary and detects its ABI; the error is a message for the user.
 pub fn validate(code: &[u8]) -> Result<Abi, String> {
     if !code.starts_with(b"\0asm") {
@@ -26,7 +42,7 @@ pub fn validate(code: &[u8]) -> Result<Abi, String> {
         );
     }
     if Parser::is_component(code) {
-        return Err("WebAssembly components are not supported yet: upload a core module (e.g. built for wasm32-wasip1)".into());
+        return validate_component(code);
     }
     Validator::new()
         .validate_all(code)
@@ -64,6 +80,51 @@ pub fn validate(code: &[u8]) -> Result<Abi, String> {
     }
 }
 
+/// A component must validate, import only WASI 0.2 interfaces and export `wasi:cli/run`.
+fn validate_component(code: &[u8]) -> Result<Abi, String> {
+    Validator::new()
+        .validate_all(code)
+        .map_err(|e| format!("invalid WebAssembly component: {e}"))?;
+    let mut has_run = false;
+    // Nested modules and components have their own imports, satisfied inside the component:
+    // only the outermost level's imports and exports matter.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(code) {
+        let payload = payload.map_err(|e| format!("invalid WebAssembly component: {e}"))?;
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import.map_err(|e| format!("invalid import section: {e}"))?;
+                    let name = import.name.name;
+                    if !WASI_P2_PACKAGES.iter().any(|p| name.starts_with(p)) {
+                        return Err(format!(
+                            "the component imports {name}; components may import only WASI 0.2 interfaces ({})",
+                            WASI_P2_PACKAGES.join(", ")
+                        ));
+                    }
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    let export = export.map_err(|e| format!("invalid export section: {e}"))?;
+                    has_run |= export.kind == ComponentExternalKind::Instance
+                        && export.name.name.starts_with(RUN_EXPORT);
+                }
+            }
+            _ => {}
+        }
+    }
+    if has_run {
+        Ok(Abi::WasiComponent)
+    } else {
+        Err(format!(
+            "the component does not export {RUN_EXPORT}.x (build a command, e.g. a Rust `fn main` for wasm32-wasip2)"
+        ))
+    }
+}
+
 fn check_import(module: &str, name: &str) -> Result<(), String> {
     match module {
         "fl_imps" if FL_IMPORTS.contains(&name) => Ok(()),
@@ -94,6 +155,31 @@ mod tests {
         assert_eq!(validate(&fl), Ok(Abi::Funless));
         let cmd = wat(r#"(module (memory (export "memory") 1) (func (export "_start")))"#);
         assert_eq!(validate(&cmd), Ok(Abi::WasiCommand));
+    }
+
+    #[test]
+    fn components_need_wasi_imports_and_a_run_export() {
+        let run = wat(r#"(component
+            (core module $m (func (export "run") (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $inst (export "run" (func $run)))
+            (export "wasi:cli/run@0.2.3" (instance $inst)))"#);
+        assert_eq!(validate(&run), Ok(Abi::WasiComponent));
+        let no_run = wat(r#"(component (core module (func (export "f"))))"#);
+        assert!(validate(&no_run).unwrap_err().contains("wasi:cli/run"));
+        let foreign = wat(r#"(component (import "acme:evil/api" (instance)))"#);
+        assert!(validate(&foreign).unwrap_err().contains("acme:evil/api"));
+        // The nested module imports `env`, which the component itself satisfies: fine.
+        let nested = wat(r#"(component
+            (core module $m (import "env" "f" (func)) (func (export "run") (result i32) i32.const 0))
+            (core module $env (func (export "f")))
+            (core instance $e (instantiate $env))
+            (core instance $i (instantiate $m (with "env" (instance $e))))
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $inst (export "run" (func $run)))
+            (export "wasi:cli/run@0.2.0" (instance $inst)))"#);
+        assert_eq!(validate(&nested), Ok(Abi::WasiComponent));
     }
 
     #[test]

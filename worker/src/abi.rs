@@ -1,4 +1,5 @@
-//! The two function ABIs (DESIGN.md §4), detected from a module's exports.
+//! The function ABIs (DESIGN.md §4): two for core modules, detected from their exports, and
+//! WASI 0.2 components exporting `wasi:cli/run`.
 
 use wasmtime::{ExternType, Module};
 
@@ -9,10 +10,19 @@ pub enum Abi {
     Funless,
     /// A WASI command: `_start`, JSON in on stdin, JSON out on stdout.
     WasiCommand,
+    /// A WASI 0.2 component exporting `wasi:cli/run`: the same stdin/stdout contract.
+    Component,
 }
 
 impl Abi {
-    /// Detects the ABI; the error says what the module lacks.
+    /// Whether the function's result is its stdout (WASI command or component).
+    pub(crate) fn stdout_is_result(self) -> bool {
+        matches!(self, Abi::WasiCommand | Abi::Component)
+    }
+}
+
+impl Abi {
+    /// Detects the ABI of a core module; the error says what the module lacks.
     pub fn detect(module: &Module) -> Result<Self, String> {
         let mut has_start = false;
         for export in module.exports() {

@@ -6,17 +6,27 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use wasmtime::{InstancePre, Module};
+use wasmtime::InstancePre;
+use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::abi::Abi;
-use crate::host::HostState;
+use crate::artifact::Artifact;
+use crate::host::{ComponentState, HostState};
+
+/// Imports resolved once; every invocation only instantiates.
+pub(crate) enum Pre {
+    /// A core module.
+    Module(InstancePre<HostState>),
+    /// A `wasi:cli/run` component.
+    Component(CommandPre<ComponentState>),
+}
 
 /// A function ready to instantiate.
 pub(crate) struct Compiled {
-    /// The compiled module (kept for its size and for writing it to disk).
-    pub(crate) module: Module,
-    /// Imports resolved once; every invocation only instantiates.
-    pub(crate) pre: InstancePre<HostState>,
+    /// The compiled code (kept for its size and for writing it to disk).
+    pub(crate) artifact: Artifact,
+    /// Ready to instantiate.
+    pub(crate) pre: Pre,
     /// How to call it.
     pub(crate) abi: Abi,
     /// Loaded from the disk cache at start-up and not invoked yet: its first invocation is
@@ -27,8 +37,7 @@ pub(crate) struct Compiled {
 impl Compiled {
     /// Memory the compiled code occupies (its loaded image), bytes.
     pub(crate) fn bytes(&self) -> usize {
-        let range = self.module.image_range();
-        (range.end as usize).saturating_sub(range.start as usize)
+        self.artifact.bytes()
     }
 }
 
@@ -198,11 +207,11 @@ mod tests {
         let wat = format!(
             r#"(module (memory (export "memory") {pages}) (data (i32.const 0) "x") (func (export "_start")))"#
         );
-        let module = Module::new(engine, wat::parse_str(wat).unwrap()).unwrap();
+        let module = wasmtime::Module::new(engine, wat::parse_str(wat).unwrap()).unwrap();
         let linker = crate::host::linker(engine).unwrap();
         Arc::new(Compiled {
-            pre: linker.instantiate_pre(&module).unwrap(),
-            module,
+            pre: Pre::Module(linker.instantiate_pre(&module).unwrap()),
+            artifact: Artifact::Module(module),
             abi: Abi::WasiCommand,
             preloaded: AtomicBool::new(false),
         })

@@ -1,5 +1,5 @@
-//! Precompiled modules on disk, so a restarted worker serves its first invocation without
-//! compiling.
+//! Precompiled modules and components on disk, so a restarted worker serves its first
+//! invocation without compiling.
 //!
 //! Files live in `<dir>/<engine fingerprint>/<code hash>.cwasm`: an engine with other settings
 //! or another Wasmtime version uses another folder, never our files. Each file carries a magic
@@ -13,7 +13,9 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use wasmtime::{Engine, Module};
+use wasmtime::Engine;
+
+use crate::artifact::Artifact;
 
 const MAGIC: &[u8; 8] = b"FLCWASM2";
 
@@ -25,8 +27,8 @@ pub(crate) struct DiskCache {
 
 /// What a lookup found.
 pub(crate) enum Lookup {
-    /// A module ready to use.
-    Hit(Module),
+    /// Compiled code ready to use.
+    Hit(Artifact),
     /// No file for this hash.
     Miss,
     /// A file existed but was unusable; it has been removed (and the reason logged).
@@ -70,15 +72,15 @@ impl DiskCache {
         let Some(artifact) = checked(&bytes) else {
             return self.discard(&path, "checksum or header mismatch".into());
         };
-        // SAFETY: `Module::deserialize` trusts its input to be an artifact Wasmtime produced.
-        // This file was written by `store` below from `Module::serialize` of this engine's
+        // SAFETY: `Artifact::deserialize` trusts its input to be an artifact Wasmtime produced.
+        // This file was written by `store` below from `Artifact::serialize` of this engine's
         // configuration (its folder is keyed by the engine's compatibility fingerprint), and its
         // CRC-32 was verified just above, so it is byte-for-byte what we wrote. Wasmtime also
         // checks its own header and refuses artifacts from other versions or settings.
         #[allow(unsafe_code)]
-        let module = unsafe { Module::deserialize(engine, artifact) };
-        match module {
-            Ok(module) => Lookup::Hit(module),
+        let loaded = unsafe { Artifact::deserialize(engine, artifact) };
+        match loaded {
+            Ok(artifact) => Lookup::Hit(artifact),
             Err(e) => self.discard(&path, format!("refused by wasmtime: {e}")),
         }
     }
@@ -89,12 +91,12 @@ impl DiskCache {
         Lookup::Discarded
     }
 
-    /// Writes the module for `hash` (atomically).
-    pub(crate) fn store(&self, hash: &str, module: &Module) -> std::io::Result<()> {
+    /// Writes the compiled code for `hash` (atomically).
+    pub(crate) fn store(&self, hash: &str, compiled: &Artifact) -> std::io::Result<()> {
         if !valid_hash(hash) {
             return Err(std::io::Error::other("not a code hash"));
         }
-        let artifact = module.serialize().map_err(std::io::Error::other)?;
+        let artifact = compiled.serialize().map_err(std::io::Error::other)?;
         let mut bytes = Vec::with_capacity(MAGIC.len() + 4 + artifact.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&crc32fast::hash(&artifact).to_le_bytes());
@@ -161,12 +163,28 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn module(engine: &Engine) -> (String, Module) {
+    fn module(engine: &Engine) -> (String, Artifact) {
         let wasm = wat::parse_str(r#"(module (func (export "_start")))"#).unwrap();
         (
             crate::runtime::code_hash(&wasm),
-            Module::new(engine, &wasm).unwrap(),
+            Artifact::compile(engine, &wasm).unwrap(),
         )
+    }
+
+    #[test]
+    fn components_round_trip_as_components() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = DiskCache::open(dir.path(), &engine).unwrap();
+        let wasm = wat::parse_str(r#"(component (core module (func (export "f"))))"#).unwrap();
+        let hash = crate::runtime::code_hash(&wasm);
+        let component = Artifact::compile(&engine, &wasm).unwrap();
+        assert!(matches!(component, Artifact::Component(_)));
+        cache.store(&hash, &component).unwrap();
+        assert!(matches!(
+            cache.load(&engine, &hash),
+            Lookup::Hit(Artifact::Component(_))
+        ));
     }
 
     #[test]

@@ -38,7 +38,10 @@ fn base_config() -> Config {
 
 fn pooling_engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
+    // A component takes one slot of each kind for each core instance and memory it holds
+    // (a Rust wasm32-wasip2 program: a few), so fewer components than modules fit at once.
     pool.total_core_instances(settings.pool_slots)
+        .total_component_instances(settings.pool_slots)
         .total_memories(settings.pool_slots)
         .total_tables(settings.pool_slots)
         .total_stacks(settings.pool_slots)

@@ -1,12 +1,14 @@
 //! What a guest can reach: per-invocation host state and the linker that exposes it.
 //! One file per capability under `host/`; adding one touches its file and [`linker`].
 
+mod component;
 mod funless;
 mod http;
 mod wasi;
 
 use wasmtime::{Engine, Linker, ResourceLimiter};
 
+pub(crate) use component::{ComponentState, EgressHooks, HttpPool, grant_network, http_pool};
 pub(crate) use funless::{FunlessIo, MAX_RESPONSE_BYTES};
 pub(crate) use http::Egress;
 pub(crate) use wasi::{MAX_STDOUT_BYTES, WasiIo};
@@ -75,20 +77,24 @@ impl ResourceLimiter for GuestLimits {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 
+    // A component holds a few core instances (the program, libc shims, adapters).
     fn instances(&self) -> usize {
-        4
+        16
     }
 
     fn tables(&self) -> usize {
-        8
+        16
     }
 
     fn memories(&self) -> usize {
-        2
+        4
     }
 }
 
-/// The linker every function is instantiated with: WASI preview 1 and the FunLess imports.
+/// The linker of components.
+pub(crate) use component::linker as component_linker;
+
+/// The linker every core module is instantiated with: WASI preview 1 and the FunLess imports.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)?;

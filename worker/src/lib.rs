@@ -1,13 +1,15 @@
 //! FunLess Worker: runs functions in Wasmtime.
 //!
 //! - [`runtime`]: the Wasmtime engine, the compiled-code cache and one invocation's run.
-//! - `host/`: one file per host capability linked into guests (the FunLess `fl_imps`, WASI).
+//! - `host/`: one file per host capability linked into guests (the FunLess `fl_imps`, WASI,
+//!   components with `wasi:http` and sockets).
 //! - [`gateway`]: the worker's one remotable actor; it hands every invocation to its own task.
 //! - [`reporter`]: pushes the worker's status to the Core.
 //! - [`start`]: builds the worker's actors; the binary adds the cluster node around it.
 #![deny(missing_docs)]
 
 mod abi;
+mod artifact;
 mod cache;
 mod disk;
 mod engine;

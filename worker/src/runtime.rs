@@ -16,15 +16,18 @@ use funless_actors::protocol::{
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
-use wasmtime::{Engine, Linker, Module, Store};
+use wasmtime::{Engine, Linker, Store};
+use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::abi::Abi;
-use crate::cache::{CodeCache, Compiled};
+use crate::artifact::Artifact;
+use crate::cache::{CodeCache, Compiled, Pre};
 use crate::disk::{DiskCache, Lookup};
 use crate::engine::{self, AllocatorChoice, EngineSettings};
 use crate::error::{Error, Result};
 use crate::host::{
-    self, FunlessIo, GuestLimits, HostState, Logs, MAX_RESPONSE_BYTES, MAX_STDOUT_BYTES, WasiIo,
+    self, ComponentState, EgressHooks, FunlessIo, GuestLimits, HostState, HttpPool, Logs,
+    MAX_RESPONSE_BYTES, MAX_STDOUT_BYTES, WasiIo,
 };
 use crate::metrics::WorkerMetrics;
 
@@ -74,13 +77,16 @@ pub struct Runtime {
     engine: Engine,
     allocator: String,
     linker: Linker<HostState>,
+    component_linker: wasmtime::component::Linker<ComponentState>,
     cache: Arc<CodeCache>,
     disk: Option<Arc<DiskCache>>,
     in_flight: Arc<AtomicU64>,
     metrics: WorkerMetrics,
     changed: Notify,
-    /// Outgoing HTTP of functions, one pool for all.
+    /// Outgoing HTTP of FunLess-ABI functions (`__http_request`), one pool for all.
     http: reqwest::Client,
+    /// Outgoing `wasi:http` requests of components, one pool for all.
+    http_pool: HttpPool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -114,6 +120,8 @@ impl Runtime {
         .map_err(|e| Error::Wasmtime(format!("{e:#}")))?;
         spawn_epoch_ticker(&engine);
         let linker = host::linker(&engine).map_err(|e| Error::Wasmtime(e.to_string()))?;
+        let component_linker =
+            host::component_linker(&engine).map_err(|e| Error::Wasmtime(e.to_string()))?;
         let disk = match &config.cache_dir {
             Some(dir) => Some(Arc::new(DiskCache::open(dir, &engine).map_err(|e| {
                 Error::Io(format!("cache directory {}: {e}", dir.display()))
@@ -128,6 +136,7 @@ impl Runtime {
             engine,
             allocator,
             linker,
+            component_linker,
             cache,
             disk,
             in_flight,
@@ -137,6 +146,7 @@ impl Runtime {
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build()
                 .map_err(|e| Error::Io(format!("HTTP client: {e}")))?,
+            http_pool: host::http_pool(),
         })
     }
 
@@ -163,18 +173,33 @@ impl Runtime {
     fn ready(
         &self,
         hash: &str,
-        module: Module,
+        artifact: Artifact,
         preloaded: bool,
     ) -> Result<Arc<Compiled>, InvokeError> {
-        let abi = Abi::detect(&module).map_err(|message| InvokeError::Code { message })?;
-        let pre = self
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| InvokeError::Code {
-                message: format!("{e:#}"),
-            })?;
+        let code_error = |e: wasmtime::Error| InvokeError::Code {
+            message: format!("{e:#}"),
+        };
+        let (abi, pre) = match &artifact {
+            Artifact::Module(module) => {
+                let abi = Abi::detect(module).map_err(|message| InvokeError::Code { message })?;
+                (
+                    abi,
+                    Pre::Module(self.linker.instantiate_pre(module).map_err(code_error)?),
+                )
+            }
+            Artifact::Component(component) => {
+                let pre = self
+                    .component_linker
+                    .instantiate_pre(component)
+                    .map_err(code_error)?;
+                let command = CommandPre::new(pre).map_err(|e| InvokeError::Code {
+                    message: format!("the component does not export wasi:cli/run: {e:#}"),
+                })?;
+                (Abi::Component, Pre::Component(command))
+            }
+        };
         let compiled = Arc::new(Compiled {
-            module,
+            artifact,
             pre,
             abi,
             preloaded: AtomicBool::new(preloaded),
@@ -199,14 +224,14 @@ impl Runtime {
             let disk = disk.clone();
             let hash = hash.to_string();
             move || match disk.load(&engine, &hash) {
-                Lookup::Hit(module) => {
+                Lookup::Hit(artifact) => {
                     if !preloaded {
                         disk.touch(&hash);
                     }
                     // Build the copy-on-write memory image now rather than in the first
                     // instantiation: it is the larger part of a first run's extra cost.
-                    warm_image(&module);
-                    Lookup::Hit(module)
+                    artifact.warm_image();
+                    Lookup::Hit(artifact)
                 }
                 other => other,
             }
@@ -214,9 +239,9 @@ impl Runtime {
         .await
         .ok()?;
         match lookup {
-            Lookup::Hit(module) => {
+            Lookup::Hit(artifact) => {
                 self.metrics.disk_loads.inc();
-                match self.ready(hash, module, preloaded) {
+                match self.ready(hash, artifact, preloaded) {
                     Ok(compiled) => Some(compiled),
                     Err(e) => {
                         tracing::warn!(%hash, error = %e, "precompiled module unusable");
@@ -249,10 +274,10 @@ impl Runtime {
         let engine = self.engine.clone();
         let started = Instant::now();
         // Compiling is CPU-bound for milliseconds to seconds: keep it off the async threads.
-        let module = tokio::task::spawn_blocking(move || {
-            let module = Module::new(&engine, &code)?;
-            warm_image(&module);
-            Ok::<_, wasmtime::Error>(module)
+        let artifact = tokio::task::spawn_blocking(move || {
+            let artifact = Artifact::compile(&engine, &code)?;
+            artifact.warm_image();
+            Ok::<_, wasmtime::Error>(artifact)
         })
         .await
         .map_err(|e| InvokeError::Worker {
@@ -262,11 +287,11 @@ impl Runtime {
             message: format!("{e:#}"),
         })?;
         self.metrics.compilations.inc();
-        let compiled = self.ready(&function.hash, module, false)?;
+        let compiled = self.ready(&function.hash, artifact, false)?;
         if let Some(disk) = self.disk.clone() {
-            let module = compiled.module.clone();
+            let artifact = compiled.artifact.clone();
             let hash = function.hash.clone();
-            let written = tokio::task::spawn_blocking(move || disk.store(&hash, &module)).await;
+            let written = tokio::task::spawn_blocking(move || disk.store(&hash, &artifact)).await;
             if let Ok(Err(e)) = written {
                 tracing::warn!(function = %function, error = %e, "cannot write the precompiled module");
             }
@@ -453,114 +478,213 @@ impl Runtime {
         egress: host::Egress,
     ) -> Result<InvokeOutput, InvokeError> {
         let started = Instant::now();
-        let (stdin, input) = match compiled.abi {
-            Abi::WasiCommand => (args_json.into_bytes(), Vec::new()),
-            Abi::Funless => (Vec::new(), args_json.into_bytes()),
+        let guest = Guest {
+            label,
+            args_json,
+            timeout,
+            memory_limit,
+            egress,
         };
-        let (wasi, io) = WasiIo::build(label, stdin);
+        let ran = match &compiled.pre {
+            Pre::Module(pre) => self.run_module(pre, compiled.abi, guest).await?,
+            Pre::Component(pre) => self.run_component(pre, guest).await?,
+        };
+        let run_us = started.elapsed().as_micros() as u64;
+        ran.into_output(compiled.abi, memory_limit, run_us)
+    }
+
+    /// A core module: FunLess ABI (`__invoke`) or WASI command (`_start`).
+    async fn run_module(
+        &self,
+        pre: &wasmtime::InstancePre<HostState>,
+        abi: Abi,
+        guest: Guest<'_>,
+    ) -> Result<Ran, InvokeError> {
+        let (stdin, input) = match abi {
+            Abi::Funless => (Vec::new(), guest.args_json.into_bytes()),
+            Abi::WasiCommand | Abi::Component => (guest.args_json.into_bytes(), Vec::new()),
+        };
+        let (wasi, io) = WasiIo::build(guest.label, stdin);
         let state = HostState {
             wasi,
             fl: FunlessIo {
                 input,
                 ..FunlessIo::default()
             },
-            limits: GuestLimits::new(memory_limit),
-            egress,
+            limits: GuestLimits::new(guest.memory_limit),
+            egress: guest.egress,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_async_yield_and_update(1);
 
         let call = async {
-            let instance = compiled.pre.instantiate_async(&mut store).await?;
-            match compiled.abi {
-                Abi::Funless => {
-                    let len = i32::try_from(store.data().fl.input.len())
-                        .map_err(|_| wasmtime::format_err!("input too large"))?;
-                    let invoke = instance.get_typed_func::<i32, i32>(&mut store, "__invoke")?;
-                    invoke.call_async(&mut store, len).await.map(Some)
-                }
-                Abi::WasiCommand => {
-                    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-                    start.call_async(&mut store, ()).await.map(|()| None)
-                }
+            let instance = pre.instantiate_async(&mut store).await?;
+            if abi == Abi::Funless {
+                let len = i32::try_from(store.data().fl.input.len())
+                    .map_err(|_| wasmtime::format_err!("input too large"))?;
+                let invoke = instance.get_typed_func::<i32, i32>(&mut store, "__invoke")?;
+                invoke.call_async(&mut store, len).await.map(drop)
+            } else {
+                let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                start.call_async(&mut store, ()).await
             }
         };
-        let outcome = tokio::time::timeout(timeout, call).await;
-        let run_us = started.elapsed().as_micros() as u64;
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                return Err(InvokeError::Timeout {
-                    timeout_ms: timeout.as_millis() as u64,
-                });
-            }
-        };
+        let outcome = within(guest.timeout, call).await?;
         let state = store.into_data();
-        let stdout = io.stdout.contents();
-        let stderr = io.stderr.contents();
+        Ok(Ran {
+            outcome,
+            stdout: io.stdout.contents().to_vec(),
+            stderr: io.stderr.contents().to_vec(),
+            hit_memory: state.limits.hit_memory,
+            fl: state.fl,
+        })
+    }
+
+    /// A WASI 0.2 component exporting `wasi:cli/run`, with its network grants.
+    async fn run_component(
+        &self,
+        pre: &CommandPre<ComponentState>,
+        guest: Guest<'_>,
+    ) -> Result<Ran, InvokeError> {
+        let (mut builder, io) = WasiIo::builder(guest.label, guest.args_json.into_bytes());
+        host::grant_network(&mut builder, &guest.egress);
+        let state = ComponentState::new(
+            builder.build(),
+            EgressHooks::new(guest.egress, self.http_pool.clone()),
+            GuestLimits::new(guest.memory_limit),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_async_yield_and_update(1);
+
+        let call = async {
+            let command = pre.instantiate_async(&mut store).await?;
+            match command.wasi_cli_run().call_run(&mut store).await? {
+                Ok(()) => Ok(()),
+                // `run` returning an error is how a Rust `main` reports failure: exit code 1.
+                Err(()) => Err(wasmtime::Error::new(wasmtime_wasi::I32Exit(1))),
+            }
+        };
+        let outcome = within(guest.timeout, call).await?;
+        let state = store.into_data();
+        Ok(Ran {
+            outcome,
+            stdout: io.stdout.contents().to_vec(),
+            stderr: io.stderr.contents().to_vec(),
+            hit_memory: state.limits.hit_memory,
+            fl: FunlessIo {
+                logs: state.hooks.logs,
+                ..FunlessIo::default()
+            },
+        })
+    }
+}
+
+/// What one run needs, whatever the function's form.
+struct Guest<'a> {
+    label: &'a str,
+    args_json: String,
+    timeout: Duration,
+    memory_limit: usize,
+    egress: host::Egress,
+}
+
+/// Runs `call` within `timeout`; the time limit covers host calls too.
+async fn within(
+    timeout: Duration,
+    call: impl Future<Output = wasmtime::Result<()>>,
+) -> Result<wasmtime::Result<()>, InvokeError> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| InvokeError::Timeout {
+            timeout_ms: timeout.as_millis() as u64,
+        })
+}
+
+/// What a finished run left: how it ended, its output pipes and its FunLess-side state.
+struct Ran {
+    outcome: wasmtime::Result<()>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    hit_memory: bool,
+    fl: FunlessIo,
+}
+
+impl Ran {
+    /// The invocation's result by the function's ABI.
+    fn into_output(
+        self,
+        abi: Abi,
+        memory_limit: usize,
+        run_us: u64,
+    ) -> Result<InvokeOutput, InvokeError> {
+        let Ran {
+            outcome,
+            stdout,
+            stderr,
+            hit_memory,
+            fl,
+        } = self;
         // Limits first: what they cause (a trap, an abort, a failed write) is only a symptom.
-        if state.fl.output_too_large
-            || (compiled.abi == Abi::WasiCommand && stdout.len() >= MAX_STDOUT_BYTES)
-        {
-            let limit = match compiled.abi {
-                Abi::Funless => MAX_RESPONSE_BYTES,
-                Abi::WasiCommand => MAX_STDOUT_BYTES,
+        if fl.output_too_large || (abi.stdout_is_result() && stdout.len() >= MAX_STDOUT_BYTES) {
+            let limit = if abi.stdout_is_result() {
+                MAX_STDOUT_BYTES
+            } else {
+                MAX_RESPONSE_BYTES
             };
             return Err(InvokeError::OutputTooLarge {
                 limit_bytes: limit as u64,
             });
         }
-        if state.limits.hit_memory && outcome.is_err() {
+        if hit_memory && outcome.is_err() {
             return Err(InvokeError::MemoryLimit {
                 limit_bytes: memory_limit as u64,
             });
         }
-        let mut logs = state.fl.logs;
-        if compiled.abi == Abi::Funless {
+        let mut logs = fl.logs;
+        if abi == Abi::Funless {
             push_lines(&mut logs, &stdout);
         }
         push_lines(&mut logs, &stderr);
 
         // A WASI `proc_exit` surfaces as an `I32Exit` error: 0 is a normal end.
-        let exit_code = match &outcome {
-            Err(e) => e
+        if let Err(e) = outcome {
+            match e
                 .downcast_ref::<wasmtime_wasi::I32Exit>()
-                .map(|exit| exit.0),
-            Ok(_) => None,
-        };
-        match (outcome, exit_code) {
-            (Err(_), Some(0)) | (Ok(_), _) => {}
-            (Err(_), Some(code)) => {
-                let message = match (compiled.abi, &state.fl.error) {
-                    (Abi::Funless, Some(error)) => String::from_utf8_lossy(error).into_owned(),
-                    _ => format!("exit code {code}: {}", tail(&stderr, 1024)),
-                };
-                return Err(InvokeError::Function {
-                    message,
-                    logs: logs.into_lines(),
-                });
-            }
-            (Err(e), None) => {
-                return Err(InvokeError::Trap {
-                    message: format!("{e:#}"),
-                });
-            }
-        }
-        let output = match compiled.abi {
-            Abi::Funless => {
-                if let Some(error) = state.fl.error {
+                .map(|exit| exit.0)
+            {
+                Some(0) => {}
+                Some(code) => {
+                    let message = match (abi, &fl.error) {
+                        (Abi::Funless, Some(error)) => String::from_utf8_lossy(error).into_owned(),
+                        _ => format!("exit code {code}: {}", tail(&stderr, 1024)),
+                    };
                     return Err(InvokeError::Function {
-                        message: String::from_utf8_lossy(&error).into_owned(),
+                        message,
                         logs: logs.into_lines(),
                     });
                 }
-                match state.fl.response {
-                    Some(bytes) => as_json(bytes)?,
-                    None => "null".to_string(),
+                None => {
+                    return Err(InvokeError::Trap {
+                        message: format!("{e:#}"),
+                    });
                 }
             }
-            Abi::WasiCommand => as_json(stdout.to_vec())?,
+        }
+        let output = if abi.stdout_is_result() {
+            as_json(stdout)?
+        } else {
+            if let Some(error) = fl.error {
+                return Err(InvokeError::Function {
+                    message: String::from_utf8_lossy(&error).into_owned(),
+                    logs: logs.into_lines(),
+                });
+            }
+            match fl.response {
+                Some(bytes) => as_json(bytes)?,
+                None => "null".to_string(),
+            }
         };
         Ok(InvokeOutput {
             output_json: output,
@@ -597,14 +721,6 @@ fn push_lines(logs: &mut Logs, bytes: &[u8]) {
 fn tail(bytes: &[u8], max: usize) -> String {
     let start = bytes.len().saturating_sub(max);
     String::from_utf8_lossy(&bytes[start..]).trim().to_string()
-}
-
-/// Builds a module's copy-on-write memory image ahead of its first instantiation. A failure
-/// only means Wasmtime will initialise memory by copying, so it is logged, not returned.
-fn warm_image(module: &Module) {
-    if let Err(e) = module.initialize_copy_on_write_image() {
-        tracing::debug!(error = %e, "no copy-on-write memory image");
-    }
 }
 
 fn spawn_epoch_ticker(engine: &Engine) {

@@ -7,7 +7,10 @@
 //!   provides in the `fl_imps` import module. The top-level functions of this crate
 //!   ([`read_input`], [`respond`], [`error`], [`log`], [`run`]) wrap those imports.
 //! * **WASI command ABI**: a plain `fn main()` reading JSON args from stdin and writing the JSON
-//!   result to stdout; see [`command`]. It uses no `fl_imps` import.
+//!   result to stdout; see [`command`]. It uses no `fl_imps` import. Built for
+//!   `wasm32-wasip2` the same program is a WASI 0.2 component (`wasi:cli/run`), which may
+//!   also make `wasi:http` requests ([`wasi_http`], feature `wasi-http`) and open TCP
+//!   connections with `std::net`, within the function's egress allow-list.
 //!
 //! ```ignore
 //! #[unsafe(no_mangle)]
@@ -17,6 +20,9 @@
 //! ```
 
 pub use serde_json::{self, Value, json};
+
+#[cfg(feature = "wasi-http")]
+pub mod wasi_http;
 
 /// Raw imports provided by the FunLess host (wasm import module `fl_imps`).
 ///

@@ -34,16 +34,38 @@ pub(crate) struct Egress {
 impl Egress {
     /// Whether `url`'s host (and port) is on the allow-list.
     pub(crate) fn allows(&self, url: &reqwest::Url) -> bool {
-        let Some(host) = url.host_str() else {
-            return false;
+        url.host_str()
+            .is_some_and(|host| self.allows_host(host, url.port_or_known_default()))
+    }
+
+    /// Whether `host` (a name or an IP literal, IPv6 with or without brackets) on `port` is on
+    /// the allow-list: an entry without a port allows every port of its host.
+    pub(crate) fn allows_host(&self, host: &str, port: Option<u16>) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.entries()
+            .any(|(h, p)| h.eq_ignore_ascii_case(host) && (p.is_none() || p == port))
+    }
+
+    /// The entries as (host, optional port).
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, Option<u16>)> {
+        self.allow.iter().map(|entry| split_entry(entry))
+    }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; a bare IPv6 address has no port.
+fn split_entry(entry: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = entry.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+            None => (rest, None),
         };
-        let port = url.port_or_known_default();
-        self.allow.iter().any(|entry| match entry.rsplit_once(':') {
-            Some((h, p)) if p.parse::<u16>().ok().is_some() => {
-                h.eq_ignore_ascii_case(host) && p.parse::<u16>().ok() == port
-            }
-            _ => entry.eq_ignore_ascii_case(host),
-        })
+    }
+    match entry.split_once(':') {
+        Some((host, port)) if !port.contains(':') => match port.parse() {
+            Ok(port) => (host, Some(port)),
+            Err(_) => (entry, None),
+        },
+        _ => (entry, None),
     }
 }
 
@@ -205,5 +227,13 @@ mod tests {
         assert!(!ok("http://10.0.0.5/"));
         assert!(!ok("http://example.org.evil.com/"));
         assert!(!Egress::default().allows(&reqwest::Url::parse("http://127.0.0.1/").unwrap()));
+        let v6 = Egress {
+            allow: vec!["[::1]:8080".into(), "fe80::1".into()],
+            client: None,
+        };
+        assert!(v6.allows_host("::1", Some(8080)));
+        assert!(v6.allows_host("[::1]", Some(8080)));
+        assert!(!v6.allows_host("::1", Some(8081)));
+        assert!(v6.allows_host("fe80::1", Some(1)));
     }
 }

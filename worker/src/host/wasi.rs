@@ -1,6 +1,6 @@
-//! WASI preview 1 for one invocation: stdin carries the JSON args of a WASI command, stdout and
-//! stderr are captured in bounded in-memory pipes. Nothing else (files, network, environment)
-//! is granted.
+//! WASI for one invocation: stdin carries the JSON args of a WASI command or component, stdout
+//! and stderr are captured in bounded in-memory pipes. Nothing else (files, environment) is
+//! granted; components may get network access from their allow-list (`component.rs`).
 
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -18,18 +18,24 @@ pub(crate) struct WasiIo {
 }
 
 impl WasiIo {
-    /// A WASI context reading `stdin` and capturing stdout and stderr.
+    /// A WASI preview 1 context reading `stdin` and capturing stdout and stderr.
     pub(crate) fn build(program: &str, stdin: Vec<u8>) -> (WasiP1Ctx, WasiIo) {
+        let (mut builder, io) = Self::builder(program, stdin);
+        (builder.build_p1(), io)
+    }
+
+    /// The builder of such a context, for a component to add its grants to.
+    pub(crate) fn builder(program: &str, stdin: Vec<u8>) -> (WasiCtxBuilder, WasiIo) {
         let io = WasiIo {
             stdout: MemoryOutputPipe::new(MAX_STDOUT_BYTES),
             stderr: MemoryOutputPipe::new(MAX_STDERR_BYTES),
         };
-        let ctx = WasiCtxBuilder::new()
+        let mut builder = WasiCtxBuilder::new();
+        builder
             .args(&[program])
             .stdin(MemoryInputPipe::new(stdin))
             .stdout(io.stdout.clone())
-            .stderr(io.stderr.clone())
-            .build_p1();
-        (ctx, io)
+            .stderr(io.stderr.clone());
+        (builder, io)
     }
 }

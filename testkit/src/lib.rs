@@ -1,0 +1,163 @@
+//! Local servers for the network workloads of tests and benchmarks, all on 127.0.0.1 ports
+//! chosen at run time, running on their own thread for the life of the process:
+//!
+//! - an HTTP **reply server**: `POST /reply` answers `{"got": <body>, "server_ms": <now>}`;
+//! - an HTTP **bucket**: `PUT /bucket/{key}` stores the body, `GET /bucket/{key}` returns it;
+//! - a TCP **line reply server**: answers each line `x` with `reply to x`.
+//!
+//! It is tooling, not part of the platform: it panics when it cannot bind a local port.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{post, put};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+#[derive(Default)]
+struct Shared {
+    bucket: Mutex<HashMap<String, Vec<u8>>>,
+    http_requests: AtomicU64,
+    tcp_connections: AtomicU64,
+}
+
+/// The running servers.
+#[derive(Clone)]
+pub struct Servers {
+    /// Address of the HTTP reply server and bucket.
+    pub http: SocketAddr,
+    /// Address of the TCP line reply server.
+    pub tcp: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Servers {
+    /// Starts the servers on free 127.0.0.1 ports.
+    pub fn start() -> Self {
+        let shared = Arc::new(Shared::default());
+        let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        http.set_nonblocking(true).unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let servers = Self {
+            http: http.local_addr().unwrap(),
+            tcp: tcp.local_addr().unwrap(),
+            shared: shared.clone(),
+        };
+        std::thread::Builder::new()
+            .name("testkit-servers".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let tcp = tokio::net::TcpListener::from_std(tcp).unwrap();
+                    tokio::spawn(serve_lines(tcp, shared.clone()));
+                    let http = tokio::net::TcpListener::from_std(http).unwrap();
+                    axum::serve(http, router(shared)).await.unwrap();
+                });
+            })
+            .unwrap();
+        servers
+    }
+
+    /// `http://<http>/reply`.
+    pub fn reply_url(&self) -> String {
+        format!("http://{}/reply", self.http)
+    }
+
+    /// `http://<http>/bucket/<key>`.
+    pub fn bucket_url(&self, key: &str) -> String {
+        format!("http://{}/bucket/{key}", self.http)
+    }
+
+    /// What the bucket holds under `key`.
+    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared.bucket.lock().unwrap().get(key).cloned()
+    }
+
+    /// Objects in the bucket.
+    pub fn objects(&self) -> usize {
+        self.shared.bucket.lock().unwrap().len()
+    }
+
+    /// HTTP requests served so far.
+    pub fn http_requests(&self) -> u64 {
+        self.shared.http_requests.load(Ordering::Relaxed)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn tcp_connections(&self) -> u64 {
+        self.shared.tcp_connections.load(Ordering::Relaxed)
+    }
+}
+
+fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/reply",
+            post(|State(shared): State<Arc<Shared>>, body: Bytes| async move {
+                shared.http_requests.fetch_add(1, Ordering::Relaxed);
+                let got = String::from_utf8_lossy(&body);
+                // The body is echoed as JSON when it is JSON, as a string otherwise.
+                let got = if got.trim_start().starts_with(['{', '[']) {
+                    got.into_owned()
+                } else {
+                    format!("{:?}", got)
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis();
+                (
+                    [("content-type", "application/json")],
+                    format!(r#"{{"got":{got},"server_ms":{now}}}"#),
+                )
+            }),
+        )
+        .route(
+            "/bucket/{key}",
+            put(
+                |State(shared): State<Arc<Shared>>, Path(key): Path<String>, body: Bytes| async move {
+                    shared.http_requests.fetch_add(1, Ordering::Relaxed);
+                    shared.bucket.lock().unwrap().insert(key, body.to_vec());
+                    StatusCode::OK
+                },
+            )
+            .get(
+                |State(shared): State<Arc<Shared>>, Path(key): Path<String>| async move {
+                    shared.http_requests.fetch_add(1, Ordering::Relaxed);
+                    match shared.bucket.lock().unwrap().get(&key) {
+                        Some(body) => (StatusCode::OK, body.clone()),
+                        None => (StatusCode::NOT_FOUND, Vec::new()),
+                    }
+                },
+            ),
+        )
+        .with_state(shared)
+}
+
+async fn serve_lines(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        shared.tcp_connections.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if write
+                    .write_all(format!("reply to {line}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+}
