@@ -5,13 +5,17 @@
 //! - an HTTP **bucket**: `PUT /bucket/{key}` stores the body, `GET /bucket/{key}` returns it;
 //! - a TCP **line reply server**: answers each line `x` with `reply to x`.
 //!
+//! It also builds the example functions for tests ([`example`]).
+//!
 //! It is tooling, not part of the platform: it panics when it cannot bind a local port.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -160,4 +164,36 @@ async fn serve_lines(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             }
         });
     }
+}
+
+fn repo_root() -> PathBuf {
+    FsPath::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The example functions, built once per test process with `examples/build.sh`.
+fn examples_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(repo_root().join("examples/build.sh"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("running examples/build.sh");
+        assert!(status.success(), "examples/build.sh failed");
+    });
+}
+
+/// Where an example function's binary is (`examples/target/wasm/<name>.wasm`), built first.
+pub fn example_path(name: &str) -> PathBuf {
+    examples_built();
+    repo_root().join(format!("examples/target/wasm/{name}.wasm"))
+}
+
+/// An example function's binary, built first.
+pub fn example(name: &str) -> Vec<u8> {
+    let path = example_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }

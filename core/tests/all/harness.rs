@@ -2,9 +2,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -33,37 +33,7 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The example functions, built once per test run with `examples/build.sh`.
-pub fn example(name: &str) -> Vec<u8> {
-    example_built();
-    let path = example_path(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-fn example_built() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = Command::new("bash")
-            .arg(repo_root().join("examples/build.sh"))
-            .stdout(Stdio::null())
-            .status()
-            .expect("running examples/build.sh");
-        assert!(status.success(), "examples/build.sh failed");
-    });
-}
-
-/// Where an example function's module is (after [`example`] built them).
-pub fn example_path(name: &str) -> PathBuf {
-    example_built();
-    repo_root().join(format!("examples/target/wasm/{name}.wasm"))
-}
+pub use funless_testkit::{example, example_path};
 
 /// Output lines of a child process, collected by a reader thread.
 #[derive(Clone, Default)]
