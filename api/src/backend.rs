@@ -4,8 +4,8 @@ use std::future::Future;
 
 use crate::error::ApiResult;
 use crate::types::{
-    AppScriptInfo, CreatedSubject, FunctionCreated, FunctionInfo, FunctionMetadata, ModuleInfo,
-    Named, WorkerInfo,
+    ActivationInfo, AppScriptInfo, CreatedSubject, FunctionCreated, FunctionInfo, FunctionMetadata,
+    ModuleInfo, Named, WorkerInfo,
 };
 
 /// Who is calling, as established from the bearer token.
@@ -43,6 +43,8 @@ pub struct Invocation {
     pub output_json: String,
     /// Worker that ran it.
     pub worker: String,
+    /// Id of its activation record.
+    pub activation_id: String,
 }
 
 /// What the API needs from the Core. Every method answers an [`crate::ApiError`] that the router
@@ -115,6 +117,30 @@ pub trait Backend: Send + Sync + 'static {
         args_json: String,
         script: Option<String>,
     ) -> impl Future<Output = ApiResult<Invocation>> + Send;
+    /// Starts a function in the background (the same checks as [`Backend::invoke`] first) and
+    /// answers its activation id at once.
+    fn invoke_async(
+        &self,
+        who: &Subject,
+        module: &str,
+        name: &str,
+        args_json: String,
+        script: Option<String>,
+    ) -> impl Future<Output = ApiResult<String>> + Send;
+    /// One activation record (404 when unknown, expired or not the caller's).
+    fn activation(
+        &self,
+        who: &Subject,
+        id: &str,
+    ) -> impl Future<Output = ApiResult<ActivationInfo>> + Send;
+    /// The newest activation records of a function, newest first.
+    fn list_activations(
+        &self,
+        who: &Subject,
+        module: &str,
+        name: &str,
+        limit: usize,
+    ) -> impl Future<Output = ApiResult<Vec<ActivationInfo>>> + Send;
     /// Stores an APP scheduling script after checking it (400 with where and why).
     fn create_app_script(
         &self,

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::handler::Handler;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Auth, json_body};
 use crate::names;
 use crate::types::{
-    Data, FunctionMetadata, InvokeRequest, ModuleRequest, SchedulingLanguage, SubjectRequest,
+    ActivationStarted, Data, FunctionMetadata, InvokeRequest, ModuleRequest, SchedulingLanguage,
+    SubjectRequest,
 };
 
 /// Largest accepted APP script, bytes.
@@ -67,6 +68,11 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
                 .delete(delete_function::<B>)
                 .post(invoke::<B>),
         )
+        .route(
+            "/v1/fn/{module}/{function}/activations",
+            get(list_activations::<B>),
+        )
+        .route("/v1/activations/{id}", get(get_activation::<B>))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_INVOKE_BODY))
         .layer(axum::middleware::from_fn(read_whole_body))
@@ -488,12 +494,22 @@ async fn delete_function<B: Backend>(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `?blocking=false` of an invocation.
+#[derive(Debug, Default, serde::Deserialize)]
+struct InvokeQuery {
+    blocking: Option<bool>,
+}
+
 async fn invoke<B: Backend>(
     State(backend): State<Arc<B>>,
     Auth(who): Auth,
     Path((module, function)): Path<(String, String)>,
+    query: Result<Query<InvokeQuery>, QueryRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let query = query
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?
+        .0;
     let bytes = body(bytes)?;
     let request: InvokeRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         InvokeRequest::default()
@@ -517,6 +533,20 @@ async fn invoke<B: Backend>(
             }
         },
     };
+    let blocking = match (query.blocking, request.blocking) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::BadRequest(
+                "the query and the body disagree on 'blocking'".into(),
+            ));
+        }
+        (a, b) => a.or(b).unwrap_or(true),
+    };
+    if !blocking {
+        let activation_id = backend
+            .invoke_async(&who, &module, &function, args_json, script)
+            .await?;
+        return data(StatusCode::ACCEPTED, ActivationStarted { activation_id });
+    }
     let invocation = backend
         .invoke(&who, &module, &function, args_json, script)
         .await?;
@@ -529,8 +559,49 @@ async fn invoke<B: Backend>(
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-funless-worker", invocation.worker)
+        .header("x-funless-activation-id", invocation.activation_id)
         .body(Body::from(json))
         .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+async fn get_activation<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    data(StatusCode::OK, backend.activation(&who, &id).await?)
+}
+
+/// `?limit=N` of an activation list.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// Most activation records one list returns.
+const MAX_ACTIVATION_LIST: usize = 200;
+
+async fn list_activations<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path((module, function)): Path<(String, String)>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let query = query
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?
+        .0;
+    let limit = query.limit.unwrap_or(20);
+    if limit == 0 || limit > MAX_ACTIVATION_LIST {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_ACTIVATION_LIST}"
+        )));
+    }
+    data(
+        StatusCode::OK,
+        backend
+            .list_activations(&who, &module, &function, limit)
+            .await?,
+    )
 }
 
 #[cfg(test)]
@@ -539,7 +610,8 @@ mod tests {
     use super::*;
     use crate::backend::{FunctionUpload, Invocation, Subject};
     use crate::types::{
-        AppScriptInfo, CreatedSubject, FunctionCreated, FunctionInfo, ModuleInfo, Named, WorkerInfo,
+        ActivationInfo, AppScriptInfo, CreatedSubject, FunctionCreated, FunctionInfo, ModuleInfo,
+        Named, WorkerInfo,
     };
     use axum::http::Request;
     use http_body_util::BodyExt;
@@ -602,6 +674,28 @@ mod tests {
             _: Option<String>,
         ) -> ApiResult<Invocation> {
             panic!("bug in invoke")
+        }
+        async fn invoke_async(
+            &self,
+            _: &Subject,
+            _: &str,
+            _: &str,
+            _: String,
+            _: Option<String>,
+        ) -> ApiResult<String> {
+            panic!("bug in invoke_async")
+        }
+        async fn activation(&self, _: &Subject, _: &str) -> ApiResult<ActivationInfo> {
+            panic!("bug in activation")
+        }
+        async fn list_activations(
+            &self,
+            _: &Subject,
+            _: &str,
+            _: &str,
+            _: usize,
+        ) -> ApiResult<Vec<ActivationInfo>> {
+            panic!("bug in list_activations")
         }
         async fn create_app_script(&self, _: &str, _: String) -> ApiResult<AppScriptInfo> {
             panic!("bug")

@@ -219,6 +219,10 @@ pub struct InvokeRequest {
     /// Arguments handed to the function as JSON (default `{}`).
     #[serde(default)]
     pub args: Option<serde_json::Value>,
+    /// `false`: answer 202 with an activation id at once and run in the background (also
+    /// `?blocking=false`); default: wait for the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocking: Option<bool>,
     /// How to choose the worker (FunLess's field); default: the platform's policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduling: Option<Scheduling>,
@@ -286,4 +290,53 @@ pub struct WorkerInfo {
     pub cpus: u32,
     /// One-minute load per CPU, thousandths.
     pub cpu_load_permille: u32,
+}
+
+/// Where an activation is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationStatus {
+    /// Still running (asynchronous invocations).
+    Running,
+    /// Finished with a result.
+    Success,
+    /// Finished with an error (the `error` the caller got, or would have got).
+    Error,
+}
+
+/// One invocation's record, as shown by `GET /v1/activations/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ActivationInfo {
+    /// Id (32 hex digits).
+    pub activation_id: String,
+    /// Module of the function.
+    pub module: String,
+    /// Function name.
+    pub function: String,
+    /// Where it is.
+    pub status: ActivationStatus,
+    /// When it started, Unix milliseconds.
+    pub started_at_ms: u64,
+    /// How long it took, once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// Worker that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// The function's result, on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// The error, on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+    /// The function's log lines (`__console_log`, stderr).
+    #[serde(default)]
+    pub logs: Vec<String>,
+}
+
+/// The answer to an asynchronous invocation (202).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ActivationStarted {
+    /// Id to fetch the activation with.
+    pub activation_id: String,
 }

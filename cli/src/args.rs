@@ -56,9 +56,35 @@ pub(crate) enum Command {
     /// APP scheduling scripts (create and delete need an admin token)
     #[command(subcommand)]
     App(AppCommand),
+    /// Records of invocations: result, error, timing, worker, logs
+    #[command(subcommand)]
+    Activation(ActivationCommand),
     /// Read or write the config file (~/.fl/config, or $FL_CONFIG)
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// `fl activation ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ActivationCommand {
+    /// Show an activation: status, result or error, timing, worker, logs
+    Get {
+        /// Activation id (from `fl fn invoke --async`, or the x-funless-activation-id header)
+        id: String,
+    },
+    /// Print only an activation's log lines
+    Logs {
+        /// Activation id
+        id: String,
+    },
+    /// The newest activations of a function
+    List {
+        #[command(flatten)]
+        target: FnTarget,
+        /// How many (1 to 200)
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 /// `fl app ...`
@@ -169,6 +195,9 @@ pub(crate) struct InvokeArgs {
     /// Place the invocation with this APP scheduling script
     #[arg(long, value_name = "NAME")]
     pub(crate) script: Option<String>,
+    /// Do not wait: print the activation id at once (see `fl activation get`)
+    #[arg(long = "async")]
+    pub(crate) no_wait: bool,
 }
 
 impl InvokeArgs {

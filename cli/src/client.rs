@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use funless_api::types::{
-    AppScriptInfo, CreatedSubject, Data, FunctionCreated, FunctionInfo, FunctionMetadata,
-    InvokeRequest, ModuleInfo, ModuleRequest, Named, Scheduling, SchedulingLanguage,
-    SubjectRequest,
+    ActivationInfo, ActivationStarted, AppScriptInfo, CreatedSubject, Data, FunctionCreated,
+    FunctionInfo, FunctionMetadata, InvokeRequest, ModuleInfo, ModuleRequest, Named, Scheduling,
+    SchedulingLanguage, SubjectRequest,
 };
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -173,6 +173,42 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/fn/:mod/:fn` with `"blocking": false`: starts the function in the background.
+    pub(crate) async fn invoke_async(
+        &self,
+        module: &str,
+        name: &str,
+        args: Map<String, Value>,
+        script: Option<String>,
+    ) -> Result<Reply<ActivationStarted>, ClientError> {
+        let body = invoke_body(args, script, Some(false));
+        self.send(
+            self.request(Method::POST, &format!("/v1/fn/{module}/{name}"))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `GET /v1/activations/:id`.
+    pub(crate) async fn activation(&self, id: &str) -> Result<Reply<ActivationInfo>, ClientError> {
+        self.send(self.request(Method::GET, &format!("/v1/activations/{id}")))
+            .await
+    }
+
+    /// `GET /v1/fn/:mod/:fn/activations?limit=N`.
+    pub(crate) async fn activations(
+        &self,
+        module: &str,
+        name: &str,
+        limit: usize,
+    ) -> Result<Reply<Vec<ActivationInfo>>, ClientError> {
+        self.send(self.request(
+            Method::GET,
+            &format!("/v1/fn/{module}/{name}/activations?limit={limit}"),
+        ))
+        .await
+    }
+
     /// `DELETE /v1/fn/:mod/:fn`.
     pub(crate) async fn delete_function(
         &self,
@@ -191,13 +227,7 @@ impl Client {
         args: Map<String, Value>,
         script: Option<String>,
     ) -> Result<Reply<Value>, ClientError> {
-        let body = InvokeRequest {
-            args: Some(Value::Object(args)),
-            scheduling: script.map(|script| Scheduling {
-                language: SchedulingLanguage::App,
-                script: Some(script),
-            }),
-        };
+        let body = invoke_body(args, script, None);
         self.send(
             self.request(Method::POST, &format!("/v1/fn/{module}/{name}"))
                 .json(&body),
@@ -311,5 +341,20 @@ impl Client {
             ),
             _ => None,
         }
+    }
+}
+
+fn invoke_body(
+    args: Map<String, Value>,
+    script: Option<String>,
+    blocking: Option<bool>,
+) -> InvokeRequest {
+    InvokeRequest {
+        args: Some(Value::Object(args)),
+        blocking,
+        scheduling: script.map(|script| Scheduling {
+            language: SchedulingLanguage::App,
+            script: Some(script),
+        }),
     }
 }

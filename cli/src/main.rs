@@ -20,8 +20,8 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 
 use crate::args::{
-    AdminCommand, AppCommand, Cli, Command, ConfigCommand, FnCommand, GlobalArgs, ModCommand,
-    UploadArgs, UserCommand,
+    ActivationCommand, AdminCommand, AppCommand, Cli, Command, ConfigCommand, FnCommand,
+    GlobalArgs, ModCommand, UploadArgs, UserCommand,
 };
 use crate::client::{Client, Upload};
 use crate::config::Config;
@@ -116,6 +116,9 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Mod(command) => mod_command(&settings.user_client()?, json, command, out).await,
         Command::Fn(command) => fn_command(&settings.user_client()?, json, command, out).await,
         Command::App(command) => app_command(&settings, json, command, out).await,
+        Command::Activation(command) => {
+            activation_command(&settings.user_client()?, json, command, out).await
+        }
         Command::Admin(AdminCommand::User(command)) => {
             let client = settings.admin_client()?;
             match command {
@@ -253,6 +256,20 @@ async fn fn_command(
                 output::function_created(out, "updated", &module, &created)
             })
         }
+        FnCommand::Invoke(invoke) if invoke.no_wait => {
+            let target = &invoke.target;
+            let reply = client
+                .invoke_async(
+                    &target.module.module,
+                    &target.name,
+                    invoke.merged_args(),
+                    invoke.script.clone(),
+                )
+                .await?;
+            output::reply(out, json, &reply, |out, started| {
+                writeln!(out, "{}", started.activation_id)
+            })
+        }
         FnCommand::Invoke(invoke) => {
             let target = &invoke.target;
             let reply = client
@@ -286,6 +303,38 @@ async fn fn_command(
                 writeln!(out, "deleted function {module}/{name}")?;
             }
             Ok(())
+        }
+    }
+}
+
+async fn activation_command(
+    client: &Client,
+    json: bool,
+    command: ActivationCommand,
+    out: &mut dyn Write,
+) -> Result<()> {
+    match command {
+        ActivationCommand::Get { id } => {
+            let reply = client.activation(&id).await?;
+            output::reply(out, json, &reply, |out, info| {
+                output::activation(out, &info)
+            })
+        }
+        ActivationCommand::Logs { id } => {
+            let reply = client.activation(&id).await?;
+            output::reply(out, json, &reply, |out, info| {
+                info.logs
+                    .iter()
+                    .try_for_each(|line| writeln!(out, "{line}"))
+            })
+        }
+        ActivationCommand::List { target, limit } => {
+            let reply = client
+                .activations(&target.module.module, &target.name, limit)
+                .await?;
+            output::reply(out, json, &reply, |out, list| {
+                output::activations(out, &list)
+            })
         }
     }
 }

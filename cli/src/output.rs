@@ -5,8 +5,8 @@
 use std::io::{self, Write};
 
 use funless_api::types::{
-    BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_BYTES, FunctionCreated, FunctionInfo,
-    ModuleInfo, Named,
+    ActivationInfo, ActivationStatus, BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_BYTES,
+    FunctionCreated, FunctionInfo, ModuleInfo, Named,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -128,6 +128,64 @@ pub(crate) fn value(out: &mut dyn Write, value: &Value) -> io::Result<()> {
 pub(crate) fn created_subject(out: &mut dyn Write, subject: &CreatedSubject) -> io::Result<()> {
     writeln!(out, "name: {}", subject.name)?;
     writeln!(out, "token: {}", subject.token)
+}
+
+/// One activation record.
+pub(crate) fn activation(out: &mut dyn Write, info: &ActivationInfo) -> io::Result<()> {
+    writeln!(out, "activation: {}", info.activation_id)?;
+    writeln!(out, "function: {}/{}", info.module, info.function)?;
+    writeln!(out, "status: {}", status(info.status))?;
+    writeln!(out, "started: {} (Unix ms)", info.started_at_ms)?;
+    if let Some(ms) = info.duration_ms {
+        writeln!(out, "duration: {ms:.2} ms")?;
+    }
+    if let Some(worker) = &info.worker {
+        writeln!(out, "worker: {worker}")?;
+    }
+    if let Some(error) = &info.error {
+        match &error.reason {
+            Some(reason) => writeln!(out, "error ({reason}): {}", error.detail)?,
+            None => writeln!(out, "error: {}", error.detail)?,
+        }
+    }
+    if let Some(result) = &info.result {
+        write!(out, "result: ")?;
+        value(out, result)?;
+    }
+    if !info.logs.is_empty() {
+        writeln!(out, "logs:")?;
+        for line in &info.logs {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Activation records, one line each, newest first.
+pub(crate) fn activations(out: &mut dyn Write, list: &[ActivationInfo]) -> io::Result<()> {
+    for info in list {
+        let duration = info
+            .duration_ms
+            .map(|ms| format!("{ms:.2} ms"))
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "{}  {:<7}  {:>10}  {}",
+            info.activation_id,
+            status(info.status),
+            duration,
+            info.worker.as_deref().unwrap_or("-")
+        )?;
+    }
+    Ok(())
+}
+
+fn status(status: ActivationStatus) -> &'static str {
+    match status {
+        ActivationStatus::Running => "running",
+        ActivationStatus::Success => "success",
+        ActivationStatus::Error => "error",
+    }
 }
 
 #[cfg(test)]

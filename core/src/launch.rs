@@ -42,6 +42,8 @@ pub struct CoreConfig {
     pub max_timeout_ms: u64,
     /// Mutual TLS for cluster sessions.
     pub tls: Option<funless_actors::tls::Tls>,
+    /// How many activation records are kept, and for how long.
+    pub activations: crate::activations::ActivationLimits,
 }
 
 /// A running Core.
@@ -141,7 +143,13 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
     })
     .await?;
 
-    let platform = Platform::new(store, workers.clone(), metrics, config.max_timeout_ms);
+    let platform = Platform::new(
+        store,
+        workers.clone(),
+        metrics,
+        config.max_timeout_ms,
+        config.activations,
+    );
     let app = funless_api::router(Arc::new(platform.clone()));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     tracing::info!(%api_addr, cluster = %SocketAddr::new(config.cluster_listen, config.cluster_port), "api listening on {api_addr}");

@@ -6,6 +6,7 @@
 //! reaches workers directly ([`dispatch`]) using the table the registry keeps ([`workers`]).
 #![deny(missing_docs)]
 
+pub mod activations;
 pub mod dispatch;
 pub mod metrics;
 pub mod platform;

@@ -49,6 +49,15 @@ struct Args {
     /// This node's private key (PEM).
     #[arg(long, env = "FUNLESS_TLS_KEY", requires_all = ["tls_ca", "tls_cert"])]
     tls_key: Option<PathBuf>,
+    /// How long activation records (result, error, logs of each invocation) are kept, seconds.
+    #[arg(long, env = "FUNLESS_ACTIVATION_TTL_SECS", default_value_t = 3600)]
+    activation_ttl_secs: u64,
+    /// Most activation records kept (the oldest go first).
+    #[arg(long, env = "FUNLESS_ACTIVATION_MAX", default_value_t = 10_000)]
+    activation_max: usize,
+    /// Most memory activation records may take, MiB.
+    #[arg(long, env = "FUNLESS_ACTIVATION_MAX_MB", default_value_t = 64)]
+    activation_max_mb: usize,
     /// Also run a worker inside this process: a complete single-node platform.
     #[arg(long)]
     embedded_worker: bool,
@@ -84,6 +93,11 @@ async fn main() -> anyhow::Result<()> {
         heartbeat_timeout: std::time::Duration::from_millis(args.heartbeat_timeout_ms.max(100)),
         max_timeout_ms: args.max_timeout_ms.max(1),
         tls,
+        activations: funless_core::activations::ActivationLimits {
+            ttl: std::time::Duration::from_secs(args.activation_ttl_secs.max(1)),
+            max_records: args.activation_max.max(1),
+            max_bytes: args.activation_max_mb.max(1) * 1024 * 1024,
+        },
     })
     .await?;
 

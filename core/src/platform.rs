@@ -7,18 +7,21 @@ use std::time::Instant;
 
 use funless_actors::protocol::{FunctionId, InvokeError};
 use funless_api::types::{
-    Abi, AppScriptInfo, BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_BYTES,
+    Abi, ActivationInfo, AppScriptInfo, BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_BYTES,
     DEFAULT_TIMEOUT_MS, FunctionCreated, FunctionInfo, FunctionMetadata, ModuleInfo, Named,
     WorkerFailure, WorkerInfo,
 };
 use funless_api::{ApiError, ApiResult, Backend, FunctionUpload, Invocation, Subject};
 use sha2::{Digest, Sha256};
 
+use crate::activations::{ActivationLimits, Activations, Finished, Outcome};
 use crate::dispatch::{self, DispatchError, Target};
 use crate::metrics::Metrics;
 use crate::scheduler::NoWorker;
 use crate::scheduler::app::Script;
-use crate::store::{DEFAULT_MODULE, FunctionRow, NewFunction, ScriptRow, Store, StoreError};
+use crate::store::{
+    DEFAULT_MODULE, FunctionRow, NewFunction, ScriptRow, Store, StoreError, shown_module,
+};
 use crate::tokens;
 use crate::validate;
 use crate::workers::{Policy, Workers};
@@ -46,6 +49,16 @@ struct Inner {
     /// Subjects whose own default module is known to exist (it is never deleted or renamed),
     /// so the invocation path skips that lookup.
     own_defaults: RwLock<std::collections::HashSet<i64>>,
+    /// Records of recent invocations.
+    activations: Activations,
+}
+
+/// An invocation checked and resolved, ready to run.
+struct Prepared {
+    /// Stored module name.
+    module: String,
+    name: String,
+    target: Target,
 }
 
 /// A store failure as the API reports it.
@@ -147,19 +160,20 @@ fn own_default_module(who: &Subject) -> String {
 }
 
 fn not_found_function(module: &str, name: &str) -> ApiError {
-    // A subject's own default module is `_` to it.
-    let module = if module.starts_with("_~") {
-        DEFAULT_MODULE
-    } else {
-        module
-    };
+    let module = shown_module(module);
     ApiError::NotFound(format!("function '{module}/{name}' not found"))
 }
 
 impl Platform {
     /// A platform over this store and worker table; functions may ask for at most
-    /// `max_timeout_ms` per invocation.
-    pub fn new(store: Store, workers: Workers, metrics: Metrics, max_timeout_ms: u64) -> Self {
+    /// `max_timeout_ms` per invocation; activation records are kept within `activations`.
+    pub fn new(
+        store: Store,
+        workers: Workers,
+        metrics: Metrics,
+        max_timeout_ms: u64,
+        activations: ActivationLimits,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -169,6 +183,7 @@ impl Platform {
                 scripts: RwLock::new(HashMap::new()),
                 max_timeout_ms,
                 own_defaults: RwLock::default(),
+                activations: Activations::new(activations),
             }),
         }
     }
@@ -341,6 +356,121 @@ impl Platform {
         }
         report.cached.sort();
         report
+    }
+
+    /// Resolves and checks an invocation: the caller's module, the function, the policy.
+    async fn prepare(
+        &self,
+        who: &Subject,
+        module: &str,
+        name: &str,
+        script: Option<String>,
+    ) -> ApiResult<Prepared> {
+        let module = self.module_for(who, module).await?;
+        let row = self.function_row(&module, name).await?;
+        let policy = self.policy(script, row.tag.clone()).await?;
+        let target = Target {
+            function: FunctionId {
+                module: row.module.clone(),
+                name: row.name.clone(),
+                hash: row.hash.clone(),
+            },
+            need_bytes: row.capacity_bytes.max(0) as u64,
+            timeout_ms: row.timeout_ms.max(1) as u64,
+            retryable: row.retryable,
+            policy,
+            allow_hosts: serde_json::from_str(&row.allow_hosts).unwrap_or_default(),
+        };
+        Ok(Prepared {
+            module,
+            name: name.to_string(),
+            target,
+        })
+    }
+
+    /// Runs a prepared invocation: its answer (output and worker, or the caller's error) and
+    /// its activation record.
+    async fn execute(
+        &self,
+        prepared: &Prepared,
+        args_json: String,
+    ) -> (ApiResult<(String, String)>, Finished) {
+        let started = Instant::now();
+        let Prepared {
+            module,
+            name,
+            target,
+        } = prepared;
+        let store = &self.inner.store;
+        let hash = &target.function.hash;
+        let load_code = || async {
+            match store.function_code(module, name).await {
+                Ok(Some((stored, code))) if stored == *hash => Ok(code),
+                Ok(Some(_)) => Err("the function was updated during the invocation".to_string()),
+                Ok(None) => Err("the function was deleted during the invocation".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let result = dispatch::invoke(&self.inner.workers, target, args_json, load_code).await;
+        let duration = started.elapsed();
+        let seconds = duration.as_secs_f64();
+        match result {
+            Ok(ran) => {
+                if ran.retried {
+                    self.inner.metrics.retry();
+                }
+                self.inner
+                    .metrics
+                    .invocation(module, name, "ok", Some(seconds));
+                for line in &ran.output.logs {
+                    tracing::info!(target: "funless::function", function = %target.function, worker = %ran.worker, "{line}");
+                }
+                let finished = Finished {
+                    outcome: Outcome::Success {
+                        output_json: ran.output.output_json.clone(),
+                    },
+                    worker: Some(ran.worker.clone()),
+                    logs: ran.output.logs,
+                    duration,
+                };
+                (Ok((ran.output.output_json, ran.worker)), finished)
+            }
+            Err(e) => {
+                let logs = match &e {
+                    DispatchError::Invoke(InvokeError::Function { logs, .. }) => logs.clone(),
+                    _ => Vec::new(),
+                };
+                for line in &logs {
+                    tracing::info!(target: "funless::function", function = %target.function, "{line}");
+                }
+                let (error, outcome) = self.outcome_error(e);
+                let ran = matches!(
+                    outcome,
+                    "function_error"
+                        | "trap"
+                        | "timeout"
+                        | "memory_limit"
+                        | "output_too_large"
+                        | "bad_output"
+                );
+                self.inner
+                    .metrics
+                    .invocation(module, name, outcome, ran.then_some(seconds));
+                let finished = Finished {
+                    outcome: Outcome::Error {
+                        detail: match &error {
+                            ApiError::Internal(_) => "internal server error".to_string(),
+                            other => other.to_string(),
+                        },
+                        reason: outcome.to_string(),
+                    },
+                    worker: None,
+                    logs,
+                    duration,
+                };
+                (Err(error), finished)
+            }
+        }
     }
 
     fn outcome_error(&self, e: DispatchError) -> (ApiError, &'static str) {
@@ -565,71 +695,61 @@ impl Backend for Platform {
         args_json: String,
         script: Option<String>,
     ) -> ApiResult<Invocation> {
-        let started = Instant::now();
-        let module = &self.module_for(who, module).await?;
-        let row = self.function_row(module, name).await?;
-        let policy = self.policy(script, row.tag.clone()).await?;
-        let target = Target {
-            function: FunctionId {
-                module: row.module.clone(),
-                name: row.name.clone(),
-                hash: row.hash.clone(),
-            },
-            need_bytes: row.capacity_bytes.max(0) as u64,
-            timeout_ms: row.timeout_ms.max(1) as u64,
-            retryable: row.retryable,
-            policy,
-            allow_hosts: serde_json::from_str(&row.allow_hosts).unwrap_or_default(),
-        };
-        let store = &self.inner.store;
-        let load_code = || async {
-            match store.function_code(module, name).await {
-                Ok(Some((hash, code))) if hash == row.hash => Ok(code),
-                Ok(Some(_)) => Err("the function was updated during the invocation".to_string()),
-                Ok(None) => Err("the function was deleted during the invocation".to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        };
-        let result = dispatch::invoke(&self.inner.workers, &target, args_json, load_code).await;
-        let seconds = started.elapsed().as_secs_f64();
-        match result {
-            Ok(ran) => {
-                if ran.retried {
-                    self.inner.metrics.retry();
-                }
-                self.inner
-                    .metrics
-                    .invocation(module, name, "ok", Some(seconds));
-                for line in &ran.output.logs {
-                    tracing::info!(target: "funless::function", function = %target.function, worker = %ran.worker, "{line}");
-                }
-                Ok(Invocation {
-                    output_json: ran.output.output_json,
-                    worker: ran.worker,
-                })
-            }
-            Err(e) => {
-                if let DispatchError::Invoke(InvokeError::Function { logs, .. }) = &e {
-                    for line in logs {
-                        tracing::info!(target: "funless::function", function = %target.function, "{line}");
-                    }
-                }
-                let (error, outcome) = self.outcome_error(e);
-                let ran = matches!(
-                    outcome,
-                    "function_error"
-                        | "trap"
-                        | "timeout"
-                        | "memory_limit"
-                        | "output_too_large"
-                        | "bad_output"
-                );
-                self.inner
-                    .metrics
-                    .invocation(module, name, outcome, ran.then_some(seconds));
-                Err(error)
-            }
-        }
+        let prepared = self.prepare(who, module, name, script).await?;
+        let (result, finished) = self.execute(&prepared, args_json).await;
+        let activation_id =
+            self.inner
+                .activations
+                .record(who.id, &prepared.module, &prepared.name, finished);
+        result.map(|(output_json, worker)| Invocation {
+            output_json,
+            worker,
+            activation_id,
+        })
+    }
+
+    async fn invoke_async(
+        &self,
+        who: &Subject,
+        module: &str,
+        name: &str,
+        args_json: String,
+        script: Option<String>,
+    ) -> ApiResult<String> {
+        // Everything the caller can get wrong is answered now; only the run is deferred.
+        let prepared = self.prepare(who, module, name, script).await?;
+        let id = self
+            .inner
+            .activations
+            .start(who.id, &prepared.module, &prepared.name);
+        let platform = self.clone();
+        let activation = id.clone();
+        tokio::spawn(async move {
+            let (_, finished) = platform.execute(&prepared, args_json).await;
+            platform.inner.activations.finish(&activation, finished);
+        });
+        Ok(id)
+    }
+
+    async fn activation(&self, who: &Subject, id: &str) -> ApiResult<ActivationInfo> {
+        self.inner
+            .activations
+            .get(who.id, who.admin, id)
+            .ok_or_else(|| ApiError::NotFound(format!("activation '{id}' not found (or expired)")))
+    }
+
+    async fn list_activations(
+        &self,
+        who: &Subject,
+        module: &str,
+        name: &str,
+        limit: usize,
+    ) -> ApiResult<Vec<ActivationInfo>> {
+        let module = self.module_for(who, module).await?;
+        Ok(self
+            .inner
+            .activations
+            .list(who.id, who.admin, &module, name, limit))
     }
 
     async fn list_subjects(&self) -> ApiResult<Vec<Named>> {

@@ -50,6 +50,15 @@ pub enum StoreError {
 /// deleted.
 pub const DEFAULT_MODULE: &str = "_";
 
+/// The name a subject knows a stored module by: its own default module (`_~<id>`) is `_`.
+pub fn shown_module(stored: &str) -> &str {
+    if stored.starts_with("_~") {
+        DEFAULT_MODULE
+    } else {
+        stored
+    }
+}
+
 /// A module.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ModuleRow {

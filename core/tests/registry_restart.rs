@@ -63,6 +63,7 @@ async fn a_crashed_registry_is_restarted_and_the_core_keeps_serving() {
         heartbeat_timeout: Duration::from_secs(3),
         max_timeout_ms: 60_000,
         tls: None,
+        activations: Default::default(),
     })
     .await
     .unwrap();

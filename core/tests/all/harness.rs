@@ -261,6 +261,17 @@ impl Core {
         }
     }
 
+    /// A client of a new subject `name`, created by the admin.
+    pub fn subject(&self, name: &str) -> Client {
+        let (status, body) = self.admin().post_json(
+            "/v1/admin/subjects",
+            &serde_json::json!({ "subject": { "name": name } }),
+        );
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        self.client()
+            .with_token(body["data"]["token"].as_str().unwrap())
+    }
+
     /// Workers the Core lists.
     pub fn worker_names(&self) -> Vec<String> {
         let (status, body) = self.admin().get("/v1/workers");

@@ -8,13 +8,7 @@ use serde_json::json;
 use crate::harness::{Client, Core, CoreOptions, detail, example};
 
 fn subject(core: &Core, name: &str) -> Client {
-    let (status, body) = core.admin().post_json(
-        "/v1/admin/subjects",
-        &json!({ "subject": { "name": name } }),
-    );
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    core.client()
-        .with_token(body["data"]["token"].as_str().unwrap())
+    core.subject(name)
 }
 
 #[test]
