@@ -16,8 +16,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Auth, json_body};
 use crate::names;
 use crate::types::{
-    ActivationStarted, Data, FunctionMetadata, InvokeRequest, ModuleRequest, SchedulingLanguage,
-    SubjectRequest,
+    ActivationStarted, Data, FunctionCreated, FunctionMetadata, InvokeRequest, ModuleRequest,
+    SchedulingLanguage, SubjectRequest,
 };
 
 /// Largest accepted APP script, bytes.
@@ -447,10 +447,21 @@ async fn create_function<B: Backend>(
         .ok_or_else(|| ApiError::BadRequest("missing form field 'name'".into()))?;
     valid("function", &name)?;
     let upload = form.into_upload(name)?;
-    data(
-        StatusCode::CREATED,
-        backend.create_function(&who, &module, upload).await?,
-    )
+    let created = backend.create_function(&who, &module, upload).await?;
+    data(created_status(&created, StatusCode::CREATED), created)
+}
+
+/// 207 (as FunLess) when an event connector could not connect yet, else `ok`.
+fn created_status(created: &FunctionCreated, ok: StatusCode) -> StatusCode {
+    let all_connected = created
+        .events
+        .as_ref()
+        .is_none_or(|events| events.iter().all(|e| e.connected));
+    if all_connected {
+        ok
+    } else {
+        StatusCode::MULTI_STATUS
+    }
 }
 
 async fn update_function<B: Backend>(
@@ -468,10 +479,8 @@ async fn update_function<B: Backend>(
         )));
     }
     let upload = form.into_upload(function)?;
-    data(
-        StatusCode::OK,
-        backend.update_function(&who, &module, upload).await?,
-    )
+    let updated = backend.update_function(&who, &module, upload).await?;
+    data(created_status(&updated, StatusCode::OK), updated)
 }
 
 async fn get_function<B: Backend>(

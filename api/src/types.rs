@@ -177,6 +177,9 @@ pub struct FunctionInfo {
     pub created_at: String,
     /// Last update time, RFC 3339 UTC.
     pub updated_at: String,
+    /// Its event connectors and their state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connectors: Vec<ConnectorInfo>,
 }
 
 /// What the workers did with code sent to them on create or update.
@@ -210,6 +213,29 @@ pub struct FunctionCreated {
     pub abi: Abi,
     /// What the workers did with the code.
     pub workers: BroadcastReport,
+    /// The function's event connectors shortly after they started (when it has events): a
+    /// connector not connected yet makes the answer a 207; it keeps retrying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<ConnectorInfo>>,
+}
+
+/// The live state of one event connector of a function.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConnectorInfo {
+    /// `mqtt`, `nats` or `cron`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Broker and topic, server and subject, or the schedule.
+    pub source: String,
+    /// Connected (for cron: scheduled) now.
+    pub connected: bool,
+    /// Why it last failed, if it is not connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Messages (or schedule ticks) that started an invocation.
+    pub messages: u64,
+    /// Connections lost and retried since it started.
+    pub reconnects: u64,
 }
 
 /// Body of an invocation: `{"args": {...}, "scheduling": {...}}`.

@@ -178,6 +178,12 @@ pub(crate) struct UploadArgs {
     /// A free tag, used by scheduling scripts
     #[arg(long)]
     pub(crate) tag: Option<String>,
+    /// An event that triggers the function, as FunLess's JSON (repeatable), e.g.
+    /// '{"type":"mqtt","params":{"host":"127.0.0.1","port":1883,"topic":"sensors/+"}}',
+    /// '{"type":"nats","params":{"host":"127.0.0.1","subject":"jobs"}}' or
+    /// '{"type":"cron","params":{"schedule":"*/10 * * * * *"}}'
+    #[arg(long, value_name = "JSON", value_parser = parse_json_object_value)]
+    pub(crate) event: Vec<Value>,
 }
 
 /// Arguments of `fn invoke`.
@@ -209,6 +215,11 @@ impl InvokeArgs {
         }
         map
     }
+}
+
+/// A JSON object, as a value.
+fn parse_json_object_value(text: &str) -> Result<Value, String> {
+    parse_json_object(text).map(Value::Object)
 }
 
 /// `fl mod ...`

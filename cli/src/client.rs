@@ -51,6 +51,8 @@ pub(crate) struct Upload {
     pub(crate) metadata: FunctionMetadata,
     /// Whether the server waits for the workers to cache the code before answering.
     pub(crate) wait_for_workers: bool,
+    /// FunLess `events` (a list of `{"type", "params"}`), sent when not empty.
+    pub(crate) events: Vec<Value>,
 }
 
 impl Upload {
@@ -60,6 +62,9 @@ impl Upload {
             .mime_str("application/octet-stream")
             .map_err(|e| ClientError::Request(e.to_string()))?;
         let mut form = Form::new().text("name", self.name).part("code", code);
+        if !self.events.is_empty() {
+            form = form.text("events", Value::Array(self.events).to_string());
+        }
         if self.metadata != FunctionMetadata::default() {
             let metadata = serde_json::to_string(&self.metadata)
                 .map_err(|e| ClientError::Request(e.to_string()))?;

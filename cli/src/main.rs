@@ -363,6 +363,7 @@ fn read_upload(args: UploadArgs) -> Result<Upload> {
             allow_hosts: (!args.allow_host.is_empty()).then(|| args.allow_host.clone()),
         },
         wait_for_workers: !args.no_wait,
+        events: args.event,
     })
 }
 

@@ -5,8 +5,8 @@
 use std::io::{self, Write};
 
 use funless_api::types::{
-    ActivationInfo, ActivationStatus, BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_BYTES,
-    FunctionCreated, FunctionInfo, ModuleInfo, Named,
+    ActivationInfo, ActivationStatus, BroadcastReport, ConnectorInfo, CreatedSubject,
+    DEFAULT_CAPACITY_BYTES, FunctionCreated, FunctionInfo, ModuleInfo, Named,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -81,7 +81,28 @@ pub(crate) fn function(out: &mut dyn Write, info: &FunctionInfo) -> io::Result<(
         writeln!(out, "tag: {tag}")?;
     }
     writeln!(out, "created: {}", info.created_at)?;
-    writeln!(out, "updated: {}", info.updated_at)
+    writeln!(out, "updated: {}", info.updated_at)?;
+    connectors(out, &info.connectors)
+}
+
+/// Event connectors, one line each.
+fn connectors(out: &mut dyn Write, list: &[ConnectorInfo]) -> io::Result<()> {
+    for c in list {
+        let state = if c.connected {
+            "connected".to_string()
+        } else {
+            format!(
+                "not connected ({})",
+                c.last_error.as_deref().unwrap_or("connecting")
+            )
+        };
+        writeln!(
+            out,
+            "event: {}: {state}, {} messages, {} reconnects",
+            c.source, c.messages, c.reconnects
+        )?;
+    }
+    Ok(())
 }
 
 /// The answer of a function create or update (`verb` is "created" or "updated").
@@ -94,7 +115,8 @@ pub(crate) fn function_created(
     writeln!(out, "{verb} function {module}/{}", created.name)?;
     writeln!(out, "hash: {}", created.hash)?;
     writeln!(out, "abi: {}", created.abi.as_str())?;
-    broadcast(out, &created.workers)
+    broadcast(out, &created.workers)?;
+    connectors(out, created.events.as_deref().unwrap_or_default())
 }
 
 fn broadcast(out: &mut dyn Write, report: &BroadcastReport) -> io::Result<()> {
@@ -203,6 +225,7 @@ mod tests {
 
     fn created(workers: BroadcastReport) -> FunctionCreated {
         FunctionCreated {
+            events: None,
             name: "hello".into(),
             hash: "ab12".into(),
             abi: Abi::WasiCommand,
@@ -254,6 +277,7 @@ mod tests {
             metadata: FunctionMetadata::default(),
             created_at: "2026-01-01T00:00:00Z".into(),
             updated_at: "2026-01-02T00:00:00Z".into(),
+            connectors: Vec::new(),
         };
         let shown = text(|out| function(out, &info));
         assert!(shown.contains("abi: funless\n"), "{shown}");

@@ -150,6 +150,10 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         config.max_timeout_ms,
         config.activations,
     );
+    // Functions' event connectors come back by themselves after a restart.
+    if let Err(e) = platform.restore_connectors().await {
+        tracing::error!(error = %e, "cannot restore event connectors");
+    }
     let app = funless_api::router(Arc::new(platform.clone()));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     tracing::info!(%api_addr, cluster = %SocketAddr::new(config.cluster_listen, config.cluster_port), "api listening on {api_addr}");

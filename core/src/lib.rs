@@ -8,6 +8,7 @@
 
 pub mod activations;
 pub mod dispatch;
+pub mod events;
 pub mod metrics;
 pub mod platform;
 pub mod registry;

@@ -45,6 +45,9 @@ pub struct Metrics {
     workers: Gauge,
     workers_lost: Counter,
     retries: Counter,
+    connectors: Gauge,
+    connectors_connected: Gauge,
+    event_messages: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -95,6 +98,24 @@ impl Metrics {
             "Invocations run again on another worker because theirs was lost mid-call",
             retries.clone(),
         );
+        let connectors = Gauge::default();
+        registry.register(
+            "event_connectors",
+            "Event connectors (MQTT, NATS, cron) of functions",
+            connectors.clone(),
+        );
+        let connectors_connected = Gauge::default();
+        registry.register(
+            "event_connectors_connected",
+            "Event connectors connected to their broker (or scheduled) now",
+            connectors_connected.clone(),
+        );
+        let event_messages = Counter::default();
+        registry.register(
+            "event_messages",
+            "Messages and schedule ticks that started an invocation",
+            event_messages.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             invocations,
@@ -102,6 +123,9 @@ impl Metrics {
             workers,
             workers_lost,
             retries,
+            connectors,
+            connectors_connected,
+            event_messages,
         }
     }
 
@@ -132,6 +156,17 @@ impl Metrics {
     /// Counts a worker declared lost.
     pub fn worker_lost(&self) {
         self.workers_lost.inc();
+    }
+
+    /// Sets the connector gauges.
+    pub fn set_connectors(&self, connected: usize, total: usize) {
+        self.connectors_connected.set(connected as i64);
+        self.connectors.set(total as i64);
+    }
+
+    /// Counts a message (or tick) that started an invocation.
+    pub fn event_message(&self) {
+        self.event_messages.inc();
     }
 
     /// Counts an invocation retried on another worker.

@@ -7,15 +7,16 @@ use std::time::Instant;
 
 use funless_actors::protocol::{FunctionId, InvokeError};
 use funless_api::types::{
-    Abi, ActivationInfo, AppScriptInfo, BroadcastReport, CreatedSubject, DEFAULT_CAPACITY_BYTES,
-    DEFAULT_TIMEOUT_MS, FunctionCreated, FunctionInfo, FunctionMetadata, ModuleInfo, Named,
-    WorkerFailure, WorkerInfo,
+    Abi, ActivationInfo, AppScriptInfo, BroadcastReport, ConnectorInfo, CreatedSubject,
+    DEFAULT_CAPACITY_BYTES, DEFAULT_TIMEOUT_MS, FunctionCreated, FunctionInfo, FunctionMetadata,
+    ModuleInfo, Named, WorkerFailure, WorkerInfo,
 };
 use funless_api::{ApiError, ApiResult, Backend, FunctionUpload, Invocation, Subject};
 use sha2::{Digest, Sha256};
 
 use crate::activations::{ActivationLimits, Activations, Finished, Outcome};
 use crate::dispatch::{self, DispatchError, Target};
+use crate::events::{self, Connectors};
 use crate::metrics::Metrics;
 use crate::scheduler::NoWorker;
 use crate::scheduler::app::Script;
@@ -51,7 +52,12 @@ struct Inner {
     own_defaults: RwLock<std::collections::HashSet<i64>>,
     /// Records of recent invocations.
     activations: Activations,
+    /// MQTT, NATS and cron triggers of functions.
+    connectors: Connectors,
 }
+
+/// How long a create or update waits for new event connectors to connect before answering.
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An invocation checked and resolved, ready to run.
 struct Prepared {
@@ -108,6 +114,7 @@ fn function_info(row: FunctionRow) -> FunctionInfo {
         name: row.name,
         module: row.module,
         hash: row.hash,
+        connectors: Vec::new(),
     }
 }
 
@@ -184,6 +191,7 @@ impl Platform {
                 max_timeout_ms,
                 own_defaults: RwLock::default(),
                 activations: Activations::new(activations),
+                connectors: Connectors::default(),
             }),
         }
     }
@@ -246,6 +254,9 @@ impl Platform {
 
     fn new_function(&self, module: &str, upload: &FunctionUpload) -> ApiResult<(NewFunction, Abi)> {
         let abi = validate::validate(&upload.code).map_err(ApiError::BadRequest)?;
+        if let Some(events) = &upload.events {
+            events::parse(events).map_err(ApiError::BadRequest)?;
+        }
         let to_text = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
         Ok((
             NewFunction {
@@ -356,6 +367,120 @@ impl Platform {
         }
         report.cached.sort();
         report
+    }
+
+    /// (Re)starts a function's event connectors from its stored definition and reports their
+    /// state after a short wait for the first connections (`None` when it has no events).
+    async fn start_connectors(&self, row: &FunctionRow) -> Option<Vec<ConnectorInfo>> {
+        let triggers = row
+            .events
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+            .map(|value| events::parse(&value))
+            .transpose()
+            .unwrap_or_else(|e| {
+                tracing::error!(function = %format!("{}/{}", row.module, row.name), error = %e, "stored events no longer parse");
+                Some(Vec::new())
+            })
+            .unwrap_or_default();
+        let any = !triggers.is_empty();
+        self.inner
+            .connectors
+            .set(&row.module, &row.name, triggers, self.fire(row));
+        if !any {
+            return None;
+        }
+        let (module, name) = (&row.module, &row.name);
+        let deadline = Instant::now() + CONNECT_WAIT;
+        loop {
+            let info = self.inner.connectors.info(module, name);
+            if info.iter().all(|c| c.connected) || Instant::now() >= deadline {
+                return Some(info);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What a connector calls for each message: one invocation of the function as its
+    /// module's owner would make it, recorded as an activation.
+    fn fire(&self, row: &FunctionRow) -> events::Fire {
+        let platform = self.clone();
+        let (module, name) = (row.module.clone(), row.name.clone());
+        Arc::new(move |args_json: String| {
+            let platform = platform.clone();
+            let (module, name) = (module.clone(), name.clone());
+            tokio::spawn(async move { platform.invoke_from_event(&module, &name, args_json).await })
+        })
+    }
+
+    async fn invoke_from_event(&self, module: &str, name: &str, args_json: String) {
+        self.inner.metrics.event_message();
+        let owner = match self.inner.store.get_module(module).await {
+            Ok(Some(row)) => row.owner_id.unwrap_or(0),
+            Ok(None) => return, // deleted meanwhile; its connectors are being stopped
+            Err(e) => {
+                tracing::warn!(%module, error = %e, "event invocation: store unavailable");
+                0
+            }
+        };
+        let system = Subject {
+            id: owner,
+            name: "events".into(),
+            admin: true,
+        };
+        let prepared = match self.prepare(&system, module, name, None).await {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                tracing::warn!(function = %format!("{module}/{name}"), error = %e, "event invocation refused");
+                return;
+            }
+        };
+        let (result, finished) = self.execute(&prepared, args_json).await;
+        if let Err(e) = &result {
+            tracing::warn!(function = %format!("{module}/{name}"), error = %e, "event invocation failed");
+        }
+        self.inner
+            .activations
+            .record(owner, &prepared.module, &prepared.name, finished);
+    }
+
+    /// Starts the connectors of every stored function that has events (at Core start).
+    pub async fn restore_connectors(&self) -> ApiResult<usize> {
+        let modules = self.inner.store.list_modules().await.map_err(api)?;
+        let mut started = 0;
+        for module in modules {
+            started += self.restore_module_connectors_counted(&module.name).await?;
+        }
+        if started > 0 {
+            tracing::info!(functions = started, "event connectors restored");
+        }
+        Ok(started)
+    }
+
+    async fn restore_module_connectors(&self, module: &str) -> ApiResult<()> {
+        self.restore_module_connectors_counted(module)
+            .await
+            .map(drop)
+    }
+
+    async fn restore_module_connectors_counted(&self, module: &str) -> ApiResult<usize> {
+        let functions = self.inner.store.list_functions(module).await.map_err(api)?;
+        let mut started = 0;
+        for row in functions.iter().filter(|f| f.events.is_some()) {
+            let triggers = row
+                .events
+                .as_deref()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+                .and_then(|value| events::parse(&value).ok())
+                .unwrap_or_default();
+            if !triggers.is_empty() {
+                self.inner
+                    .connectors
+                    .set(&row.module, &row.name, triggers, self.fire(row));
+                started += 1;
+            }
+        }
+        Ok(started)
     }
 
     /// Resolves and checks an invocation: the caller's module, the function, the policy.
@@ -600,7 +725,10 @@ impl Backend for Platform {
             .store
             .rename_module(&stored, new_name)
             .await
-            .map_err(api)
+            .map_err(api)?;
+        // Connectors are keyed by module name: move them with it.
+        self.inner.connectors.remove_module(&stored);
+        self.restore_module_connectors(new_name).await
     }
 
     async fn delete_module(&self, who: &Subject, name: &str) -> ApiResult<()> {
@@ -611,6 +739,7 @@ impl Backend for Platform {
         };
         refuse_own_default(&stored, "deleted")?;
         let removed = self.inner.store.delete_module(&stored).await.map_err(api)?;
+        self.inner.connectors.remove_module(&stored);
         dispatch::evict(
             &self.inner.workers,
             removed.into_iter().map(|f| f.hash).collect(),
@@ -631,11 +760,13 @@ impl Backend for Platform {
         let workers = self
             .distribute(&row, upload.code, upload.wait_for_workers)
             .await;
+        let events = self.start_connectors(&row).await;
         Ok(FunctionCreated {
             name: row.name,
             hash: row.hash,
             abi,
             workers,
+            events,
         })
     }
 
@@ -655,11 +786,13 @@ impl Backend for Platform {
         if old.hash != row.hash {
             dispatch::evict(&self.inner.workers, vec![old.hash]);
         }
+        let events = self.start_connectors(&row).await;
         Ok(FunctionCreated {
             name: row.name,
             hash: row.hash,
             abi,
             workers,
+            events,
         })
     }
 
@@ -672,7 +805,9 @@ impl Backend for Platform {
         let stored = self.module_for(who, module).await?;
         let mut row = self.function_row(&stored, name).await?;
         row.module = module.to_string();
-        Ok(function_info(row))
+        let mut info = function_info(row);
+        info.connectors = self.inner.connectors.info(&stored, name);
+        Ok(info)
     }
 
     async fn delete_function(&self, who: &Subject, module: &str, name: &str) -> ApiResult<()> {
@@ -683,6 +818,7 @@ impl Backend for Platform {
             .delete_function(module, name)
             .await
             .map_err(api)?;
+        self.inner.connectors.remove(module, name);
         dispatch::evict(&self.inner.workers, vec![row.hash]);
         Ok(())
     }
@@ -855,6 +991,8 @@ impl Backend for Platform {
     }
 
     fn metrics_text(&self) -> String {
+        let (connected, total) = self.inner.connectors.counts();
+        self.inner.metrics.set_connectors(connected, total);
         self.inner.metrics.encode()
     }
 }

@@ -614,6 +614,23 @@ impl Client {
         )
     }
 
+    /// Creates a function with FunLess `events` (a JSON list).
+    pub fn upload_with_events(
+        &self,
+        module: &str,
+        name: &str,
+        code: Vec<u8>,
+        events: Value,
+    ) -> (StatusCode, Value) {
+        let form = function_form(name, code, None).text("events", events.to_string());
+        answer(
+            self.request(reqwest::Method::POST, &format!("/v1/fn/{module}"))
+                .multipart(form)
+                .send()
+                .unwrap(),
+        )
+    }
+
     /// Posts a multipart form of text fields.
     pub fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, Value) {
         let mut form = reqwest::blocking::multipart::Form::new();
