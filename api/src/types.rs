@@ -180,6 +180,30 @@ pub struct FunctionInfo {
     /// Its event connectors and their state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connectors: Vec<ConnectorInfo>,
+    /// Its data sinks and their state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<SinkInfo>,
+}
+
+/// The state of one data sink of a function.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SinkInfo {
+    /// `couchdb` or `webhook`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Where results are POSTed.
+    pub url: String,
+    /// Results delivered.
+    pub delivered: u64,
+    /// Results queued and not delivered yet.
+    pub pending: u64,
+    /// Delivery attempts that failed and were retried.
+    pub failed_attempts: u64,
+    /// Results refused by the sink (4xx) or dropped because the queue was full.
+    pub dropped: u64,
+    /// The last failure, until a delivery succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// What the workers did with code sent to them on create or update.

@@ -184,6 +184,11 @@ pub(crate) struct UploadArgs {
     /// '{"type":"cron","params":{"schedule":"*/10 * * * * *"}}'
     #[arg(long, value_name = "JSON", value_parser = parse_json_object_value)]
     pub(crate) event: Vec<Value>,
+    /// Where results go, as FunLess's JSON (repeatable), e.g.
+    /// '{"type":"couchdb","params":{"url":"http://127.0.0.1:5984/results","username":"u","password":"p"}}'
+    /// or '{"type":"webhook","params":{"url":"http://10.0.0.9/hook"}}'
+    #[arg(long, value_name = "JSON", value_parser = parse_json_object_value)]
+    pub(crate) sink: Vec<Value>,
 }
 
 /// Arguments of `fn invoke`.

@@ -53,6 +53,8 @@ pub(crate) struct Upload {
     pub(crate) wait_for_workers: bool,
     /// FunLess `events` (a list of `{"type", "params"}`), sent when not empty.
     pub(crate) events: Vec<Value>,
+    /// FunLess `sinks`, sent when not empty.
+    pub(crate) sinks: Vec<Value>,
 }
 
 impl Upload {
@@ -64,6 +66,9 @@ impl Upload {
         let mut form = Form::new().text("name", self.name).part("code", code);
         if !self.events.is_empty() {
             form = form.text("events", Value::Array(self.events).to_string());
+        }
+        if !self.sinks.is_empty() {
+            form = form.text("sinks", Value::Array(self.sinks).to_string());
         }
         if self.metadata != FunctionMetadata::default() {
             let metadata = serde_json::to_string(&self.metadata)

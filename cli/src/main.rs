@@ -364,6 +364,7 @@ fn read_upload(args: UploadArgs) -> Result<Upload> {
         },
         wait_for_workers: !args.no_wait,
         events: args.event,
+        sinks: args.sink,
     })
 }
 

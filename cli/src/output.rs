@@ -82,7 +82,24 @@ pub(crate) fn function(out: &mut dyn Write, info: &FunctionInfo) -> io::Result<(
     }
     writeln!(out, "created: {}", info.created_at)?;
     writeln!(out, "updated: {}", info.updated_at)?;
-    connectors(out, &info.connectors)
+    connectors(out, &info.connectors)?;
+    for sink in &info.sinks {
+        writeln!(
+            out,
+            "sink: {} {}: {} delivered, {} pending, {} failed attempts, {} dropped{}",
+            sink.kind,
+            sink.url,
+            sink.delivered,
+            sink.pending,
+            sink.failed_attempts,
+            sink.dropped,
+            sink.last_error
+                .as_deref()
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        )?;
+    }
+    Ok(())
 }
 
 /// Event connectors, one line each.
@@ -278,6 +295,7 @@ mod tests {
             created_at: "2026-01-01T00:00:00Z".into(),
             updated_at: "2026-01-02T00:00:00Z".into(),
             connectors: Vec::new(),
+            sinks: Vec::new(),
         };
         let shown = text(|out| function(out, &info));
         assert!(shown.contains("abi: funless\n"), "{shown}");

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod platform;
 pub mod registry;
 pub mod scheduler;
+pub mod sinks;
 pub mod store;
 pub mod tokens;
 pub mod validate;

@@ -48,6 +48,14 @@ pub struct Metrics {
     connectors: Gauge,
     connectors_connected: Gauge,
     event_messages: Counter,
+    sink_results: Family<OutcomeLabels, Gauge>,
+}
+
+/// Labels of the sink totals.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `delivered`, `failed_attempt` or `dropped`.
+    pub outcome: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,8 +124,15 @@ impl Metrics {
             "Messages and schedule ticks that started an invocation",
             event_messages.clone(),
         );
+        let sink_results = Family::<OutcomeLabels, Gauge>::default();
+        registry.register(
+            "sink_results",
+            "Results of the sinks running now: delivered, failed attempts (retried), dropped",
+            sink_results.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
+            sink_results,
             invocations,
             latency,
             workers,
@@ -162,6 +177,21 @@ impl Metrics {
     pub fn set_connectors(&self, connected: usize, total: usize) {
         self.connectors_connected.set(connected as i64);
         self.connectors.set(total as i64);
+    }
+
+    /// Sets the sink totals.
+    pub fn set_sinks(&self, totals: crate::sinks::Totals) {
+        for (outcome, n) in [
+            ("delivered", totals.delivered),
+            ("failed_attempt", totals.failed_attempts),
+            ("dropped", totals.dropped),
+        ] {
+            self.sink_results
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.into(),
+                })
+                .set(n as i64);
+        }
     }
 
     /// Counts a message (or tick) that started an invocation.

@@ -20,6 +20,7 @@ use crate::events::{self, Connectors};
 use crate::metrics::Metrics;
 use crate::scheduler::NoWorker;
 use crate::scheduler::app::Script;
+use crate::sinks::{self, Sinks};
 use crate::store::{
     DEFAULT_MODULE, FunctionRow, NewFunction, ScriptRow, Store, StoreError, shown_module,
 };
@@ -54,6 +55,22 @@ struct Inner {
     activations: Activations,
     /// MQTT, NATS and cron triggers of functions.
     connectors: Connectors,
+    /// Where functions' results go.
+    sinks: Sinks,
+}
+
+/// A function's stored sinks (none when they no longer parse, which is logged).
+fn stored_sinks(row: &FunctionRow) -> Vec<sinks::Sink> {
+    let Some(text) = row.sinks.as_deref() else {
+        return Vec::new();
+    };
+    serde_json::from_str::<serde_json::Value>(text)
+        .map_err(|e| e.to_string())
+        .and_then(|value| sinks::parse(&value))
+        .unwrap_or_else(|e| {
+            tracing::error!(function = %format!("{}/{}", row.module, row.name), error = %e, "stored sinks no longer parse");
+            Vec::new()
+        })
 }
 
 /// How long a create or update waits for new event connectors to connect before answering.
@@ -115,6 +132,7 @@ fn function_info(row: FunctionRow) -> FunctionInfo {
         module: row.module,
         hash: row.hash,
         connectors: Vec::new(),
+        sinks: Vec::new(),
     }
 }
 
@@ -192,6 +210,7 @@ impl Platform {
                 own_defaults: RwLock::default(),
                 activations: Activations::new(activations),
                 connectors: Connectors::default(),
+                sinks: Sinks::default(),
             }),
         }
     }
@@ -256,6 +275,9 @@ impl Platform {
         let abi = validate::validate(&upload.code).map_err(ApiError::BadRequest)?;
         if let Some(events) = &upload.events {
             events::parse(events).map_err(ApiError::BadRequest)?;
+        }
+        if let Some(sinks) = &upload.sinks {
+            sinks::parse(sinks).map_err(ApiError::BadRequest)?;
         }
         let to_text = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
         Ok((
@@ -372,6 +394,9 @@ impl Platform {
     /// (Re)starts a function's event connectors from its stored definition and reports their
     /// state after a short wait for the first connections (`None` when it has no events).
     async fn start_connectors(&self, row: &FunctionRow) -> Option<Vec<ConnectorInfo>> {
+        self.inner
+            .sinks
+            .set(&row.module, &row.name, stored_sinks(row));
         let triggers = row
             .events
             .as_deref()
@@ -466,6 +491,11 @@ impl Platform {
     async fn restore_module_connectors_counted(&self, module: &str) -> ApiResult<usize> {
         let functions = self.inner.store.list_functions(module).await.map_err(api)?;
         let mut started = 0;
+        for row in functions.iter().filter(|f| f.sinks.is_some()) {
+            self.inner
+                .sinks
+                .set(&row.module, &row.name, stored_sinks(row));
+        }
         for row in functions.iter().filter(|f| f.events.is_some()) {
             let triggers = row
                 .events
@@ -550,6 +580,7 @@ impl Platform {
                 for line in &ran.output.logs {
                     tracing::info!(target: "funless::function", function = %target.function, worker = %ran.worker, "{line}");
                 }
+                self.inner.sinks.send(module, name, &ran.output.output_json);
                 let finished = Finished {
                     outcome: Outcome::Success {
                         output_json: ran.output.output_json.clone(),
@@ -728,6 +759,7 @@ impl Backend for Platform {
             .map_err(api)?;
         // Connectors are keyed by module name: move them with it.
         self.inner.connectors.remove_module(&stored);
+        self.inner.sinks.remove_module(&stored);
         self.restore_module_connectors(new_name).await
     }
 
@@ -740,6 +772,7 @@ impl Backend for Platform {
         refuse_own_default(&stored, "deleted")?;
         let removed = self.inner.store.delete_module(&stored).await.map_err(api)?;
         self.inner.connectors.remove_module(&stored);
+        self.inner.sinks.remove_module(&stored);
         dispatch::evict(
             &self.inner.workers,
             removed.into_iter().map(|f| f.hash).collect(),
@@ -807,6 +840,7 @@ impl Backend for Platform {
         row.module = module.to_string();
         let mut info = function_info(row);
         info.connectors = self.inner.connectors.info(&stored, name);
+        info.sinks = self.inner.sinks.info(&stored, name);
         Ok(info)
     }
 
@@ -819,6 +853,7 @@ impl Backend for Platform {
             .await
             .map_err(api)?;
         self.inner.connectors.remove(module, name);
+        self.inner.sinks.remove(module, name);
         dispatch::evict(&self.inner.workers, vec![row.hash]);
         Ok(())
     }
@@ -993,6 +1028,7 @@ impl Backend for Platform {
     fn metrics_text(&self) -> String {
         let (connected, total) = self.inner.connectors.counts();
         self.inner.metrics.set_connectors(connected, total);
+        self.inner.metrics.set_sinks(self.inner.sinks.totals());
         self.inner.metrics.encode()
     }
 }

@@ -197,3 +197,82 @@ pub fn example(name: &str) -> Vec<u8> {
     let path = example_path(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
+
+/// What a [`Collector`] received: one entry per POST, with its `authorization` header.
+pub type Received = Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>;
+
+/// An HTTP server that records every POST body (any path), answering 201 — a stand-in for
+/// CouchDB or a webhook. It can be stopped and started again on the same port.
+pub struct Collector {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    received: Received,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collector {
+    /// Starts on `port` (0: a free one), recording into `received`.
+    pub fn start(port: u16, received: Received) -> Self {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let sink = received.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let app = axum::Router::new().fallback(
+                    move |headers: axum::http::HeaderMap, body: Bytes| {
+                        let sink = sink.clone();
+                        async move {
+                            let auth = headers
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string);
+                            sink.lock().unwrap().push((auth, body.to_vec()));
+                            StatusCode::CREATED
+                        }
+                    },
+                );
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Self {
+            port,
+            received,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Bodies received so far.
+    pub fn bodies(&self) -> Vec<Vec<u8>> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -622,7 +622,29 @@ impl Client {
         code: Vec<u8>,
         events: Value,
     ) -> (StatusCode, Value) {
-        let form = function_form(name, code, None).text("events", events.to_string());
+        self.upload_with_field(module, name, code, "events", events)
+    }
+
+    /// Creates a function with FunLess `sinks` (a JSON list).
+    pub fn upload_with_sinks(
+        &self,
+        module: &str,
+        name: &str,
+        code: Vec<u8>,
+        sinks: Value,
+    ) -> (StatusCode, Value) {
+        self.upload_with_field(module, name, code, "sinks", sinks)
+    }
+
+    fn upload_with_field(
+        &self,
+        module: &str,
+        name: &str,
+        code: Vec<u8>,
+        field: &'static str,
+        value: Value,
+    ) -> (StatusCode, Value) {
+        let form = function_form(name, code, None).text(field, value.to_string());
         answer(
             self.request(reqwest::Method::POST, &format!("/v1/fn/{module}"))
                 .multipart(form)

@@ -15,5 +15,6 @@ mod lifecycle;
 mod limits;
 mod network;
 mod scheduling;
+mod sinks;
 mod tenancy;
 mod tls;

@@ -1,0 +1,338 @@
+//! Data sinks: where a function's results go after each successful invocation (FunLess's
+//! `sinks` field: `[{"type": "couchdb", "params": {"url", "username", "password"}}]`, plus a
+//! generic `webhook`).
+//!
+//! Delivery never blocks an invocation: the result is queued (bounded: [`QUEUE`] per sink,
+//! beyond which results are dropped and counted) and a task per sink POSTs the queued results
+//! in order. A failed delivery is retried with exponential backoff (200 ms doubling to 30 s)
+//! until it succeeds, so a sink that is down receives everything once it is back; a sink
+//! answering 4xx other than 408/429 refuses the document, which is counted and skipped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use funless_api::types::SinkInfo;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Results queued per sink before new ones are dropped.
+pub const QUEUE: usize = 10_000;
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where results go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sink {
+    /// `couchdb` or `webhook`.
+    pub kind: &'static str,
+    /// The URL results are POSTed to (a CouchDB database URL for `couchdb`).
+    pub url: String,
+    /// Basic-auth credentials, if any.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Parses FunLess's `sinks` value (a list of `{"type", "params"}`, or one such object).
+pub fn parse(sinks: &Value) -> Result<Vec<Sink>, String> {
+    let list = match sinks {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(list) => list.clone(),
+        Value::Object(_) => vec![sinks.clone()],
+        _ => return Err("sinks must be a list of {\"type\", \"params\"} objects".into()),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, sink)| parse_one(sink).map_err(|e| format!("sinks[{i}]: {e}")))
+        .collect()
+}
+
+fn parse_one(sink: &Value) -> Result<Sink, String> {
+    let kind = match sink["type"].as_str() {
+        Some("couchdb") => "couchdb",
+        Some("webhook") => "webhook",
+        Some(other) => {
+            return Err(format!(
+                "unknown sink type {other:?} (supported: couchdb, webhook)"
+            ));
+        }
+        None => return Err("missing \"type\"".into()),
+    };
+    let params = &sink["params"];
+    let url = params["url"]
+        .as_str()
+        .ok_or_else(|| format!("{kind} needs params.url"))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("params.url {url:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("params.url {url:?} must be an http(s) URL"));
+    }
+    let credentials = match (params["username"].as_str(), params["password"].as_str()) {
+        (Some(user), Some(password)) => Some((user.to_string(), password.to_string())),
+        (None, None) => None,
+        _ => return Err("params.username and params.password go together".into()),
+    };
+    Ok(Sink {
+        kind,
+        url: url.to_string(),
+        credentials,
+    })
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    delivered: AtomicU64,
+    failed_attempts: AtomicU64,
+    refused: AtomicU64,
+    dropped: AtomicU64,
+    queued: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+struct Running {
+    sink: Sink,
+    queue: mpsc::Sender<String>,
+    counters: Arc<Counters>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Totals over every sink, for the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    /// Results delivered.
+    pub delivered: u64,
+    /// Attempts that failed (and were retried).
+    pub failed_attempts: u64,
+    /// Results dropped: refused by the sink, or over the queue bound.
+    pub dropped: u64,
+}
+
+/// Every function's sinks, by (stored module, name).
+pub struct Sinks {
+    http: reqwest::Client,
+    running: RwLock<HashMap<(String, String), Vec<Running>>>,
+}
+
+impl std::fmt::Debug for Sinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sinks")
+    }
+}
+
+impl Default for Sinks {
+    fn default() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
+            running: RwLock::default(),
+        }
+    }
+}
+
+impl Sinks {
+    /// Replaces a function's sinks (none: stops them; results still queued are dropped).
+    pub fn set(&self, module: &str, name: &str, sinks: Vec<Sink>) {
+        let key = (module.to_string(), name.to_string());
+        let started: Vec<Running> = sinks
+            .into_iter()
+            .map(|sink| {
+                let (queue, rx) = mpsc::channel(QUEUE);
+                let counters = Arc::new(Counters::default());
+                let task = tokio::spawn(deliver(
+                    self.http.clone(),
+                    sink.clone(),
+                    rx,
+                    counters.clone(),
+                ));
+                Running {
+                    sink,
+                    queue,
+                    counters,
+                    task,
+                }
+            })
+            .collect();
+        let old = {
+            let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
+            if started.is_empty() {
+                running.remove(&key)
+            } else {
+                running.insert(key, started)
+            }
+        };
+        drop(old);
+    }
+
+    /// Stops a function's sinks.
+    pub fn remove(&self, module: &str, name: &str) {
+        self.set(module, name, Vec::new());
+    }
+
+    /// Stops the sinks of every function of a module.
+    pub fn remove_module(&self, module: &str) {
+        let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
+        running.retain(|(m, _), _| m != module);
+    }
+
+    /// Queues a result for the function's sinks, if it has any (never waits).
+    pub fn send(&self, module: &str, name: &str, output_json: &str) {
+        let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+        let Some(list) = running.get(&(module.to_string(), name.to_string())) else {
+            return;
+        };
+        for sink in list {
+            match sink.queue.try_send(output_json.to_string()) {
+                Ok(()) => {
+                    sink.counters.queued.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    sink.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(sink = %sink.sink.url, "sink queue full: result dropped");
+                }
+            }
+        }
+    }
+
+    /// The state of a function's sinks.
+    pub fn info(&self, module: &str, name: &str) -> Vec<SinkInfo> {
+        let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+        running
+            .get(&(module.to_string(), name.to_string()))
+            .map(|list| {
+                list.iter()
+                    .map(|r| {
+                        let c = &r.counters;
+                        let delivered = c.delivered.load(Ordering::Relaxed);
+                        let refused = c.refused.load(Ordering::Relaxed);
+                        SinkInfo {
+                            kind: r.sink.kind.to_string(),
+                            url: r.sink.url.clone(),
+                            delivered,
+                            pending: c
+                                .queued
+                                .load(Ordering::Relaxed)
+                                .saturating_sub(delivered + refused),
+                            failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
+                            dropped: refused + c.dropped.load(Ordering::Relaxed),
+                            last_error: c
+                                .last_error
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .clone(),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Totals over every sink.
+    pub fn totals(&self) -> Totals {
+        let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+        running
+            .values()
+            .flatten()
+            .fold(Totals::default(), |mut t, r| {
+                let c = &r.counters;
+                t.delivered += c.delivered.load(Ordering::Relaxed);
+                t.failed_attempts += c.failed_attempts.load(Ordering::Relaxed);
+                t.dropped += c.refused.load(Ordering::Relaxed) + c.dropped.load(Ordering::Relaxed);
+                t
+            })
+    }
+}
+
+/// Posts each queued result in order, retrying each until the sink takes it.
+async fn deliver(
+    http: reqwest::Client,
+    sink: Sink,
+    mut queue: mpsc::Receiver<String>,
+    counters: Arc<Counters>,
+) {
+    while let Some(document) = queue.recv().await {
+        let mut backoff = BACKOFF_START;
+        loop {
+            let mut request = http
+                .post(&sink.url)
+                .header("content-type", "application/json")
+                .body(document.clone());
+            if let Some((user, password)) = &sink.credentials {
+                request = request.basic_auth(user, Some(password));
+            }
+            let error = match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    *counters
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = None;
+                    break;
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let permanent = status.is_client_error()
+                        && status != reqwest::StatusCode::REQUEST_TIMEOUT
+                        && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
+                    if permanent {
+                        counters.refused.fetch_add(1, Ordering::Relaxed);
+                        let why = format!("{} refused a result: {status}", sink.url);
+                        tracing::warn!(%why, "sink refused a result; skipped");
+                        *counters
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = Some(why);
+                        break;
+                    }
+                    format!("answered {status}")
+                }
+                Err(e) => e.to_string(),
+            };
+            counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(sink = %sink.url, %error, retry_in = ?backoff, "sink delivery failed");
+            *counters
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(error);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_funless_sinks_and_names_what_is_wrong() {
+        let sinks = json!([
+            {"type": "couchdb", "params": {"url": "http://127.0.0.1:5984/results", "username": "u", "password": "p"}},
+            {"type": "webhook", "params": {"url": "https://example.org/hook"}},
+        ]);
+        let parsed = parse(&sinks).unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0].credentials, Some(("u".into(), "p".into())));
+        let bad = |v: Value| parse(&v).unwrap_err();
+        assert!(bad(json!([{"type": "s3", "params": {}}])).contains("unknown sink type"));
+        assert!(bad(json!([{"type": "webhook", "params": {}}])).contains("params.url"));
+        assert!(
+            bad(json!([{"type": "webhook", "params": {"url": "ftp://x/y"}}])).contains("http(s)")
+        );
+        assert!(
+            bad(json!([{"type": "couchdb", "params": {"url": "http://x/db", "username": "u"}}]))
+                .contains("together")
+        );
+    }
+}
