@@ -239,8 +239,19 @@ pub struct FunctionCreated {
     pub workers: BroadcastReport,
     /// The function's event connectors shortly after they started (when it has events): a
     /// connector not connected yet makes the answer a 207; it keeps retrying.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "events_metadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub events: Option<Vec<ConnectorInfo>>,
+    /// The function's data sinks (when it has sinks).
+    #[serde(
+        rename = "sinks_metadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sinks: Option<Vec<SinkInfo>>,
 }
 
 /// The live state of one event connector of a function.

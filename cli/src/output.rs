@@ -243,6 +243,7 @@ mod tests {
     fn created(workers: BroadcastReport) -> FunctionCreated {
         FunctionCreated {
             events: None,
+            sinks: None,
             name: "hello".into(),
             hash: "ab12".into(),
             abi: Abi::WasiCommand,

@@ -426,6 +426,13 @@ impl Platform {
         }
     }
 
+    /// The sinks of a function as the create or update answer shows them.
+    fn sinks_metadata(&self, row: &FunctionRow) -> Option<Vec<funless_api::types::SinkInfo>> {
+        row.sinks
+            .as_ref()
+            .map(|_| self.inner.sinks.info(&row.module, &row.name))
+    }
+
     /// What a connector calls for each message: one invocation of the function as its
     /// module's owner would make it, recorded as an activation.
     fn fire(&self, row: &FunctionRow) -> events::Fire {
@@ -794,11 +801,13 @@ impl Backend for Platform {
             .distribute(&row, upload.code, upload.wait_for_workers)
             .await;
         let events = self.start_connectors(&row).await;
+        let sinks = self.sinks_metadata(&row);
         Ok(FunctionCreated {
             name: row.name,
             hash: row.hash,
             abi,
             workers,
+            sinks,
             events,
         })
     }
@@ -820,11 +829,13 @@ impl Backend for Platform {
             dispatch::evict(&self.inner.workers, vec![old.hash]);
         }
         let events = self.start_connectors(&row).await;
+        let sinks = self.sinks_metadata(&row);
         Ok(FunctionCreated {
             name: row.name,
             hash: row.hash,
             abi,
             workers,
+            sinks,
             events,
         })
     }

@@ -107,8 +107,14 @@ fn mqtt_and_nats_messages_run_the_function_and_connectors_survive_a_core_restart
     ]);
     let (status, body) = user.upload_with_events("_", "hello", example("hello_fl"), events);
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["data"]["events"][0]["connected"], true, "{body}");
-    assert_eq!(body["data"]["events"][1]["connected"], true, "{body}");
+    assert_eq!(
+        body["data"]["events_metadata"][0]["connected"], true,
+        "{body}"
+    );
+    assert_eq!(
+        body["data"]["events_metadata"][1]["connected"], true,
+        "{body}"
+    );
 
     for i in 0..5 {
         mqtt_publish(1883, &topic, &format!(r#"{{"name": "mqtt{i}"}}"#));
@@ -231,9 +237,12 @@ fn cron_schedules_bad_events_and_unreachable_brokers() {
     let events = json!([{ "type": "mqtt", "params": { "host": "127.0.0.1", "port": nobody, "topic": "t" } }]);
     let (status, body) = user.upload_with_events("_", "lonely", example("hello_fl"), events);
     assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
-    assert_eq!(body["data"]["events"][0]["connected"], false, "{body}");
+    assert_eq!(
+        body["data"]["events_metadata"][0]["connected"], false,
+        "{body}"
+    );
     assert!(
-        body["data"]["events"][0]["last_error"].is_string(),
+        body["data"]["events_metadata"][0]["last_error"].is_string(),
         "{body}"
     );
     assert_eq!(user.get("/v1/fn/_/lonely").0, StatusCode::OK);
