@@ -152,6 +152,28 @@ fn activations_expire_and_fl_shows_them() {
     let list = fl(&["activation", "list", "hello"]);
     assert!(list.starts_with(&id), "{list}");
 
+    // Events and sinks from the command line: a cron trigger and a webhook, shown by `fn get`.
+    let created = fl(&[
+        "fn",
+        "upload",
+        "tick",
+        wasm.to_str().unwrap(),
+        "--event",
+        r#"{"type":"cron","params":{"schedule":"* * * * * *"}}"#,
+        "--sink",
+        r#"{"type":"webhook","params":{"url":"http://127.0.0.1:9/hook"}}"#,
+    ]);
+    assert!(
+        created.contains("event: cron * * * * * *: connected"),
+        "{created}"
+    );
+    let shown = fl(&["fn", "get", "tick"]);
+    assert!(shown.contains("event: cron"), "{shown}");
+    assert!(
+        shown.contains("sink: webhook http://127.0.0.1:9/hook"),
+        "{shown}"
+    );
+
     std::thread::sleep(Duration::from_millis(2500));
     let (status, body) = user.get(&format!("/v1/activations/{id}"));
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
