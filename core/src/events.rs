@@ -91,15 +91,29 @@ fn schedule(text: &str) -> Result<cron::Schedule, String> {
 /// Parses FunLess's `events` value (a list of `{"type", "params"}`, or one such object); the
 /// error names the entry and what is wrong with it.
 pub fn parse(events: &Value) -> Result<Vec<Trigger>, String> {
-    let list = match events {
+    parse_list(events, "events", parse_one)
+}
+
+/// FunLess's `events` and `sinks` shape: a list of `{"type", "params"}` (or one such object,
+/// or null for none), each parsed by `one`; an error names the field and the entry.
+pub fn parse_list<T>(
+    value: &Value,
+    field: &str,
+    one: impl Fn(&Value) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let list = match value {
         Value::Null => return Ok(Vec::new()),
-        Value::Array(list) => list.clone(),
-        Value::Object(_) => vec![events.clone()],
-        _ => return Err("events must be a list of {\"type\", \"params\"} objects".into()),
+        Value::Array(list) => list.as_slice(),
+        Value::Object(_) => std::slice::from_ref(value),
+        _ => {
+            return Err(format!(
+                "{field} must be a list of {{\"type\", \"params\"}} objects"
+            ));
+        }
     };
     list.iter()
         .enumerate()
-        .map(|(i, event)| parse_one(event).map_err(|e| format!("events[{i}]: {e}")))
+        .map(|(i, entry)| one(entry).map_err(|e| format!("{field}[{i}]: {e}")))
         .collect()
 }
 

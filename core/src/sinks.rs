@@ -37,16 +37,7 @@ pub struct Sink {
 
 /// Parses FunLess's `sinks` value (a list of `{"type", "params"}`, or one such object).
 pub fn parse(sinks: &Value) -> Result<Vec<Sink>, String> {
-    let list = match sinks {
-        Value::Null => return Ok(Vec::new()),
-        Value::Array(list) => list.clone(),
-        Value::Object(_) => vec![sinks.clone()],
-        _ => return Err("sinks must be a list of {\"type\", \"params\"} objects".into()),
-    };
-    list.iter()
-        .enumerate()
-        .map(|(i, sink)| parse_one(sink).map_err(|e| format!("sinks[{i}]: {e}")))
-        .collect()
+    crate::events::parse_list(sinks, "sinks", parse_one)
 }
 
 fn parse_one(sink: &Value) -> Result<Sink, String> {

@@ -532,13 +532,7 @@ impl Runtime {
         };
         let outcome = within(guest.timeout, call).await?;
         let state = store.into_data();
-        Ok(Ran {
-            outcome,
-            stdout: io.stdout.contents().to_vec(),
-            stderr: io.stderr.contents().to_vec(),
-            hit_memory: state.limits.hit_memory,
-            fl: state.fl,
-        })
+        Ok(Ran::new(outcome, &io, state.limits.hit_memory, state.fl))
     }
 
     /// A WASI 0.2 component exporting `wasi:cli/run`, with its network grants.
@@ -568,16 +562,11 @@ impl Runtime {
         };
         let outcome = within(guest.timeout, call).await?;
         let state = store.into_data();
-        Ok(Ran {
-            outcome,
-            stdout: io.stdout.contents().to_vec(),
-            stderr: io.stderr.contents().to_vec(),
-            hit_memory: state.limits.hit_memory,
-            fl: FunlessIo {
-                logs: state.hooks.logs,
-                ..FunlessIo::default()
-            },
-        })
+        let fl = FunlessIo {
+            logs: state.hooks.logs,
+            ..FunlessIo::default()
+        };
+        Ok(Ran::new(outcome, &io, state.limits.hit_memory, fl))
     }
 }
 
@@ -612,6 +601,16 @@ struct Ran {
 }
 
 impl Ran {
+    fn new(outcome: wasmtime::Result<()>, io: &WasiIo, hit_memory: bool, fl: FunlessIo) -> Self {
+        Self {
+            outcome,
+            stdout: io.stdout.contents().to_vec(),
+            stderr: io.stderr.contents().to_vec(),
+            hit_memory,
+            fl,
+        }
+    }
+
     /// The invocation's result by the function's ABI.
     fn into_output(
         self,

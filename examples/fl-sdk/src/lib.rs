@@ -24,6 +24,14 @@ pub use serde_json::{self, Value, json};
 #[cfg(feature = "wasi-http")]
 pub mod wasi_http;
 
+/// Wall-clock time in milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
 /// Raw imports provided by the FunLess host (wasm import module `fl_imps`).
 ///
 /// Only the functions a module actually calls end up as imports of the final `.wasm`.

@@ -5,20 +5,11 @@
 //! Args: `{"server": "http://host:port/reply", "bucket": "http://host:port/bucket/key", "n": 16}`.
 //! Both hosts must be on the function's `allow_hosts`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use fl_sdk::{Method, Value, json};
+use fl_sdk::{Method, Value, json, now_ms};
 
 #[unsafe(no_mangle)]
 pub extern "C" fn __invoke(input_len: i32) -> i32 {
     fl_sdk::run(input_len, benchmark)
-}
-
-fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
 }
 
 fn benchmark(args: Value) -> Result<Value, String> {

@@ -7,20 +7,12 @@
 //! Both hosts must be on the function's `allow_hosts`.
 
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use fl_sdk::wasi_http::request;
-use fl_sdk::{Method, Value, json};
+use fl_sdk::{Method, Value, json, now_ms};
 
 fn main() -> ExitCode {
     fl_sdk::command::run(benchmark)
-}
-
-fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
 }
 
 fn benchmark(args: Value) -> Result<Value, String> {
