@@ -162,7 +162,13 @@ struct Broker(Child);
 
 impl Broker {
     fn start(port: u16) -> Self {
-        let child = Command::new("mosquitto")
+        // Debian installs the broker in /usr/sbin, which a user's PATH may lack.
+        let program = if std::path::Path::new("/usr/sbin/mosquitto").exists() {
+            "/usr/sbin/mosquitto"
+        } else {
+            "mosquitto"
+        };
+        let child = Command::new(program)
             .args(["-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
