@@ -10,6 +10,7 @@ pub mod codec;
 pub mod node;
 pub mod process;
 pub mod protocol;
+pub mod settings;
 pub mod supervisor;
 pub mod tls;
 

@@ -5,11 +5,19 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use funless_core::{CoreConfig, resolve_cookie};
+use std::io::Write as _;
 
 /// The FunLess Core: REST API, function store, scheduler.
 #[derive(Debug, Parser)]
 #[command(name = "funless-core", version)]
 struct Args {
+    /// A TOML file of settings named like these flags (`listen = "..."`); flags and
+    /// environment variables override it.
+    #[arg(long, env = "FUNLESS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective settings (with where each came from) as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Directory for the SQLite database, the first tokens and the generated cookie.
     #[arg(long, env = "FUNLESS_DATA_DIR", default_value = "funless-data")]
     data_dir: PathBuf,
@@ -72,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let args = settings()?;
     let tls = funless_actors::tls::Tls::from_flags(
         args.tls_ca.as_deref(),
         args.tls_cert.as_deref(),
@@ -139,4 +147,18 @@ async fn start_embedded_worker() -> anyhow::Result<funless_worker::WorkerHandle>
 #[cfg(not(feature = "embedded-worker"))]
 async fn start_embedded_worker() -> anyhow::Result<()> {
     anyhow::bail!("this build has no embedded worker (feature `embedded-worker` is off)")
+}
+
+/// The settings from flags, environment and the config file; `--help`, `--version` and
+/// `--print-config` print and exit here.
+fn settings() -> anyhow::Result<Args> {
+    match funless_actors::settings::load::<Args>() {
+        Ok(loaded) if loaded.print => {
+            std::io::stdout().write_all(loaded.report.as_bytes())?;
+            std::process::exit(0)
+        }
+        Ok(loaded) => Ok(loaded.args),
+        Err(funless_actors::settings::SettingsError::Clap(e)) => e.exit(),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -9,11 +9,19 @@ use anyhow::Context;
 use clap::Parser;
 use funless_actors::node::{Backoff, Node, NodeConfig, stay_connected};
 use funless_worker::{AllocatorChoice, Runtime, RuntimeConfig};
+use std::io::Write as _;
 
 /// Runs functions for a FunLess Core.
 #[derive(Debug, Parser)]
 #[command(name = "funless-worker", version)]
 struct Args {
+    /// A TOML file of settings named like these flags (`listen = "..."`); flags and
+    /// environment variables override it.
+    #[arg(long, env = "FUNLESS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective settings (with where each came from) as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
     /// The Core's cluster address (host:port).
     #[arg(long, env = "FUNLESS_CORE")]
     core: String,
@@ -89,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let args = settings()?;
     let tls = funless_actors::tls::Tls::from_flags(
         args.tls_ca.as_deref(),
         args.tls_cert.as_deref(),
@@ -182,4 +190,18 @@ fn default_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".into());
     format!("worker-{host}-{}", std::process::id())
+}
+
+/// The settings from flags, environment and the config file; `--help`, `--version` and
+/// `--print-config` print and exit here.
+fn settings() -> anyhow::Result<Args> {
+    match funless_actors::settings::load::<Args>() {
+        Ok(loaded) if loaded.print => {
+            std::io::stdout().write_all(loaded.report.as_bytes())?;
+            std::process::exit(0)
+        }
+        Ok(loaded) => Ok(loaded.args),
+        Err(funless_actors::settings::SettingsError::Clap(e)) => e.exit(),
+        Err(e) => Err(e.into()),
+    }
 }

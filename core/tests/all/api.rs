@@ -249,3 +249,71 @@ fn quick_start_with_fl() {
         "{stdout}"
     );
 }
+
+#[test]
+fn settings_come_from_a_config_file_under_flags_and_print_config_shows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("core.toml");
+    std::fs::write(
+        &file,
+        "max-timeout-ms = 1234\nheartbeat_timeout_ms = 4000\ncookie = \"from-file\"\n",
+    )
+    .unwrap();
+    // A running Core obeys the file (its cookie is overridden by the harness's flag).
+    let core = Core::start(CoreOptions {
+        embedded_worker: true,
+        extra: vec!["--config".into(), file.to_str().unwrap().into()],
+        ..CoreOptions::default()
+    });
+    core.wait_for_workers(&["embedded"]);
+    let user = core.client();
+    let (status, body) = user.upload_with(
+        "_",
+        "slow",
+        example("sleep_fl"),
+        json!({ "timeout_ms": 2000 }),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(detail(&body).contains("between 1 and 1234"), "{body}");
+
+    let out = std::process::Command::new(crate::harness::bin("funless-core"))
+        .args(["--config", file.to_str().unwrap(), "--print-config"])
+        .args(["--listen", "127.0.0.1:1"])
+        .env_remove("FUNLESS_MAX_TIMEOUT_MS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        printed.contains("max-timeout-ms = 1234  # file"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("heartbeat-timeout-ms = 4000  # file"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("listen = \"127.0.0.1:1\"  # flag"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("cluster-port = 4001  # default"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("from-file"),
+        "the cookie is printed: {printed}"
+    );
+
+    std::fs::write(&file, "max-timeout = 5\n").unwrap();
+    let out = std::process::Command::new(crate::harness::bin("funless-core"))
+        .args(["--config", file.to_str().unwrap(), "--print-config"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown setting \"max-timeout\""),
+        "{stderr}"
+    );
+}

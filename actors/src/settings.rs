@@ -1,0 +1,294 @@
+//! Settings of the node binaries from three places, in this order of precedence: flags, then
+//! environment variables (`FUNLESS_*`, as each flag documents), then a TOML file
+//! (`--config FILE` or `FUNLESS_CONFIG`), then the built-in defaults. The file uses the flags'
+//! long names (`heartbeat-timeout-ms = 3000` or `heartbeat_timeout_ms = 3000`; lists for
+//! repeatable flags; `true` for switches), so one list of flags documents all three, and clap
+//! validates file values exactly as it validates flags.
+//!
+//! `--print-config` prints the effective settings as TOML, each with where it came from, and
+//! exits; secrets (the cookie) are masked.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+
+/// Settings that are never printed.
+const SECRETS: &[&str] = &["cookie"];
+/// Arguments that are about loading settings, not settings.
+const META: &[&str] = &["config", "print_config", "help", "version"];
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file cannot be read or is not TOML.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A flag, variable or file value is invalid (clap's message, or `--help`'s text).
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+}
+
+/// Parsed settings and how to print them.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    /// The settings.
+    pub args: T,
+    /// Whether `--print-config` was given.
+    pub print: bool,
+    /// The effective settings as TOML with their sources.
+    pub report: String,
+}
+
+/// Parses the process's arguments (see the module doc). `T` must have `config:
+/// Option<PathBuf>` and `print_config: bool` arguments.
+pub fn load<T: CommandFactory + FromArgMatches>() -> Result<Loaded<T>, SettingsError> {
+    load_from::<T>(std::env::args_os().collect())
+}
+
+/// [`load`] over given arguments (the first is the program name).
+pub fn load_from<T: CommandFactory + FromArgMatches>(
+    argv: Vec<OsString>,
+) -> Result<Loaded<T>, SettingsError> {
+    let command = T::command();
+    // First pass: only to find the file and what flags and variables set; required settings
+    // may still be missing here (the file may provide them).
+    let first = command
+        .clone()
+        .ignore_errors(true)
+        .try_get_matches_from(&argv)?;
+    let mut argv = argv;
+    let mut from_file = HashSet::new();
+    if let Some(path) = first.get_one::<PathBuf>("config") {
+        for (id, flags) in file_flags(&command, &first, path)? {
+            argv.extend(flags);
+            from_file.insert(id);
+        }
+    }
+    let matches = command.clone().try_get_matches_from(&argv)?;
+    let args = T::from_arg_matches(&matches)?;
+    Ok(Loaded {
+        args,
+        print: matches.get_flag("print_config"),
+        report: report(&command, &matches, &from_file),
+    })
+}
+
+/// The file's settings as flags, for those not already given by a flag or variable.
+fn file_flags(
+    command: &clap::Command,
+    matches: &ArgMatches,
+    path: &Path,
+) -> Result<Vec<(String, Vec<OsString>)>, SettingsError> {
+    let file_error = |message: String| SettingsError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        // By the flag's long name (`tag`), or its field name (`tags`), dashes or underscores.
+        let dashed = key.replace('_', "-");
+        let arg = command
+            .get_arguments()
+            .find(|a| {
+                a.get_long() == Some(dashed.as_str())
+                    || (a.get_long().is_some() && a.get_id() == key.replace('-', "_").as_str())
+            })
+            .filter(|a| !META.contains(&a.get_id().as_str()))
+            .ok_or_else(|| file_error(format!("unknown setting {key:?}")))?;
+        let id = arg.get_id().to_string();
+        if matches!(
+            matches.value_source(&id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            continue;
+        }
+        let long = arg.get_long().unwrap_or(id.as_str()).to_string();
+        let values = match value {
+            toml::Value::Boolean(false) => continue,
+            toml::Value::Boolean(true) => {
+                out.push((id, vec![OsString::from(format!("--{long}"))]));
+                continue;
+            }
+            toml::Value::Array(items) => {
+                items.into_iter().map(scalar).collect::<Result<Vec<_>, _>>()
+            }
+            other => scalar(other).map(|v| vec![v]),
+        }
+        .map_err(|e| file_error(format!("{key}: {e}")))?;
+        out.push((
+            id,
+            values
+                .into_iter()
+                .map(|v| OsString::from(format!("--{long}={v}")))
+                .collect(),
+        ));
+    }
+    Ok(out)
+}
+
+fn scalar(value: toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(format!("{other} is not a string, number or boolean")),
+    }
+}
+
+/// The effective settings as TOML, one per line with its source as a comment.
+fn report(command: &clap::Command, matches: &ArgMatches, from_file: &HashSet<String>) -> String {
+    let mut out = String::new();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        let Some(long) = arg.get_long() else { continue };
+        if META.contains(&id) {
+            continue;
+        }
+        let source = if from_file.contains(id) {
+            "file"
+        } else {
+            match matches.value_source(id) {
+                Some(ValueSource::CommandLine) => "flag",
+                Some(ValueSource::EnvVariable) => "environment",
+                Some(ValueSource::DefaultValue) => "default",
+                _ => "unset",
+            }
+        };
+        let values: Vec<String> = matches
+            .get_raw(id)
+            .map(|raw| {
+                raw.map(|v| v.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let shown = if SECRETS.contains(&id) && !values.is_empty() {
+            "\"(set; not shown)\"".to_string()
+        } else if arg.get_num_args().is_some_and(|n| n.max_values() == 0) {
+            // A switch: present or not.
+            (source != "unset" && source != "default").to_string()
+        } else if values.is_empty() {
+            "# (none)".to_string()
+        } else if values.len() == 1 && !matches!(arg.get_action(), clap::ArgAction::Append) {
+            toml_scalar(&values[0])
+        } else {
+            format!(
+                "[{}]",
+                values
+                    .iter()
+                    .map(|v| toml_scalar(v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        if shown.starts_with('#') {
+            let _ = writeln!(out, "# {long} = (none)  # {source}");
+        } else {
+            let _ = writeln!(out, "{long} = {shown}  # {source}");
+        }
+    }
+    out
+}
+
+fn toml_scalar(value: &str) -> String {
+    if value.parse::<i64>().is_ok() || value == "true" || value == "false" {
+        value.to_string()
+    } else {
+        toml::Value::String(value.to_string()).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Args {
+        #[arg(long, env = "FUNLESS_TEST_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        print_config: bool,
+        #[arg(long, env = "FUNLESS_TEST_TIMEOUT_MS", default_value_t = 3000)]
+        timeout_ms: u64,
+        #[arg(long, default_value = "127.0.0.1:4000")]
+        listen: String,
+        #[arg(long)]
+        tag: Vec<String>,
+        #[arg(long)]
+        embedded: bool,
+        #[arg(long)]
+        cookie: Option<String>,
+        #[arg(long)]
+        core: String,
+    }
+
+    fn load(file: &str, flags: &[&str]) -> Result<Loaded<Args>, SettingsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("funless.toml");
+        std::fs::write(&path, file).unwrap();
+        let mut argv: Vec<OsString> = vec!["prog".into(), "--config".into(), path.into()];
+        if !file.contains("core =") {
+            argv.push("--core=127.0.0.1:1".into());
+        }
+        argv.extend(flags.iter().map(OsString::from));
+        load_from::<Args>(argv)
+    }
+
+    #[test]
+    fn file_values_fill_in_and_flags_win() {
+        let file = "timeout-ms = 500\nlisten = \"0.0.0.0:9\"\ntag = [\"pi\", \"gpu\"]\nembedded = true\ncookie = \"s3cret\"\n";
+        let loaded = load(file, &["--listen", "127.0.0.1:1"]).unwrap();
+        assert_eq!(loaded.args.timeout_ms, 500);
+        assert_eq!(loaded.args.listen, "127.0.0.1:1");
+        assert_eq!(loaded.args.tag, vec!["pi", "gpu"]);
+        assert!(loaded.args.embedded);
+        let report = loaded.report;
+        assert!(report.contains("timeout-ms = 500  # file"), "{report}");
+        assert!(
+            report.contains("listen = \"127.0.0.1:1\"  # flag"),
+            "{report}"
+        );
+        assert!(
+            report.contains("tag = [\"pi\", \"gpu\"]  # file"),
+            "{report}"
+        );
+        assert!(!report.contains("s3cret"), "{report}");
+        let defaults = load("", &[]).unwrap();
+        assert!(defaults.report.contains("timeout-ms = 3000  # default"));
+        assert!(defaults.report.contains("embedded = false  # default"));
+    }
+
+    #[test]
+    fn a_required_setting_may_come_from_the_file() {
+        let loaded = load("core = \"10.0.0.1:4369\"\n", &[]).unwrap();
+        assert_eq!(loaded.args.core, "10.0.0.1:4369");
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let unknown = load("timout-ms = 5\n", &[]).unwrap_err().to_string();
+        assert!(
+            unknown.contains("unknown setting \"timout-ms\""),
+            "{unknown}"
+        );
+        let invalid = load("timeout-ms = \"soon\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(invalid.contains("soon"), "{invalid}");
+        let broken = load("timeout-ms = \n", &[]).unwrap_err().to_string();
+        assert!(broken.contains("config file"), "{broken}");
+    }
+}
