@@ -77,9 +77,7 @@ pub struct Runtime {
     engine: Engine,
     allocator: String,
     linker: Linker<HostState>,
-    /// Built on the first component: its hundreds of WASI 0.2 and `wasi:http` definitions
-    /// cost a few MB that workers running only core modules need not hold.
-    component_linker: std::sync::OnceLock<wasmtime::component::Linker<ComponentState>>,
+    component_linker: wasmtime::component::Linker<ComponentState>,
     cache: Arc<CodeCache>,
     disk: Option<Arc<DiskCache>>,
     in_flight: Arc<AtomicU64>,
@@ -122,6 +120,8 @@ impl Runtime {
         .map_err(|e| Error::Wasmtime(format!("{e:#}")))?;
         spawn_epoch_ticker(&engine);
         let linker = host::linker(&engine).map_err(|e| Error::Wasmtime(e.to_string()))?;
+        let component_linker =
+            host::component_linker(&engine).map_err(|e| Error::Wasmtime(e.to_string()))?;
         let disk = match &config.cache_dir {
             Some(dir) => Some(Arc::new(DiskCache::open(dir, &engine).map_err(|e| {
                 Error::Io(format!("cache directory {}: {e}", dir.display()))
@@ -136,7 +136,7 @@ impl Runtime {
             engine,
             allocator,
             linker,
-            component_linker: std::sync::OnceLock::new(),
+            component_linker,
             cache,
             disk,
             in_flight,
@@ -188,14 +188,10 @@ impl Runtime {
                 )
             }
             Artifact::Component(component) => {
-                let linker = match self.component_linker.get() {
-                    Some(linker) => linker,
-                    None => {
-                        let built = host::component_linker(&self.engine).map_err(code_error)?;
-                        self.component_linker.get_or_init(|| built)
-                    }
-                };
-                let pre = linker.instantiate_pre(component).map_err(code_error)?;
+                let pre = self
+                    .component_linker
+                    .instantiate_pre(component)
+                    .map_err(code_error)?;
                 let command = CommandPre::new(pre).map_err(|e| InvokeError::Code {
                     message: format!("the component does not export wasi:cli/run: {e:#}"),
                 })?;
