@@ -276,6 +276,24 @@ impl Store {
     }
 
     async fn open_sqlite(url: &str) -> Result<Store> {
+        // Two processes opening a fresh database at once can get SQLITE_BUSY without the busy
+        // handler being consulted (switching it to WAL, for one): retry for a few seconds.
+        let mut attempt = 0;
+        loop {
+            match Self::try_open_sqlite(url).await {
+                Err(StoreError::Database(sqlx::Error::Database(e)))
+                    if attempt < 50 && matches!(e.code().as_deref(), Some("5" | "6")) =>
+                {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %e, "SQLite busy while opening; retrying");
+                    tokio::time::sleep(Duration::from_millis(20 + 10 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_open_sqlite(url: &str) -> Result<Store> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .foreign_keys(true)
