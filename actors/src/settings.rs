@@ -54,6 +54,24 @@ pub fn load<T: CommandFactory + FromArgMatches>() -> Result<Loaded<T>, SettingsE
     load_from::<T>(std::env::args_os().collect())
 }
 
+/// [`load`] for a binary's `main`: `--help`, `--version`, invalid flags and `--print-config`
+/// print and exit the process here; a bad config file is returned as an error.
+pub fn load_or_exit<T: CommandFactory + FromArgMatches>() -> Result<T, SettingsError> {
+    use std::io::Write as _;
+    match load::<T>() {
+        Ok(loaded) if loaded.print => {
+            let mut out = std::io::stdout();
+            let written = out
+                .write_all(loaded.report.as_bytes())
+                .and_then(|()| out.flush());
+            std::process::exit(i32::from(written.is_err()))
+        }
+        Ok(loaded) => Ok(loaded.args),
+        Err(SettingsError::Clap(e)) => e.exit(),
+        Err(e) => Err(e),
+    }
+}
+
 /// [`load`] over given arguments (the first is the program name).
 pub fn load_from<T: CommandFactory + FromArgMatches>(
     argv: Vec<OsString>,

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use funless_core::{CoreConfig, resolve_cookie};
-use std::io::Write as _;
 
 /// The FunLess Core: REST API, function store, scheduler.
 #[derive(Debug, Parser)]
@@ -80,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = settings()?;
+    let args = funless_actors::settings::load_or_exit::<Args>()?;
     let tls = funless_actors::tls::Tls::from_flags(
         args.tls_ca.as_deref(),
         args.tls_cert.as_deref(),
@@ -147,18 +146,4 @@ async fn start_embedded_worker() -> anyhow::Result<funless_worker::WorkerHandle>
 #[cfg(not(feature = "embedded-worker"))]
 async fn start_embedded_worker() -> anyhow::Result<()> {
     anyhow::bail!("this build has no embedded worker (feature `embedded-worker` is off)")
-}
-
-/// The settings from flags, environment and the config file; `--help`, `--version` and
-/// `--print-config` print and exit here.
-fn settings() -> anyhow::Result<Args> {
-    match funless_actors::settings::load::<Args>() {
-        Ok(loaded) if loaded.print => {
-            std::io::stdout().write_all(loaded.report.as_bytes())?;
-            std::process::exit(0)
-        }
-        Ok(loaded) => Ok(loaded.args),
-        Err(funless_actors::settings::SettingsError::Clap(e)) => e.exit(),
-        Err(e) => Err(e.into()),
-    }
 }

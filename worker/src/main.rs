@@ -9,7 +9,6 @@ use anyhow::Context;
 use clap::Parser;
 use funless_actors::node::{Backoff, Node, NodeConfig, stay_connected};
 use funless_worker::{AllocatorChoice, Runtime, RuntimeConfig};
-use std::io::Write as _;
 
 /// Runs functions for a FunLess Core.
 #[derive(Debug, Parser)]
@@ -97,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = settings()?;
+    let args = funless_actors::settings::load_or_exit::<Args>()?;
     let tls = funless_actors::tls::Tls::from_flags(
         args.tls_ca.as_deref(),
         args.tls_cert.as_deref(),
@@ -190,18 +189,4 @@ fn default_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".into());
     format!("worker-{host}-{}", std::process::id())
-}
-
-/// The settings from flags, environment and the config file; `--help`, `--version` and
-/// `--print-config` print and exit here.
-fn settings() -> anyhow::Result<Args> {
-    match funless_actors::settings::load::<Args>() {
-        Ok(loaded) if loaded.print => {
-            std::io::stdout().write_all(loaded.report.as_bytes())?;
-            std::process::exit(0)
-        }
-        Ok(loaded) => Ok(loaded.args),
-        Err(funless_actors::settings::SettingsError::Clap(e)) => e.exit(),
-        Err(e) => Err(e.into()),
-    }
 }

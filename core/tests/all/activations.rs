@@ -128,14 +128,9 @@ fn activations_expire_and_fl_shows_them() {
     let core = core(&["--activation-ttl-secs", "2"]);
     let wasm = example_path("hello_fl");
     let fl = |args: &[&str]| {
-        let out = std::process::Command::new(crate::harness::bin("fl"))
-            .args(args)
-            .env_clear()
-            .env("FL_CONFIG", core.fl_config())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "fl {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let (code, stdout, stderr) = core.fl(args);
+        assert_eq!(code, Some(0), "fl {args:?}: {stdout}{stderr}");
+        stdout
     };
     fl(&["fn", "upload", "hello", wasm.to_str().unwrap()]);
     let id = fl(&["fn", "invoke", "hello", "-a", "name=cli", "--async"])

@@ -219,19 +219,7 @@ fn quick_start_with_fl() {
     let core = embedded();
     core.wait_for_workers(&["embedded"]);
     let wasm = crate::harness::example_path("hello_fl");
-    let fl = |args: &[&str]| {
-        let out = std::process::Command::new(crate::harness::bin("fl"))
-            .args(args)
-            .env_clear()
-            .env("FL_CONFIG", core.fl_config())
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let fl = |args: &[&str]| core.fl(args);
     let (code, stdout, stderr) = fl(&["fn", "upload", "hello", wasm.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("embedded"), "{stdout}");

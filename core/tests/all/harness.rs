@@ -261,6 +261,21 @@ impl Core {
         }
     }
 
+    /// Runs `fl` against this Core (its first-start config): exit code, stdout, stderr.
+    pub fn fl(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(bin("fl"))
+            .args(args)
+            .env_clear()
+            .env("FL_CONFIG", self.fl_config())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// A client of a new subject `name`, created by the admin.
     pub fn subject(&self, name: &str) -> Client {
         let (status, body) = self.admin().post_json(
