@@ -39,8 +39,8 @@ pub struct FunctionUpload {
 /// The result of a successful invocation.
 #[derive(Debug, Clone)]
 pub struct Invocation {
-    /// The function's output: valid JSON text.
-    pub output_json: String,
+    /// The function's output: valid JSON text (shared with the Core's activation record).
+    pub output_json: std::sync::Arc<String>,
     /// Worker that ran it.
     pub worker: String,
     /// Id of its activation record.

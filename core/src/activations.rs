@@ -39,8 +39,8 @@ impl Default for ActivationLimits {
 pub enum Outcome {
     /// The function ran and answered.
     Success {
-        /// Its output (valid JSON text).
-        output_json: String,
+        /// Its output (valid JSON text), shared with the caller's answer rather than copied.
+        output_json: std::sync::Arc<String>,
     },
     /// The invocation failed.
     Error {
@@ -276,7 +276,7 @@ mod tests {
     fn ok(output: &str, logs: &[&str]) -> Finished {
         Finished {
             outcome: Outcome::Success {
-                output_json: output.into(),
+                output_json: std::sync::Arc::new(output.into()),
             },
             worker: Some("w1".into()),
             logs: logs.iter().map(|l| l.to_string()).collect(),

@@ -556,7 +556,7 @@ impl Platform {
         &self,
         prepared: &Prepared,
         args_json: String,
-    ) -> (ApiResult<(String, String)>, Finished) {
+    ) -> (ApiResult<(Arc<String>, String)>, Finished) {
         let started = Instant::now();
         let Prepared {
             module,
@@ -588,15 +588,17 @@ impl Platform {
                     tracing::info!(target: "funless::function", function = %target.function, worker = %ran.worker, "{line}");
                 }
                 self.inner.sinks.send(module, name, &ran.output.output_json);
+                // One copy of the output serves the answer and the activation record.
+                let output_json = Arc::new(ran.output.output_json);
                 let finished = Finished {
                     outcome: Outcome::Success {
-                        output_json: ran.output.output_json.clone(),
+                        output_json: output_json.clone(),
                     },
                     worker: Some(ran.worker.clone()),
                     logs: ran.output.logs,
                     duration,
                 };
-                (Ok((ran.output.output_json, ran.worker)), finished)
+                (Ok((output_json, ran.worker)), finished)
             }
             Err(e) => {
                 let logs = match &e {

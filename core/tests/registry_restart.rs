@@ -110,7 +110,7 @@ async fn a_crashed_registry_is_restarted_and_the_core_keeps_serving() {
             .invoke(&who, "_", "echo", r#"{"n":1}"#.into(), None)
             .await
             .unwrap();
-        assert_eq!(ran.output_json, r#"{"n":1}"#);
+        assert_eq!(ran.output_json.as_str(), r#"{"n":1}"#);
     }
     assert!(!core.supervisor_done.is_finished());
 }
