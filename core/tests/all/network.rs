@@ -99,6 +99,11 @@ fn server_reply_over_wasi_sockets_only_to_allowed_addresses() {
     let (status, body) = user.invoke("_", "server_reply_fenced", args);
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(detail(&body).contains("cannot connect"), "{body}");
+    // Nor may it look a name up (a lookup can carry data out).
+    let by_name = json!({ "address": format!("localhost:{}", servers.tcp.port()), "message": "x" });
+    let (status, body) = user.invoke("_", "server_reply_fenced", by_name);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(detail(&body).contains("cannot connect"), "{body}");
     assert_eq!(servers.tcp_connections(), connections);
 }
 

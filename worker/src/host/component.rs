@@ -232,3 +232,38 @@ impl WasiHttpHooks for EgressHooks {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_socket_check_allows_only_connects_to_listed_addresses() {
+        let allow = vec![
+            ("127.0.0.1".to_string(), Some(8080)),
+            ("localhost".to_string(), Some(9000)),
+        ];
+        let addr = |s: &str| {
+            s.parse::<SocketAddr>()
+                .unwrap_or_else(|e| panic!("{s}: {e}"))
+        };
+        let ok = |a: &str, u: SocketAddrUse| {
+            let allow = allow.clone();
+            let a = addr(a);
+            async move { socket_allowed(&allow, a, u).await }
+        };
+        assert!(ok("127.0.0.1:8080", SocketAddrUse::TcpConnect).await);
+        assert!(!ok("127.0.0.1:8081", SocketAddrUse::TcpConnect).await);
+        // A name allows the addresses it resolves to, on its port.
+        assert!(ok("127.0.0.1:9000", SocketAddrUse::TcpConnect).await);
+        assert!(!ok("10.0.0.1:8080", SocketAddrUse::TcpConnect).await);
+        // The implicit bind before a connect, and nothing else.
+        assert!(ok("0.0.0.0:0", SocketAddrUse::TcpBind).await);
+        assert!(!ok("0.0.0.0:8080", SocketAddrUse::TcpBind).await);
+        assert!(!ok("127.0.0.1:0", SocketAddrUse::TcpBind).await);
+        assert!(!ok("0.0.0.0:0", SocketAddrUse::TcpListen).await);
+        assert!(!ok("127.0.0.1:8080", SocketAddrUse::TcpAccept).await);
+        assert!(!ok("0.0.0.0:0", SocketAddrUse::UdpBind).await);
+        assert!(!ok("127.0.0.1:8080", SocketAddrUse::UdpSend).await);
+    }
+}

@@ -213,6 +213,24 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::Egress;
 
+    #[tokio::test]
+    async fn only_plain_http_is_sent_even_to_an_allowed_host() {
+        let egress = Egress {
+            allow: vec!["127.0.0.1".into()],
+            client: Some(reqwest::Client::new()),
+        };
+        for uri in ["https://127.0.0.1/x", "ftp://127.0.0.1/x"] {
+            let ask = super::Ask {
+                method: reqwest::Method::GET,
+                uri: uri.into(),
+                headers: Vec::new(),
+                body: Vec::new(),
+            };
+            let why = super::perform(&egress, ask).await.unwrap_err();
+            assert!(why.contains("http only"), "{uri}: {why}");
+        }
+    }
+
     #[test]
     fn allow_list_matches_host_and_optional_port() {
         let egress = Egress {
