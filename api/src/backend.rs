@@ -24,8 +24,10 @@ pub struct Subject {
 pub struct FunctionUpload {
     /// Function name.
     pub name: String,
-    /// The Wasm binary.
+    /// The Wasm binary or JavaScript source.
     pub code: Vec<u8>,
+    /// The language the upload named, if any.
+    pub language: Option<crate::types::Language>,
     /// FunLess metadata.
     pub metadata: FunctionMetadata,
     /// FunLess `events` (kept as given, JSON).

@@ -16,8 +16,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Auth, json_body};
 use crate::names;
 use crate::types::{
-    ActivationStarted, Data, FunctionCreated, FunctionMetadata, InvokeRequest, ModuleRequest,
-    SchedulingLanguage, SubjectRequest,
+    ActivationStarted, Data, FunctionCreated, FunctionMetadata, InvokeRequest, Language,
+    ModuleRequest, SchedulingLanguage, SubjectRequest,
 };
 
 /// Largest accepted APP script, bytes.
@@ -361,6 +361,15 @@ async fn read_upload(multipart: Result<Multipart, impl IntoResponse>) -> ApiResu
         match field_name.as_str() {
             "name" => form.name = Some(text()?.trim().to_string()),
             "code" => form.code = Some(bytes.to_vec()),
+            "language" => {
+                let text = text()?;
+                form.language = Some(Language::parse(&text).ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "language must be wasm or js, not {:?}",
+                        text.trim()
+                    ))
+                })?);
+            }
             "metadata" => form.metadata = json_body(&bytes, "metadata")?,
             "events" => form.events = Some(json_body(&bytes, "events")?),
             "sinks" => form.sinks = Some(json_body(&bytes, "sinks")?),
@@ -377,7 +386,7 @@ async fn read_upload(multipart: Result<Multipart, impl IntoResponse>) -> ApiResu
             }
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown form field {other:?} (expected name, code, metadata, events, sinks, wait_for_workers)"
+                    "unknown form field {other:?} (expected name, code, language, metadata, events, sinks, wait_for_workers)"
                 )));
             }
         }
@@ -396,6 +405,7 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 struct UploadForm {
     name: Option<String>,
     code: Option<Vec<u8>>,
+    language: Option<Language>,
     metadata: FunctionMetadata,
     events: Option<serde_json::Value>,
     sinks: Option<serde_json::Value>,
@@ -407,6 +417,7 @@ impl Default for UploadForm {
         Self {
             name: None,
             code: None,
+            language: None,
             metadata: FunctionMetadata::default(),
             events: None,
             sinks: None,
@@ -426,6 +437,7 @@ impl UploadForm {
         Ok(FunctionUpload {
             name,
             code,
+            language: self.language,
             metadata: self.metadata,
             events: self.events,
             sinks: self.sinks,

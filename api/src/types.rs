@@ -135,6 +135,10 @@ pub enum Abi {
     /// A WASI 0.2 component exporting `wasi:cli/run`: the same stdin/stdout contract, plus
     /// `wasi:http` and `wasi:sockets` within the function's egress allow-list.
     WasiComponent,
+    /// JavaScript source defining `fl_main(input)` (or a default export), run by the
+    /// workers' shared QuickJS engine.
+    #[serde(rename = "javascript")]
+    JavaScript,
 }
 
 impl Abi {
@@ -144,6 +148,7 @@ impl Abi {
             Abi::Funless => "funless",
             Abi::WasiCommand => "wasi_command",
             Abi::WasiComponent => "wasi_component",
+            Abi::JavaScript => "javascript",
         }
     }
 
@@ -153,6 +158,28 @@ impl Abi {
             "funless" => Some(Abi::Funless),
             "wasi_command" => Some(Abi::WasiCommand),
             "wasi_component" => Some(Abi::WasiComponent),
+            "javascript" => Some(Abi::JavaScript),
+            _ => None,
+        }
+    }
+}
+
+/// The language of uploaded code, when the upload names it (form field `language`); without
+/// it the Core tells WebAssembly (its magic bytes) from JavaScript source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// A WebAssembly module or component.
+    Wasm,
+    /// JavaScript source.
+    JavaScript,
+}
+
+impl Language {
+    /// Parses the form field: `wasm`, `js` or `javascript` (any case).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "wasm" | "webassembly" => Some(Language::Wasm),
+            "js" | "javascript" => Some(Language::JavaScript),
             _ => None,
         }
     }

@@ -115,9 +115,9 @@ pub(crate) enum AppCommand {
 /// `fl fn ...`
 #[derive(Debug, Subcommand)]
 pub(crate) enum FnCommand {
-    /// Upload a compiled .wasm as a new function
+    /// Upload a function (.wasm module or component, or .js source)
     Upload(UploadArgs),
-    /// Create a function (for now: from a compiled .wasm, like `upload`)
+    /// Create a function (like `upload`): .wasm or .js
     Create(UploadArgs),
     /// Replace the code (and metadata) of an existing function
     Update(UploadArgs),
@@ -155,10 +155,14 @@ pub(crate) struct UploadArgs {
     /// Function name
     #[arg(value_parser = parse_name)]
     pub(crate) name: String,
-    /// The compiled WebAssembly module (.wasm)
+    /// The code: a WebAssembly module or component (.wasm) or JavaScript source (.js)
     pub(crate) file: PathBuf,
     #[command(flatten)]
     pub(crate) module: ModuleOpt,
+    /// The code's language (default: from the file's extension, .js/.mjs = js, else the
+    /// server tells WebAssembly from JavaScript by content)
+    #[arg(long, value_name = "LANG", value_parser = ["wasm", "js"])]
+    pub(crate) lang: Option<String>,
     /// Answer at once instead of waiting for the workers to cache the code
     #[arg(long)]
     pub(crate) no_wait: bool,

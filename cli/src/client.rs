@@ -47,6 +47,8 @@ pub(crate) struct Upload {
     pub(crate) code: Vec<u8>,
     /// File name sent with the code part.
     pub(crate) file_name: String,
+    /// `wasm` or `js`, sent when known.
+    pub(crate) language: Option<String>,
     /// Capacity and tag; sent only when one is set.
     pub(crate) metadata: FunctionMetadata,
     /// Whether the server waits for the workers to cache the code before answering.
@@ -64,6 +66,9 @@ impl Upload {
             .mime_str("application/octet-stream")
             .map_err(|e| ClientError::Request(e.to_string()))?;
         let mut form = Form::new().text("name", self.name).part("code", code);
+        if let Some(language) = self.language {
+            form = form.text("language", language);
+        }
         if !self.events.is_empty() {
             form = form.text("events", Value::Array(self.events).to_string());
         }

@@ -339,7 +339,7 @@ async fn activation_command(
     }
 }
 
-/// Reads the .wasm named on the command line into an upload.
+/// Reads the .wasm or .js named on the command line into an upload.
 fn read_upload(args: UploadArgs) -> Result<Upload> {
     let code = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
@@ -351,10 +351,19 @@ fn read_upload(args: UploadArgs) -> Result<Upload> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| format!("{}.wasm", args.name));
+    let language =
+        args.lang
+            .clone()
+            .or_else(|| match args.file.extension().and_then(|e| e.to_str()) {
+                Some("js" | "mjs") => Some("js".to_string()),
+                Some("wasm") => Some("wasm".to_string()),
+                _ => None,
+            });
     Ok(Upload {
         name: args.name,
         code,
         file_name,
+        language,
         metadata: FunctionMetadata {
             tag: args.tag,
             capacity: args.capacity,

@@ -272,7 +272,8 @@ impl Platform {
     }
 
     fn new_function(&self, module: &str, upload: &FunctionUpload) -> ApiResult<(NewFunction, Abi)> {
-        let abi = validate::validate(&upload.code).map_err(ApiError::BadRequest)?;
+        let abi =
+            validate::validate(&upload.code, upload.language).map_err(ApiError::BadRequest)?;
         if let Some(events) = &upload.events {
             events::parse(events).map_err(ApiError::BadRequest)?;
         }
@@ -357,13 +358,41 @@ impl Platform {
         i64::try_from(ms).map_err(|_| ApiError::BadRequest("timeout_ms is too large".into()))
     }
 
-    /// Sends the new code to every worker; waits for them when asked to.
-    async fn distribute(&self, row: &FunctionRow, code: Vec<u8>, wait: bool) -> BroadcastReport {
+    /// JavaScript's syntax is checked by the workers' engine, so its code is distributed before
+    /// anything is stored: a source that does not compile is a 400 and leaves no trace. Other
+    /// forms were checked by [`validate`] and are distributed after storing (`None`).
+    async fn check_on_workers(
+        &self,
+        new: &NewFunction,
+        abi: Abi,
+        upload: &FunctionUpload,
+    ) -> ApiResult<Option<BroadcastReport>> {
+        if abi != Abi::JavaScript || !upload.wait_for_workers {
+            return Ok(None);
+        }
         let function = FunctionId {
-            module: row.module.clone(),
-            name: row.name.clone(),
-            hash: row.hash.clone(),
+            module: new.module.clone(),
+            name: new.name.clone(),
+            hash: new.hash.clone(),
         };
+        let report = self.distribute(function, upload.code.clone(), true).await;
+        let refused = report.failed.iter().find_map(|failure| {
+            failure
+                .reason
+                .strip_prefix(CODE_REFUSED)
+                .map(|why| format!("{why} (worker {})", failure.worker))
+        });
+        if let Some(why) = refused {
+            dispatch::evict(&self.inner.workers, vec![new.hash.clone()]);
+            return Err(ApiError::BadRequest(format!(
+                "the JavaScript source does not compile: {why}"
+            )));
+        }
+        Ok(Some(report))
+    }
+
+    /// Sends the new code to every worker; waits for them when asked to.
+    async fn distribute(&self, function: FunctionId, code: Vec<u8>, wait: bool) -> BroadcastReport {
         let workers = self.inner.workers.clone();
         if !wait {
             tokio::spawn(async move {
@@ -797,11 +826,16 @@ impl Backend for Platform {
     ) -> ApiResult<FunctionCreated> {
         let module = &self.module_for(who, module).await?;
         let (new, abi) = self.new_function(module, &upload)?;
+        let checked = self.check_on_workers(&new, abi, &upload).await?;
         let row = self.inner.store.create_function(new).await.map_err(api)?;
         tracing::info!(function = %format!("{module}/{}", row.name), hash = %row.hash, ?abi, "function created");
-        let workers = self
-            .distribute(&row, upload.code, upload.wait_for_workers)
-            .await;
+        let workers = match checked {
+            Some(report) => report,
+            None => {
+                self.distribute(function_id(&row), upload.code, upload.wait_for_workers)
+                    .await
+            }
+        };
         let events = self.start_connectors(&row).await;
         let sinks = self.sinks_metadata(&row);
         Ok(FunctionCreated {
@@ -823,10 +857,15 @@ impl Backend for Platform {
         let module = &self.module_for(who, module).await?;
         let (new, abi) = self.new_function(module, &upload)?;
         let old = self.function_row(module, &upload.name).await?;
+        let checked = self.check_on_workers(&new, abi, &upload).await?;
         let row = self.inner.store.update_function(new).await.map_err(api)?;
-        let workers = self
-            .distribute(&row, upload.code, upload.wait_for_workers)
-            .await;
+        let workers = match checked {
+            Some(report) => report,
+            None => {
+                self.distribute(function_id(&row), upload.code, upload.wait_for_workers)
+                    .await
+            }
+        };
         if old.hash != row.hash {
             dispatch::evict(&self.inner.workers, vec![old.hash]);
         }
@@ -1051,6 +1090,19 @@ fn script_info(row: ScriptRow) -> AppScriptInfo {
         name: row.name,
         script: row.source,
         created_at: rfc3339(row.created_at),
+    }
+}
+
+/// How a worker's refusal of the code itself (`InvokeError::Code`) reads in a broadcast
+/// report, as opposed to a worker that could not take it (lost, busy, no engine).
+const CODE_REFUSED: &str = "code cannot run: ";
+
+/// The identity of a stored function's code version.
+fn function_id(row: &FunctionRow) -> FunctionId {
+    FunctionId {
+        module: row.module.clone(),
+        name: row.name.clone(),
+        hash: row.hash.clone(),
     }
 }
 

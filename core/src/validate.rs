@@ -1,9 +1,10 @@
 //! Upload checks, done once on the Core (step 2): the binary must be valid WebAssembly (a core
 //! module or a WASI 0.2 component), import only what workers provide, and expose one of the
-//! three function forms. Failing here gives the user a 400 naming the problem, instead of an
-//! error from every worker.
+//! three function forms; or JavaScript source defining the entry point (its syntax is checked
+//! by the workers' engine when the upload is distributed). Failing here gives the user a 400
+//! naming the problem, instead of an error from every worker.
 
-use funless_api::types::Abi;
+use funless_api::types::{Abi, Language};
 use wasmparser::{ComponentExternalKind, ExternalKind, Parser, Payload, Validator};
 
 /// Host functions of the FunLess ABI a module may import from `fl_imps`.
@@ -33,8 +34,49 @@ const WASI_P2_PACKAGES: &[&str] = &[
 /// The export a component function must have.
 const RUN_EXPORT: &str = "wasi:cli/run@0.2";
 
-/// Checks a function binary and detects its ABI; the error is a message for the user.
-pub fn validate(code: &[u8]) -> Result<Abi, String> {
+/// Largest JavaScript source, bytes (the engine parses it at every invocation).
+pub const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
+
+/// Checks uploaded code and detects its form; the error is a message for the user. Without a
+/// `language`, WebAssembly is told by its magic bytes and any other UTF-8 text is JavaScript.
+pub fn validate(code: &[u8], language: Option<Language>) -> Result<Abi, String> {
+    match language {
+        Some(Language::Wasm) => validate_wasm(code),
+        Some(Language::JavaScript) => validate_javascript(code),
+        None if code.starts_with(b"\0asm") || std::str::from_utf8(code).is_err() => {
+            validate_wasm(code)
+        }
+        None => validate_javascript(code),
+    }
+}
+
+/// JavaScript: UTF-8 text of bounded size that names its entry point.
+fn validate_javascript(code: &[u8]) -> Result<Abi, String> {
+    if code.starts_with(b"\0asm") {
+        return Err(
+            "the code is WebAssembly, not JavaScript (upload it without language=js)".into(),
+        );
+    }
+    let text = std::str::from_utf8(code)
+        .map_err(|e| format!("JavaScript source must be UTF-8 text: {e}"))?;
+    if text.len() > MAX_SCRIPT_BYTES {
+        return Err(format!(
+            "JavaScript source is {} bytes; the limit is {MAX_SCRIPT_BYTES}",
+            text.len()
+        ));
+    }
+    if !text.contains("fl_main") && !text.contains("export default") {
+        return Err(
+            "JavaScript functions define fl_main(input) or export a default function; \
+                    this source does neither"
+                .into(),
+        );
+    }
+    Ok(Abi::JavaScript)
+}
+
+/// WebAssembly: a core module or a WASI 0.2 component.
+fn validate_wasm(code: &[u8]) -> Result<Abi, String> {
     if !code.starts_with(b"\0asm") {
         return Err(
             "the code is not a WebAssembly module (it does not start with the \\0asm magic bytes)"
@@ -148,6 +190,39 @@ mod tests {
         wat::parse_str(text).unwrap()
     }
 
+    fn validate(code: &[u8]) -> Result<Abi, String> {
+        super::validate(code, None)
+    }
+
+    #[test]
+    fn javascript_is_told_from_wasm_and_needs_an_entry_point() {
+        let js = b"function fl_main(input) { return input; }";
+        assert_eq!(validate(js), Ok(Abi::JavaScript));
+        assert_eq!(
+            super::validate(b"export default (x) => x;", Some(Language::JavaScript)),
+            Ok(Abi::JavaScript)
+        );
+        assert!(validate(b"console.log(1)").unwrap_err().contains("fl_main"));
+        assert!(
+            super::validate(js, Some(Language::Wasm))
+                .unwrap_err()
+                .contains("magic")
+        );
+        let module = wat(r#"(module (func (export "_start")))"#);
+        assert!(
+            super::validate(&module, Some(Language::JavaScript))
+                .unwrap_err()
+                .contains("WebAssembly")
+        );
+        let huge = format!("function fl_main() {{}}{}", " ".repeat(MAX_SCRIPT_BYTES));
+        assert!(validate(huge.as_bytes()).unwrap_err().contains("limit"));
+        assert!(
+            super::validate(b"\xff\xfe fl_main", Some(Language::JavaScript))
+                .unwrap_err()
+                .contains("UTF-8")
+        );
+    }
+
     #[test]
     fn detects_both_abis() {
         let fl = wat(r#"(module (memory (export "memory") 1)
@@ -184,7 +259,8 @@ mod tests {
 
     #[test]
     fn refuses_what_cannot_run() {
-        assert!(validate(b"hello").unwrap_err().contains("magic"));
+        assert!(validate(b"\x01\x02\xff").unwrap_err().contains("magic"));
+        assert!(validate(b"hello").unwrap_err().contains("fl_main"));
         assert!(
             validate(b"\0asm\x01\0\0\0\xff")
                 .unwrap_err()

@@ -79,6 +79,7 @@ async fn a_crashed_registry_is_restarted_and_the_core_keeps_serving() {
         .to_string();
     let who = core.platform.authenticate(&token).await.unwrap();
     let upload = FunctionUpload {
+        language: None,
         name: "echo".into(),
         code: wat::parse_str(ECHO).unwrap(),
         metadata: FunctionMetadata::default(),

@@ -198,6 +198,17 @@ pub fn example(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
+/// A JavaScript example's path (`examples/js/<name>.js`; source, nothing to build).
+pub fn js_example_path(name: &str) -> PathBuf {
+    repo_root().join(format!("examples/js/{name}.js"))
+}
+
+/// A JavaScript example's source.
+pub fn js_example(name: &str) -> Vec<u8> {
+    let path = js_example_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
 /// What a [`Collector`] received: one entry per POST, with its `authorization` header.
 pub type Received = Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>;
 

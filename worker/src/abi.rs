@@ -12,12 +12,19 @@ pub enum Abi {
     WasiCommand,
     /// A WASI 0.2 component exporting `wasi:cli/run`: the same stdin/stdout contract.
     Component,
+    /// JavaScript source, run by the shared engine module through the FunLess ABI.
+    JavaScript,
 }
 
 impl Abi {
     /// Whether the function's result is its stdout (WASI command or component).
     pub(crate) fn stdout_is_result(self) -> bool {
         matches!(self, Abi::WasiCommand | Abi::Component)
+    }
+
+    /// Whether the function talks through the `fl_imps` imports (result, error, logs).
+    pub(crate) fn uses_fl_imports(self) -> bool {
+        matches!(self, Abi::Funless | Abi::JavaScript)
     }
 }
 

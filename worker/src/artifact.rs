@@ -1,6 +1,9 @@
-//! Compiled code of either form: a core module (FunLess ABI, WASI command) or a WASI 0.2
-//! component. Compiling, serializing for the disk cache and the copy-on-write image are the
-//! same steps for both; only the Wasmtime types differ.
+//! Compiled code of any form: a core module (FunLess ABI, WASI command), a WASI 0.2
+//! component, or a JavaScript function's source (run by the one shared engine, see
+//! `javascript.rs`). Compiling, serializing for the disk cache and the copy-on-write image are
+//! the same steps for all; only the types differ.
+
+use std::sync::Arc;
 
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module, Precompiled};
@@ -12,6 +15,17 @@ pub(crate) enum Artifact {
     Module(Module),
     /// A component.
     Component(Component),
+    /// JavaScript source: the shared engine compiles it at each run.
+    Script(Arc<[u8]>),
+}
+
+/// Header of a JavaScript function's file in the disk cache (Wasmtime's own artifacts start
+/// with an ELF header, so the two cannot be confused).
+const SCRIPT_MAGIC: &[u8; 8] = b"FLJSSRC1";
+
+/// Whether code is JavaScript source rather than WebAssembly (the Core sends only these two).
+pub(crate) fn is_script(code: &[u8]) -> bool {
+    !code.starts_with(b"\0asm")
 }
 
 /// Whether a binary is a component rather than a core module: the layer field of the header
@@ -23,7 +37,9 @@ pub(crate) fn is_component(code: &[u8]) -> bool {
 impl Artifact {
     /// Compiles Wasm binary code (CPU-bound: call off the async threads).
     pub(crate) fn compile(engine: &Engine, code: &[u8]) -> wasmtime::Result<Self> {
-        if is_component(code) {
+        if is_script(code) {
+            Ok(Self::Script(code.into()))
+        } else if is_component(code) {
             Ok(Self::Component(Component::new(engine, code)?))
         } else {
             Ok(Self::Module(Module::new(engine, code)?))
@@ -37,6 +53,9 @@ impl Artifact {
     /// configuration (Wasmtime trusts precompiled code; it checks only its header).
     #[allow(unsafe_code)]
     pub(crate) unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        if let Some(source) = bytes.strip_prefix(SCRIPT_MAGIC) {
+            return Ok(Self::Script(source.into()));
+        }
         match Engine::detect_precompiled(bytes) {
             // SAFETY: the caller guarantees the bytes are our own serialized artifact.
             Some(Precompiled::Module) => {
@@ -55,6 +74,7 @@ impl Artifact {
         match self {
             Self::Module(module) => module.serialize(),
             Self::Component(component) => component.serialize(),
+            Self::Script(source) => Ok([SCRIPT_MAGIC.as_slice(), source].concat()),
         }
     }
 
@@ -63,6 +83,7 @@ impl Artifact {
         let range = match self {
             Self::Module(module) => module.image_range(),
             Self::Component(component) => component.image_range(),
+            Self::Script(source) => return source.len(),
         };
         (range.end as usize).saturating_sub(range.start as usize)
     }
@@ -74,6 +95,7 @@ impl Artifact {
         let warmed = match self {
             Self::Module(module) => module.initialize_copy_on_write_image(),
             Self::Component(component) => component.initialize_copy_on_write_image(),
+            Self::Script(_) => return,
         };
         if let Err(e) = warmed {
             tracing::debug!(error = %e, "no copy-on-write memory image");
@@ -83,7 +105,7 @@ impl Artifact {
 
 #[cfg(test)]
 mod tests {
-    use super::is_component;
+    use super::{is_component, is_script};
 
     #[test]
     fn tells_components_from_modules() {
@@ -91,5 +113,7 @@ mod tests {
         assert!(is_component(b"\0asm\x0d\0\x01\0"));
         assert!(!is_component(b"\0as"));
         assert!(!is_component(b"hello world"));
+        assert!(is_script(b"function fl_main() {}"));
+        assert!(!is_script(b"\0asm\x01\0\0\0"));
     }
 }

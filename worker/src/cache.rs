@@ -12,6 +12,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use crate::abi::Abi;
 use crate::artifact::Artifact;
 use crate::host::{ComponentState, HostState};
+use crate::javascript::JsEngine;
 
 /// Imports resolved once; every invocation only instantiates.
 pub(crate) enum Pre {
@@ -19,6 +20,11 @@ pub(crate) enum Pre {
     Module(InstancePre<HostState>),
     /// A `wasi:cli/run` component.
     Component(CommandPre<ComponentState>),
+    /// A JavaScript function: the shared engine and the function's source.
+    Script {
+        engine: Arc<JsEngine>,
+        source: Arc<[u8]>,
+    },
 }
 
 /// A function ready to instantiate.

@@ -12,6 +12,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use wasmtime::Engine;
 
@@ -52,6 +53,20 @@ impl DiskCache {
         let dir = root.join(fingerprint(engine));
         std::fs::create_dir_all(&dir)?;
         Ok(Self { dir })
+    }
+
+    /// A cache of the same engine in a sub-folder of this one's root, for files that are not
+    /// functions (the JavaScript engine): start-up preloading never sees them.
+    pub(crate) fn sibling(&self, name: &str) -> Option<Arc<Self>> {
+        let root = self.dir.parent()?.join(name);
+        let dir = root.join(self.dir.file_name()?);
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => Some(Arc::new(Self { dir })),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot create a cache folder");
+                None
+            }
+        }
     }
 
     fn path(&self, hash: &str) -> PathBuf {

@@ -4,6 +4,7 @@
 mod component;
 mod funless;
 mod http;
+mod javascript;
 mod wasi;
 
 use wasmtime::{Engine, Linker, ResourceLimiter};
@@ -100,6 +101,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)?;
     funless::add_to_linker(&mut linker)?;
     http::add_to_linker(&mut linker)?;
+    javascript::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -16,6 +16,7 @@ mod engine;
 mod error;
 pub mod gateway;
 mod host;
+mod javascript;
 mod memory;
 mod metrics;
 pub mod reporter;

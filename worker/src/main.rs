@@ -85,6 +85,10 @@ struct Args {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100) at /metrics.
     #[arg(long, env = "FUNLESS_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Start JavaScript invocations from the engine's pre-initialised snapshot (`false`: each
+    /// invocation builds QuickJS's runtime itself; only for measuring what the snapshot saves).
+    #[arg(long, env = "FUNLESS_JS_SNAPSHOT", default_value_t = true, action = clap::ArgAction::Set)]
+    js_snapshot: bool,
 }
 
 #[tokio::main]
@@ -130,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
             },
             pool_slots: args.pool_slots,
             tags: args.tags,
+            js_snapshot: args.js_snapshot,
         },
         Duration::from_millis(args.report_ms.max(50)),
     )

@@ -29,7 +29,11 @@ use crate::host::{
     self, ComponentState, EgressHooks, FunlessIo, GuestLimits, HostState, HttpPool, Logs,
     MAX_RESPONSE_BYTES, MAX_STDOUT_BYTES, WasiIo,
 };
+use crate::javascript::{self, JsEngine};
 use crate::metrics::WorkerMetrics;
+
+/// Time a JavaScript syntax check may take.
+const SCRIPT_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Interval of the epoch ticker: the granularity of yielding.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -55,6 +59,9 @@ pub struct RuntimeConfig {
     pub pool_slots: u32,
     /// Tags reported to the Core for scheduling scripts.
     pub tags: Vec<String>,
+    /// Start JavaScript invocations from the engine's pre-initialised snapshot (off: each
+    /// invocation builds QuickJS's runtime and context itself; for measuring the snapshot).
+    pub js_snapshot: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -67,6 +74,7 @@ impl Default for RuntimeConfig {
             allocator: AllocatorChoice::Auto,
             pool_slots: 1000,
             tags: Vec::new(),
+            js_snapshot: true,
         }
     }
 }
@@ -87,6 +95,8 @@ pub struct Runtime {
     http: reqwest::Client,
     /// Outgoing `wasi:http` requests of components, one pool for all.
     http_pool: HttpPool,
+    /// The JavaScript engine, made ready on the first JavaScript function.
+    js: tokio::sync::OnceCell<Arc<JsEngine>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -147,6 +157,7 @@ impl Runtime {
                 .build()
                 .map_err(|e| Error::Io(format!("HTTP client: {e}")))?,
             http_pool: host::http_pool(),
+            js: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -197,6 +208,18 @@ impl Runtime {
                 })?;
                 (Abi::Component, Pre::Component(command))
             }
+            Artifact::Script(source) => {
+                let engine = self.js.get().cloned().ok_or_else(|| InvokeError::Worker {
+                    message: "the JavaScript engine is not ready".into(),
+                })?;
+                (
+                    Abi::JavaScript,
+                    Pre::Script {
+                        engine,
+                        source: source.clone(),
+                    },
+                )
+            }
         };
         let compiled = Arc::new(Compiled {
             artifact,
@@ -213,6 +236,64 @@ impl Runtime {
         }
         self.changed.notify_one();
         Ok(compiled)
+    }
+
+    /// The JavaScript engine, made ready once (concurrent first callers wait for one build).
+    async fn js_engine(&self) -> Result<Arc<JsEngine>, InvokeError> {
+        self.js
+            .get_or_try_init(|| async {
+                javascript::prepare(
+                    &self.engine,
+                    &self.linker,
+                    self.config.js_snapshot,
+                    self.disk
+                        .as_ref()
+                        .and_then(|disk| disk.sibling("js-engine")),
+                )
+                .await
+                .map(Arc::new)
+            })
+            .await
+            .cloned()
+            .map_err(|message| InvokeError::Worker { message })
+    }
+
+    /// Compiles a JavaScript function's source without running it: a syntax error is the
+    /// upload's error, not its first invocation's.
+    async fn check_script(&self, source: &Arc<[u8]>) -> Result<(), InvokeError> {
+        let engine = self.js_engine().await?;
+        let (wasi, _io) = WasiIo::build("js-check", Vec::new());
+        let state = HostState {
+            wasi,
+            fl: FunlessIo {
+                source: Some(source.clone()),
+                ..FunlessIo::default()
+            },
+            limits: GuestLimits::new(self.config.max_memory_bytes),
+            egress: host::Egress::default(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_async_yield_and_update(1);
+        let call = async {
+            let instance = engine.pre.instantiate_async(&mut store).await?;
+            let check = instance.get_typed_func::<(), i32>(&mut store, "__check")?;
+            check.call_async(&mut store, ()).await
+        };
+        let code = within(SCRIPT_CHECK_TIMEOUT, call)
+            .await?
+            .map_err(|e| InvokeError::Code {
+                message: format!("{e:#}"),
+            })?;
+        match (code, store.into_data().fl.error) {
+            (0, _) => Ok(()),
+            (_, error) => Err(InvokeError::Code {
+                message: error.map_or_else(
+                    || "the JavaScript source does not compile".into(),
+                    |e| String::from_utf8_lossy(&e).into_owned(),
+                ),
+            }),
+        }
     }
 
     /// Loads a precompiled module from disk, if there is a good one.
@@ -241,6 +322,12 @@ impl Runtime {
         match lookup {
             Lookup::Hit(artifact) => {
                 self.metrics.disk_loads.inc();
+                if matches!(artifact, Artifact::Script(_))
+                    && let Err(e) = self.js_engine().await
+                {
+                    tracing::warn!(%hash, error = %e, "cannot run a cached JavaScript function");
+                    return None;
+                }
                 match self.ready(hash, artifact, preloaded) {
                     Ok(compiled) => Some(compiled),
                     Err(e) => {
@@ -286,6 +373,9 @@ impl Runtime {
         .map_err(|e| InvokeError::Code {
             message: format!("{e:#}"),
         })?;
+        if let Artifact::Script(source) = &artifact {
+            self.check_script(source).await?;
+        }
         self.metrics.compilations.inc();
         let compiled = self.ready(&function.hash, artifact, false)?;
         if let Some(disk) = self.disk.clone() {
@@ -486,29 +576,37 @@ impl Runtime {
             egress,
         };
         let ran = match &compiled.pre {
-            Pre::Module(pre) => self.run_module(pre, compiled.abi, guest).await?,
+            Pre::Module(pre) => self.run_module(pre, compiled.abi, guest, None).await?,
+            Pre::Script { engine, source } => {
+                self.run_module(&engine.pre, Abi::JavaScript, guest, Some(source.clone()))
+                    .await?
+            }
             Pre::Component(pre) => self.run_component(pre, guest).await?,
         };
         let run_us = started.elapsed().as_micros() as u64;
         ran.into_output(compiled.abi, memory_limit, run_us)
     }
 
-    /// A core module: FunLess ABI (`__invoke`) or WASI command (`_start`).
+    /// A core module: FunLess ABI (`__invoke`), WASI command (`_start`), or the JavaScript
+    /// engine (`__invoke`, with the function's `source`).
     async fn run_module(
         &self,
         pre: &wasmtime::InstancePre<HostState>,
         abi: Abi,
         guest: Guest<'_>,
+        source: Option<Arc<[u8]>>,
     ) -> Result<Ran, InvokeError> {
-        let (stdin, input) = match abi {
-            Abi::Funless => (Vec::new(), guest.args_json.into_bytes()),
-            Abi::WasiCommand | Abi::Component => (guest.args_json.into_bytes(), Vec::new()),
+        let (stdin, input) = if abi.uses_fl_imports() {
+            (Vec::new(), guest.args_json.into_bytes())
+        } else {
+            (guest.args_json.into_bytes(), Vec::new())
         };
         let (wasi, io) = WasiIo::build(guest.label, stdin);
         let state = HostState {
             wasi,
             fl: FunlessIo {
                 input,
+                source,
                 ..FunlessIo::default()
             },
             limits: GuestLimits::new(guest.memory_limit),
@@ -520,7 +618,7 @@ impl Runtime {
 
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
-            if abi == Abi::Funless {
+            if abi.uses_fl_imports() {
                 let len = i32::try_from(store.data().fl.input.len())
                     .map_err(|_| wasmtime::format_err!("input too large"))?;
                 let invoke = instance.get_typed_func::<i32, i32>(&mut store, "__invoke")?;
@@ -580,10 +678,10 @@ struct Guest<'a> {
 }
 
 /// Runs `call` within `timeout`; the time limit covers host calls too.
-async fn within(
+async fn within<T>(
     timeout: Duration,
-    call: impl Future<Output = wasmtime::Result<()>>,
-) -> Result<wasmtime::Result<()>, InvokeError> {
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> Result<wasmtime::Result<T>, InvokeError> {
     tokio::time::timeout(timeout, call)
         .await
         .map_err(|_| InvokeError::Timeout {
@@ -636,13 +734,14 @@ impl Ran {
                 limit_bytes: limit as u64,
             });
         }
-        if hit_memory && outcome.is_err() {
+        // A JavaScript engine refused memory reports it as its own error ("out of memory").
+        if hit_memory && (outcome.is_err() || fl.error.is_some()) {
             return Err(InvokeError::MemoryLimit {
                 limit_bytes: memory_limit as u64,
             });
         }
         let mut logs = fl.logs;
-        if abi == Abi::Funless {
+        if abi.uses_fl_imports() {
             push_lines(&mut logs, &stdout);
         }
         push_lines(&mut logs, &stderr);
@@ -656,7 +755,9 @@ impl Ran {
                 Some(0) => {}
                 Some(code) => {
                     let message = match (abi, &fl.error) {
-                        (Abi::Funless, Some(error)) => String::from_utf8_lossy(error).into_owned(),
+                        (Abi::Funless | Abi::JavaScript, Some(error)) => {
+                            String::from_utf8_lossy(error).into_owned()
+                        }
                         _ => format!("exit code {code}: {}", tail(&stderr, 1024)),
                     };
                     return Err(InvokeError::Function {

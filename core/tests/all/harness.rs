@@ -33,7 +33,7 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-pub use funless_testkit::{example, example_path};
+pub use funless_testkit::{example, example_path, js_example, js_example_path};
 
 /// Output lines of a child process, collected by a reader thread.
 #[derive(Clone, Default)]

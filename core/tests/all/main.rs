@@ -11,6 +11,7 @@ mod faults;
 mod fuzz;
 mod harness;
 mod hostile;
+mod javascript;
 mod lifecycle;
 mod limits;
 mod network;

@@ -22,6 +22,8 @@ pub(crate) struct FunlessIo {
     pub(crate) logs: Logs,
     /// Set when the guest handed over a response or error larger than allowed.
     pub(crate) output_too_large: bool,
+    /// A JavaScript function's source, read by the engine through `fl_js` (none otherwise).
+    pub(crate) source: Option<std::sync::Arc<[u8]>>,
 }
 
 pub(super) fn memory(caller: &mut Caller<'_, HostState>, import: &str) -> wasmtime::Result<Memory> {

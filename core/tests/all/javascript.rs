@@ -1,0 +1,86 @@
+//! JavaScript functions through Core and Worker processes: the three examples of the paper
+//! (hellojs, sleep, matrixMult) uploaded as source, a thrown error as the function's 422, a
+//! `console.log` line in the activation's logs, a syntax error refused at upload with nothing
+//! stored, `fetch` within the allow-list, and the stored artifact being the source.
+
+use funless_testkit::Servers;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{Core, CoreOptions, Worker, detail, js_example, js_example_path};
+
+#[test]
+fn javascript_examples_run_through_core_and_worker() {
+    let core = Core::start(CoreOptions::default());
+    let _worker = Worker::start("w1", &core);
+    core.wait_for_workers(&["w1"]);
+    let user = core.client();
+
+    // hellojs with the CLI (language from the .js extension).
+    let path = js_example_path("hello");
+    let (code, out, err) = core.fl(&["fn", "upload", "hellojs", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (status, body) = user.get("/v1/fn/_/hellojs");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["abi"], "javascript");
+    let size = body["data"]["size"].as_u64().unwrap();
+    assert!(size < 10 * 1024, "hellojs is stored as {size} bytes");
+    assert_eq!(size, js_example("hello").len() as u64);
+
+    let (status, body) = user.invoke("_", "hellojs", json!({ "name": "Edge" }));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"], json!({ "payload": "Hello Edge!" }));
+    let (_, records) = user.get("/v1/fn/_/hellojs/activations?limit=1");
+    let logs = &records["data"][0]["logs"];
+    assert_eq!(logs, &json!(["hello called with name=Edge"]), "{records}");
+
+    // The other examples over HTTP, the language told from the content.
+    for name in ["sleep", "matrix_mult", "fail", "fetch"] {
+        let (status, body) = user.upload("_", name, js_example(name), false);
+        assert_eq!(status, StatusCode::CREATED, "{name}: {body}");
+        assert_eq!(body["data"]["abi"], "javascript", "{body}");
+    }
+    let started = std::time::Instant::now();
+    let (status, body) = user.invoke("_", "sleep", json!({}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["payload"], "Slept for 3 seconds");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3));
+
+    let (status, body) = user.invoke("_", "matrix_mult", json!({ "n": 100 }));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["n"], 100);
+
+    let (status, body) = user.invoke("_", "fail", json!({ "reason": "on purpose" }));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(detail(&body).contains("Error: failed on purpose"), "{body}");
+
+    // fetch: refused without the server on the allow-list (nothing reaches it), then allowed.
+    let servers = Servers::start();
+    let args = json!({ "url": servers.reply_url(), "method": "POST", "body": { "n": 1 } });
+    let (status, body) = user.invoke("_", "fetch", args.clone());
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(detail(&body).contains("TypeError: fetch"), "{body}");
+    assert_eq!(servers.http_requests(), 0);
+    let (status, body) = user.upload_with(
+        "_",
+        "fetch_allowed",
+        js_example("fetch"),
+        json!({ "allow_hosts": [servers.http.to_string()] }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = user.invoke("_", "fetch_allowed", args);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["status"], 200, "{body}");
+    assert_eq!(body["data"]["body"]["got"], json!({ "n": 1 }), "{body}");
+
+    // A syntax error is the upload's 400 and nothing is stored.
+    let (status, body) = user.upload("_", "broken", b"function fl_main( {".to_vec(), false);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(detail(&body).contains("SyntaxError"), "{body}");
+    let (status, _) = user.get("/v1/fn/_/broken");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Neither WebAssembly nor a function: a clear 400.
+    let (status, body) = user.upload("_", "prose", b"just some text".to_vec(), false);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(detail(&body).contains("fl_main"), "{body}");
+}
