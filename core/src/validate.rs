@@ -46,7 +46,12 @@ pub fn validate(code: &[u8], language: Option<Language>) -> Result<Abi, String> 
         None if code.starts_with(b"\0asm") || std::str::from_utf8(code).is_err() => {
             validate_wasm(code)
         }
-        None => validate_javascript(code),
+        None => validate_javascript(code).map_err(|e| {
+            format!(
+                "the code is not a WebAssembly module (it does not start with the \\0asm magic \
+                 bytes), and read as JavaScript: {e}"
+            )
+        }),
     }
 }
 

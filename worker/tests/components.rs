@@ -7,30 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use funless_actors::protocol::{
-    CachePush, CodeSource, FunctionId, InvokeError, InvokeReply, InvokeRequest,
+    CachePush, CodeSource, InvokeError, InvokeReply,
 };
 use funless_testkit::example;
-use funless_worker::runtime::code_hash;
 use funless_worker::{Runtime, RuntimeConfig};
 
-fn function(code: &[u8]) -> FunctionId {
-    FunctionId {
-        module: "_".into(),
-        name: "f".into(),
-        hash: code_hash(code),
-    }
-}
-
-fn request(code: &[u8], args: &str) -> InvokeRequest {
-    InvokeRequest {
-        function: function(code),
-        args_json: args.into(),
-        code: Some(code.to_vec()),
-        timeout_ms: 30_000,
-        memory_limit_bytes: 0,
-        allow_hosts: Vec::new(),
-    }
-}
+mod common;
+use common::{function, request};
 
 #[tokio::test]
 async fn limits_apply_to_components() {

@@ -7,30 +7,14 @@
 use std::time::{Duration, Instant};
 
 use funless_actors::protocol::{
-    CachePush, CacheReply, CodeSource, FunctionId, InvokeError, InvokeReply, InvokeRequest,
+    CachePush, CacheReply, CodeSource, InvokeError, InvokeReply,
 };
 use funless_testkit::js_example;
 use funless_worker::runtime::code_hash;
 use funless_worker::{Runtime, RuntimeConfig};
 
-fn function(code: &[u8]) -> FunctionId {
-    FunctionId {
-        module: "_".into(),
-        name: "f".into(),
-        hash: code_hash(code),
-    }
-}
-
-fn request(code: &[u8], args: &str) -> InvokeRequest {
-    InvokeRequest {
-        function: function(code),
-        args_json: args.into(),
-        code: Some(code.to_vec()),
-        timeout_ms: 30_000,
-        memory_limit_bytes: 0,
-        allow_hosts: Vec::new(),
-    }
-}
+mod common;
+use common::{function, request};
 
 async fn done(rt: &Runtime, code: &[u8], args: &str) -> (serde_json::Value, Vec<String>) {
     match rt.invoke(request(code, args)).await {

@@ -1,0 +1,25 @@
+//! Requests for one worker runtime, shared by the worker's integration tests.
+
+use funless_actors::protocol::{FunctionId, InvokeRequest};
+use funless_worker::runtime::code_hash;
+
+/// The identity of `code` as function `_/f`.
+pub fn function(code: &[u8]) -> FunctionId {
+    FunctionId {
+        module: "_".into(),
+        name: "f".into(),
+        hash: code_hash(code),
+    }
+}
+
+/// An invocation of `code` with `args`, the code sent along, 30 s to run, the worker's limits.
+pub fn request(code: &[u8], args: &str) -> InvokeRequest {
+    InvokeRequest {
+        function: function(code),
+        args_json: args.into(),
+        code: Some(code.to_vec()),
+        timeout_ms: 30_000,
+        memory_limit_bytes: 0,
+        allow_hosts: Vec::new(),
+    }
+}
