@@ -505,6 +505,13 @@ pub enum ConnectError {
     Timeout(String),
 }
 
+/// A peer's node name without the `@host` ractor_cluster appends.
+fn node_name(full: &str) -> String {
+    full.rsplit_once('@')
+        .map_or(full, |(name, _host)| name)
+        .to_string()
+}
+
 /// Checks that `address` is `host:port` with a port number.
 pub fn check_address(address: &str) -> Result<(), ConnectError> {
     let bad = |why: &str| ConnectError::BadAddress(format!("{address:?} is not host:port: {why}"));
@@ -527,40 +534,59 @@ pub async fn connect_once(
     limit: Duration,
 ) -> Result<String, ConnectError> {
     check_address(address)?;
-    let target = Target::given(address);
-    let mut events = node.events();
-    let attempt = async {
-        let peer = dial(node, &target)
-            .await
-            .map_err(|reason| ConnectError::Unreachable {
-                address: address.to_string(),
-                reason,
-            })?;
-        loop {
-            match events.recv().await {
-                Ok(NodeEvent::Authenticated { peer: p, name }) if p == peer => return Ok(name),
-                Ok(NodeEvent::Disconnected {
-                    peer: p,
-                    name: Some(name),
-                    duplicate: true,
-                    ..
-                }) if p == peer => return Ok(name),
-                Ok(NodeEvent::Disconnected { peer: p, .. }) if p == peer => {
-                    return Err(ConnectError::Refused(address.to_string()));
-                }
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => {
-                    return Err(ConnectError::Unreachable {
-                        address: address.to_string(),
-                        reason: "this node stopped".into(),
-                    });
-                }
-            }
-        }
-    };
-    tokio::time::timeout(limit, attempt)
+    tokio::time::timeout(limit, join(node, address))
         .await
         .unwrap_or_else(|_| Err(ConnectError::Timeout(address.to_string())))
+}
+
+async fn join(node: &Node, address: &str) -> Result<String, ConnectError> {
+    let unreachable = |reason: String| ConnectError::Unreachable {
+        address: address.to_string(),
+        reason,
+    };
+    let resolved = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| unreachable(format!("cannot resolve: {e}")))?
+        .next()
+        .ok_or_else(|| unreachable("resolves to no address".into()))?;
+    // Already joined (dialled before, or it dialled us from that listening address): a second
+    // session would only be closed by the peer's duplicate check.
+    if let Ok(sessions) = ractor::call_t!(node.server(), NodeServerMessage::GetSessions, 2000) {
+        let here = resolved.to_string();
+        let joined = sessions.values().find_map(|s| {
+            let name = s.peer_name.as_ref()?;
+            (s.peer_addr == here || name.connection_string == here).then(|| node_name(&name.name))
+        });
+        if let Some(name) = joined {
+            return Ok(name);
+        }
+    }
+    let target = Target {
+        address: resolved.to_string(),
+        server_name: Target::given(address).server_name,
+    };
+    let mut events = node.events();
+    let peer = dial(node, &target).await.map_err(unreachable)?;
+    loop {
+        match events.recv().await {
+            Ok(NodeEvent::Authenticated { peer: p, name }) if p == peer => {
+                return Ok(node_name(&name));
+            }
+            Ok(NodeEvent::Disconnected {
+                peer: p,
+                name: Some(name),
+                duplicate: true,
+                ..
+            }) if p == peer => return Ok(node_name(&name)),
+            Ok(NodeEvent::Disconnected { peer: p, .. }) if p == peer => {
+                return Err(ConnectError::Refused(address.to_string()));
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => {
+                return Err(unreachable("this node stopped".into()));
+            }
+        }
+    }
 }
 
 /// Why a cookie file cannot be used.
