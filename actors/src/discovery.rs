@@ -421,6 +421,7 @@ struct Receiver {
     guard: ReplayGuard,
     stats: Arc<GossipStats>,
     last_warning: Option<Instant>,
+    last_stale_warning: Option<Instant>,
     dropped_since_warning: u64,
 }
 
@@ -431,6 +432,7 @@ impl Receiver {
             guard: ReplayGuard::default(),
             stats,
             last_warning: None,
+            last_stale_warning: None,
             dropped_since_warning: 0,
         }
     }
@@ -463,7 +465,13 @@ impl Receiver {
         tracing::debug!(%from, error = %error, "gossip datagram ignored");
         if let OpenError::Stale { skew_secs } = error {
             // Genuine (it decrypted), so the clocks disagree or it is a late replay.
-            tracing::warn!(%from, skew_secs, "ignored a gossip datagram from a node whose clock is {skew_secs} s apart from ours (allowed: 30 s): check NTP");
+            if self
+                .last_stale_warning
+                .is_none_or(|at| at.elapsed() >= WARN_INTERVAL)
+            {
+                self.last_stale_warning = Some(Instant::now());
+                tracing::warn!(%from, skew_secs, "ignored a gossip datagram from a node whose clock is {skew_secs} s apart from ours (allowed: 30 s): check NTP");
+            }
         }
         self.dropped_since_warning += 1;
         let due = self
