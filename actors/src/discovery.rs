@@ -327,8 +327,9 @@ impl GossipStats {
 pub struct GossipConfig {
     /// Multicast group and port.
     pub group: SocketAddrV4,
-    /// Address of the interface to join and send on; unspecified: the system's choice.
-    pub interface: Ipv4Addr,
+    /// The interface to join and send on; `None`: the system's choice (the route for the
+    /// group).
+    pub interface: Option<Interface>,
     /// The cluster cookie (the key is derived from it).
     pub cookie: String,
     /// This node's name, carried in its datagrams.
@@ -343,8 +344,8 @@ pub enum GossipError {
     Socket {
         /// The group.
         group: SocketAddrV4,
-        /// The interface.
-        interface: Ipv4Addr,
+        /// The interface, as given.
+        interface: String,
         /// The cause.
         source: std::io::Error,
     },
@@ -373,6 +374,82 @@ pub fn parse_group(text: &str) -> Result<SocketAddrV4, String> {
     Ok(addr)
 }
 
+/// The network interface gossip uses: by IPv4 address or by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interface {
+    /// The interface holding this address.
+    Address(Ipv4Addr),
+    /// The interface of this name (`eth0`, `wlan0`); Linux only.
+    Name(String),
+}
+
+impl std::fmt::Display for Interface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Interface::Address(ip) => ip.fmt(f),
+            Interface::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+fn shown(interface: &Option<Interface>) -> String {
+    interface
+        .as_ref()
+        .map_or_else(|| "any".to_string(), ToString::to_string)
+}
+
+/// Parses `--gossip-interface`: an IPv4 address, or an interface name.
+pub fn parse_interface(text: &str) -> Result<Interface, String> {
+    if let Ok(ip) = text.parse::<Ipv4Addr>() {
+        return Ok(Interface::Address(ip));
+    }
+    let valid = !text.is_empty()
+        && text.len() < 16
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@:".contains(c));
+    if valid {
+        Ok(Interface::Name(text.to_string()))
+    } else {
+        Err(format!(
+            "{text:?} is neither an IPv4 address nor a network interface name"
+        ))
+    }
+}
+
+/// The index of the interface `name`.
+fn interface_index(name: &str) -> std::io::Result<u32> {
+    let path = format!("/sys/class/net/{name}/ifindex");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("no network interface named {name:?} ({path}: {e})"),
+        )
+    })?;
+    text.trim().parse().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{path} does not hold an interface index"),
+        )
+    })
+}
+
+/// Binds `socket` to the interface `name` (SO_BINDTODEVICE).
+fn bind_to(socket: &socket2::Socket, name: &str) -> std::io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        socket.bind_device(Some(name.as_bytes()))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = socket;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("interface names ({name}) need Linux: give the interface's IPv4 address"),
+        ))
+    }
+}
+
 /// Parses `--core-dns`: `NAME:PORT`.
 pub fn parse_dns_target(text: &str) -> Result<(String, u16), String> {
     let (name, port) = text
@@ -399,10 +476,21 @@ fn socket(config: &GossipConfig) -> Result<UdpSocket, GossipError> {
         socket.set_reuse_address(true)?;
         socket.set_nonblocking(true)?;
         socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.group.port())).into())?;
-        if !config.interface.is_unspecified() {
-            socket.set_multicast_if_v4(&config.interface)?;
+        match &config.interface {
+            None => socket.join_multicast_v4(config.group.ip(), &Ipv4Addr::UNSPECIFIED)?,
+            Some(Interface::Address(ip)) => {
+                socket.set_multicast_if_v4(ip)?;
+                socket.join_multicast_v4(config.group.ip(), ip)?;
+            }
+            Some(Interface::Name(name)) => {
+                let index = interface_index(name)?;
+                bind_to(&socket, name)?;
+                socket.join_multicast_v4_n(
+                    config.group.ip(),
+                    &socket2::InterfaceIndexOrAddress::Index(index),
+                )?;
+            }
         }
-        socket.join_multicast_v4(config.group.ip(), &config.interface)?;
         // Nodes on the same host hear each other; the LAN only (routers do not forward).
         socket.set_multicast_loop_v4(true)?;
         socket.set_multicast_ttl_v4(1)?;
@@ -410,7 +498,7 @@ fn socket(config: &GossipConfig) -> Result<UdpSocket, GossipError> {
     };
     open().map_err(|source| GossipError::Socket {
         group: config.group,
-        interface: config.interface,
+        interface: shown(&config.interface),
         source,
     })
 }
@@ -497,13 +585,22 @@ fn announced_ip(listen: IpAddr, config: &GossipConfig) -> std::io::Result<IpAddr
     if !listen.is_unspecified() {
         return Ok(listen);
     }
-    if !config.interface.is_unspecified() {
-        return Ok(IpAddr::V4(config.interface));
+    if let Some(Interface::Address(ip)) = &config.interface {
+        return Ok(IpAddr::V4(*ip));
     }
-    // The kernel's choice of source for the group: connect a throwaway socket and ask.
-    let probe = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-    probe.connect(config.group)?;
-    Ok(probe.local_addr()?.ip())
+    // The kernel's choice of source for the group (on the named interface, if one is named):
+    // connect a throwaway socket and ask.
+    use socket2::{Domain, Protocol, Socket, Type};
+    let probe = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    if let Some(Interface::Name(name)) = &config.interface {
+        bind_to(&probe, name)?;
+    }
+    probe.connect(&SocketAddr::V4(config.group).into())?;
+    probe
+        .local_addr()?
+        .as_socket()
+        .map(|a| a.ip())
+        .ok_or_else(|| std::io::Error::other("the gossip socket has no IP address"))
 }
 
 /// A running gossip task and its counters.
@@ -528,7 +625,7 @@ pub fn announce(config: GossipConfig, listen: IpAddr, port: u16) -> Result<Gossi
     let stats = Arc::new(GossipStats::default());
     let key = GossipKey::from_cookie(&config.cookie);
     let mut receiver = Receiver::new(key.clone(), stats.clone());
-    tracing::info!(group = %config.group, interface = %config.interface, "gossip: announcing the cluster address");
+    tracing::info!(group = %config.group, interface = %shown(&config.interface), "gossip: announcing the cluster address");
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(ANNOUNCE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -604,7 +701,7 @@ pub fn listen(config: GossipConfig) -> Result<(Gossip, watch::Receiver<Vec<Targe
     let key = GossipKey::from_cookie(&config.cookie);
     let mut receiver = Receiver::new(key.clone(), stats.clone());
     let (targets, watched) = watch::channel(Vec::new());
-    tracing::info!(group = %config.group, interface = %config.interface, "gossip: listening for the Core");
+    tracing::info!(group = %config.group, interface = %shown(&config.interface), "gossip: listening for the Core");
     let task = tokio::spawn(async move {
         let mut probe = tokio::time::interval(PROBE_INTERVAL);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -838,6 +935,17 @@ mod tests {
         assert!(parse_dns_target("core").is_err());
         assert!(parse_dns_target(":4001").is_err());
         assert!(parse_dns_target("core:http").is_err());
+        assert_eq!(
+            parse_interface("10.0.0.2").unwrap(),
+            Interface::Address(Ipv4Addr::new(10, 0, 0, 2))
+        );
+        assert_eq!(
+            parse_interface("wlan0").unwrap(),
+            Interface::Name("wlan0".into())
+        );
+        assert!(parse_interface("").is_err());
+        assert!(parse_interface("eth0/../x").is_err());
+        assert!(parse_interface("a-very-long-interface").is_err());
     }
 
     #[tokio::test]

@@ -300,69 +300,67 @@ pub async fn follow(
     mut targets: watch::Receiver<Vec<Target>>,
     backoff: Backoff,
 ) -> Result<(), FollowError> {
-    {
-        let mut delay = backoff.initial;
-        let mut next = 0usize;
-        loop {
-            let list = targets.borrow_and_update().clone();
-            let Some(target) = list.get(next % list.len().max(1)).cloned() else {
-                tracing::info!("waiting for the Core's address");
-                targets
-                    .changed()
-                    .await
-                    .map_err(|_| FollowError::NoTargets)?;
-                continue;
-            };
-            let mut events = node.events();
-            match dial(&node, &target).await {
-                Ok(peer) => {
-                    tracing::debug!(address = %target.address, %peer, "dialled cluster peer");
-                    tokio::select! {
-                        end = wait_for_session_end(&mut events, &peer) => match end {
-                            SessionEnd::AfterAuthentication => {
-                                tracing::warn!(address = %target.address, "lost the cluster peer; reconnecting");
-                                delay = backoff.initial;
-                            }
-                            SessionEnd::Refused => {
-                                tracing::error!(address = %target.address, "the cluster peer refused this node: check that both use the same cookie");
-                                next += 1;
-                            }
-                            SessionEnd::Duplicate(name) => {
-                                // The peer dialled us too and its session stays: redial only
-                                // once that one ends.
-                                wait_for_node_gone(&node, &mut events, &name).await;
-                                tracing::warn!(address = %target.address, peer_name = %name, "lost the cluster peer; reconnecting");
-                                delay = backoff.initial;
-                            }
-                        },
-                        () = moved_away(&mut targets, &target) => {
-                            let now = targets.borrow().clone();
-                            tracing::info!(from = %target.address, to = ?now.iter().map(|t| &t.address).collect::<Vec<_>>(), "the Core moved; leaving the old address");
-                            close_session(&node, &peer).await;
+    let mut delay = backoff.initial;
+    let mut next = 0usize;
+    loop {
+        let list = targets.borrow_and_update().clone();
+        let Some(target) = list.get(next % list.len().max(1)).cloned() else {
+            tracing::info!("waiting for the Core's address");
+            targets
+                .changed()
+                .await
+                .map_err(|_| FollowError::NoTargets)?;
+            continue;
+        };
+        let mut events = node.events();
+        match dial(&node, &target).await {
+            Ok(peer) => {
+                tracing::debug!(address = %target.address, %peer, "dialled cluster peer");
+                tokio::select! {
+                    end = wait_for_session_end(&mut events, &peer) => match end {
+                        SessionEnd::AfterAuthentication => {
+                            tracing::warn!(address = %target.address, "lost the cluster peer; reconnecting");
                             delay = backoff.initial;
-                            next = 0;
-                            continue;
                         }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(address = %target.address, error = %e, retry_in = ?delay, "cannot reach cluster peer");
-                    next += 1;
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {
-                    delay = (delay * 2).min(backoff.max);
-                }
-                changed = targets.changed() => {
-                    if changed.is_ok() {
+                        SessionEnd::Refused => {
+                            tracing::error!(address = %target.address, "the cluster peer refused this node: check that both use the same cookie");
+                            next += 1;
+                        }
+                        SessionEnd::Duplicate(name) => {
+                            // The peer dialled us too and its session stays: redial only
+                            // once that one ends.
+                            wait_for_node_gone(&node, &mut events, &name).await;
+                            tracing::warn!(address = %target.address, peer_name = %name, "lost the cluster peer; reconnecting");
+                            delay = backoff.initial;
+                        }
+                    },
+                    () = moved_away(&mut targets, &target) => {
+                        let now = targets.borrow().clone();
+                        tracing::info!(from = %target.address, to = ?now.iter().map(|t| &t.address).collect::<Vec<_>>(), "the Core moved; leaving the old address");
+                        close_session(&node, &peer).await;
                         delay = backoff.initial;
                         next = 0;
-                    } else {
-                        // No more changes: sleep out the delay.
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(backoff.max);
+                        continue;
                     }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(address = %target.address, error = %e, retry_in = ?delay, "cannot reach cluster peer");
+                next += 1;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {
+                delay = (delay * 2).min(backoff.max);
+            }
+            changed = targets.changed() => {
+                if changed.is_ok() {
+                    delay = backoff.initial;
+                    next = 0;
+                } else {
+                    // No more changes: sleep out the delay.
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(backoff.max);
                 }
             }
         }

@@ -49,12 +49,12 @@ pub struct CoreConfig {
 }
 
 /// Where the Core announces its cluster address.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GossipSettings {
     /// Multicast group and port.
     pub group: std::net::SocketAddrV4,
-    /// Interface address to send on (unspecified: the system's choice).
-    pub interface: std::net::Ipv4Addr,
+    /// Interface to send on (`None`: the system's choice).
+    pub interface: Option<funless_actors::discovery::Interface>,
 }
 
 /// A running Core.

@@ -1,6 +1,6 @@
 //! `funless-core`: the Core, optionally with a worker embedded in the same process.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -76,10 +76,11 @@ struct Args {
     /// Multicast group and port of gossip.
     #[arg(long, env = "FUNLESS_GOSSIP_ADDR", default_value = funless_actors::discovery::DEFAULT_GOSSIP_ADDR, value_parser = funless_actors::discovery::parse_group)]
     gossip_addr: SocketAddrV4,
-    /// IPv4 address of the interface to announce on (default: the system's choice); also the
-    /// address announced when --cluster-listen is 0.0.0.0.
-    #[arg(long, env = "FUNLESS_GOSSIP_INTERFACE", default_value = "0.0.0.0")]
-    gossip_interface: Ipv4Addr,
+    /// The interface to announce on: its IPv4 address or its name (`eth0`; Linux); default:
+    /// the system's choice (the route for 224.0.0.0/4). With --cluster-listen 0.0.0.0 the
+    /// Core announces this interface's address.
+    #[arg(long, env = "FUNLESS_GOSSIP_INTERFACE", value_parser = funless_actors::discovery::parse_interface)]
+    gossip_interface: Option<funless_actors::discovery::Interface>,
 }
 
 #[tokio::main]
@@ -119,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
         },
         gossip: args.gossip.then_some(funless_core::GossipSettings {
             group: args.gossip_addr,
-            interface: args.gossip_interface,
+            interface: args.gossip_interface.clone(),
         }),
     })
     .await?;

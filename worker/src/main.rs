@@ -1,6 +1,6 @@
 //! `funless-worker`: a Worker node that joins a Core.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,9 +39,10 @@ struct Args {
     /// Multicast group and port of gossip.
     #[arg(long, env = "FUNLESS_GOSSIP_ADDR", default_value = discovery::DEFAULT_GOSSIP_ADDR, value_parser = discovery::parse_group)]
     gossip_addr: SocketAddrV4,
-    /// IPv4 address of the interface to listen for gossip on (default: the system's choice).
-    #[arg(long, env = "FUNLESS_GOSSIP_INTERFACE", default_value = "0.0.0.0")]
-    gossip_interface: Ipv4Addr,
+    /// The interface to listen for gossip on: its IPv4 address or its name (`eth0`; Linux);
+    /// default: the system's choice (the route for 224.0.0.0/4).
+    #[arg(long, env = "FUNLESS_GOSSIP_INTERFACE", value_parser = discovery::parse_interface)]
+    gossip_interface: Option<discovery::Interface>,
     /// Shared cluster secret; must equal the Core's.
     #[arg(
         long,
@@ -221,7 +222,7 @@ fn find_core(
     if args.gossip {
         let (gossip, targets) = discovery::listen(GossipConfig {
             group: args.gossip_addr,
-            interface: args.gossip_interface,
+            interface: args.gossip_interface.clone(),
             cookie: cookie.to_string(),
             node: name.to_string(),
         })?;

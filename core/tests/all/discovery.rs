@@ -76,10 +76,7 @@ fn discovery_settings_are_in_print_config_and_off_by_default() {
         text.contains("gossip-addr = \"233.252.1.32:45892\"  # default"),
         "{text}"
     );
-    assert!(
-        text.contains("gossip-interface = \"0.0.0.0\"  # default"),
-        "{text}"
-    );
+    assert!(text.contains("# gossip-interface = (none)"), "{text}");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("worker.toml");
     std::fs::write(
@@ -464,12 +461,14 @@ impl Lab {
         name: &str,
         cookie: &str,
         cache: &std::path::Path,
+        extra: &[&str],
     ) -> Process {
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &self.worker_ns[i]])
             .arg(bin("funless-worker"))
             .args(["--gossip", "--cookie", cookie, "--name", name])
+            .args(extra)
             .args(["--report-ms", "200"])
             .arg("--cache-dir")
             .arg(cache);
@@ -530,9 +529,16 @@ fn gossip_between_network_namespaces_joins_the_right_cookie_only() {
     let cookie = format!("gossip-cookie-{}", rand_u32());
     let core = Core::start_with_cookie(options.clone(), &cookie);
     let cache = tempfile::tempdir().unwrap();
-    let worker = lab.gossip_worker(0, "gw1", &cookie, cache.path());
+    // One worker names its interface, the other leaves it to the route.
+    let worker = lab.gossip_worker(
+        0,
+        "gw1",
+        &cookie,
+        cache.path(),
+        &["--gossip-interface", "eth0"],
+    );
     let intruder_cache = tempfile::tempdir().unwrap();
-    let intruder = lab.gossip_worker(1, "intruder", "not-the-cookie", intruder_cache.path());
+    let intruder = lab.gossip_worker(1, "intruder", "not-the-cookie", intruder_cache.path(), &[]);
 
     core.wait_for_workers_within(&["gw1"], Duration::from_secs(30));
     let announced = format!(
