@@ -4,9 +4,11 @@
 //! - [`protocol`]: the typed messages and their payloads (read it in one sitting).
 //! - [`codec`]: the one place that encodes and decodes payloads (bincode today).
 //! - [`node`]: starting a cluster node with the cookie, joining a peer and staying joined.
+//! - [`discovery`]: finding the Core without its address (encrypted multicast gossip, DNS).
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod discovery;
 pub mod node;
 pub mod process;
 pub mod protocol;

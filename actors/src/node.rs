@@ -1,10 +1,13 @@
 //! A FunLess cluster node: a `ractor_cluster` NodeServer authenticated by the cookie, event
 //! logging that names refused peers, and a connector that keeps a node joined to a peer.
 //!
-//! ractor_cluster has no reconnect and no discovery (DESIGN.md §9): [`stay_connected`] redials
-//! with backoff whenever the session to its peer ends, so a worker rejoins a restarted Core.
+//! ractor_cluster has no reconnect and no discovery (DESIGN.md §9): [`follow`] redials with
+//! backoff whenever the session to its peer ends, so a worker rejoins a restarted Core, and
+//! moves to a new address when discovery ([`crate::discovery`]) reports one;
+//! [`stay_connected`] does the same for one fixed address. [`connect_once`] dials a node and
+//! says whether it joined (the Core's admin call).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +15,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::protocol::MAX_FRAME_BYTES;
@@ -50,13 +53,20 @@ pub enum NodeEvent {
     Authenticated {
         /// Peer address as `ip:port`.
         peer: String,
+        /// The peer's node name.
+        name: String,
     },
     /// A session ended; `authenticated` is false when the peer never passed the cookie check.
     Disconnected {
         /// Peer address as `ip:port`.
         peer: String,
+        /// The name the peer gave, if it got that far.
+        name: Option<String>,
         /// Whether it had authenticated.
         authenticated: bool,
+        /// It was a second session with a node that stays joined by another one (both ends
+        /// dialled), closed by ractor_cluster's duplicate election; not a refusal.
+        duplicate: bool,
     },
 }
 
@@ -103,7 +113,7 @@ impl Node {
                 id: "funless-events".into(),
                 subscription: Box::new(EventLog {
                     events: events.clone(),
-                    authenticated: Arc::new(Mutex::new(HashSet::new())),
+                    authenticated: Arc::new(Mutex::new(HashMap::new())),
                 }),
             })
             .map_err(|e| NodeError::Spawn(e.to_string()))?;
@@ -143,21 +153,21 @@ impl Node {
 /// authenticating is almost always a wrong cookie: say so, on both ends.
 struct EventLog {
     events: broadcast::Sender<NodeEvent>,
-    authenticated: Arc<Mutex<HashSet<u64>>>,
+    /// Authenticated sessions: node id → peer name.
+    authenticated: Arc<Mutex<HashMap<u64, String>>>,
 }
 
 impl EventLog {
-    fn remember(&self, node_id: u64, authenticated: bool) -> bool {
-        let mut set = match self.authenticated.lock() {
-            Ok(set) => set,
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, String>> {
+        match self.authenticated.lock() {
+            Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        if authenticated {
-            set.insert(node_id)
-        } else {
-            set.remove(&node_id)
         }
     }
+}
+
+fn peer_name(ses: &ractor_cluster::node::NodeServerSessionInformation) -> Option<String> {
+    ses.peer_name.as_ref().map(|n| n.name.clone())
 }
 
 impl NodeEventSubscription for EventLog {
@@ -166,27 +176,35 @@ impl NodeEventSubscription for EventLog {
     }
 
     fn node_session_authenticated(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
-        self.remember(ses.node_id, true);
-        let peer_name = ses
-            .peer_name
-            .as_ref()
-            .map(|n| n.name.clone())
-            .unwrap_or_default();
-        tracing::info!(peer = %ses.peer_addr, %peer_name, "cluster peer authenticated");
+        let peer_name = peer_name(&ses).unwrap_or_default();
+        self.sessions().insert(ses.node_id, peer_name.clone());
+        tracing::info!(peer = %ses.peer_addr, %peer_name, inbound = ses.is_server, "cluster peer authenticated");
         let _ = self.events.send(NodeEvent::Authenticated {
             peer: ses.peer_addr.clone(),
+            name: peer_name,
         });
     }
 
     fn node_session_disconnected(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
-        let authenticated = self.remember(ses.node_id, false);
+        let name = peer_name(&ses);
+        let (authenticated, duplicate) = {
+            let mut sessions = self.sessions();
+            let authenticated = sessions.remove(&ses.node_id).is_some();
+            let duplicate = !authenticated
+                && name
+                    .as_ref()
+                    .is_some_and(|n| sessions.values().any(|joined| joined == n));
+            (authenticated, duplicate)
+        };
+        let shown = name.clone().unwrap_or_default();
         if authenticated {
-            let peer_name = ses
-                .peer_name
-                .as_ref()
-                .map(|n| n.name.clone())
-                .unwrap_or_default();
-            tracing::warn!(peer = %ses.peer_addr, %peer_name, "cluster peer disconnected");
+            tracing::warn!(peer = %ses.peer_addr, peer_name = %shown, "cluster peer disconnected");
+        } else if duplicate {
+            tracing::info!(
+                peer = %ses.peer_addr,
+                peer_name = %shown,
+                "closed a second session with {shown}, which stays joined by another (both ends dialled)"
+            );
         } else {
             tracing::warn!(
                 peer = %ses.peer_addr,
@@ -195,7 +213,9 @@ impl NodeEventSubscription for EventLog {
         }
         let _ = self.events.send(NodeEvent::Disconnected {
             peer: ses.peer_addr.clone(),
+            name,
             authenticated,
+            duplicate,
         });
     }
 }
@@ -218,50 +238,183 @@ impl Default for Backoff {
     }
 }
 
+/// A peer to dial: its address and the name its TLS certificate must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `host:port`, resolved at each dial.
+    pub address: String,
+    /// The name checked against the peer's certificate when the cluster uses TLS.
+    pub server_name: String,
+}
+
+impl Target {
+    /// A `host:port` given by hand; the host is the certificate name.
+    pub fn given(address: &str) -> Self {
+        let host = match address.rsplit_once(':') {
+            Some((host, _port)) => host.trim_start_matches('[').trim_end_matches(']'),
+            None => address,
+        };
+        Self {
+            address: address.to_string(),
+            server_name: host.to_string(),
+        }
+    }
+
+    /// An address found by discovery; its IP is the certificate name.
+    pub fn at(address: SocketAddr) -> Self {
+        Self {
+            address: address.to_string(),
+            server_name: address.ip().to_string(),
+        }
+    }
+
+    /// An address a DNS name resolved to; the name is the certificate name.
+    pub fn named(address: SocketAddr, name: &str) -> Self {
+        Self {
+            address: address.to_string(),
+            server_name: name.to_string(),
+        }
+    }
+}
+
 /// Keeps `node` joined to the peer at `address` (`host:port`): dials, waits for the session to
 /// end, and dials again with backoff, forever (until the task is aborted).
 pub fn stay_connected(node: Node, address: String, backoff: Backoff) -> JoinHandle<()> {
+    let (targets, watched) = watch::channel(vec![Target::given(&address)]);
+    // The sender lives as long as the connector, so the target never disappears.
     tokio::spawn(async move {
-        let mut delay = backoff.initial;
-        loop {
-            let mut events = node.events();
-            match dial(&node, &address).await {
-                Ok(peer) => {
-                    tracing::debug!(%address, %peer, "dialled cluster peer");
-                    match wait_for_session_end(&mut events, &peer).await {
+        let _targets = targets;
+        if let Err(e) = follow(node, watched, backoff).await {
+            tracing::error!(error = %e, "cluster connector stopped");
+        }
+    })
+}
+
+/// Keeps `node` joined to one of `targets` (tried in order), following the list as it
+/// changes: waits while it is empty, redials with backoff when the session ends or a dial
+/// fails, and leaves a peer at once for the new list when its address is no longer on it
+/// (the Core moved). Runs until the task is aborted; ends when the list's sender is dropped
+/// while the list is empty.
+pub async fn follow(
+    node: Node,
+    mut targets: watch::Receiver<Vec<Target>>,
+    backoff: Backoff,
+) -> Result<(), FollowError> {
+    let mut delay = backoff.initial;
+    let mut next = 0usize;
+    loop {
+        let list = targets.borrow_and_update().clone();
+        let Some(target) = list.get(next % list.len().max(1)).cloned() else {
+            tracing::info!("waiting for the Core's address");
+            targets
+                .changed()
+                .await
+                .map_err(|_| FollowError::NoTargets)?;
+            continue;
+        };
+        let mut events = node.events();
+        match dial(&node, &target).await {
+            Ok(peer) => {
+                tracing::debug!(address = %target.address, %peer, "dialled cluster peer");
+                tokio::select! {
+                    end = wait_for_session_end(&mut events, &peer) => match end {
                         SessionEnd::AfterAuthentication => {
-                            tracing::warn!(%address, "lost the cluster peer; reconnecting");
+                            tracing::warn!(address = %target.address, "lost the cluster peer; reconnecting");
                             delay = backoff.initial;
                         }
                         SessionEnd::Refused => {
-                            tracing::error!(%address, "the cluster peer refused this node: check that both use the same cookie");
+                            tracing::error!(address = %target.address, "the cluster peer refused this node: check that both use the same cookie");
+                            next += 1;
                         }
+                        SessionEnd::Duplicate(name) => {
+                            // The peer dialled us too and its session stays: redial only
+                            // once that one ends.
+                            wait_for_node_gone(&node, &mut events, &name).await;
+                            tracing::warn!(address = %target.address, peer_name = %name, "lost the cluster peer; reconnecting");
+                            delay = backoff.initial;
+                        }
+                    },
+                    () = moved_away(&mut targets, &target) => {
+                        let now = targets.borrow().clone();
+                        tracing::info!(from = %target.address, to = ?now.iter().map(|t| &t.address).collect::<Vec<_>>(), "the Core moved; leaving the old address");
+                        close_session(&node, &peer).await;
+                        delay = backoff.initial;
+                        next = 0;
+                        continue;
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(%address, error = %e, retry_in = ?delay, "cannot reach cluster peer")
+            }
+            Err(e) => {
+                tracing::warn!(address = %target.address, error = %e, retry_in = ?delay, "cannot reach cluster peer");
+                next += 1;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {
+                delay = (delay * 2).min(backoff.max);
+            }
+            changed = targets.changed() => {
+                if changed.is_ok() {
+                    delay = backoff.initial;
+                    next = 0;
+                } else {
+                    // No more changes: sleep out the delay.
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(backoff.max);
                 }
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(backoff.max);
         }
-    })
+    }
+}
+
+/// Why [`follow`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// Discovery ended without an address.
+    #[error("discovery stopped before finding an address")]
+    NoTargets,
+}
+
+/// Returns when `target` is no longer in the list; never when the list's sender is gone.
+async fn moved_away(targets: &mut watch::Receiver<Vec<Target>>, target: &Target) {
+    loop {
+        if targets.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        if !targets.borrow_and_update().contains(target) {
+            return;
+        }
+    }
+}
+
+/// Ends the session with the peer at `peer` (`ip:port`), if there is one.
+async fn close_session(node: &Node, peer: &str) {
+    let sessions = ractor::call_t!(node.server(), NodeServerMessage::GetSessions, 2000);
+    if let Ok(sessions) = sessions {
+        for session in sessions.values().filter(|s| s.peer_addr == peer) {
+            session
+                .actor
+                .stop(Some("the peer's address changed".into()));
+        }
+    }
 }
 
 enum SessionEnd {
     AfterAuthentication,
     Refused,
+    /// Ours was a duplicate of a session the peer `name` opened to us, which stays.
+    Duplicate(String),
 }
 
-async fn dial(node: &Node, address: &str) -> Result<String, String> {
-    let addr = tokio::net::lookup_host(address)
+async fn dial(node: &Node, target: &Target) -> Result<String, String> {
+    let addr = tokio::net::lookup_host(target.address.as_str())
         .await
         .map_err(|e| format!("cannot resolve: {e}"))?
         .next()
         .ok_or_else(|| "resolves to no address".to_string())?;
     match &node.tls {
         Some(tls) => {
-            let name = crate::tls::server_name(address)?;
+            let name = crate::tls::server_name(&target.server_name)?;
             ractor_cluster::client_connect_enc(node.server(), addr, tls.connector.clone(), name)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -280,21 +433,156 @@ async fn wait_for_session_end(
     let mut authenticated = false;
     loop {
         match events.recv().await {
-            Ok(NodeEvent::Authenticated { peer: p }) if p == peer => authenticated = true,
+            Ok(NodeEvent::Authenticated { peer: p, .. }) if p == peer => authenticated = true,
             Ok(NodeEvent::Disconnected {
                 peer: p,
+                name,
                 authenticated: a,
+                duplicate,
             }) if p == peer => {
-                return if a || authenticated {
-                    SessionEnd::AfterAuthentication
-                } else {
-                    SessionEnd::Refused
+                return match name {
+                    Some(name) if duplicate => SessionEnd::Duplicate(name),
+                    _ if a || authenticated => SessionEnd::AfterAuthentication,
+                    _ => SessionEnd::Refused,
                 };
             }
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => {}
             // The node is gone: report the session as lost so the caller redials or exits.
             Err(broadcast::error::RecvError::Closed) => return SessionEnd::AfterAuthentication,
+        }
+    }
+}
+
+/// Waits until no authenticated session with the node `name` is left.
+async fn wait_for_node_gone(node: &Node, events: &mut broadcast::Receiver<NodeEvent>, name: &str) {
+    loop {
+        let joined = ractor::call_t!(node.server(), NodeServerMessage::GetSessions, 2000)
+            .map(|sessions| {
+                sessions
+                    .values()
+                    .any(|s| s.peer_name.as_ref().is_some_and(|n| n.name == name))
+            })
+            .unwrap_or(false);
+        if !joined {
+            return;
+        }
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Disconnected {
+                    name: Some(n),
+                    authenticated: true,
+                    ..
+                }) if n == name => break,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// Why [`connect_once`] did not join the node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The address is not `host:port`.
+    #[error("{0}")]
+    BadAddress(String),
+    /// Nothing answers there (or the name does not resolve).
+    #[error("cannot reach {address}: {reason}")]
+    Unreachable {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// It answered but did not pass the cookie check.
+    #[error("{0} refused the connection: it is not a FunLess node of this cluster (wrong cookie?)")]
+    Refused(String),
+    /// It did not finish the handshake in time.
+    #[error("{0} did not complete the cluster handshake in time")]
+    Timeout(String),
+}
+
+/// A peer's node name without the `@host` ractor_cluster appends.
+fn node_name(full: &str) -> String {
+    full.rsplit_once('@')
+        .map_or(full, |(name, _host)| name)
+        .to_string()
+}
+
+/// Checks that `address` is `host:port` with a port number.
+pub fn check_address(address: &str) -> Result<(), ConnectError> {
+    let bad = |why: &str| ConnectError::BadAddress(format!("{address:?} is not host:port: {why}"));
+    let (host, port) = address.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(bad("no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(bad("the port must be a number from 1 to 65535")),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Dials the node at `address` once and waits up to `limit` for the cookie check: the peer's
+/// node name when it joined. The session then lives as any other (nobody redials it).
+pub async fn connect_once(
+    node: &Node,
+    address: &str,
+    limit: Duration,
+) -> Result<String, ConnectError> {
+    check_address(address)?;
+    tokio::time::timeout(limit, join(node, address))
+        .await
+        .unwrap_or_else(|_| Err(ConnectError::Timeout(address.to_string())))
+}
+
+async fn join(node: &Node, address: &str) -> Result<String, ConnectError> {
+    let unreachable = |reason: String| ConnectError::Unreachable {
+        address: address.to_string(),
+        reason,
+    };
+    let resolved = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| unreachable(format!("cannot resolve: {e}")))?
+        .next()
+        .ok_or_else(|| unreachable("resolves to no address".into()))?;
+    // Already joined (dialled before, or it dialled us from that listening address): a second
+    // session would only be closed by the peer's duplicate check.
+    if let Ok(sessions) = ractor::call_t!(node.server(), NodeServerMessage::GetSessions, 2000) {
+        let here = resolved.to_string();
+        let joined = sessions.values().find_map(|s| {
+            let name = s.peer_name.as_ref()?;
+            (s.peer_addr == here || name.connection_string == here).then(|| node_name(&name.name))
+        });
+        if let Some(name) = joined {
+            return Ok(name);
+        }
+    }
+    let target = Target {
+        address: resolved.to_string(),
+        server_name: Target::given(address).server_name,
+    };
+    let mut events = node.events();
+    let peer = dial(node, &target).await.map_err(unreachable)?;
+    loop {
+        match events.recv().await {
+            Ok(NodeEvent::Authenticated { peer: p, name }) if p == peer => {
+                return Ok(node_name(&name));
+            }
+            Ok(NodeEvent::Disconnected {
+                peer: p,
+                name: Some(name),
+                duplicate: true,
+                ..
+            }) if p == peer => return Ok(node_name(&name)),
+            Ok(NodeEvent::Disconnected { peer: p, .. }) if p == peer => {
+                return Err(ConnectError::Refused(address.to_string()));
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => {
+                return Err(unreachable("this node stopped".into()));
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 use crate::error::ApiResult;
 use crate::types::{
     ActivationInfo, AppScriptInfo, CreatedSubject, FunctionCreated, FunctionInfo, FunctionMetadata,
-    ModuleInfo, Named, WorkerInfo,
+    ModuleInfo, Named, NodeConnected, WorkerInfo,
 };
 
 /// Who is calling, as established from the bearer token.
@@ -163,6 +163,10 @@ pub trait Backend: Send + Sync + 'static {
     fn revoke_subject(&self, name: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// Workers connected now.
     fn list_workers(&self) -> impl Future<Output = ApiResult<Vec<WorkerInfo>>> + Send;
+    /// Connects the Core's cluster node to the node at `address` (`host:port`) and waits for
+    /// the cookie check: 400 for an address that is not `host:port`, 502 when nothing
+    /// answers there or it refuses the cookie.
+    fn connect_node(&self, address: &str) -> impl Future<Output = ApiResult<NodeConnected>> + Send;
     /// Prometheus text exposition of the Core's metrics.
     fn metrics_text(&self) -> String;
 }

@@ -39,6 +39,9 @@ pub enum ApiError {
         /// What happened.
         message: String,
     },
+    /// 502: a node the Core was asked to reach cannot be reached or refused it.
+    #[error("{0}")]
+    BadGateway(String),
     /// 503: no worker can run the function now.
     #[error("{0}")]
     Unavailable(String),
@@ -61,6 +64,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::FunctionError { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

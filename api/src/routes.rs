@@ -17,7 +17,7 @@ use crate::extract::{Admin, Auth, json_body};
 use crate::names;
 use crate::types::{
     ActivationStarted, Data, FunctionCreated, FunctionMetadata, InvokeRequest, Language,
-    ModuleRequest, SchedulingLanguage, SubjectRequest,
+    ModuleRequest, NodeRequest, SchedulingLanguage, SubjectRequest,
 };
 
 /// Largest accepted APP script, bytes.
@@ -45,6 +45,7 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
             axum::routing::delete(revoke_subject::<B>),
         )
         .route("/v1/workers", get(list_workers::<B>))
+        .route("/v1/admin/nodes", axum::routing::post(connect_node::<B>))
         .route(
             "/v1/scripts/app",
             get(list_app_scripts::<B>).post(create_app_script::<B>),
@@ -214,6 +215,18 @@ async fn revoke_subject<B: Backend>(
 
 async fn list_workers<B: Backend>(State(backend): State<Arc<B>>, _: Admin) -> ApiResult<Response> {
     data(StatusCode::OK, backend.list_workers().await?)
+}
+
+async fn connect_node<B: Backend>(
+    State(backend): State<Arc<B>>,
+    _: Admin,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let request: NodeRequest = json_body(&body(bytes)?, "node request")?;
+    data(
+        StatusCode::OK,
+        backend.connect_node(request.address.trim()).await?,
+    )
 }
 
 async fn list_modules<B: Backend>(
@@ -737,6 +750,9 @@ mod tests {
             panic!("bug")
         }
         async fn revoke_subject(&self, _: &str) -> ApiResult<()> {
+            panic!("bug")
+        }
+        async fn connect_node(&self, _: &str) -> ApiResult<crate::types::NodeConnected> {
             panic!("bug")
         }
         async fn list_workers(&self) -> ApiResult<Vec<WorkerInfo>> {

@@ -71,6 +71,22 @@ pub struct SubjectRequest {
     pub subject: Named,
 }
 
+/// `POST /v1/admin/nodes`: the cluster address of a node for the Core to connect to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeRequest {
+    /// `host:port` of the node's cluster port (a worker's `--cluster-port`).
+    pub address: String,
+}
+
+/// A node the Core connected to by hand.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeConnected {
+    /// The address as given.
+    pub address: String,
+    /// The node's name (a worker's name).
+    pub node: String,
+}
+
 /// A newly created subject: its token is shown this once and stored only as a hash.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CreatedSubject {

@@ -44,6 +44,17 @@ pub struct CoreConfig {
     pub tls: Option<funless_actors::tls::Tls>,
     /// How many activation records are kept, and for how long.
     pub activations: crate::activations::ActivationLimits,
+    /// Announce the cluster address by multicast gossip (`None`: off).
+    pub gossip: Option<GossipSettings>,
+}
+
+/// Where the Core announces its cluster address.
+#[derive(Debug, Clone)]
+pub struct GossipSettings {
+    /// Multicast group and port.
+    pub group: std::net::SocketAddrV4,
+    /// Interface to send on (`None`: the system's choice).
+    pub interface: Option<funless_actors::discovery::Interface>,
 }
 
 /// A running Core.
@@ -63,6 +74,8 @@ pub struct CoreHandle {
     pub supervisor_done: JoinHandle<()>,
     /// Ends when the API server stops.
     pub server: JoinHandle<std::io::Result<()>>,
+    /// The gossip announcer, when on.
+    pub gossip: Option<funless_actors::discovery::Gossip>,
 }
 
 /// The cookie to use: the given one, else the one stored in the data directory, else a new
@@ -142,14 +155,33 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         tls: config.tls.clone(),
     })
     .await?;
+    let gossip = match config.gossip {
+        Some(settings) => {
+            let gossip = funless_actors::discovery::announce(
+                funless_actors::discovery::GossipConfig {
+                    group: settings.group,
+                    interface: settings.interface,
+                    cookie: config.cookie.clone(),
+                    node: node.name().to_string(),
+                },
+                config.cluster_listen,
+                config.cluster_port,
+            )
+            .context("starting gossip")?;
+            metrics.attach_gossip(gossip.stats.clone());
+            Some(gossip)
+        }
+        None => None,
+    };
 
     let platform = Platform::new(
         store,
         workers.clone(),
-        metrics,
+        metrics.clone(),
         config.max_timeout_ms,
         config.activations,
     );
+    platform.set_node(node.clone());
     // Functions' event connectors come back by themselves after a restart.
     if let Err(e) = platform.restore_connectors().await {
         tracing::error!(error = %e, "cannot restore event connectors");
@@ -166,6 +198,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         supervisor,
         supervisor_done,
         server,
+        gossip,
     })
 }
 

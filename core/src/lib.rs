@@ -21,4 +21,4 @@ pub mod workers;
 
 mod launch;
 
-pub use launch::{COOKIE_FILE, CoreConfig, CoreHandle, resolve_cookie, start};
+pub use launch::{COOKIE_FILE, CoreConfig, CoreHandle, GossipSettings, resolve_cookie, start};

@@ -1,6 +1,6 @@
 //! `funless-core`: the Core, optionally with a worker embedded in the same process.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -68,6 +68,19 @@ struct Args {
     /// Also run a worker inside this process: a complete single-node platform.
     #[arg(long)]
     embedded_worker: bool,
+    /// Announce the cluster address on the LAN by UDP multicast every second, so workers
+    /// started with --gossip find this Core with no address given. Announcements are
+    /// encrypted with a key derived from the cookie.
+    #[arg(long, env = "FUNLESS_GOSSIP")]
+    gossip: bool,
+    /// Multicast group and port of gossip.
+    #[arg(long, env = "FUNLESS_GOSSIP_ADDR", default_value = funless_actors::discovery::DEFAULT_GOSSIP_ADDR, value_parser = funless_actors::discovery::parse_group)]
+    gossip_addr: SocketAddrV4,
+    /// The interface to announce on: its IPv4 address or its name (`eth0`; Linux); default:
+    /// the system's choice (the route for 224.0.0.0/4). With --cluster-listen 0.0.0.0 the
+    /// Core announces this interface's address.
+    #[arg(long, env = "FUNLESS_GOSSIP_INTERFACE", value_parser = funless_actors::discovery::parse_interface)]
+    gossip_interface: Option<funless_actors::discovery::Interface>,
 }
 
 #[tokio::main]
@@ -105,6 +118,10 @@ async fn main() -> anyhow::Result<()> {
             max_records: args.activation_max.max(1),
             max_bytes: args.activation_max_mb.max(1) * 1024 * 1024,
         },
+        gossip: args.gossip.then_some(funless_core::GossipSettings {
+            group: args.gossip_addr,
+            interface: args.gossip_interface.clone(),
+        }),
     })
     .await?;
 

@@ -49,6 +49,8 @@ pub struct Metrics {
     connectors_connected: Gauge,
     event_messages: Counter,
     sink_results: Family<OutcomeLabels, Gauge>,
+    gossip_datagrams: Family<OutcomeLabels, Gauge>,
+    gossip: Arc<Mutex<Option<Arc<funless_actors::discovery::GossipStats>>>>,
 }
 
 /// Labels of the sink totals.
@@ -130,9 +132,17 @@ impl Metrics {
             "Results of the sinks running now: delivered, failed attempts (retried), dropped",
             sink_results.clone(),
         );
+        let gossip_datagrams = Family::<OutcomeLabels, Gauge>::default();
+        registry.register(
+            "gossip_datagrams",
+            "Gossip datagrams received (with --gossip): accepted, undecryptable (another cookie), malformed, stale, replayed",
+            gossip_datagrams.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             sink_results,
+            gossip_datagrams,
+            gossip: Arc::default(),
             invocations,
             latency,
             workers,
@@ -204,8 +214,27 @@ impl Metrics {
         self.retries.inc();
     }
 
+    /// Reports the counts of this gossip announcer from now on.
+    pub fn attach_gossip(&self, stats: Arc<funless_actors::discovery::GossipStats>) {
+        *self.gossip.lock().unwrap_or_else(|p| p.into_inner()) = Some(stats);
+    }
+
     /// The text exposition.
     pub fn encode(&self) -> String {
+        let gossip = self
+            .gossip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(stats) = gossip {
+            for (outcome, n) in stats.snapshot() {
+                self.gossip_datagrams
+                    .get_or_create(&OutcomeLabels {
+                        outcome: outcome.into(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {

@@ -9,7 +9,7 @@ use funless_actors::protocol::{FunctionId, InvokeError};
 use funless_api::types::{
     Abi, ActivationInfo, AppScriptInfo, BroadcastReport, ConnectorInfo, CreatedSubject,
     DEFAULT_CAPACITY_BYTES, DEFAULT_TIMEOUT_MS, FunctionCreated, FunctionInfo, FunctionMetadata,
-    ModuleInfo, Named, WorkerFailure, WorkerInfo,
+    ModuleInfo, Named, NodeConnected, WorkerFailure, WorkerInfo,
 };
 use funless_api::{ApiError, ApiResult, Backend, FunctionUpload, Invocation, Subject};
 use sha2::{Digest, Sha256};
@@ -27,6 +27,9 @@ use crate::store::{
 use crate::tokens;
 use crate::validate;
 use crate::workers::{Policy, Workers};
+
+/// How long `POST /v1/admin/nodes` waits for a node to answer and pass the cookie check.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Default operator cap on a function's time limit, milliseconds (10 minutes).
 pub const DEFAULT_MAX_TIMEOUT_MS: u64 = 600_000;
@@ -57,6 +60,8 @@ struct Inner {
     connectors: Connectors,
     /// Where functions' results go.
     sinks: Sinks,
+    /// The Core's cluster node, for connecting to nodes by hand (set once it runs).
+    node: std::sync::OnceLock<funless_actors::node::Node>,
 }
 
 /// A function's stored sinks (none when they no longer parse, which is logged).
@@ -211,8 +216,14 @@ impl Platform {
                 activations: Activations::new(activations),
                 connectors: Connectors::default(),
                 sinks: Sinks::default(),
+                node: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// The cluster node that `POST /v1/admin/nodes` connects from.
+    pub fn set_node(&self, node: funless_actors::node::Node) {
+        let _ = self.inner.node.set(node);
     }
 
     /// The store.
@@ -1037,6 +1048,29 @@ impl Backend for Platform {
             .collect();
         workers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(workers)
+    }
+
+    async fn connect_node(&self, address: &str) -> ApiResult<NodeConnected> {
+        use funless_actors::node::ConnectError;
+        let node = self
+            .inner
+            .node
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("the cluster node is not running".into()))?;
+        match funless_actors::node::connect_once(node, address, CONNECT_TIMEOUT).await {
+            Ok(name) => {
+                tracing::info!(%address, node = %name, "connected to a node by hand");
+                Ok(NodeConnected {
+                    address: address.to_string(),
+                    node: name,
+                })
+            }
+            Err(e @ ConnectError::BadAddress(_)) => Err(ApiError::BadRequest(e.to_string())),
+            Err(e) => {
+                tracing::warn!(%address, error = %e, "cannot connect to a node by hand");
+                Err(ApiError::BadGateway(e.to_string()))
+            }
+        }
     }
 
     async fn create_app_script(&self, name: &str, source: String) -> ApiResult<AppScriptInfo> {

@@ -1,14 +1,16 @@
 //! `funless-worker`: a Worker node that joins a Core.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use funless_actors::node::{Backoff, Node, NodeConfig, stay_connected};
+use funless_actors::discovery::{self, GossipConfig};
+use funless_actors::node::{Backoff, Node, NodeConfig, Target, follow};
 use funless_worker::{AllocatorChoice, Runtime, RuntimeConfig};
+use tokio::sync::watch;
 
 /// Runs functions for a FunLess Core.
 #[derive(Debug, Parser)]
@@ -21,9 +23,26 @@ struct Args {
     /// Print the effective settings (with where each came from) as TOML and exit.
     #[arg(long)]
     print_config: bool,
-    /// The Core's cluster address (host:port).
-    #[arg(long, env = "FUNLESS_CORE")]
-    core: String,
+    /// The Core's cluster address (host:port). One of --core, --core-dns and --gossip says
+    /// how to find the Core; with none, give a fixed --cluster-port and let the Core connect
+    /// (`POST /v1/admin/nodes`).
+    #[arg(long, env = "FUNLESS_CORE", group = "find_core")]
+    core: Option<String>,
+    /// Find the Core through DNS (a Kubernetes headless service): NAME:PORT, resolved every
+    /// 5 s; the worker joins the first address that answers and moves when it goes away.
+    #[arg(long, env = "FUNLESS_CORE_DNS", group = "find_core", value_parser = dns_target)]
+    core_dns: Option<String>,
+    /// Find the Core by listening for its multicast announcements on the LAN (encrypted with a
+    /// key derived from the cookie; the Core needs --gossip too).
+    #[arg(long, env = "FUNLESS_GOSSIP", group = "find_core")]
+    gossip: bool,
+    /// Multicast group and port of gossip.
+    #[arg(long, env = "FUNLESS_GOSSIP_ADDR", default_value = discovery::DEFAULT_GOSSIP_ADDR, value_parser = discovery::parse_group)]
+    gossip_addr: SocketAddrV4,
+    /// The interface to listen for gossip on: its IPv4 address or its name (`eth0`; Linux);
+    /// default: the system's choice (the route for 224.0.0.0/4).
+    #[arg(long, env = "FUNLESS_GOSSIP_INTERFACE", value_parser = discovery::parse_interface)]
+    gossip_interface: Option<discovery::Interface>,
     /// Shared cluster secret; must equal the Core's.
     #[arg(
         long,
@@ -52,10 +71,11 @@ struct Args {
     #[arg(long, env = "FUNLESS_TLS_KEY", requires_all = ["tls_ca", "tls_cert"])]
     tls_key: Option<PathBuf>,
     /// Address the worker's cluster node listens on.
-    #[arg(long, default_value = "0.0.0.0")]
+    #[arg(long, env = "FUNLESS_CLUSTER_LISTEN", default_value = "0.0.0.0")]
     cluster_listen: IpAddr,
-    /// Port of the worker's cluster node (0: any free port).
-    #[arg(long, default_value_t = 0)]
+    /// Port of the worker's cluster node (0: any free port). A fixed port lets the Core
+    /// connect to this worker (`POST /v1/admin/nodes`).
+    #[arg(long, env = "FUNLESS_CLUSTER_PORT", default_value_t = 0)]
     cluster_port: u16,
     /// Interval of status reports to the Core, milliseconds.
     #[arg(long, default_value_t = 1000)]
@@ -101,26 +121,34 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = funless_actors::settings::load_or_exit::<Args>()?;
+    if args.core.is_none() && args.core_dns.is_none() && !args.gossip && args.cluster_port == 0 {
+        anyhow::bail!(
+            "no way to find the Core: give --core HOST:PORT (its cluster address), --core-dns NAME:PORT (a Kubernetes headless service), or --gossip (multicast on the LAN, the Core needs --gossip too); or give a fixed --cluster-port and have the Core connect with POST /v1/admin/nodes"
+        );
+    }
     let tls = funless_actors::tls::Tls::from_flags(
         args.tls_ca.as_deref(),
         args.tls_cert.as_deref(),
         args.tls_key.as_deref(),
     )?;
-    let name = args.name.unwrap_or_else(default_name);
+    let name = args.name.clone().unwrap_or_else(default_name);
+    let cookie = match (&args.cookie, &args.cookie_file) {
+        (Some(cookie), _) => cookie.clone(),
+        (None, Some(file)) => funless_actors::node::cookie_from_file(file)?,
+        (None, None) => anyhow::bail!("give --cookie or --cookie-file"),
+    };
 
     let node = Node::start(NodeConfig {
         name: name.clone(),
-        cookie: match (&args.cookie, &args.cookie_file) {
-            (Some(cookie), _) => cookie.clone(),
-            (None, Some(file)) => funless_actors::node::cookie_from_file(file)?,
-            (None, None) => anyhow::bail!("give --cookie or --cookie-file"),
-        },
+        cookie: cookie.clone(),
         listen: args.cluster_listen,
         port: args.cluster_port,
         tls,
     })
     .await
     .context("starting the cluster node")?;
+    // Discovery starts now; the worker dials only once its runtime is ready.
+    let (targets, _finder, how) = find_core(&args, &name, &cookie)?;
     let worker = funless_worker::start(
         RuntimeConfig {
             name: name.clone(),
@@ -143,8 +171,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = args.metrics_listen {
         serve_metrics(addr, worker.runtime.clone()).await?;
     }
-    let _connector = stay_connected(node, args.core.clone(), Backoff::default());
-    tracing::info!(%name, core = %args.core, "worker started");
+    let _connector = tokio::spawn(async move {
+        if let Err(e) = follow(node, targets, Backoff::default()).await {
+            tracing::error!(error = %e, "the cluster connector stopped");
+        }
+    });
+    tracing::info!(%name, core = %how, "worker started");
 
     let mut done = worker.done;
     tokio::select! {
@@ -155,6 +187,66 @@ async fn main() -> anyhow::Result<()> {
         }
         _ = &mut done => Err(anyhow::anyhow!("the worker's supervision tree gave up")),
     }
+}
+
+/// What keeps the Core's address current: a discovery task, or the sender of a fixed address.
+enum Finder {
+    Fixed(#[allow(dead_code)] watch::Sender<Vec<Target>>),
+    Task(tokio::task::JoinHandle<()>),
+}
+
+impl Drop for Finder {
+    fn drop(&mut self) {
+        if let Finder::Task(task) = self {
+            task.abort();
+        }
+    }
+}
+
+/// Where the Core's address comes from: `--core`, `--core-dns`, `--gossip`, or nowhere (the
+/// Core connects to this worker).
+fn find_core(
+    args: &Args,
+    name: &str,
+    cookie: &str,
+) -> anyhow::Result<(watch::Receiver<Vec<Target>>, Finder, String)> {
+    if let Some(core) = &args.core {
+        let (sender, targets) = watch::channel(vec![Target::given(core)]);
+        return Ok((targets, Finder::Fixed(sender), core.clone()));
+    }
+    if let Some(dns) = &args.core_dns {
+        let (host, port) = discovery::parse_dns_target(dns).map_err(anyhow::Error::msg)?;
+        let (task, targets) = discovery::resolve_every(host, port, discovery::DNS_INTERVAL);
+        return Ok((targets, Finder::Task(task), format!("DNS {dns}")));
+    }
+    if args.gossip {
+        let (gossip, targets) = discovery::listen(GossipConfig {
+            group: args.gossip_addr,
+            interface: args.gossip_interface.clone(),
+            cookie: cookie.to_string(),
+            node: name.to_string(),
+        })?;
+        return Ok((
+            targets,
+            Finder::Task(gossip.task),
+            format!("gossip on {}", args.gossip_addr),
+        ));
+    }
+    tracing::info!(
+        port = args.cluster_port,
+        "no Core address given: waiting for the Core to connect to this worker (POST /v1/admin/nodes)"
+    );
+    let (sender, targets) = watch::channel(Vec::new());
+    Ok((
+        targets,
+        Finder::Fixed(sender),
+        format!("none (waiting on cluster port {})", args.cluster_port),
+    ))
+}
+
+/// Checks `--core-dns` (NAME:PORT) and keeps it as given.
+fn dns_target(text: &str) -> Result<String, String> {
+    discovery::parse_dns_target(text).map(|_| text.to_string())
 }
 
 /// Serves `/metrics` for Prometheus.

@@ -90,7 +90,7 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(name: &str, mut command: Command) -> Self {
+    pub fn spawn(name: &str, mut command: Command) -> Self {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -163,6 +163,16 @@ pub struct CoreOptions {
     pub embedded_worker: bool,
     pub database_url: Option<String>,
     pub extra: Vec<String>,
+    /// Run in this network namespace (`ip netns exec`), listening on every address there,
+    /// and reach it at `host`.
+    pub netns: Option<InNetns>,
+}
+
+/// A network namespace to run a process in, and the address the test reaches it at.
+#[derive(Clone)]
+pub struct InNetns {
+    pub name: String,
+    pub host: String,
 }
 
 impl Core {
@@ -171,6 +181,12 @@ impl Core {
         let cluster_port = free_port();
         let cookie = format!("test-cookie-{}", free_port());
         Self::launch(options, data_dir, cluster_port, cookie)
+    }
+
+    /// A Core with this cookie (a new data directory and cluster port).
+    pub fn start_with_cookie(options: CoreOptions, cookie: &str) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        Self::launch(options, data_dir, free_port(), cookie.to_string())
     }
 
     /// Kills the Core (SIGKILL) and starts it again on the same data directory, cluster
@@ -194,12 +210,27 @@ impl Core {
         cluster_port: u16,
         cookie: String,
     ) -> Self {
-        let mut command = Command::new(bin("funless-core"));
+        // In a namespace of its own any port is free; the API port is fixed so it is known.
+        const NETNS_API_PORT: u16 = 4000;
+        let (mut command, listen, cluster_listen) = match &options.netns {
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", &ns.name])
+                    .arg(bin("funless-core"));
+                (command, format!("0.0.0.0:{NETNS_API_PORT}"), "0.0.0.0")
+            }
+            None => (
+                Command::new(bin("funless-core")),
+                "127.0.0.1:0".to_string(),
+                "127.0.0.1",
+            ),
+        };
         command
             .arg("--data-dir")
             .arg(data_dir.path())
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--cluster-listen", "127.0.0.1"])
+            .args(["--listen", &listen])
+            .args(["--cluster-listen", cluster_listen])
             .args(["--cluster-port", &cluster_port.to_string()])
             .args(["--cookie", &cookie]);
         if options.embedded_worker {
@@ -217,7 +248,12 @@ impl Core {
         });
         let line = logs.find("api listening on").unwrap();
         let addr = line.rsplit("api listening on ").next().unwrap().trim();
-        let addr: String = addr.chars().take_while(|c| !c.is_whitespace()).collect();
+        let mut addr: String = addr.chars().take_while(|c| !c.is_whitespace()).collect();
+        let mut cluster_host = "127.0.0.1".to_string();
+        if let Some(ns) = &options.netns {
+            addr = format!("{}:{NETNS_API_PORT}", ns.host);
+            cluster_host = ns.host.clone();
+        }
         let tokens = std::fs::read_to_string(data_dir.path().join("fl-config.toml")).unwrap();
         let value = |key: &str| -> String {
             tokens
@@ -229,7 +265,7 @@ impl Core {
         };
         Self {
             url: format!("http://{addr}"),
-            cluster: SocketAddr::from(([127, 0, 0, 1], cluster_port)),
+            cluster: SocketAddr::new(cluster_host.parse().unwrap(), cluster_port),
             admin_token: value("admin_token"),
             token: value("token"),
             process,
@@ -341,9 +377,25 @@ pub struct Worker {
     pub metrics_url: String,
     name: String,
     extra: Vec<String>,
+    /// How it finds the Core (default `--core <the core's cluster address>`).
+    find: Option<Vec<String>>,
 }
 
 impl Worker {
+    /// A worker told how to find the Core by `find` (e.g. `--core-dns localhost:PORT`) instead
+    /// of `--core`.
+    pub fn start_finding(name: &str, core: &Core, find: &[&str], extra: &[&str]) -> Self {
+        let find: Vec<String> = find.iter().map(|s| s.to_string()).collect();
+        Self::launch_finding(
+            name,
+            core,
+            &core.cookie,
+            Arc::new(tempfile::tempdir().unwrap()),
+            extra,
+            Some(find),
+        )
+    }
+
     pub fn start(name: &str, core: &Core) -> Self {
         Self::launch(
             name,
@@ -378,9 +430,10 @@ impl Worker {
     pub fn restart(self, core: &Core) -> Self {
         let (name, dir) = (self.name.clone(), self.cache_dir.clone());
         let extra: Vec<String> = self.extra.clone();
+        let find = self.find.clone();
         drop(self);
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        Self::launch(&name, core, &core.cookie, dir, &extra)
+        Self::launch_finding(&name, core, &core.cookie, dir, &extra, find)
     }
 
     fn launch(
@@ -390,9 +443,23 @@ impl Worker {
         cache_dir: Arc<tempfile::TempDir>,
         extra: &[&str],
     ) -> Self {
+        Self::launch_finding(name, core, cookie, cache_dir, extra, None)
+    }
+
+    fn launch_finding(
+        name: &str,
+        core: &Core,
+        cookie: &str,
+        cache_dir: Arc<tempfile::TempDir>,
+        extra: &[&str],
+        find: Option<Vec<String>>,
+    ) -> Self {
         let mut command = Command::new(bin("funless-worker"));
+        match &find {
+            Some(find) => command.args(find),
+            None => command.args(["--core", &core.cluster.to_string()]),
+        };
         command
-            .args(["--core", &core.cluster.to_string()])
             .args(["--name", name])
             .args(["--cluster-listen", "127.0.0.1"])
             .args(["--report-ms", "200"])
@@ -428,6 +495,7 @@ impl Worker {
             metrics_url: format!("http://{addr}/metrics"),
             name: name.to_string(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            find,
         }
     }
 

@@ -6,6 +6,7 @@ mod activations;
 mod api;
 mod cluster;
 mod concurrency;
+mod discovery;
 mod events;
 mod faults;
 mod fuzz;
