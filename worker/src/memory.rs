@@ -39,9 +39,19 @@ fn cgroup_limit(root: &Path, proc_self_cgroup: &str) -> Option<CgroupMemory> {
     for dir in cgroup_dirs(root, proc_self_cgroup) {
         let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
         let (limit, used, stat, inactive_key) = if let Some(max) = read("memory.max") {
-            (max, read("memory.current"), read("memory.stat"), "inactive_file")
+            (
+                max,
+                read("memory.current"),
+                read("memory.stat"),
+                "inactive_file",
+            )
         } else if let Some(max) = read("memory.limit_in_bytes") {
-            (max, read("memory.usage_in_bytes"), read("memory.stat"), "total_inactive_file")
+            (
+                max,
+                read("memory.usage_in_bytes"),
+                read("memory.stat"),
+                "total_inactive_file",
+            )
         } else {
             continue;
         };
@@ -50,7 +60,10 @@ fn cgroup_limit(root: &Path, proc_self_cgroup: &str) -> Option<CgroupMemory> {
             continue;
         };
         let used = used.and_then(|u| u.trim().parse::<u64>().ok()).unwrap_or(0);
-        let inactive = stat.as_deref().and_then(|s| stat_field(s, inactive_key)).unwrap_or(0);
+        let inactive = stat
+            .as_deref()
+            .and_then(|s| stat_field(s, inactive_key))
+            .unwrap_or(0);
         let here = CgroupMemory {
             limit,
             used: used.saturating_sub(inactive),
@@ -143,16 +156,17 @@ mod tests {
         std::fs::write(root.path().join("system.slice/memory.max"), "max\n").unwrap();
         std::fs::write(unit.join("memory.max"), "536870912\n").unwrap();
         std::fs::write(unit.join("memory.current"), "209715200\n").unwrap();
-        std::fs::write(unit.join("memory.stat"), "anon 1\ninactive_file 104857600\n").unwrap();
+        std::fs::write(
+            unit.join("memory.stat"),
+            "anon 1\ninactive_file 104857600\n",
+        )
+        .unwrap();
         let cgroup = "0::/system.slice/funless-worker.service\n";
         let limit = super::cgroup_limit(root.path(), cgroup).unwrap();
         assert_eq!(limit.limit, 512 << 20);
         assert_eq!(limit.used, 100 << 20);
         // 24 GB machine, 12 GB available: the unit's 512 MiB, of which 412 MiB free.
-        assert_eq!(
-            limit.within((24 << 30, 12 << 30)),
-            (512 << 20, 412 << 20)
-        );
+        assert_eq!(limit.within((24 << 30, 12 << 30)), (512 << 20, 412 << 20));
         // No limit anywhere: the machine's figures stand.
         std::fs::write(unit.join("memory.max"), "max\n").unwrap();
         assert_eq!(super::cgroup_limit(root.path(), cgroup), None);
@@ -161,7 +175,11 @@ mod tests {
         let v1 = root.path().join("memory/pod/ctr");
         std::fs::create_dir_all(&v1).unwrap();
         std::fs::write(v1.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
-        std::fs::write(root.path().join("memory/pod/memory.limit_in_bytes"), "1073741824").unwrap();
+        std::fs::write(
+            root.path().join("memory/pod/memory.limit_in_bytes"),
+            "1073741824",
+        )
+        .unwrap();
         std::fs::write(root.path().join("memory/pod/memory.usage_in_bytes"), "0").unwrap();
         let limit = super::cgroup_limit(root.path(), "4:memory:/pod/ctr\n").unwrap();
         assert_eq!(limit.limit, 1 << 30);

@@ -30,10 +30,19 @@ fn an_empty_cookie_is_refused() {
 }
 
 #[test]
-fn the_core_address_and_cookie_are_required() {
+fn the_cookie_and_a_way_to_the_core_are_required() {
     let out = worker().output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--core"), "{stderr}");
     assert!(stderr.contains("--cookie"), "{stderr}");
+    // A cookie but no --core, --core-dns, --gossip or fixed --cluster-port: an error naming them.
+    let out = worker()
+        .args(["--cookie", "c", "--cluster-listen", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for way in ["--core", "--core-dns", "--gossip"] {
+        assert!(stderr.contains(way), "{way} not named: {stderr}");
+    }
 }

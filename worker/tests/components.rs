@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use funless_actors::protocol::{
-    CachePush, CodeSource, InvokeError, InvokeReply,
-};
+use funless_actors::protocol::{CachePush, CodeSource, InvokeError, InvokeReply};
 use funless_testkit::example;
 use funless_worker::{Runtime, RuntimeConfig};
 

@@ -6,9 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use funless_actors::protocol::{
-    CachePush, CacheReply, CodeSource, InvokeError, InvokeReply,
-};
+use funless_actors::protocol::{CachePush, CacheReply, CodeSource, InvokeError, InvokeReply};
 use funless_testkit::js_example;
 use funless_worker::runtime::code_hash;
 use funless_worker::{Runtime, RuntimeConfig};

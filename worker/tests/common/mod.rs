@@ -4,7 +4,7 @@ use funless_actors::protocol::{FunctionId, InvokeRequest};
 use funless_worker::runtime::code_hash;
 
 /// The identity of `code` as function `_/f`.
-pub fn function(code: &[u8]) -> FunctionId {
+pub(crate) fn function(code: &[u8]) -> FunctionId {
     FunctionId {
         module: "_".into(),
         name: "f".into(),
@@ -13,7 +13,7 @@ pub fn function(code: &[u8]) -> FunctionId {
 }
 
 /// An invocation of `code` with `args`, the code sent along, 30 s to run, the worker's limits.
-pub fn request(code: &[u8], args: &str) -> InvokeRequest {
+pub(crate) fn request(code: &[u8], args: &str) -> InvokeRequest {
     InvokeRequest {
         function: function(code),
         args_json: args.into(),
