@@ -15,11 +15,12 @@ MODULES=(
     regex_fl
     network_benchmark_fl
 )
-# WASI 0.2 components: the WASI commands again, and the functions that need wasi:sockets or
-# wasi:http.
+# WASI 0.2 components: the WASI commands again, the functions that need wasi:sockets or
+# wasi:http, and hello_http, a wasi:http/proxy server component (for `wasmtime serve`).
 COMPONENTS=(
     hello_wasi sleep_wasi matrix_mult_wasi fail_wasi
     server_reply_wasi network_benchmark_wasi
+    hello_http
 )
 
 # The guest targets, added once if this toolchain lacks them.
