@@ -1,30 +1,63 @@
 //! `funless-bench`: closed-loop load against a running FunLess platform, JMeter style:
 //! T concurrent clients each send N sequential invocations; every latency is recorded and the
-//! distribution reported. (The paper's full evaluation builds on this.)
+//! distribution reported. `funless-bench eval` runs the paper's whole evaluation against a
+//! platform it starts itself (see `eval.rs` and docs/BENCHMARKS.md).
 // A command-line tool: its report goes to stdout.
 #![allow(clippy::print_stdout)]
+
+mod eval;
+mod floors;
+mod load;
+mod platform;
+mod plot;
+mod report;
+mod stats;
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
-/// Invoke one function under closed-loop load and report the latency distribution.
+use crate::stats::percentile;
+
+/// Invoke one function under closed-loop load and report the latency distribution, or run
+/// the whole evaluation (`eval`).
 #[derive(Debug, Parser)]
-#[command(name = "funless-bench", version)]
+#[command(
+    name = "funless-bench",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The paper's evaluation: starts a Core and a Worker, runs the workloads, the floors and
+    /// the peer, writes report.md and PNG plots.
+    Eval(eval::EvalArgs),
+}
+
+/// One closed-loop run against a running platform.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// API base URL.
     #[arg(long, env = "FL_HOST", default_value = "http://127.0.0.1:4000")]
     host: String,
     /// Bearer token.
-    #[arg(long, env = "FL_TOKEN", hide_env_values = true)]
-    token: String,
+    #[arg(long, env = "FL_TOKEN", hide_env_values = true, required = true)]
+    token: Option<String>,
     /// Module of the function.
     #[arg(long, default_value = "_")]
     module: String,
     /// Function to invoke.
-    #[arg(long)]
-    function: String,
+    #[arg(long, required = true)]
+    function: Option<String>,
     /// JSON arguments.
     #[arg(long, default_value = "{}")]
     args: String,
@@ -62,17 +95,28 @@ async fn invoke(
     Ok(elapsed)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Eval(eval)) => {
+            let out = eval.out().to_path_buf();
+            eval::run(eval).await?;
+            let report = out.join("report.md");
+            let text = std::fs::read_to_string(&report)
+                .with_context(|| format!("reading {}", report.display()))?;
+            println!("{text}");
+            println!("(written to {}, with its plots)", report.display());
+            Ok(())
+        }
+        None => single_run(cli.run).await,
+    }
+}
+
+async fn single_run(args: Args) -> anyhow::Result<()> {
+    let (Some(token), Some(function)) = (args.token, args.function) else {
+        bail!("--token and --function are required");
+    };
     let args_json: serde_json::Value =
         serde_json::from_str(&args.args).context("--args is not JSON")?;
     let body = serde_json::json!({ "args": args_json }).to_string();
@@ -80,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
         "{}/v1/fn/{}/{}",
         args.host.trim_end_matches('/'),
         args.module,
-        args.function
+        function
     );
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.threads)
@@ -89,12 +133,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.threads {
-        let (client, url, token, body) = (
-            client.clone(),
-            url.clone(),
-            args.token.clone(),
-            body.clone(),
-        );
+        let (client, url, token, body) = (client.clone(), url.clone(), token.clone(), body.clone());
         let (warmup, requests) = (args.warmup, args.requests);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(requests);
@@ -140,20 +179,4 @@ async fn main() -> anyhow::Result<()> {
         println!("first error: {first}");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let ms = |n: u64| Duration::from_millis(n);
-        let sorted: Vec<Duration> = (1..=100).map(ms).collect();
-        assert_eq!(percentile(&sorted, 50.0), ms(50));
-        assert_eq!(percentile(&sorted, 99.0), ms(99));
-        assert_eq!(percentile(&sorted, 100.0), ms(100));
-        assert_eq!(percentile(&sorted[..1], 99.0), ms(1));
-        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
-    }
 }
