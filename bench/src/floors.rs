@@ -145,8 +145,9 @@ pub(crate) struct WasmtimeServe {
 }
 
 impl WasmtimeServe {
-    /// Starts `wasmtime serve --addr 127.0.0.1:<free port> <component>` and waits until it
-    /// answers.
+    /// Starts `wasmtime serve -Scli --addr 127.0.0.1:<free port> <component>` (a new instance
+    /// per request, its default for WASI 0.2 components, as the platform does) and waits until
+    /// it answers.
     pub(crate) async fn start(
         wasmtime: &Path,
         component: &Path,
@@ -162,6 +163,8 @@ impl WasmtimeServe {
         let mut command = Command::new(wasmtime);
         command
             .arg("serve")
+            // All of WASI, not only the proxy world's imports: Rust's std links wasi:cli.
+            .arg("-Scli")
             .args(["--addr", &format!("127.0.0.1:{port}")])
             .arg(component);
         let mut process = Process::spawn(

@@ -55,7 +55,6 @@ pub(crate) struct Summary {
     pub(crate) p90: Duration,
     pub(crate) p99: Duration,
     pub(crate) max: Duration,
-    pub(crate) mean: Duration,
     /// Mean over the runs of each run's requests per second.
     pub(crate) throughput: f64,
     /// Lowest and highest median of the single runs (run-to-run noise).
@@ -88,7 +87,6 @@ impl Summary {
             p90: percentile(&all, 90.0),
             p99: percentile(&all, 99.0),
             max: all.last().copied().unwrap_or_default(),
-            mean: all.iter().sum::<Duration>() / n.max(1) as u32,
             throughput: runs.iter().map(Run::throughput).sum::<f64>() / runs.len().max(1) as f64,
             p50_range: (
                 medians.iter().min().copied().unwrap_or_default(),
