@@ -11,6 +11,14 @@ use crate::stats::{Run, Summary, ms, sorted_ms};
 
 const MB: f64 = 1024.0 * 1024.0;
 
+struct Memory {
+    run: Run,
+    samples: Vec<(f64, u64, u64)>,
+    /// Core and Worker RSS of the fresh platform before the run, and after it.
+    idle: (u64, u64),
+    after: (u64, u64),
+}
+
 struct Workload {
     group: String,
     label: String,
@@ -33,7 +41,7 @@ pub(crate) struct Report {
     workloads: Vec<Workload>,
     hello: Vec<(String, usize, Vec<Run>)>,
     throughput: Vec<(String, Vec<Run>)>,
-    memory: Option<(Run, Vec<(f64, u64, u64)>)>,
+    memory: Option<Memory>,
     idle_rss: (u64, u64),
     final_rss: (u64, u64),
 }
@@ -116,8 +124,19 @@ impl Report {
         self.throughput.push((label.to_string(), runs));
     }
 
-    pub(crate) fn memory(&mut self, run: Run, samples: Vec<(f64, u64, u64)>) {
-        self.memory = Some((run, samples));
+    pub(crate) fn memory(
+        &mut self,
+        run: Run,
+        samples: Vec<(f64, u64, u64)>,
+        idle: (u64, u64),
+        after: (u64, u64),
+    ) {
+        self.memory = Some(Memory {
+            run,
+            samples,
+            idle,
+            after,
+        });
     }
 
     fn hello_summary(&self, prefix: &str, concurrency: usize) -> Option<Summary> {
@@ -264,6 +283,15 @@ pub(crate) fn write(report: &Report, out: &Path, plots: bool) -> anyhow::Result<
          whole answer (keep-alive connections, one per client). MB = 2^20 bytes.",
         p.repeat
     );
+    let _ = writeln!(
+        md,
+        "- RSS of the platform that ran the workloads: Core {} MB and Worker {} MB idle after \
+         start, {} MB and {} MB after every workload but the memory run.",
+        mb(report.idle_rss.0),
+        mb(report.idle_rss.1),
+        mb(report.final_rss.0),
+        mb(report.final_rss.1)
+    );
     for note in &report.notes {
         let _ = writeln!(md, "- {note}");
     }
@@ -320,7 +348,7 @@ pub(crate) fn write(report: &Report, out: &Path, plots: bool) -> anyhow::Result<
             );
         }
     }
-    if let Some((_, samples)) = &report.memory {
+    if let Some(Memory { samples, .. }) = &report.memory {
         let core = samples.iter().map(|s| s.1).max().unwrap_or_default();
         let worker = samples.iter().map(|s| s.2).max().unwrap_or_default();
         let _ = writeln!(
@@ -475,7 +503,8 @@ pub(crate) fn write(report: &Report, out: &Path, plots: bool) -> anyhow::Result<
         }
     }
 
-    if let Some((run, samples)) = &report.memory {
+    if let Some(memory) = &report.memory {
+        let (run, samples) = (&memory.run, &memory.samples);
         let s = run.summary();
         let _ = writeln!(
             md,
@@ -483,8 +512,10 @@ pub(crate) fn write(report: &Report, out: &Path, plots: bool) -> anyhow::Result<
         );
         let _ = writeln!(
             md,
-            "{} s, RSS (`VmRSS` of `/proc/<pid>/status`) sampled every second; {} invocations \
-             ({:.0} req/s), p50 {} ms, p99 {} ms, {} errors.\n",
+            "On a Core and Worker started for this run alone (SQLite or the same database), \
+             `hellojs` uploaded, then {} s of 4 clients; RSS (`VmRSS` of `/proc/<pid>/status`) \
+             sampled every second; {} invocations ({:.0} req/s), p50 {} ms, p99 {} ms, {} \
+             errors.\n",
             p.memory.as_secs_f64(),
             s.n + s.errors,
             s.throughput,
@@ -494,20 +525,20 @@ pub(crate) fn write(report: &Report, out: &Path, plots: bool) -> anyhow::Result<
         );
         let _ = writeln!(
             md,
-            "| process | idle before the workloads | first sample | mean | peak | after the run |\n|---|---|---|---|---|---|"
+            "| process | idle (fresh, before the upload) | first sample | mean | peak | after the run |\n|---|---|---|---|---|---|"
         );
         for (name, pick, idle, last) in [
             (
                 "funless-core",
                 (|s: &(f64, u64, u64)| s.1) as fn(&(f64, u64, u64)) -> u64,
-                report.idle_rss.0,
-                report.final_rss.0,
+                memory.idle.0,
+                memory.after.0,
             ),
             (
                 "funless-worker",
                 |s| s.2,
-                report.idle_rss.1,
-                report.final_rss.1,
+                memory.idle.1,
+                memory.after.1,
             ),
         ] {
             let values: Vec<u64> = samples.iter().map(pick).collect();
