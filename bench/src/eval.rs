@@ -306,7 +306,7 @@ async fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
         available.push(function.name);
     }
     platform.check_alive()?;
-    let has = |name: &str| available.iter().any(|a| *a == name);
+    let has = |name: &'static str| available.contains(&name);
     let (api, token) = (platform.api.clone(), platform.token.clone());
     let invoke = |name: &str, args: serde_json::Value| {
         Target::http(
@@ -516,9 +516,12 @@ async fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
     drop(peer);
     drop(platform);
     if wanted(args, "memory") && has("hellojs") {
-        let platform =
-            Platform::start(&bin_dir, args.database_url.as_deref(), args.token.as_deref())
-                .await?;
+        let platform = Platform::start(
+            &bin_dir,
+            args.database_url.as_deref(),
+            args.token.as_deref(),
+        )
+        .await?;
         let idle = (
             rss_bytes(platform.core_pid())?,
             rss_bytes(platform.worker_pid())?,

@@ -121,20 +121,14 @@ pub(crate) fn find_wasmtime(explicit: Option<&Path>) -> Option<PathBuf> {
         return path.is_file().then(|| path.to_path_buf());
     }
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    let candidates = home
-        .iter()
+    home.iter()
         .map(|h| h.join(".cache/wasmtime-cli/bin/wasmtime"))
         .chain(std::env::var_os("PATH").into_iter().flat_map(|paths| {
             std::env::split_paths(&paths)
                 .map(|p| p.join("wasmtime"))
                 .collect::<Vec<_>>()
-        }));
-    for candidate in candidates {
-        if candidate.is_file() {
-            return Some(candidate);
-        }
-    }
-    None
+        }))
+        .find(|candidate| candidate.is_file())
 }
 
 /// `wasmtime serve` running a component; stopped when dropped.

@@ -114,7 +114,8 @@ pub(crate) fn memory(path: &Path, title: &str, samples: &[(f64, f64, f64)]) -> a
         .y_desc("RSS (MB)")
         .label_style(("sans-serif", 14))
         .draw()?;
-    let lines: [(&str, RGBAColor, fn(&(f64, f64, f64)) -> f64); 2] = [
+    type Pick = fn(&(f64, f64, f64)) -> f64;
+    let lines: [(&str, RGBAColor, Pick); 2] = [
         ("funless-core", Palette99::pick(0).to_rgba(), |s| s.1),
         ("funless-worker", Palette99::pick(1).to_rgba(), |s| s.2),
     ];

@@ -534,12 +534,7 @@ pub(crate) fn write(report: &Report, out: &Path, plots: bool) -> anyhow::Result<
                 memory.idle.0,
                 memory.after.0,
             ),
-            (
-                "funless-worker",
-                |s| s.2,
-                memory.idle.1,
-                memory.after.1,
-            ),
+            ("funless-worker", |s| s.2, memory.idle.1, memory.after.1),
         ] {
             let values: Vec<u64> = samples.iter().map(pick).collect();
             let mean = values.iter().sum::<u64>() / values.len().max(1) as u64;
