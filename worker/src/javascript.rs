@@ -104,8 +104,13 @@ pub(crate) async fn prepare(
         }
     };
     let warmed = module.clone();
-    // Building the copy-on-write image is file-sized work: off the async threads.
-    let _ = tokio::task::spawn_blocking(move || Artifact::Module(warmed).warm_image()).await;
+    // Building the copy-on-write image is file-sized work: off the async threads. Then the
+    // compilers' freed scratch goes back to the kernel.
+    let _ = tokio::task::spawn_blocking(move || {
+        Artifact::Module(warmed).warm_image();
+        crate::memory::release_freed_heap();
+    })
+    .await;
     let pre = linker
         .instantiate_pre(&module)
         .map_err(|e| format!("the JavaScript engine does not link: {e:#}"))?;

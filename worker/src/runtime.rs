@@ -362,7 +362,9 @@ impl Runtime {
         let started = Instant::now();
         // Compiling is CPU-bound for milliseconds to seconds: keep it off the async threads.
         let artifact = tokio::task::spawn_blocking(move || {
-            let artifact = Artifact::compile(&engine, &code)?;
+            let compiled = Artifact::compile(&engine, &code);
+            crate::memory::release_freed_heap();
+            let artifact = compiled?;
             artifact.warm_image();
             Ok::<_, wasmtime::Error>(artifact)
         })
