@@ -176,6 +176,15 @@ pub enum CacheReply {
     },
 }
 
+impl CacheReply {
+    /// When the worker refused the code itself (it does not compile there: an
+    /// [`InvokeError::Code`]), the reason without its prefix; `None` when the worker could not
+    /// take it for another reason (busy, lost, no JavaScript engine).
+    pub fn code_refusal(reason: &str) -> Option<&str> {
+        reason.strip_prefix("code cannot run: ")
+    }
+}
+
 /// Drop these code versions from the cache (function deleted or replaced).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evict {
@@ -244,4 +253,24 @@ pub enum WorkerMessage {
 pub enum CoreMessage {
     /// A worker's periodic status.
     Status(Wire<WorkerStatus>),
+}
+
+#[cfg(test)]
+mod code_refusal_tests {
+    use super::{CacheReply, InvokeError};
+
+    #[test]
+    fn a_code_error_reads_as_a_refusal_and_nothing_else_does() {
+        let code = InvokeError::Code {
+            message: "SyntaxError: unexpected token".into(),
+        };
+        assert_eq!(
+            CacheReply::code_refusal(&code.to_string()),
+            Some("SyntaxError: unexpected token")
+        );
+        let worker = InvokeError::Worker {
+            message: "no engine".into(),
+        };
+        assert_eq!(CacheReply::code_refusal(&worker.to_string()), None);
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use funless_actors::protocol::{FunctionId, InvokeError};
+use funless_actors::protocol::{CacheReply, FunctionId, InvokeError};
 use funless_api::types::{
     Abi, ActivationInfo, AppScriptInfo, BroadcastReport, ConnectorInfo, CreatedSubject,
     DEFAULT_CAPACITY_BYTES, DEFAULT_TIMEOUT_MS, FunctionCreated, FunctionInfo, FunctionMetadata,
@@ -388,9 +388,7 @@ impl Platform {
         };
         let report = self.distribute(function, upload.code.clone(), true).await;
         let refused = report.failed.iter().find_map(|failure| {
-            failure
-                .reason
-                .strip_prefix(CODE_REFUSED)
+            CacheReply::code_refusal(&failure.reason)
                 .map(|why| format!("{why} (worker {})", failure.worker))
         });
         if let Some(why) = refused {
@@ -1126,10 +1124,6 @@ fn script_info(row: ScriptRow) -> AppScriptInfo {
         created_at: rfc3339(row.created_at),
     }
 }
-
-/// How a worker's refusal of the code itself (`InvokeError::Code`) reads in a broadcast
-/// report, as opposed to a worker that could not take it (lost, busy, no engine).
-const CODE_REFUSED: &str = "code cannot run: ";
 
 /// The identity of a stored function's code version.
 fn function_id(row: &FunctionRow) -> FunctionId {

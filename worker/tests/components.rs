@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use funless_actors::protocol::{CachePush, CodeSource, InvokeError, InvokeReply};
+use funless_actors::protocol::{CodeSource, InvokeError, InvokeReply};
 use funless_testkit::example;
 use funless_worker::{Runtime, RuntimeConfig};
 
 mod common;
-use common::{function, request};
+use common::{cached_request, push, request};
 
 #[tokio::test]
 async fn limits_apply_to_components() {
@@ -51,19 +51,15 @@ async fn components_survive_a_restart_in_the_disk_cache() {
     };
     let hello = example("hello_p2");
     let first = Runtime::new(config.clone()).unwrap();
-    first
-        .cache_code(CachePush {
-            function: function(&hello),
-            code: hello.clone(),
-        })
-        .await;
+    push(&first, &hello).await;
     drop(first);
 
     let second = Runtime::new(config).unwrap();
     assert_eq!(second.preload().await, 1);
-    let mut req = request(&hello, r#"{"name": "disk"}"#);
-    req.code = None;
-    match second.invoke(req).await {
+    match second
+        .invoke(cached_request(&hello, r#"{"name": "disk"}"#))
+        .await
+    {
         InvokeReply::Done(out) => {
             assert_eq!(out.output_json, r#"{"payload":"Hello disk!"}"#);
             assert_eq!(out.source, CodeSource::Disk);
@@ -84,8 +80,7 @@ async fn waiting_components_hold_no_thread() {
     let calls: Vec<_> = (0..200)
         .map(|_| {
             let rt = rt.clone();
-            let mut req = request(&sleep, r#"{"ms": 1000}"#);
-            req.code = None;
+            let req = cached_request(&sleep, r#"{"ms": 1000}"#);
             tokio::spawn(async move { rt.invoke(req).await })
         })
         .collect();

@@ -6,13 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use funless_actors::protocol::{CachePush, CacheReply, CodeSource, InvokeError, InvokeReply};
+use funless_actors::protocol::{CacheReply, CodeSource, InvokeError, InvokeReply};
 use funless_testkit::js_example;
 use funless_worker::runtime::code_hash;
 use funless_worker::{Runtime, RuntimeConfig};
 
 mod common;
-use common::{function, request};
+use common::{cached_request, push, request};
 
 async fn done(rt: &Runtime, code: &[u8], args: &str) -> (serde_json::Value, Vec<String>) {
     match rt.invoke(request(code, args)).await {
@@ -100,13 +100,7 @@ async fn the_examples_run_with_logs_errors_and_promises() {
 async fn syntax_errors_are_refused_when_caching() {
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();
     let broken = b"function fl_main(input) { return {; }".to_vec();
-    match rt
-        .cache_code(CachePush {
-            function: function(&broken),
-            code: broken.clone(),
-        })
-        .await
-    {
+    match push(&rt, &broken).await {
         CacheReply::Failed { reason } => {
             assert!(
                 reason.starts_with("code cannot run: SyntaxError"),
@@ -151,18 +145,12 @@ async fn limits_apply_and_the_disk_cache_keeps_scripts() {
     assert!(started.elapsed() < Duration::from_secs(2));
 
     let hello = js_example("hello");
-    rt.cache_code(CachePush {
-        function: function(&hello),
-        code: hello.clone(),
-    })
-    .await;
+    push(&rt, &hello).await;
     drop(rt);
     let again = Runtime::new(config).unwrap();
     // hog, spin and hello: the functions, not the engine (it has a folder of its own).
     assert_eq!(again.preload().await, 3);
-    let mut warm = request(&hello, "{}");
-    warm.code = None;
-    match again.invoke(warm).await {
+    match again.invoke(cached_request(&hello, "{}")).await {
         InvokeReply::Done(out) => {
             assert_eq!(out.source, CodeSource::Disk);
             assert!(out.output_json.contains("Hello World!"));

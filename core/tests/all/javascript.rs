@@ -1,7 +1,7 @@
 //! JavaScript functions through Core and Worker processes: the three examples of the paper
 //! (hellojs, sleep, matrixMult) uploaded as source, a thrown error as the function's 422, a
-//! `console.log` line in the activation's logs, a syntax error refused at upload with nothing
-//! stored, `fetch` within the allow-list, and the stored artifact being the source.
+//! `console.log` line in the activation's logs, a syntax error refused at upload (create or
+//! update) with nothing stored or replaced, an unknown language refused, `fetch` within the allow-list, and the stored artifact being the source.
 
 use funless_testkit::Servers;
 use reqwest::StatusCode;
@@ -79,6 +79,29 @@ fn javascript_examples_run_through_core_and_worker() {
     assert!(detail(&body).contains("SyntaxError"), "{body}");
     let (status, _) = user.get("/v1/fn/_/broken");
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Replacing a working function with source that does not compile: 400, the old version
+    // stays and still answers.
+    let (status, body) = user.upload("_", "hellojs", b"function fl_main( {".to_vec(), true);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(detail(&body).contains("SyntaxError"), "{body}");
+    let (status, body) = user.invoke("_", "hellojs", json!({ "name": "still" }));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["payload"], "Hello still!");
+    // An unknown language is named in the 400, and nothing is created.
+    let (status, body) = user.post_form(
+        "/v1/fn/_",
+        &[
+            ("name", "cobol"),
+            ("code", "function fl_main() {}"),
+            ("language", "cobol"),
+        ],
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        detail(&body).contains("language must be wasm or js"),
+        "{body}"
+    );
+    assert_eq!(user.get("/v1/fn/_/cobol").0, StatusCode::NOT_FOUND);
     // Neither WebAssembly nor a function: a clear 400.
     let (status, body) = user.upload("_", "prose", b"just some text".to_vec(), false);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

@@ -1,6 +1,7 @@
 //! Requests for one worker runtime, shared by the worker's integration tests.
 
-use funless_actors::protocol::{FunctionId, InvokeRequest};
+use funless_actors::protocol::{CachePush, CacheReply, FunctionId, InvokeRequest};
+use funless_worker::Runtime;
 use funless_worker::runtime::code_hash;
 
 /// The identity of `code` as function `_/f`.
@@ -22,4 +23,21 @@ pub(crate) fn request(code: &[u8], args: &str) -> InvokeRequest {
         memory_limit_bytes: 0,
         allow_hosts: Vec::new(),
     }
+}
+
+/// An invocation of code the worker must already hold (nothing sent along).
+pub(crate) fn cached_request(code: &[u8], args: &str) -> InvokeRequest {
+    InvokeRequest {
+        code: None,
+        ..request(code, args)
+    }
+}
+
+/// Pushes `code` into the runtime's cache, as the Core does on upload.
+pub(crate) async fn push(rt: &Runtime, code: &[u8]) -> CacheReply {
+    rt.cache_code(CachePush {
+        function: function(code),
+        code: code.to_vec(),
+    })
+    .await
 }
