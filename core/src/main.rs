@@ -83,8 +83,24 @@ struct Args {
     gossip_interface: Option<funless_actors::discovery::Interface>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    // The embedded worker compiles in short-lived children of this binary, as funless-worker.
+    #[cfg(feature = "embedded-worker")]
+    {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        if args.first().map(String::as_str) == Some(funless_worker::compiler::CHILD_ARG) {
+            return Ok(funless_worker::compiler::child_main(&args[1..]));
+        }
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?
+        .block_on(core_main())?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn core_main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -151,6 +167,7 @@ async fn start_embedded_worker() -> anyhow::Result<funless_worker::WorkerHandle>
     let worker = funless_worker::start(
         funless_worker::RuntimeConfig {
             name: "embedded".into(),
+            compiler: funless_worker::Compiler::child_of_this_program(),
             ..funless_worker::RuntimeConfig::default()
         },
         std::time::Duration::from_secs(1),

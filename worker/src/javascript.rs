@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Engine, InstancePre, Linker, Module, Store};
 
 use crate::artifact::Artifact;
+use crate::compiler::{self, ChildOutcome, Compiler, Job};
 use crate::disk::{DiskCache, Lookup};
+use crate::engine::EngineSettings;
 use crate::host::{FunlessIo, GuestLimits, HostState, WasiIo};
 
 /// The engine module as built (empty when this worker was built without clang/wasi-libc).
@@ -57,6 +59,8 @@ pub(crate) async fn prepare(
     linker: &Linker<HostState>,
     snapshot: bool,
     disk: Option<Arc<DiskCache>>,
+    compiler: &Compiler,
+    settings: &EngineSettings,
 ) -> Result<JsEngine, String> {
     if !available() {
         return Err(NOT_BUILT.into());
@@ -82,16 +86,12 @@ pub(crate) async fn prepare(
     let (module, source) = match cached {
         Some(module) => (module, "disk"),
         None => {
-            let wasm = if snapshot {
-                pre_initialise(engine, linker).await?
-            } else {
-                ENGINE_WASM.to_vec()
+            let module = match compiler {
+                Compiler::Child(program) => {
+                    in_child(engine, linker, program, settings, snapshot).await?
+                }
+                Compiler::InProcess => build_module(engine, linker, snapshot).await?,
             };
-            let engine = engine.clone();
-            let module = tokio::task::spawn_blocking(move || Module::new(&engine, &wasm))
-                .await
-                .map_err(|e| format!("compiler task failed: {e}"))?
-                .map_err(|e| format!("cannot compile the JavaScript engine: {e:#}"))?;
             if let Some(disk) = disk {
                 let artifact = Artifact::Module(module.clone());
                 let written =
@@ -116,6 +116,57 @@ pub(crate) async fn prepare(
         .map_err(|e| format!("the JavaScript engine does not link: {e:#}"))?;
     tracing::info!(snapshot, source, elapsed = ?started.elapsed(), "JavaScript engine ready");
     Ok(JsEngine { pre, snapshot })
+}
+
+/// The engine module, pre-initialised (when `snapshot`) and compiled, in this process.
+pub(crate) async fn build_module(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    snapshot: bool,
+) -> Result<Module, String> {
+    let wasm = if snapshot {
+        pre_initialise(engine, linker).await?
+    } else {
+        ENGINE_WASM.to_vec()
+    };
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || Module::new(&engine, &wasm))
+        .await
+        .map_err(|e| format!("compiler task failed: {e}"))?
+        .map_err(|e| format!("cannot compile the JavaScript engine: {e:#}"))
+}
+
+/// The engine module built by a compiler child (see `compiler.rs`); in this process if the
+/// child cannot be started.
+async fn in_child(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    program: &std::path::Path,
+    settings: &EngineSettings,
+    snapshot: bool,
+) -> Result<Module, String> {
+    let bytes = match compiler::run_child(program, settings, Job::JsEngine { snapshot }, &[]).await
+    {
+        ChildOutcome::Compiled(bytes) => bytes,
+        ChildOutcome::Refused(message) | ChildOutcome::Failed(message) => {
+            return Err(format!("cannot build the JavaScript engine: {message}"));
+        }
+        ChildOutcome::NotStarted(e) => {
+            tracing::warn!(error = %e, "cannot start a compiler process: building the JavaScript engine in the worker");
+            return build_module(engine, linker, snapshot).await;
+        }
+    };
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        // SAFETY: the bytes are `Module::serialize` of our own binary's compiler child, built
+        // with this engine's settings; Wasmtime checks the header and the settings on load.
+        #[allow(unsafe_code)]
+        let module = unsafe { Module::deserialize(&engine, &bytes) };
+        module
+    })
+    .await
+    .map_err(|e| format!("loader task failed: {e}"))?
+    .map_err(|e| format!("cannot load the compiled JavaScript engine: {e:#}"))
 }
 
 /// Runs the engine's `wizer-initialize` and snapshots the result into a new module.

@@ -11,6 +11,7 @@
 mod abi;
 mod artifact;
 mod cache;
+pub mod compiler;
 mod disk;
 mod engine;
 mod error;
@@ -21,6 +22,7 @@ mod memory;
 mod metrics;
 pub mod reporter;
 pub mod runtime;
+mod slices;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +31,7 @@ use funless_actors::supervisor::{ChildSpec, Supervisor, SupervisorArgs, Supervis
 use ractor::{Actor, ActorRef};
 
 pub use abi::Abi;
+pub use compiler::Compiler;
 pub use engine::AllocatorChoice;
 pub use error::{Error, Result};
 pub use runtime::{DEFAULT_CACHE_MB, Runtime, RuntimeConfig};

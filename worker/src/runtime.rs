@@ -2,7 +2,7 @@
 //!
 //! Every invocation gets a fresh `Store`. Runs are async: a guest that sleeps (WASI
 //! `poll_oneoff`) holds no thread, and a busy guest yields to the executor every epoch tick
-//! (10 ms), so no invocation keeps a tokio worker thread from the others. The time limit is a
+//! (10 ms, [`crate::slices`]), so no invocation keeps a tokio worker thread from the others. The time limit is a
 //! tokio timeout around the whole run, which therefore also covers time spent in host calls.
 
 use std::path::PathBuf;
@@ -20,8 +20,9 @@ use wasmtime::{Engine, Linker, Store};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::abi::Abi;
-use crate::artifact::Artifact;
+use crate::artifact::{self, Artifact};
 use crate::cache::{CodeCache, Compiled, Pre};
+use crate::compiler::{self, ChildOutcome, Compiler, Job};
 use crate::disk::{DiskCache, Lookup};
 use crate::engine::{self, AllocatorChoice, EngineSettings};
 use crate::error::{Error, Result};
@@ -31,12 +32,10 @@ use crate::host::{
 };
 use crate::javascript::{self, JsEngine};
 use crate::metrics::WorkerMetrics;
+use crate::slices::TimeSlices;
 
 /// Time a JavaScript syntax check may take.
 const SCRIPT_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Interval of the epoch ticker: the granularity of yielding.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Default byte threshold of the in-memory code cache: room for dozens of typical functions
 /// (a Rust hello compiles to ~0.3 MB) while leaving most of a 1 GB device to invocations.
@@ -62,6 +61,8 @@ pub struct RuntimeConfig {
     /// Start JavaScript invocations from the engine's pre-initialised snapshot (off: each
     /// invocation builds QuickJS's runtime and context itself; for measuring the snapshot).
     pub js_snapshot: bool,
+    /// Where code is compiled: the worker binary compiles in a child process of itself.
+    pub compiler: Compiler,
 }
 
 impl Default for RuntimeConfig {
@@ -75,6 +76,7 @@ impl Default for RuntimeConfig {
             pool_slots: 1000,
             tags: Vec::new(),
             js_snapshot: true,
+            compiler: Compiler::InProcess,
         }
     }
 }
@@ -97,6 +99,8 @@ pub struct Runtime {
     http_pool: HttpPool,
     /// The JavaScript engine, made ready on the first JavaScript function.
     js: tokio::sync::OnceCell<Arc<JsEngine>>,
+    /// Time slices of busy guests (the epoch ticker).
+    slices: TimeSlices,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -128,7 +132,7 @@ impl Runtime {
             max_memory_bytes: config.max_memory_bytes,
         })
         .map_err(|e| Error::Wasmtime(format!("{e:#}")))?;
-        spawn_epoch_ticker(&engine);
+        let slices = TimeSlices::start(&engine);
         let linker = host::linker(&engine).map_err(|e| Error::Wasmtime(e.to_string()))?;
         let component_linker =
             host::component_linker(&engine).map_err(|e| Error::Wasmtime(e.to_string()))?;
@@ -158,6 +162,7 @@ impl Runtime {
                 .map_err(|e| Error::Io(format!("HTTP client: {e}")))?,
             http_pool: host::http_pool(),
             js: tokio::sync::OnceCell::new(),
+            slices,
         })
     }
 
@@ -249,6 +254,8 @@ impl Runtime {
                     self.disk
                         .as_ref()
                         .and_then(|disk| disk.sibling("js-engine")),
+                    &self.config.compiler,
+                    &self.engine_settings(),
                 )
                 .await
                 .map(Arc::new)
@@ -274,7 +281,7 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_async_yield_and_update(1);
+        self.slices.install(&mut store);
         let call = async {
             let instance = engine.pre.instantiate_async(&mut store).await?;
             let check = instance.get_typed_func::<(), i32>(&mut store, "__check")?;
@@ -358,23 +365,13 @@ impl Runtime {
                 actual,
             });
         }
-        let engine = self.engine.clone();
         let started = Instant::now();
-        // Compiling is CPU-bound for milliseconds to seconds: keep it off the async threads.
-        let artifact = tokio::task::spawn_blocking(move || {
-            let compiled = Artifact::compile(&engine, &code);
-            crate::memory::release_freed_heap();
-            let artifact = compiled?;
-            artifact.warm_image();
-            Ok::<_, wasmtime::Error>(artifact)
-        })
-        .await
-        .map_err(|e| InvokeError::Worker {
-            message: format!("compiler task failed: {e}"),
-        })?
-        .map_err(|e| InvokeError::Code {
-            message: format!("{e:#}"),
-        })?;
+        let artifact = match &self.config.compiler {
+            Compiler::Child(program) if !artifact::is_script(&code) => {
+                self.compile_in_child(program, code).await?
+            }
+            _ => self.compile_here(code).await?,
+        };
         if let Artifact::Script(source) = &artifact {
             self.check_script(source).await?;
         }
@@ -390,6 +387,74 @@ impl Runtime {
         }
         tracing::info!(function = %function, hash = %function.hash, abi = ?compiled.abi, elapsed = ?started.elapsed(), "compiled and cached");
         Ok(compiled)
+    }
+
+    /// Compiles in this process (CPU-bound: on a blocking thread), then hands the compiler's
+    /// freed scratch back to the kernel.
+    async fn compile_here(&self, code: Vec<u8>) -> Result<Artifact, InvokeError> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            let compiled = Artifact::compile(&engine, &code);
+            crate::memory::release_freed_heap();
+            let artifact = compiled?;
+            artifact.warm_image();
+            Ok::<_, wasmtime::Error>(artifact)
+        })
+        .await
+        .map_err(|e| InvokeError::Worker {
+            message: format!("compiler task failed: {e}"),
+        })?
+        .map_err(|e| InvokeError::Code {
+            message: format!("{e:#}"),
+        })
+    }
+
+    /// Compiles in a child process (see `compiler.rs`) and loads its artifact; in this process
+    /// if no child can be started.
+    async fn compile_in_child(
+        &self,
+        program: &std::path::Path,
+        code: Vec<u8>,
+    ) -> Result<Artifact, InvokeError> {
+        let bytes = match compiler::run_child(program, &self.engine_settings(), Job::Code, &code)
+            .await
+        {
+            ChildOutcome::Compiled(bytes) => bytes,
+            ChildOutcome::Refused(message) => return Err(InvokeError::Code { message }),
+            ChildOutcome::Failed(message) => return Err(InvokeError::Worker { message }),
+            ChildOutcome::NotStarted(e) => {
+                tracing::warn!(error = %e, "cannot start a compiler process: compiling in the worker");
+                return self.compile_here(code).await;
+            }
+        };
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            // SAFETY: the bytes are `Artifact::serialize` of our own binary's compiler child,
+            // built with this engine's settings; Wasmtime checks the header and the settings.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Artifact::deserialize(&engine, &bytes) };
+            drop(bytes);
+            crate::memory::release_freed_heap();
+            let artifact = loaded?;
+            artifact.warm_image();
+            Ok::<_, wasmtime::Error>(artifact)
+        })
+        .await
+        .map_err(|e| InvokeError::Worker {
+            message: format!("loader task failed: {e}"),
+        })?
+        .map_err(|e| InvokeError::Worker {
+            message: format!("cannot load the compiler's output: {e:#}"),
+        })
+    }
+
+    /// The settings the engine was built with (for compiler children).
+    fn engine_settings(&self) -> EngineSettings {
+        EngineSettings {
+            allocator: self.config.allocator,
+            pool_slots: self.config.pool_slots,
+            max_memory_bytes: self.config.max_memory_bytes,
+        }
     }
 
     /// Records a use of a preloaded module in its file's time, off the async threads.
@@ -616,7 +681,7 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_async_yield_and_update(1);
+        self.slices.install(&mut store);
 
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
@@ -650,7 +715,7 @@ impl Runtime {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_async_yield_and_update(1);
+        self.slices.install(&mut store);
 
         let call = async {
             let command = pre.instantiate_async(&mut store).await?;
@@ -823,22 +888,6 @@ fn push_lines(logs: &mut Logs, bytes: &[u8]) {
 fn tail(bytes: &[u8], max: usize) -> String {
     let start = bytes.len().saturating_sub(max);
     String::from_utf8_lossy(&bytes[start..]).trim().to_string()
-}
-
-fn spawn_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    let spawned = std::thread::Builder::new()
-        .name("wasm-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the epoch ticker: guests will not yield");
-    }
 }
 
 #[cfg(test)]

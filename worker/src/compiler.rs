@@ -1,0 +1,254 @@
+//! Compiling in a child process.
+//!
+//! Cranelift touches ~5 MB of the binary's code pages and leaves tens of MB of freed scratch in
+//! glibc's arenas that `malloc_trim` cannot hand back (live allocations sit between the holes):
+//! a worker that compiled the JavaScript engine itself held 58 MB, one that loaded the same
+//! engine precompiled 24 MB (`bench/footprint.sh`). So the worker binary compiles in a
+//! short-lived child of itself (`funless-worker __compile ...`): the code goes in on stdin,
+//! Wasmtime's serialized artifact comes out on stdout, and the worker loads it like a file of
+//! its disk cache. The compiler's memory, and a compile bomb's, dies with the child.
+//!
+//! The child builds an engine from the same settings (on-demand allocation changes nothing in
+//! the code; Wasmtime checks the artifact's compatibility when loading it anyway).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+
+use tokio::io::AsyncWriteExt;
+
+use crate::artifact::Artifact;
+use crate::engine::{self, AllocatorChoice, EngineSettings};
+
+/// First argument that makes the worker binary a compiler child.
+pub const CHILD_ARG: &str = "__compile";
+
+/// Exit status of a child whose input does not compile (the message is on stderr).
+const EXIT_REFUSED: u8 = 1;
+/// Exit status of a child that failed for another reason.
+const EXIT_FAILED: u8 = 2;
+
+/// Where code is compiled.
+#[derive(Debug, Clone, Default)]
+pub enum Compiler {
+    /// In this process (library use: tests, the benchmark's in-process floor).
+    #[default]
+    InProcess,
+    /// In a child process of this program, which must handle [`CHILD_ARG`] with
+    /// [`child_main`] (the `funless-worker` binary does).
+    Child(PathBuf),
+}
+
+impl Compiler {
+    /// A child of the running program (Linux: `/proc/self/exe`, which still works after the
+    /// binary was replaced on disk by an upgrade).
+    pub fn child_of_this_program() -> Self {
+        if cfg!(target_os = "linux") {
+            return Self::Child(PathBuf::from("/proc/self/exe"));
+        }
+        match std::env::current_exe() {
+            Ok(path) => Self::Child(path),
+            Err(_) => Self::InProcess,
+        }
+    }
+}
+
+/// What a child compiles.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Job {
+    /// A module or component, read from stdin.
+    Code,
+    /// The JavaScript engine, pre-initialised or not.
+    JsEngine { snapshot: bool },
+}
+
+impl Job {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Code => "code",
+            Self::JsEngine { snapshot: true } => "js-engine",
+            Self::JsEngine { snapshot: false } => "js-engine-plain",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "code" => Some(Self::Code),
+            "js-engine" => Some(Self::JsEngine { snapshot: true }),
+            "js-engine-plain" => Some(Self::JsEngine { snapshot: false }),
+            _ => None,
+        }
+    }
+}
+
+/// How a compile in a child went.
+#[derive(Debug)]
+pub(crate) enum ChildOutcome {
+    /// Wasmtime's serialized artifact.
+    Compiled(Vec<u8>),
+    /// The input does not compile: the compiler's message.
+    Refused(String),
+    /// The child failed (killed, crashed, could not report).
+    Failed(String),
+    /// The child could not be started: compile in this process instead.
+    NotStarted(std::io::Error),
+}
+
+/// Runs `job` in a child process of `program`, with `input` on its stdin.
+pub(crate) async fn run_child(
+    program: &std::path::Path,
+    settings: &EngineSettings,
+    job: Job,
+    input: &[u8],
+) -> ChildOutcome {
+    let spawned = tokio::process::Command::new(program)
+        .arg(CHILD_ARG)
+        .arg(job.name())
+        .arg(settings.max_memory_bytes.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => return ChildOutcome::NotStarted(e),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        // The child reads all of its input before writing anything: no deadlock.
+        if let Err(e) = stdin.write_all(input).await {
+            return ChildOutcome::Failed(format!("cannot hand the code to the compiler: {e}"));
+        }
+    }
+    let output = match child.wait_with_output().await {
+        Ok(output) => output,
+        Err(e) => return ChildOutcome::Failed(format!("lost the compiler process: {e}")),
+    };
+    let message = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    match output.status.code() {
+        Some(0) => ChildOutcome::Compiled(output.stdout),
+        Some(code) if code == i32::from(EXIT_REFUSED) => ChildOutcome::Refused(message),
+        Some(code) => ChildOutcome::Failed(format!(
+            "the compiler process failed (exit status {code}): {message}"
+        )),
+        None => ChildOutcome::Failed(killed(&output.status)),
+    }
+}
+
+#[cfg(unix)]
+fn killed(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(9) => "the compiler process was killed (SIGKILL: out of memory?)".into(),
+        Some(signal) => format!("the compiler process was killed by signal {signal}"),
+        None => "the compiler process ended without a status".into(),
+    }
+}
+
+#[cfg(not(unix))]
+fn killed(_: &std::process::ExitStatus) -> String {
+    "the compiler process ended without a status".into()
+}
+
+/// The compiler child: `<program> __compile <job> <max memory bytes>`. Writes the serialized
+/// artifact to stdout; a refusal or failure goes to stderr with its exit status.
+pub fn child_main(args: &[String]) -> ExitCode {
+    match child(args) {
+        Ok(artifact) => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(&artifact).and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(EXIT_FAILED, &format!("cannot write the artifact: {e}")),
+            }
+        }
+        Err((status, message)) => fail(status, &message),
+    }
+}
+
+fn fail(status: u8, message: &str) -> ExitCode {
+    // The parent reads this; nothing else is on stderr (the child has no tracing subscriber).
+    let _ = writeln!(std::io::stderr(), "{message}");
+    ExitCode::from(status)
+}
+
+fn child(args: &[String]) -> Result<Vec<u8>, (u8, String)> {
+    let failed = |message: String| (EXIT_FAILED, message);
+    let (Some(job), Some(max_memory)) = (args.first(), args.get(1)) else {
+        return Err(failed(format!(
+            "usage: {CHILD_ARG} <job> <max memory bytes>"
+        )));
+    };
+    let job = Job::parse(job).ok_or_else(|| failed(format!("unknown job {job}")))?;
+    let max_memory_bytes = max_memory
+        .parse()
+        .map_err(|_| failed(format!("not a byte count: {max_memory}")))?;
+    let (engine, _) = engine::build(&EngineSettings {
+        allocator: AllocatorChoice::OnDemand,
+        pool_slots: 0,
+        max_memory_bytes,
+    })
+    .map_err(|e| failed(format!("cannot build the engine: {e:#}")))?;
+    match job {
+        Job::Code => {
+            let mut code = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut code)
+                .map_err(|e| failed(format!("cannot read the code: {e}")))?;
+            let artifact =
+                Artifact::compile(&engine, &code).map_err(|e| (EXIT_REFUSED, format!("{e:#}")))?;
+            artifact
+                .serialize()
+                .map_err(|e| failed(format!("cannot serialize: {e:#}")))
+        }
+        Job::JsEngine { snapshot } => {
+            let linker = crate::host::linker(&engine)
+                .map_err(|e| failed(format!("cannot link the host functions: {e:#}")))?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| failed(format!("cannot start a runtime: {e}")))?;
+            let module = runtime
+                .block_on(crate::javascript::build_module(&engine, &linker, snapshot))
+                .map_err(failed)?;
+            module
+                .serialize()
+                .map_err(|e| failed(format!("cannot serialize: {e:#}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_round_trip() {
+        for job in [
+            Job::Code,
+            Job::JsEngine { snapshot: true },
+            Job::JsEngine { snapshot: false },
+        ] {
+            assert_eq!(Job::parse(job.name()).map(Job::name), Some(job.name()));
+        }
+        assert!(Job::parse("rm -rf").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_reported_as_not_started() {
+        let outcome = run_child(
+            std::path::Path::new("/nonexistent/funless-worker"),
+            &EngineSettings {
+                allocator: AllocatorChoice::OnDemand,
+                pool_slots: 0,
+                max_memory_bytes: 1 << 20,
+            },
+            Job::Code,
+            b"\0asm\x01\0\0\0",
+        )
+        .await;
+        assert!(
+            matches!(outcome, ChildOutcome::NotStarted(_)),
+            "{outcome:?}"
+        );
+    }
+}
