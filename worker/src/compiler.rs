@@ -60,6 +60,8 @@ pub(crate) enum Job {
     Code,
     /// The JavaScript engine, pre-initialised or not.
     JsEngine { snapshot: bool },
+    /// Build the pooling allocator and use one slot (nothing on stdout).
+    PoolProbe,
 }
 
 impl Job {
@@ -68,6 +70,7 @@ impl Job {
             Self::Code => "code",
             Self::JsEngine { snapshot: true } => "js-engine",
             Self::JsEngine { snapshot: false } => "js-engine-plain",
+            Self::PoolProbe => "pool-probe",
         }
     }
 
@@ -76,6 +79,7 @@ impl Job {
             "code" => Some(Self::Code),
             "js-engine" => Some(Self::JsEngine { snapshot: true }),
             "js-engine-plain" => Some(Self::JsEngine { snapshot: false }),
+            "pool-probe" => Some(Self::PoolProbe),
             _ => None,
         }
     }
@@ -105,6 +109,7 @@ pub(crate) async fn run_child(
         .arg(CHILD_ARG)
         .arg(job.name())
         .arg(settings.max_memory_bytes.to_string())
+        .arg(settings.pool_slots.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -150,7 +155,40 @@ fn killed(_: &std::process::ExitStatus) -> String {
     "the compiler process ended without a status".into()
 }
 
-/// The compiler child: `<program> __compile <job> <max memory bytes>`. Writes the serialized
+/// Why the pooling allocator cannot be used, as a child found.
+#[derive(Debug)]
+pub(crate) enum ProbeError {
+    /// The child tried and failed: the reason.
+    Refused(String),
+    /// No child could be started.
+    NotStarted(std::io::Error),
+}
+
+/// Tries the pooling allocator of `settings` in a child of `program` (blocking: start-up only).
+pub(crate) fn probe_pool(
+    program: &std::path::Path,
+    settings: &EngineSettings,
+) -> Result<(), ProbeError> {
+    let output = std::process::Command::new(program)
+        .arg(CHILD_ARG)
+        .arg(Job::PoolProbe.name())
+        .arg(settings.max_memory_bytes.to_string())
+        .arg(settings.pool_slots.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(ProbeError::NotStarted)?;
+    match output.status.code() {
+        Some(0) => Ok(()),
+        Some(_) => Err(ProbeError::Refused(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        )),
+        None => Err(ProbeError::Refused(killed(&output.status))),
+    }
+}
+
+/// The compiler child: `<program> __compile <job> <max memory bytes> <pool slots>`. Writes the serialized
 /// artifact to stdout; a refusal or failure goes to stderr with its exit status.
 pub fn child_main(args: &[String]) -> ExitCode {
     match child(args) {
@@ -173,20 +211,37 @@ fn fail(status: u8, message: &str) -> ExitCode {
 
 fn child(args: &[String]) -> Result<Vec<u8>, (u8, String)> {
     let failed = |message: String| (EXIT_FAILED, message);
-    let (Some(job), Some(max_memory)) = (args.first(), args.get(1)) else {
+    let (Some(job), Some(max_memory), Some(slots)) = (args.first(), args.get(1), args.get(2))
+    else {
         return Err(failed(format!(
-            "usage: {CHILD_ARG} <job> <max memory bytes>"
+            "usage: {CHILD_ARG} <job> <max memory bytes> <pool slots>"
         )));
     };
     let job = Job::parse(job).ok_or_else(|| failed(format!("unknown job {job}")))?;
     let max_memory_bytes = max_memory
         .parse()
         .map_err(|_| failed(format!("not a byte count: {max_memory}")))?;
-    let (engine, _) = engine::build(&EngineSettings {
-        allocator: AllocatorChoice::OnDemand,
-        pool_slots: 0,
-        max_memory_bytes,
-    })
+    let pool_slots = slots
+        .parse()
+        .map_err(|_| failed(format!("not a slot count: {slots}")))?;
+    if let Job::PoolProbe = job {
+        let settings = EngineSettings {
+            allocator: AllocatorChoice::Auto,
+            pool_slots,
+            max_memory_bytes,
+        };
+        return engine::pooling_engine(&settings, true)
+            .map(|_| Vec::new())
+            .map_err(|e| failed(format!("{e:#}")));
+    }
+    let (engine, _) = engine::build(
+        &EngineSettings {
+            allocator: AllocatorChoice::OnDemand,
+            pool_slots,
+            max_memory_bytes,
+        },
+        engine::PoolProbe::Here,
+    )
     .map_err(|e| failed(format!("cannot build the engine: {e:#}")))?;
     match job {
         Job::Code => {
@@ -214,6 +269,7 @@ fn child(args: &[String]) -> Result<Vec<u8>, (u8, String)> {
                 .serialize()
                 .map_err(|e| failed(format!("cannot serialize: {e:#}")))
         }
+        Job::PoolProbe => Ok(Vec::new()),
     }
 }
 
@@ -225,6 +281,7 @@ mod tests {
     fn job_names_round_trip() {
         for job in [
             Job::Code,
+            Job::PoolProbe,
             Job::JsEngine { snapshot: true },
             Job::JsEngine { snapshot: false },
         ] {

@@ -39,7 +39,18 @@ fn base_config() -> Config {
 /// `(module (memory 1))` in the binary format.
 const PROBE_MODULE: &[u8] = b"\0asm\x01\0\0\0\x05\x03\x01\x00\x01";
 
-fn pooling_engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
+/// Where the pooling allocator is tried out before it is used.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PoolProbe<'a> {
+    /// In this process.
+    Here,
+    /// In a child of this program (`compiler.rs`): the probe's compile and instantiation leave
+    /// ~2 MB of code pages touched for nothing in an idle worker, the child takes them along.
+    Child(&'a std::path::Path),
+}
+
+/// An engine with the pooling allocator; `probe`: also compile and instantiate a module once.
+pub(crate) fn pooling_engine(settings: &EngineSettings, probe: bool) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
     // A component takes one slot of each kind for each core instance and memory it holds
     // (a Rust wasm32-wasip2 program: a few), so fewer components than modules fit at once.
@@ -52,6 +63,9 @@ fn pooling_engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = Engine::new(&config)?;
+    if !probe {
+        return Ok(engine);
+    }
     // Building the pool is not the whole story: make sure a slot can actually be used. The
     // probe has a memory and no function, so nothing is compiled: compiling one function at
     // start-up touched ~6 MB of Cranelift's code pages, a third of an idle worker's RSS. It is
@@ -63,9 +77,27 @@ fn pooling_engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
 }
 
 /// Builds the engine; the string names the allocator in use.
-pub(crate) fn build(settings: &EngineSettings) -> wasmtime::Result<(Engine, String)> {
+pub(crate) fn build(
+    settings: &EngineSettings,
+    probe: PoolProbe<'_>,
+) -> wasmtime::Result<(Engine, String)> {
     if settings.allocator == AllocatorChoice::Auto {
-        match pooling_engine(settings) {
+        let pooling = match probe {
+            PoolProbe::Here => pooling_engine(settings, true),
+            // The child built the same pool and used a slot: here only the pool is reserved
+            // (that can still fail, and then falls back below).
+            PoolProbe::Child(program) => match crate::compiler::probe_pool(program, settings) {
+                Ok(()) => pooling_engine(settings, false),
+                Err(crate::compiler::ProbeError::Refused(message)) => {
+                    Err(wasmtime::format_err!("{message}"))
+                }
+                Err(crate::compiler::ProbeError::NotStarted(e)) => {
+                    tracing::warn!(error = %e, "cannot start a compiler process: probing the pool in the worker");
+                    pooling_engine(settings, true)
+                }
+            },
+        };
+        match pooling {
             Ok(engine) => {
                 let name = format!("pooling ({} slots)", settings.pool_slots);
                 tracing::info!(allocator = %name, "wasmtime engine ready");
@@ -85,6 +117,7 @@ pub(crate) fn build(settings: &EngineSettings) -> wasmtime::Result<(Engine, Stri
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::PROBE_MODULE;
 
     #[test]

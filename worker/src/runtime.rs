@@ -24,7 +24,7 @@ use crate::artifact::{self, Artifact};
 use crate::cache::{CodeCache, Compiled, Pre};
 use crate::compiler::{self, ChildOutcome, Compiler, Job};
 use crate::disk::{DiskCache, Lookup};
-use crate::engine::{self, AllocatorChoice, EngineSettings};
+use crate::engine::{self, AllocatorChoice, EngineSettings, PoolProbe};
 use crate::error::{Error, Result};
 use crate::host::{
     self, ComponentState, EgressHooks, FunlessIo, GuestLimits, HostState, HttpPool, Logs,
@@ -126,11 +126,18 @@ impl Runtime {
     /// Builds the engine (probing for the pooling allocator), its epoch ticker, the linker and
     /// the caches.
     pub fn new(config: RuntimeConfig) -> Result<Self> {
-        let (engine, allocator) = engine::build(&EngineSettings {
-            allocator: config.allocator,
-            pool_slots: config.pool_slots,
-            max_memory_bytes: config.max_memory_bytes,
-        })
+        let probe = match &config.compiler {
+            Compiler::Child(program) => PoolProbe::Child(program),
+            Compiler::InProcess => PoolProbe::Here,
+        };
+        let (engine, allocator) = engine::build(
+            &EngineSettings {
+                allocator: config.allocator,
+                pool_slots: config.pool_slots,
+                max_memory_bytes: config.max_memory_bytes,
+            },
+            probe,
+        )
         .map_err(|e| Error::Wasmtime(format!("{e:#}")))?;
         let slices = TimeSlices::start(&engine);
         let linker = host::linker(&engine).map_err(|e| Error::Wasmtime(e.to_string()))?;

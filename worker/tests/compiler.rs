@@ -1,0 +1,121 @@
+//! Compiling in a child process of the worker binary (`funless-worker __compile`): what the
+//! child returns runs like code compiled in the worker, for modules, components and the
+//! JavaScript engine; code that does not compile is refused with the compiler's message; a
+//! compiler program that cannot be started means compiling in the worker, not failing.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use funless_actors::protocol::{CacheReply, InvokeError, InvokeReply};
+use funless_testkit::{example, js_example};
+use funless_worker::{Compiler, Runtime, RuntimeConfig};
+
+mod common;
+use common::{cached_request, push, request};
+
+fn worker_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_funless-worker"))
+}
+
+fn runtime(compiler: Compiler) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        compiler,
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
+async fn output(rt: &Runtime, code: &[u8], args: &str) -> String {
+    match rt.invoke(cached_request(code, args)).await {
+        InvokeReply::Done(out) => out.output_json,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn modules_components_and_the_javascript_engine_compile_in_a_child() {
+    let rt = runtime(Compiler::Child(worker_binary()));
+    let module = example("hello_fl");
+    let component = example("hello_p2");
+    let script = js_example("hello");
+    for code in [&module, &component, &script] {
+        assert!(
+            matches!(push(&rt, code).await, CacheReply::Cached { .. }),
+            "not cached"
+        );
+    }
+    assert_eq!(
+        output(&rt, &module, r#"{"name":"child"}"#).await,
+        r#"{"payload":"Hello child!"}"#
+    );
+    assert_eq!(
+        output(&rt, &component, r#"{"name":"child"}"#).await,
+        r#"{"payload":"Hello child!"}"#
+    );
+    assert_eq!(
+        output(&rt, &script, r#"{"name":"child"}"#).await,
+        r#"{"payload":"Hello child!"}"#
+    );
+}
+
+#[tokio::test]
+async fn code_that_does_not_compile_is_refused_with_the_compilers_message() {
+    let rt = runtime(Compiler::Child(worker_binary()));
+    // A valid header, then a type section that claims more bytes than follow.
+    let broken = b"\0asm\x01\0\0\0\x01\x7f\x01".to_vec();
+    match push(&rt, &broken).await {
+        CacheReply::Failed { reason } => {
+            let refusal = CacheReply::code_refusal(&reason).unwrap_or_else(|| panic!("{reason}"));
+            assert!(refusal.contains("unexpected end-of-file"), "{refusal}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match rt.invoke(request(&broken, "{}")).await {
+        InvokeReply::Failed(InvokeError::Code { message }) => {
+            assert!(message.contains("unexpected end-of-file"), "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The worker is unharmed: good code still compiles and runs.
+    let module = example("hello_fl");
+    push(&rt, &module).await;
+    assert_eq!(
+        output(&rt, &module, r#"{"name":"after"}"#).await,
+        r#"{"payload":"Hello after!"}"#
+    );
+}
+
+#[tokio::test]
+async fn a_compiler_that_cannot_be_started_means_compiling_in_the_worker() {
+    let rt = runtime(Compiler::Child(PathBuf::from(
+        "/nonexistent/funless-worker",
+    )));
+    let module = example("hello_fl");
+    assert!(matches!(
+        push(&rt, &module).await,
+        CacheReply::Cached { .. }
+    ));
+    assert_eq!(
+        output(&rt, &module, r#"{"name":"here"}"#).await,
+        r#"{"payload":"Hello here!"}"#
+    );
+}
+
+#[test]
+fn the_child_refuses_a_job_it_does_not_know() {
+    let out = std::process::Command::new(worker_binary())
+        .args([
+            funless_worker::compiler::CHILD_ARG,
+            "format-disk",
+            "1024",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "unknown job format-disk"
+    );
+}
