@@ -87,7 +87,9 @@ pub struct Runtime {
     engine: Engine,
     allocator: String,
     linker: Linker<HostState>,
-    component_linker: wasmtime::component::Linker<ComponentState>,
+    /// Built on the first component: linking all of WASI 0.2 and wasi:http touches ~1 MB of
+    /// code that a worker running only modules and scripts never needs.
+    component_linker: std::sync::OnceLock<wasmtime::component::Linker<ComponentState>>,
     cache: Arc<CodeCache>,
     disk: Option<Arc<DiskCache>>,
     in_flight: Arc<AtomicU64>,
@@ -141,8 +143,6 @@ impl Runtime {
         .map_err(|e| Error::Wasmtime(format!("{e:#}")))?;
         let slices = TimeSlices::start(&engine);
         let linker = host::linker(&engine).map_err(|e| Error::Wasmtime(e.to_string()))?;
-        let component_linker =
-            host::component_linker(&engine).map_err(|e| Error::Wasmtime(e.to_string()))?;
         let disk = match &config.cache_dir {
             Some(dir) => Some(Arc::new(DiskCache::open(dir, &engine).map_err(|e| {
                 Error::Io(format!("cache directory {}: {e}", dir.display()))
@@ -157,7 +157,7 @@ impl Runtime {
             engine,
             allocator,
             linker,
-            component_linker,
+            component_linker: std::sync::OnceLock::new(),
             cache,
             disk,
             in_flight,
@@ -193,6 +193,19 @@ impl Runtime {
         self.changed.notified().await;
     }
 
+    /// The linker of WASI 0.2 components, built on first use.
+    fn component_linker(
+        &self,
+    ) -> Result<&wasmtime::component::Linker<ComponentState>, InvokeError> {
+        if let Some(linker) = self.component_linker.get() {
+            return Ok(linker);
+        }
+        let built = host::component_linker(&self.engine).map_err(|e| InvokeError::Worker {
+            message: format!("cannot link WASI 0.2 for components: {e:#}"),
+        })?;
+        Ok(self.component_linker.get_or_init(|| built))
+    }
+
     fn ready(
         &self,
         hash: &str,
@@ -212,7 +225,7 @@ impl Runtime {
             }
             Artifact::Component(component) => {
                 let pre = self
-                    .component_linker
+                    .component_linker()?
                     .instantiate_pre(component)
                     .map_err(code_error)?;
                 let command = CommandPre::new(pre).map_err(|e| InvokeError::Code {
