@@ -29,28 +29,37 @@ pub(crate) struct EngineSettings {
     pub(crate) max_memory_bytes: usize,
 }
 
-fn base_config() -> Config {
+/// `compiler`: whether the engine can compile (a worker whose compiles run in child processes
+/// only loads their output, and holds no compiler at all).
+fn base_config(compiler: bool) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.memory_init_cow(true);
+    config.enable_compiler(compiler);
     config
 }
 
 /// `(module (memory 1))` in the binary format.
 const PROBE_MODULE: &[u8] = b"\0asm\x01\0\0\0\x05\x03\x01\x00\x01";
 
-/// Where the pooling allocator is tried out before it is used.
+/// Where compiling happens, the pool probe's included.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum PoolProbe<'a> {
-    /// In this process.
+pub(crate) enum Compiles<'a> {
+    /// In this process: the engine has a compiler.
     Here,
-    /// In a child of this program (`compiler.rs`): the probe's compile and instantiation leave
-    /// ~2 MB of code pages touched for nothing in an idle worker, the child takes them along.
-    Child(&'a std::path::Path),
+    /// In children of this program (`compiler.rs`): the engine has no compiler, and the pool is
+    /// tried out in a child (the probe's compile and instantiation left ~2 MB of code pages
+    /// touched for nothing in an idle worker; building Cranelift's compiler ~1 MB more).
+    InChild(&'a std::path::Path),
 }
 
-/// An engine with the pooling allocator; `probe`: also compile and instantiate a module once.
-pub(crate) fn pooling_engine(settings: &EngineSettings, probe: bool) -> wasmtime::Result<Engine> {
+/// An engine with the pooling allocator; `probe`: also compile and instantiate a module once
+/// (needs `compiler`).
+pub(crate) fn pooling_engine(
+    settings: &EngineSettings,
+    probe: bool,
+    compiler: bool,
+) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
     // A component takes one slot of each kind for each core instance and memory it holds
     // (a Rust wasm32-wasip2 program: a few), so fewer components than modules fit at once.
@@ -60,7 +69,7 @@ pub(crate) fn pooling_engine(settings: &EngineSettings, probe: bool) -> wasmtime
         .total_tables(settings.pool_slots)
         .total_stacks(settings.pool_slots)
         .max_memory_size(settings.max_memory_bytes);
-    let mut config = base_config();
+    let mut config = base_config(compiler);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = Engine::new(&config)?;
     if !probe {
@@ -79,22 +88,22 @@ pub(crate) fn pooling_engine(settings: &EngineSettings, probe: bool) -> wasmtime
 /// Builds the engine; the string names the allocator in use.
 pub(crate) fn build(
     settings: &EngineSettings,
-    probe: PoolProbe<'_>,
+    compiles: Compiles<'_>,
 ) -> wasmtime::Result<(Engine, String)> {
+    let compiler = matches!(compiles, Compiles::Here);
     if settings.allocator == AllocatorChoice::Auto {
-        let pooling = match probe {
-            PoolProbe::Here => pooling_engine(settings, true),
+        let pooling = match compiles {
+            Compiles::Here => pooling_engine(settings, true, true),
             // The child built the same pool and used a slot: here only the pool is reserved
             // (that can still fail, and then falls back below).
-            PoolProbe::Child(program) => match crate::compiler::probe_pool(program, settings) {
-                Ok(()) => pooling_engine(settings, false),
+            Compiles::InChild(program) => match crate::compiler::probe_pool(program, settings) {
+                Ok(()) => pooling_engine(settings, false, false),
                 Err(crate::compiler::ProbeError::Refused(message)) => {
                     Err(wasmtime::format_err!("{message}"))
                 }
-                Err(crate::compiler::ProbeError::NotStarted(e)) => {
-                    tracing::warn!(error = %e, "cannot start a compiler process: probing the pool in the worker");
-                    pooling_engine(settings, true)
-                }
+                Err(crate::compiler::ProbeError::NotStarted(e)) => Err(wasmtime::format_err!(
+                    "cannot start a compiler process to try it: {e}"
+                )),
             },
         };
         match pooling {
@@ -110,7 +119,7 @@ pub(crate) fn build(
             ),
         }
     }
-    let engine = Engine::new(&base_config())?;
+    let engine = Engine::new(&base_config(compiler))?;
     tracing::info!(allocator = "on-demand", "wasmtime engine ready");
     Ok((engine, "on-demand".into()))
 }

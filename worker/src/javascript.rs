@@ -87,9 +87,7 @@ pub(crate) async fn prepare(
         Some(module) => (module, "disk"),
         None => {
             let module = match compiler {
-                Compiler::Child(program) => {
-                    in_child(engine, linker, program, settings, snapshot).await?
-                }
+                Compiler::Child(program) => in_child(engine, program, settings, snapshot).await?,
                 Compiler::InProcess => build_module(engine, linker, snapshot).await?,
             };
             if let Some(disk) = disk {
@@ -136,11 +134,9 @@ pub(crate) async fn build_module(
         .map_err(|e| format!("cannot compile the JavaScript engine: {e:#}"))
 }
 
-/// The engine module built by a compiler child (see `compiler.rs`); in this process if the
-/// child cannot be started.
+/// The engine module built by a compiler child (see `compiler.rs`).
 async fn in_child(
     engine: &Engine,
-    linker: &Linker<HostState>,
     program: &std::path::Path,
     settings: &EngineSettings,
     snapshot: bool,
@@ -152,8 +148,10 @@ async fn in_child(
             return Err(format!("cannot build the JavaScript engine: {message}"));
         }
         ChildOutcome::NotStarted(e) => {
-            tracing::warn!(error = %e, "cannot start a compiler process: building the JavaScript engine in the worker");
-            return build_module(engine, linker, snapshot).await;
+            return Err(format!(
+                "cannot start a compiler process ({}) to build the JavaScript engine: {e}",
+                program.display()
+            ));
         }
     };
     let engine = engine.clone();

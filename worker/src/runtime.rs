@@ -24,7 +24,7 @@ use crate::artifact::{self, Artifact};
 use crate::cache::{CodeCache, Compiled, Pre};
 use crate::compiler::{self, ChildOutcome, Compiler, Job};
 use crate::disk::{DiskCache, Lookup};
-use crate::engine::{self, AllocatorChoice, EngineSettings, PoolProbe};
+use crate::engine::{self, AllocatorChoice, Compiles, EngineSettings};
 use crate::error::{Error, Result};
 use crate::host::{
     self, ComponentState, EgressHooks, FunlessIo, GuestLimits, HostState, HttpPool, Logs,
@@ -128,9 +128,9 @@ impl Runtime {
     /// Builds the engine (probing for the pooling allocator), its epoch ticker, the linker and
     /// the caches.
     pub fn new(config: RuntimeConfig) -> Result<Self> {
-        let probe = match &config.compiler {
-            Compiler::Child(program) => PoolProbe::Child(program),
-            Compiler::InProcess => PoolProbe::Here,
+        let compiles = match &config.compiler {
+            Compiler::Child(program) => Compiles::InChild(program),
+            Compiler::InProcess => Compiles::Here,
         };
         let (engine, allocator) = engine::build(
             &EngineSettings {
@@ -138,7 +138,7 @@ impl Runtime {
                 pool_slots: config.pool_slots,
                 max_memory_bytes: config.max_memory_bytes,
             },
-            probe,
+            compiles,
         )
         .map_err(|e| Error::Wasmtime(format!("{e:#}")))?;
         let slices = TimeSlices::start(&engine);
@@ -429,24 +429,26 @@ impl Runtime {
         })
     }
 
-    /// Compiles in a child process (see `compiler.rs`) and loads its artifact; in this process
-    /// if no child can be started.
+    /// Compiles in a child process (see `compiler.rs`) and loads its artifact.
     async fn compile_in_child(
         &self,
         program: &std::path::Path,
         code: Vec<u8>,
     ) -> Result<Artifact, InvokeError> {
-        let bytes = match compiler::run_child(program, &self.engine_settings(), Job::Code, &code)
-            .await
-        {
-            ChildOutcome::Compiled(bytes) => bytes,
-            ChildOutcome::Refused(message) => return Err(InvokeError::Code { message }),
-            ChildOutcome::Failed(message) => return Err(InvokeError::Worker { message }),
-            ChildOutcome::NotStarted(e) => {
-                tracing::warn!(error = %e, "cannot start a compiler process: compiling in the worker");
-                return self.compile_here(code).await;
-            }
-        };
+        let bytes =
+            match compiler::run_child(program, &self.engine_settings(), Job::Code, &code).await {
+                ChildOutcome::Compiled(bytes) => bytes,
+                ChildOutcome::Refused(message) => return Err(InvokeError::Code { message }),
+                ChildOutcome::Failed(message) => return Err(InvokeError::Worker { message }),
+                ChildOutcome::NotStarted(e) => {
+                    return Err(InvokeError::Worker {
+                        message: format!(
+                            "cannot start a compiler process ({}): {e}",
+                            program.display()
+                        ),
+                    });
+                }
+            };
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || {
             // SAFETY: the bytes are `Artifact::serialize` of our own binary's compiler child,

@@ -1,7 +1,7 @@
 //! Compiling in a child process of the worker binary (`funless-worker __compile`): what the
 //! child returns runs like code compiled in the worker, for modules, components and the
 //! JavaScript engine; code that does not compile is refused with the compiler's message; a
-//! compiler program that cannot be started means compiling in the worker, not failing.
+//! compiler program that cannot be started is a clear error (the worker holds no compiler).
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -86,19 +86,36 @@ async fn code_that_does_not_compile_is_refused_with_the_compilers_message() {
 }
 
 #[tokio::test]
-async fn a_compiler_that_cannot_be_started_means_compiling_in_the_worker() {
+async fn a_compiler_that_cannot_be_started_is_a_clear_error_and_no_pool() {
     let rt = runtime(Compiler::Child(PathBuf::from(
         "/nonexistent/funless-worker",
     )));
-    let module = example("hello_fl");
-    assert!(matches!(
-        push(&rt, &module).await,
-        CacheReply::Cached { .. }
-    ));
-    assert_eq!(
-        output(&rt, &module, r#"{"name":"here"}"#).await,
-        r#"{"payload":"Hello here!"}"#
-    );
+    // The pool is tried out in a child: without one, the on-demand allocator.
+    assert_eq!(rt.allocator(), "on-demand");
+    // The worker's own engine has no compiler: nothing compiles, and it says why.
+    match push(&rt, &example("hello_fl")).await {
+        CacheReply::Failed { reason } => {
+            assert!(
+                reason.contains("cannot start a compiler process (/nonexistent/funless-worker)"),
+                "{reason}"
+            );
+            assert_eq!(
+                CacheReply::code_refusal(&reason),
+                None,
+                "not the code's fault"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    match rt.invoke(request(&js_example("hello"), "{}")).await {
+        InvokeReply::Failed(InvokeError::Worker { message }) => {
+            assert!(
+                message.contains("cannot start a compiler process"),
+                "{message}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 #[test]
