@@ -14,10 +14,12 @@
 //! ~1 MB less of its code touched at start-up.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 
+use funless_actors::protocol::InvokeError;
 use tokio::io::AsyncWriteExt;
+use wasmtime::Engine;
 
 use crate::artifact::Artifact;
 use crate::engine::{self, AllocatorChoice, EngineSettings};
@@ -89,7 +91,7 @@ impl Job {
 
 /// How a compile in a child went.
 #[derive(Debug)]
-pub(crate) enum ChildOutcome {
+enum ChildOutcome {
     /// Wasmtime's serialized artifact.
     Compiled(Vec<u8>),
     /// The input does not compile: the compiler's message.
@@ -100,18 +102,25 @@ pub(crate) enum ChildOutcome {
     NotStarted(std::io::Error),
 }
 
+/// `<program> __compile <job> <max memory bytes> <pool slots>`: the one command line of a child.
+fn child_command(program: &Path, settings: &EngineSettings, job: Job) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    command
+        .arg(CHILD_ARG)
+        .arg(job.name())
+        .arg(settings.max_memory_bytes.to_string())
+        .arg(settings.pool_slots.to_string());
+    command
+}
+
 /// Runs `job` in a child process of `program`, with `input` on its stdin.
-pub(crate) async fn run_child(
-    program: &std::path::Path,
+async fn run_child(
+    program: &Path,
     settings: &EngineSettings,
     job: Job,
     input: &[u8],
 ) -> ChildOutcome {
-    let spawned = tokio::process::Command::new(program)
-        .arg(CHILD_ARG)
-        .arg(job.name())
-        .arg(settings.max_memory_bytes.to_string())
-        .arg(settings.pool_slots.to_string())
+    let spawned = tokio::process::Command::from(child_command(program, settings, job))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -140,6 +149,50 @@ pub(crate) async fn run_child(
         )),
         None => ChildOutcome::Failed(killed(&output.status)),
     }
+}
+
+/// Compiles `input` as `job` in a child of `program` and loads the artifact into `engine`:
+/// what the worker does instead of compiling. Loading is file-sized work, so it runs on a
+/// blocking thread, which then hands the freed buffers back to the kernel.
+pub(crate) async fn compile_in_child(
+    engine: &Engine,
+    program: &Path,
+    settings: &EngineSettings,
+    job: Job,
+    input: &[u8],
+) -> Result<Artifact, InvokeError> {
+    let bytes = match run_child(program, settings, job, input).await {
+        ChildOutcome::Compiled(bytes) => bytes,
+        ChildOutcome::Refused(message) => return Err(InvokeError::Code { message }),
+        ChildOutcome::Failed(message) => return Err(InvokeError::Worker { message }),
+        ChildOutcome::NotStarted(e) => {
+            return Err(InvokeError::Worker {
+                message: format!(
+                    "cannot start a compiler process ({}): {e}",
+                    program.display()
+                ),
+            });
+        }
+    };
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        // SAFETY: the bytes are `Artifact::serialize` of our own binary's compiler child,
+        // built with this engine's settings; Wasmtime checks the header and the settings.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Artifact::deserialize(&engine, &bytes) };
+        drop(bytes);
+        crate::memory::release_freed_heap();
+        let artifact = loaded?;
+        artifact.warm_image();
+        Ok::<_, wasmtime::Error>(artifact)
+    })
+    .await
+    .map_err(|e| InvokeError::Worker {
+        message: format!("loader task failed: {e}"),
+    })?
+    .map_err(|e| InvokeError::Worker {
+        message: format!("cannot load the compiler's output: {e:#}"),
+    })
 }
 
 #[cfg(unix)]
@@ -171,11 +224,7 @@ pub(crate) fn probe_pool(
     program: &std::path::Path,
     settings: &EngineSettings,
 ) -> Result<(), ProbeError> {
-    let output = std::process::Command::new(program)
-        .arg(CHILD_ARG)
-        .arg(Job::PoolProbe.name())
-        .arg(settings.max_memory_bytes.to_string())
-        .arg(settings.pool_slots.to_string())
+    let output = child_command(program, settings, Job::PoolProbe)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Engine, InstancePre, Linker, Module, Store};
 
 use crate::artifact::Artifact;
-use crate::compiler::{self, ChildOutcome, Compiler, Job};
+use crate::compiler::{self, Compiler, Job};
 use crate::disk::{DiskCache, Lookup};
 use crate::engine::EngineSettings;
 use crate::host::{FunlessIo, GuestLimits, HostState, WasiIo};
@@ -141,30 +141,13 @@ async fn in_child(
     settings: &EngineSettings,
     snapshot: bool,
 ) -> Result<Module, String> {
-    let bytes = match compiler::run_child(program, settings, Job::JsEngine { snapshot }, &[]).await
+    match compiler::compile_in_child(engine, program, settings, Job::JsEngine { snapshot }, &[])
+        .await
     {
-        ChildOutcome::Compiled(bytes) => bytes,
-        ChildOutcome::Refused(message) | ChildOutcome::Failed(message) => {
-            return Err(format!("cannot build the JavaScript engine: {message}"));
-        }
-        ChildOutcome::NotStarted(e) => {
-            return Err(format!(
-                "cannot start a compiler process ({}) to build the JavaScript engine: {e}",
-                program.display()
-            ));
-        }
-    };
-    let engine = engine.clone();
-    tokio::task::spawn_blocking(move || {
-        // SAFETY: the bytes are `Module::serialize` of our own binary's compiler child, built
-        // with this engine's settings; Wasmtime checks the header and the settings on load.
-        #[allow(unsafe_code)]
-        let module = unsafe { Module::deserialize(&engine, &bytes) };
-        module
-    })
-    .await
-    .map_err(|e| format!("loader task failed: {e}"))?
-    .map_err(|e| format!("cannot load the compiled JavaScript engine: {e:#}"))
+        Ok(Artifact::Module(module)) => Ok(module),
+        Ok(_) => Err("the compiler process did not return a module".into()),
+        Err(e) => Err(format!("cannot build the JavaScript engine: {e}")),
+    }
 }
 
 /// Runs the engine's `wizer-initialize` and snapshots the result into a new module.

@@ -22,7 +22,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use crate::abi::Abi;
 use crate::artifact::{self, Artifact};
 use crate::cache::{CodeCache, Compiled, Pre};
-use crate::compiler::{self, ChildOutcome, Compiler, Job};
+use crate::compiler::{self, Compiler, Job};
 use crate::disk::{DiskCache, Lookup};
 use crate::engine::{self, AllocatorChoice, Compiles, EngineSettings};
 use crate::error::{Error, Result};
@@ -63,6 +63,16 @@ pub struct RuntimeConfig {
     pub js_snapshot: bool,
     /// Where code is compiled: the worker binary compiles in a child process of itself.
     pub compiler: Compiler,
+}
+
+impl RuntimeConfig {
+    fn engine_settings(&self) -> EngineSettings {
+        EngineSettings {
+            allocator: self.allocator,
+            pool_slots: self.pool_slots,
+            max_memory_bytes: self.max_memory_bytes,
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -132,15 +142,8 @@ impl Runtime {
             Compiler::Child(program) => Compiles::InChild(program),
             Compiler::InProcess => Compiles::Here,
         };
-        let (engine, allocator) = engine::build(
-            &EngineSettings {
-                allocator: config.allocator,
-                pool_slots: config.pool_slots,
-                max_memory_bytes: config.max_memory_bytes,
-            },
-            compiles,
-        )
-        .map_err(|e| Error::Wasmtime(format!("{e:#}")))?;
+        let (engine, allocator) = engine::build(&config.engine_settings(), compiles)
+            .map_err(|e| Error::Wasmtime(format!("{e:#}")))?;
         let slices = TimeSlices::start(&engine);
         let linker = host::linker(&engine).map_err(|e| Error::Wasmtime(e.to_string()))?;
         let disk = match &config.cache_dir {
@@ -388,7 +391,9 @@ impl Runtime {
         let started = Instant::now();
         let artifact = match &self.config.compiler {
             Compiler::Child(program) if !artifact::is_script(&code) => {
-                self.compile_in_child(program, code).await?
+                let settings = self.engine_settings();
+                compiler::compile_in_child(&self.engine, program, &settings, Job::Code, &code)
+                    .await?
             }
             _ => self.compile_here(code).await?,
         };
@@ -429,54 +434,9 @@ impl Runtime {
         })
     }
 
-    /// Compiles in a child process (see `compiler.rs`) and loads its artifact.
-    async fn compile_in_child(
-        &self,
-        program: &std::path::Path,
-        code: Vec<u8>,
-    ) -> Result<Artifact, InvokeError> {
-        let bytes =
-            match compiler::run_child(program, &self.engine_settings(), Job::Code, &code).await {
-                ChildOutcome::Compiled(bytes) => bytes,
-                ChildOutcome::Refused(message) => return Err(InvokeError::Code { message }),
-                ChildOutcome::Failed(message) => return Err(InvokeError::Worker { message }),
-                ChildOutcome::NotStarted(e) => {
-                    return Err(InvokeError::Worker {
-                        message: format!(
-                            "cannot start a compiler process ({}): {e}",
-                            program.display()
-                        ),
-                    });
-                }
-            };
-        let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || {
-            // SAFETY: the bytes are `Artifact::serialize` of our own binary's compiler child,
-            // built with this engine's settings; Wasmtime checks the header and the settings.
-            #[allow(unsafe_code)]
-            let loaded = unsafe { Artifact::deserialize(&engine, &bytes) };
-            drop(bytes);
-            crate::memory::release_freed_heap();
-            let artifact = loaded?;
-            artifact.warm_image();
-            Ok::<_, wasmtime::Error>(artifact)
-        })
-        .await
-        .map_err(|e| InvokeError::Worker {
-            message: format!("loader task failed: {e}"),
-        })?
-        .map_err(|e| InvokeError::Worker {
-            message: format!("cannot load the compiler's output: {e:#}"),
-        })
-    }
-
     /// The settings the engine was built with (for compiler children).
     fn engine_settings(&self) -> EngineSettings {
-        EngineSettings {
-            allocator: self.config.allocator,
-            pool_slots: self.config.pool_slots,
-            max_memory_bytes: self.config.max_memory_bytes,
-        }
+        self.config.engine_settings()
     }
 
     /// Records a use of a preloaded module in its file's time, off the async threads.
