@@ -18,5 +18,6 @@ mod limits;
 mod network;
 mod scheduling;
 mod sinks;
+mod supervision;
 mod tenancy;
 mod tls;
