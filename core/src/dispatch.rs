@@ -13,8 +13,8 @@ use funless_actors::protocol::{
     InvokeRequest, WorkerMessage,
 };
 use futures::future::join_all;
+use ractor::ActorRef;
 use ractor::rpc::CallResult;
-use ractor::{ActorId, ActorRef};
 
 use crate::scheduler::NoWorker;
 use crate::workers::{Lease, Need, Policy, Workers};
@@ -42,11 +42,17 @@ pub enum DispatchError {
         after_ms: u64,
     },
     /// The worker(s) running the function were lost during the call.
-    #[error("the worker running the function was lost ({workers}){}", if *.retried { "; the retry was lost too" } else { "; the function is not retryable" })]
+    #[error("the worker running the function was lost ({workers}){}", match (*.retryable, *.retried) {
+        (false, _) => "; the function is not retryable",
+        (true, true) => "; the runs on other workers were lost too",
+        (true, false) => "; no worker could run it again in time",
+    })]
     WorkerLost {
         /// The workers tried.
         workers: String,
-        /// Whether a retry was made.
+        /// Whether the function may run again elsewhere.
+        retryable: bool,
+        /// Whether it ran again.
         retried: bool,
     },
     /// The code could not be loaded for the "no code" path.
@@ -123,7 +129,6 @@ where
     Fut: std::future::Future<Output = Result<Vec<u8>, String>>,
 {
     let timeout = Duration::from_millis(target.timeout_ms) + ANSWER_MARGIN;
-    let mut tried: Vec<ActorId> = Vec::new();
     let mut lost: Vec<String> = Vec::new();
     let need = Need {
         bytes: target.need_bytes,
@@ -134,18 +139,13 @@ where
     // worker while one is expected back waits for it within that deadline.
     let deadline = Instant::now() + timeout;
     let mut attempts = if target.retryable { MAX_ATTEMPTS } else { 1 };
+    let mut changes = workers.watch();
     loop {
-        let mut changes = workers.watch();
         changes.borrow_and_update();
-        let mut lease = match workers.lease(need, &target.policy, &tried) {
+        let mut lease = match workers.lease(need, &target.policy, &[]) {
             Ok(lease) => lease,
             Err(e) => {
-                let until = workers.expected_until().map(|t| t.min(deadline));
-                if let Some(until) = until
-                    && tokio::time::timeout_at(until.into(), changes.changed())
-                        .await
-                        .is_ok_and(|changed| changed.is_ok())
-                {
+                if wait_for_change(workers, &mut changes, deadline).await {
                     continue;
                 }
                 if lost.is_empty() {
@@ -154,7 +154,6 @@ where
                 break;
             }
         };
-        tried.push(lease.id);
         let request = InvokeRequest {
             function: target.function.clone(),
             args_json: args_json.clone(),
@@ -201,16 +200,55 @@ where
                 tracing::warn!(function = %target.function, worker = %lease.name, retryable = target.retryable, "worker lost during an invocation");
                 lost.push(lease.name.clone());
                 attempts -= 1;
-                if attempts == 0 || Instant::now() >= deadline {
+                drop(lease);
+                // The loss changes the table (the worker is marked lost, restarting or gone);
+                // wait for that before choosing again, so the next run does not go to it.
+                if attempts == 0 || !wait_after_loss(workers, &mut changes, deadline).await {
                     break;
                 }
             }
         }
     }
     Err(DispatchError::WorkerLost {
+        retryable: target.retryable,
         retried: lost.len() > 1,
         workers: lost.join(", "),
     })
+}
+
+/// After a loss: waits for the table to change (the loss itself is about to be recorded, and
+/// a worker may come back), within the come-back time and `deadline`.
+async fn wait_after_loss(
+    workers: &Workers,
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    deadline: Instant,
+) -> bool {
+    if changes.has_changed().unwrap_or(false) {
+        return true;
+    }
+    let until = (Instant::now() + workers.comeback()).min(deadline);
+    tokio::time::timeout_at(until.into(), changes.changed())
+        .await
+        .is_ok_and(|changed| changed.is_ok())
+}
+
+/// Waits for the next change of the worker table while a worker is expected (joining,
+/// restarting, or left recently), within `deadline`; false when none is expected or none
+/// came in time.
+async fn wait_for_change(
+    workers: &Workers,
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    deadline: Instant,
+) -> bool {
+    if changes.has_changed().unwrap_or(false) {
+        return true;
+    }
+    let Some(until) = workers.expected_until().map(|t| t.min(deadline)) else {
+        return false;
+    };
+    tokio::time::timeout_at(until.into(), changes.changed())
+        .await
+        .is_ok_and(|changed| changed.is_ok())
 }
 
 /// Most runs of one retryable invocation (each after losing the worker of the previous one).

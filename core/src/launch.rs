@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use funless_actors::node::{Node, NodeConfig};
 use funless_actors::supervisor::{
-    ChildSpec, Strategy, Supervisor, SupervisorArgs, SupervisorMessage, TaskGuard, service,
-    start_actor,
+    ChildSpec, Intensity, Strategy, Supervisor, SupervisorArgs, SupervisorMessage, TaskGuard,
+    service, start_actor,
 };
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
@@ -52,6 +52,8 @@ pub struct CoreConfig {
     pub gossip: Option<GossipSettings>,
     /// Obey `POST /v1/admin/crash` for the Core's own actors (tests and drills only).
     pub fault_injection: bool,
+    /// The root supervisor's restart intensity; past it the Core gives up.
+    pub intensity: Intensity,
     /// More children of the root supervisor, started last (the embedded worker's tree).
     pub extra_children: Vec<ChildSpec>,
 }
@@ -82,12 +84,6 @@ pub struct CoreHandle {
     /// intensity exceeded), which the binary turns into a non-zero exit.
     pub supervisor_done: JoinHandle<()>,
 }
-
-/// Restart intensity of the Core's root supervisor: more restarts than this within
-/// [`ROOT_WITHIN`] and the Core gives up (the process exits with an error).
-pub const ROOT_MAX_RESTARTS: usize = 5;
-/// The window of [`ROOT_MAX_RESTARTS`].
-pub const ROOT_WITHIN: Duration = Duration::from_secs(30);
 
 /// The cookie to use: the given one, else the one stored in the data directory, else a new
 /// random one stored there (mode 0600). Never a built-in default.
@@ -185,8 +181,8 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
             role: "Core node".into(),
             strategy: Strategy::OneForOne,
             children,
-            max_restarts: ROOT_MAX_RESTARTS,
-            within: ROOT_WITHIN,
+            max_restarts: config.intensity.max_restarts,
+            within: config.intensity.within,
         },
     )
     .await

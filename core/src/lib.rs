@@ -25,7 +25,4 @@ pub mod workers;
 
 mod launch;
 
-pub use launch::{
-    COOKIE_FILE, CoreConfig, CoreHandle, GossipSettings, ROOT_MAX_RESTARTS, ROOT_WITHIN,
-    resolve_cookie, start,
-};
+pub use launch::{COOKIE_FILE, CoreConfig, CoreHandle, GossipSettings, resolve_cookie, start};

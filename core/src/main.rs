@@ -86,6 +86,14 @@ struct Args {
     /// production.
     #[arg(long, env = "FUNLESS_FAULT_INJECTION")]
     fault_injection: bool,
+    /// Restart intensity of the root supervisor: more than this many restarts within
+    /// --restart-period-secs and the process gives up and exits with code 1 (OTP's
+    /// intensity).
+    #[arg(long, env = "FUNLESS_RESTART_INTENSITY", default_value_t = 5)]
+    restart_intensity: usize,
+    /// The window of --restart-intensity, seconds (OTP's period).
+    #[arg(long, env = "FUNLESS_RESTART_PERIOD_SECS", default_value_t = 30)]
+    restart_period_secs: u64,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -119,6 +127,7 @@ async fn core_main() -> anyhow::Result<()> {
         args.tls_cert.as_deref(),
         args.tls_key.as_deref(),
     )?;
+    let intensity = intensity(&args);
     let given = match &args.cookie_file {
         Some(file) => Some(funless_actors::node::cookie_from_file(file)?),
         None => args.cookie,
@@ -126,7 +135,7 @@ async fn core_main() -> anyhow::Result<()> {
     let cookie = resolve_cookie(given, &args.data_dir)?;
     // The embedded worker's tree is a child of the Core's root: one tree, one process.
     let extra_children = if args.embedded_worker {
-        vec![embedded_worker(args.fault_injection)?]
+        vec![embedded_worker(args.fault_injection, intensity)?]
     } else {
         Vec::new()
     };
@@ -150,6 +159,7 @@ async fn core_main() -> anyhow::Result<()> {
             interface: args.gossip_interface.clone(),
         }),
         fault_injection: args.fault_injection,
+        intensity,
         extra_children,
     })
     .await?;
@@ -165,8 +175,18 @@ async fn core_main() -> anyhow::Result<()> {
     }
 }
 
+fn intensity(args: &Args) -> funless_actors::supervisor::Intensity {
+    funless_actors::supervisor::Intensity {
+        max_restarts: args.restart_intensity,
+        within: std::time::Duration::from_secs(args.restart_period_secs.max(1)),
+    }
+}
+
 #[cfg(feature = "embedded-worker")]
-fn embedded_worker(fault_injection: bool) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
+fn embedded_worker(
+    fault_injection: bool,
+    intensity: funless_actors::supervisor::Intensity,
+) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
     let runtime = std::sync::Arc::new(funless_worker::Runtime::new(
         funless_worker::RuntimeConfig {
             name: "embedded".into(),
@@ -178,12 +198,16 @@ fn embedded_worker(fault_injection: bool) -> anyhow::Result<funless_actors::supe
         runtime,
         funless_worker::WorkerOptions {
             fault_injection,
+            intensity,
             ..funless_worker::WorkerOptions::reporting_every(std::time::Duration::from_secs(1))
         },
     ))
 }
 
 #[cfg(not(feature = "embedded-worker"))]
-fn embedded_worker(_: bool) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
+fn embedded_worker(
+    _: bool,
+    _: funless_actors::supervisor::Intensity,
+) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
     anyhow::bail!("this build has no embedded worker (feature `embedded-worker` is off)")
 }

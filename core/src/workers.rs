@@ -185,6 +185,11 @@ impl Workers {
         *self.comeback.lock().unwrap_or_else(|p| p.into_inner()) = within;
     }
 
+    /// How long a worker that left is expected back.
+    pub fn comeback(&self) -> Duration {
+        *self.comeback.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn departure(&self) {
         *self.departed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
@@ -193,7 +198,7 @@ impl Workers {
     /// joining (no status yet) or restarting its gateway, or within the come-back time after
     /// one left. `None`: nothing is expected, answer at once.
     pub fn expected_until(&self) -> Option<Instant> {
-        let comeback = *self.comeback.lock().unwrap_or_else(|p| p.into_inner());
+        let comeback = self.comeback();
         let coming = {
             let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
             map.values().any(|e| {
@@ -209,11 +214,22 @@ impl Workers {
             .filter(|until| *until > Instant::now())
     }
 
-    /// Adds a worker that just joined (status unknown yet).
+    /// Adds a worker that just joined (status unknown yet). A gateway joining under the id
+    /// of an entry that is restarting (ids are per session, and a session opened again can
+    /// reuse one) is that worker back: the entry takes the new reference and is live again.
     pub fn join(&self, actor: ActorRef<WorkerMessage>) {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        map.entry(actor.get_id())
-            .or_insert_with(|| WorkerEntry::new(actor));
+        match map.get_mut(&actor.get_id()) {
+            Some(entry) => {
+                entry.actor = actor;
+                entry.restarting_since = None;
+            }
+            None => {
+                map.insert(actor.get_id(), WorkerEntry::new(actor));
+            }
+        }
+        drop(map);
+        self.changed();
     }
 
     /// Whether the table holds this gateway.

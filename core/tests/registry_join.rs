@@ -75,6 +75,7 @@ async fn a_worker_whose_first_status_request_fails_is_asked_again_until_ready() 
         activations: Default::default(),
         gossip: None,
         fault_injection: false,
+        intensity: Default::default(),
         extra_children: Vec::new(),
     })
     .await

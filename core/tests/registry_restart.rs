@@ -66,6 +66,7 @@ async fn a_crashed_registry_is_restarted_and_the_core_keeps_serving() {
         activations: Default::default(),
         gossip: None,
         fault_injection: false,
+        intensity: Default::default(),
         extra_children: Vec::new(),
     })
     .await

@@ -783,6 +783,21 @@ impl Client {
         )
     }
 
+    /// Like [`Client::invoke`], but a transport error (a connection reset, ...) is an `Err`
+    /// to count rather than a panic.
+    pub fn try_invoke(
+        &self,
+        module: &str,
+        name: &str,
+        args: Value,
+    ) -> Result<(StatusCode, Value), String> {
+        self.request(reqwest::Method::POST, &format!("/v1/fn/{module}/{name}"))
+            .json(&serde_json::json!({ "args": args }))
+            .send()
+            .map(answer)
+            .map_err(|e| format!("{e:?}"))
+    }
+
     pub fn invoke(&self, module: &str, name: &str, args: Value) -> (StatusCode, Value) {
         self.post_json(
             &format!("/v1/fn/{module}/{name}"),
