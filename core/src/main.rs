@@ -81,6 +81,9 @@ struct Args {
     /// Core announces this interface's address.
     #[arg(long, env = "FUNLESS_GOSSIP_INTERFACE", value_parser = funless_actors::discovery::parse_interface)]
     gossip_interface: Option<funless_actors::discovery::Interface>,
+    /// Egress of the embedded worker's functions (as funless-worker's flags).
+    #[command(flatten)]
+    egress: funless_actors::settings::EgressFlags,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -142,7 +145,7 @@ async fn core_main() -> anyhow::Result<()> {
     .await?;
 
     let embedded = if args.embedded_worker {
-        Some(start_embedded_worker().await?)
+        Some(start_embedded_worker(args.egress).await?)
     } else {
         None
     };
@@ -163,11 +166,15 @@ async fn core_main() -> anyhow::Result<()> {
 }
 
 #[cfg(feature = "embedded-worker")]
-async fn start_embedded_worker() -> anyhow::Result<funless_worker::WorkerHandle> {
+async fn start_embedded_worker(
+    egress: funless_actors::settings::EgressFlags,
+) -> anyhow::Result<funless_worker::WorkerHandle> {
     let worker = funless_worker::start(
         funless_worker::RuntimeConfig {
             name: "embedded".into(),
             compiler: funless_worker::Compiler::child_of_this_program(),
+            allow_hosts: egress.allow_hosts,
+            egress_roots: egress.egress_ca,
             ..funless_worker::RuntimeConfig::default()
         },
         std::time::Duration::from_secs(1),
@@ -178,6 +185,6 @@ async fn start_embedded_worker() -> anyhow::Result<funless_worker::WorkerHandle>
 }
 
 #[cfg(not(feature = "embedded-worker"))]
-async fn start_embedded_worker() -> anyhow::Result<()> {
+async fn start_embedded_worker(_: funless_actors::settings::EgressFlags) -> anyhow::Result<()> {
     anyhow::bail!("this build has no embedded worker (feature `embedded-worker` is off)")
 }

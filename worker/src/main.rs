@@ -114,6 +114,8 @@ struct Args {
     /// engine).
     #[arg(long, env = "FUNLESS_COMPILE_IN_WORKER")]
     compile_in_worker: bool,
+    #[command(flatten)]
+    egress: funless_actors::settings::EgressFlags,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -186,6 +188,8 @@ async fn worker_main() -> anyhow::Result<()> {
             } else {
                 Compiler::child_of_this_program()
             },
+            allow_hosts: args.egress.allow_hosts,
+            egress_roots: args.egress.egress_ca,
         },
         Duration::from_millis(args.report_ms.max(50)),
     )
