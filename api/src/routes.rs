@@ -285,10 +285,11 @@ async fn list_app_scripts<B: Backend>(
     data(StatusCode::OK, backend.list_app_scripts().await?)
 }
 
-/// FunLess's form: multipart `name` and `file` (the YAML).
+/// FunLess's form: multipart `name` and `file` (the YAML). Any subject may create one, as in
+/// FunLess; deleting one is for admins.
 async fn create_app_script<B: Backend>(
     State(backend): State<Arc<B>>,
-    _: Admin,
+    _: Auth,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Response> {
     let mut multipart = multipart.map_err(|rejection| {
@@ -496,15 +497,14 @@ async fn update_function<B: Backend>(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Response> {
     let form = read_upload(multipart).await?;
-    if let Some(name) = &form.name
-        && name != &function
-    {
-        return Err(ApiError::BadRequest(format!(
-            "form name {name:?} differs from the function in the path {function:?}"
-        )));
-    }
-    let upload = form.into_upload(function)?;
-    let updated = backend.update_function(&who, &module, upload).await?;
+    // FunLess's update: the form's `name` is the function's name from now on (a rename when
+    // it differs from the path); without one the name stays.
+    let name = form.name.clone().unwrap_or_else(|| function.clone());
+    valid("function", &name)?;
+    let upload = form.into_upload(name)?;
+    let updated = backend
+        .update_function(&who, &module, &function, upload)
+        .await?;
     data(created_status(&updated, StatusCode::OK), updated)
 }
 
@@ -688,6 +688,7 @@ mod tests {
         async fn update_function(
             &self,
             _: &Subject,
+            _: &str,
             _: &str,
             _: FunctionUpload,
         ) -> ApiResult<FunctionCreated> {

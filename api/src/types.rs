@@ -18,34 +18,45 @@ impl<T> Data<T> {
     }
 }
 
-/// `{"errors": {"detail": "..."}}`: the envelope of every error answer.
+/// `{"errors": {"detail": "..."}}`: the envelope of every error answer, exactly FunLess's
+/// (FunLess's own `fl` refuses error bodies with any other field). What kind of failure a 422
+/// is travels in the [`REASON_HEADER`] response header, which FunLess clients ignore.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorBody {
     /// The error.
-    pub errors: ErrorDetail,
+    pub errors: ErrorMessage,
 }
 
 /// The inside of [`ErrorBody`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ErrorDetail {
+pub struct ErrorMessage {
     /// Human-readable description.
     pub detail: String,
-    /// For a function's failure (422), what kind it was: `function_error`, `trap`, `timeout`,
-    /// `memory_limit`, `output_too_large` or `bad_output`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
+
+/// Response header naming the kind of a function's failure (422): `function_error`, `trap`,
+/// `timeout`, `memory_limit`, `output_too_large` or `bad_output`.
+pub const REASON_HEADER: &str = "x-funless-error-reason";
 
 impl ErrorBody {
     /// An error body with this message.
     pub fn new(detail: impl Into<String>) -> Self {
         Self {
-            errors: ErrorDetail {
+            errors: ErrorMessage {
                 detail: detail.into(),
-                reason: None,
             },
         }
     }
+}
+
+/// The error of a finished activation: the answer's detail and the failure's kind.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorDetail {
+    /// Human-readable description.
+    pub detail: String,
+    /// For a function's failure (422), what kind it was (as [`REASON_HEADER`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Something identified by name (modules, functions, subjects in listings).
@@ -112,10 +123,15 @@ pub struct FunctionMetadata {
     /// A free tag, used by scheduling scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    /// Memory the function needs, bytes (every memory figure of the API is in bytes). The
-    /// scheduler only picks a worker with at least this much free memory. Default
-    /// [`DEFAULT_CAPACITY_BYTES`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Memory the function needs, bytes (every memory figure of the API is in bytes; FunLess's
+    /// scheduler, too, compares it with the worker's available memory in bytes). The
+    /// scheduler only picks a worker with at least this much free memory. `-1`, FunLess's
+    /// default, is the same as leaving it out: [`DEFAULT_CAPACITY_BYTES`].
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "capacity"
+    )]
     pub capacity: Option<u64>,
     /// Whether an invocation may run again on another worker when its worker is lost
     /// mid-call (default true). Set false for functions with side effects that must not
@@ -131,6 +147,18 @@ pub struct FunctionMetadata {
     /// (default: none; every other destination is refused and logged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_hosts: Option<Vec<String>>,
+}
+
+/// `capacity`: a byte count, or FunLess's `-1` for "not given".
+fn capacity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None | Some(-1) => Ok(None),
+        Some(n) => u64::try_from(n).map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "capacity must be a number of bytes, or -1 for the default, not {n}"
+            ))
+        }),
+    }
 }
 
 /// Time limit of a function that declares none, milliseconds (FunLess's 60 s).
@@ -354,13 +382,21 @@ pub enum SchedulingLanguage {
     App,
 }
 
-/// A FunLess APP scheduling script, as shown by `GET /v1/scripts/app/:name`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A FunLess APP scheduling script, as shown by `GET /v1/scripts/app/:name` and answered by
+/// its creation: FunLess's `id`, `name` and parsed `script`, plus the YAML as uploaded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AppScriptInfo {
+    /// Store id.
+    pub id: i64,
     /// Script name.
     pub name: String,
+    /// The parsed script, in FunLess's shape: `{"tags": {"<tag>": {"blocks": [{"workers",
+    /// "strategy", "affinity": {"affinity", "antiaffinity"}, "invalidate":
+    /// {"capacity_used", "max_concurrent_invocations"}}], "followup"}}}` (limits not given
+    /// are `"infinity"`).
+    pub script: serde_json::Value,
     /// The YAML source as uploaded.
-    pub script: String,
+    pub source: String,
     /// Creation time, RFC 3339 UTC.
     pub created_at: String,
 }
