@@ -36,6 +36,7 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
         .route("/v1/", get(liveness))
         .route("/health", get(health))
         .route("/metrics", get(metrics::<B>))
+        .route("/v1/openapi.json", get(openapi_document))
         .route(
             "/v1/admin/subjects",
             get(list_subjects::<B>).post(create_subject::<B>),
@@ -144,6 +145,10 @@ async fn liveness() -> &'static str {
 
 async fn health() -> Response {
     json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_string())
+}
+
+async fn openapi_document() -> Response {
+    json_response(StatusCode::OK, crate::openapi::json().to_string())
 }
 
 async fn not_found() -> ApiError {
@@ -639,7 +644,7 @@ async fn list_activations<B: Backend>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::backend::{FunctionUpload, Invocation, Subject};
@@ -652,7 +657,7 @@ mod tests {
     use tower::ServiceExt;
 
     /// A backend whose every method panics, like a bug would.
-    struct Broken;
+    pub(crate) struct Broken;
 
     impl Backend for Broken {
         async fn authenticate(&self, _: &str) -> ApiResult<Subject> {

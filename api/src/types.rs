@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// `{"data": T}`: the envelope of every successful answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Data<T> {
     /// The payload.
     pub data: T,
@@ -22,6 +23,7 @@ impl<T> Data<T> {
 /// (FunLess's own `fl` refuses error bodies with any other field). What kind of failure a 422
 /// is travels in the [`REASON_HEADER`] response header, which FunLess clients ignore.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub errors: ErrorMessage,
@@ -29,6 +31,7 @@ pub struct ErrorBody {
 
 /// The inside of [`ErrorBody`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ErrorMessage {
     /// Human-readable description.
     pub detail: String,
@@ -51,6 +54,7 @@ impl ErrorBody {
 
 /// The error of a finished activation: the answer's detail and the failure's kind.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Human-readable description.
     pub detail: String,
@@ -61,6 +65,7 @@ pub struct ErrorDetail {
 
 /// Something identified by name (modules, functions, subjects in listings).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Named {
     /// The name.
     pub name: String,
@@ -68,6 +73,7 @@ pub struct Named {
 
 /// Body of `POST /v1/fn` and `PUT /v1/fn/:mod`: `{"module": {"name": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ModuleRequest {
     /// The module.
@@ -76,6 +82,7 @@ pub struct ModuleRequest {
 
 /// Body of `POST /v1/admin/subjects`: `{"subject": {"name": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SubjectRequest {
     /// The subject.
@@ -84,6 +91,7 @@ pub struct SubjectRequest {
 
 /// `POST /v1/admin/nodes`: the cluster address of a node for the Core to connect to.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct NodeRequest {
     /// `host:port` of the node's cluster port (a worker's `--cluster-port`).
     pub address: String,
@@ -91,6 +99,7 @@ pub struct NodeRequest {
 
 /// A node the Core connected to by hand.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct NodeConnected {
     /// The address as given.
     pub address: String,
@@ -100,6 +109,7 @@ pub struct NodeConnected {
 
 /// A newly created subject: its token is shown this once and stored only as a hash.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct CreatedSubject {
     /// Subject name.
     pub name: String,
@@ -109,6 +119,7 @@ pub struct CreatedSubject {
 
 /// A module with its functions (`GET /v1/fn/:mod`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ModuleInfo {
     /// Module name.
     pub name: String,
@@ -118,6 +129,7 @@ pub struct ModuleInfo {
 
 /// Optional `metadata` part of a function upload (FunLess's fields).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FunctionMetadata {
     /// A free tag, used by scheduling scripts.
@@ -132,6 +144,7 @@ pub struct FunctionMetadata {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "capacity"
     )]
+    #[cfg_attr(feature = "server", schema(value_type = Option<i64>, minimum = -1))]
     pub capacity: Option<u64>,
     /// Whether an invocation may run again on another worker when its worker is lost
     /// mid-call (default true). Set false for functions with side effects that must not
@@ -170,6 +183,7 @@ pub const DEFAULT_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How a function's code is called, detected from the module at upload.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Abi {
     /// Exports `__invoke` and imports `fl_imps` (the original FunLess ABI).
@@ -231,6 +245,7 @@ impl Language {
 
 /// A function as shown by `GET /v1/fn/:mod/:fn`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct FunctionInfo {
     /// Function name.
     pub name: String,
@@ -258,6 +273,7 @@ pub struct FunctionInfo {
 
 /// The state of one data sink of a function.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct SinkInfo {
     /// `couchdb` or `webhook`.
     #[serde(rename = "type")]
@@ -279,6 +295,7 @@ pub struct SinkInfo {
 
 /// What the workers did with code sent to them on create or update.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct BroadcastReport {
     /// Whether the answer waited for the workers (`wait_for_workers`).
     pub waited: bool,
@@ -290,6 +307,7 @@ pub struct BroadcastReport {
 
 /// One worker's failure to cache code.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct WorkerFailure {
     /// The worker.
     pub worker: String,
@@ -299,6 +317,7 @@ pub struct WorkerFailure {
 
 /// Answer of function create and update.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct FunctionCreated {
     /// Function name.
     pub name: String,
@@ -327,6 +346,7 @@ pub struct FunctionCreated {
 
 /// The live state of one event connector of a function.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ConnectorInfo {
     /// `mqtt`, `nats` or `cron`.
     #[serde(rename = "type")]
@@ -346,6 +366,7 @@ pub struct ConnectorInfo {
 
 /// Body of an invocation: `{"args": {...}, "scheduling": {...}}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InvokeRequest {
     /// Arguments handed to the function as JSON (default `{}`).
@@ -362,6 +383,7 @@ pub struct InvokeRequest {
 
 /// FunLess's scheduling choice of an invocation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Scheduling {
     /// `app` (an APP script named by `script`) or `none` (the platform's policy).
@@ -373,6 +395,7 @@ pub struct Scheduling {
 
 /// Scheduling languages.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SchedulingLanguage {
     /// The platform's default policy.
@@ -385,6 +408,7 @@ pub enum SchedulingLanguage {
 /// A FunLess APP scheduling script, as shown by `GET /v1/scripts/app/:name` and answered by
 /// its creation: FunLess's `id`, `name` and parsed `script`, plus the YAML as uploaded.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct AppScriptInfo {
     /// Store id.
     pub id: i64,
@@ -403,6 +427,7 @@ pub struct AppScriptInfo {
 
 /// A worker as listed by `GET /v1/workers`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct WorkerInfo {
     /// Worker name (unique in the cluster).
     pub name: String,
@@ -434,6 +459,7 @@ pub struct WorkerInfo {
 
 /// Where an activation is.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationStatus {
     /// Still running (asynchronous invocations).
@@ -446,6 +472,7 @@ pub enum ActivationStatus {
 
 /// One invocation's record, as shown by `GET /v1/activations/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ActivationInfo {
     /// Id (32 hex digits).
     pub activation_id: String,
@@ -476,6 +503,7 @@ pub struct ActivationInfo {
 
 /// The answer to an asynchronous invocation (202).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ActivationStarted {
     /// Id to fetch the activation with.
     pub activation_id: String,
