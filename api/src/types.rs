@@ -386,7 +386,9 @@ pub struct InvokeRequest {
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Scheduling {
-    /// `app` (an APP script named by `script`) or `none` (the platform's policy).
+    /// `app` (an APP script named by `script`) or `none` (the platform's policy; the default,
+    /// as in FunLess's OpenAPI document).
+    #[serde(default)]
     pub language: SchedulingLanguage,
     /// The APP script's name (required with `app`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
