@@ -35,21 +35,36 @@ cleanup() {
 trap cleanup EXIT
 
 url="http://127.0.0.1:$api_port"
+token_of() { sed -n "s/^$1 = \"\(.*\)\"\$/\1/p" "$data/fl-config.toml" 2>/dev/null; }
+# Ready when the API answers and lists the embedded worker as ready.
+worker_ready() {
+  python3 - "$url" "$(token_of admin_token)" <<'PY'
+import json, sys, urllib.request
+request = urllib.request.Request(sys.argv[1] + "/v1/workers", headers={"Authorization": "Bearer " + sys.argv[2]})
+try:
+    workers = json.load(urllib.request.urlopen(request, timeout=2))["data"]
+except Exception:
+    sys.exit(1)
+sys.exit(0 if any(w["state"] == "ready" for w in workers) else 1)
+PY
+}
 for _ in $(seq 1 120); do
-  if grep -q "api listening on" "$log" && grep -q "embedded worker started" "$log"; then break; fi
+  if worker_ready; then break; fi
   if ! kill -0 "$core_pid" 2>/dev/null; then cat "$log" >&2; exit 1; fi
   sleep 0.5
 done
-admin_token=$(sed -n 's/^admin_token = "\(.*\)"$/\1/p' "$data/fl-config.toml")
-[ -n "$admin_token" ] || { echo "no admin token in $data/fl-config.toml" >&2; exit 1; }
+worker_ready || { echo "the Core's embedded worker is not ready" >&2; tail -n 50 "$log" >&2; exit 1; }
+admin_token=$(token_of admin_token)
 
-# POST /v1/admin/nodes makes the Core dial the address it is given: generated addresses would
-# reach outside 127.0.0.0/8, so that operation is left out.
+# Left out: POST /v1/admin/nodes makes the Core dial the address it is given (generated
+# addresses would reach outside 127.0.0.0/8); DELETE /v1/admin/subjects/{name} would revoke
+# the run's own admin token and turn the rest of the run into 401s.
 status=0
 "$venv/bin/schemathesis" run "$url/v1/openapi.json" \
   --header "Authorization: Bearer $admin_token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --exclude-path /v1/admin/nodes \
+  --exclude-path '/v1/admin/subjects/{name}' \
   --request-timeout 30 \
   "$@" || status=$?
 if [ "$status" -ne 0 ]; then

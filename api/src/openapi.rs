@@ -15,9 +15,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::types::{
-    ActivationInfo, ActivationStarted, AppScriptInfo, CreatedSubject, Data, ErrorBody,
-    FunctionCreated, FunctionInfo, InvokeRequest, ModuleInfo, ModuleRequest, Named, NodeConnected,
-    NodeRequest, SubjectRequest, WorkerInfo,
+    ActivationInfo, ActivationStarted, AppScriptInfo, ClusterTree, CrashRequest, Crashed,
+    CreatedSubject, Data, ErrorBody, FunctionCreated, FunctionInfo, InvokeRequest, ModuleInfo,
+    ModuleRequest, Named, NodeConnected, NodeRequest, SubjectRequest, WorkerInfo,
 };
 
 /// The document as JSON text, built once.
@@ -40,7 +40,7 @@ pub(crate) fn json() -> &'static str {
     ),
     paths(
         liveness, liveness_slash, health, metrics, openapi_document,
-        list_subjects, create_subject, revoke_subject, list_workers, connect_node,
+        list_subjects, create_subject, revoke_subject, list_workers, connect_node, tree, crash,
         list_app_scripts, create_app_script, get_app_script, delete_app_script,
         list_modules, create_module, get_module, rename_module, delete_module, create_function,
         get_function, update_function, delete_function, invoke, list_activations,
@@ -173,6 +173,16 @@ fn list_workers() {}
     responses((status = 200, description = "Connected", body = Data<NodeConnected>),
         (status = "default", description = ERROR, body = ErrorBody)))]
 fn connect_node() {}
+
+#[utoipa::path(get, path = "/v1/admin/tree", tag = "admin",
+    responses((status = 200, description = "The supervision trees of the Core and every worker", body = Data<ClusterTree>),
+        (status = "default", description = ERROR, body = ErrorBody)))]
+fn tree() {}
+
+#[utoipa::path(post, path = "/v1/admin/crash", tag = "admin", request_body = CrashRequest,
+    responses((status = 200, description = "The actor was killed (only with --fault-injection)", body = Data<Crashed>),
+        (status = "default", description = ERROR, body = ErrorBody)))]
+fn crash() {}
 
 #[utoipa::path(get, path = "/v1/scripts/app", tag = "app",
     responses((status = 200, description = "Script names", body = Data<Vec<Named>>),
@@ -325,7 +335,7 @@ mod tests {
         let app = crate::router(Arc::new(crate::routes::tests::Broken));
         let doc = document();
         let paths = doc["paths"].as_object().unwrap();
-        assert!(paths.len() >= 16, "{}", paths.len());
+        assert!(paths.len() >= 18, "{}", paths.len());
         let mut operations = 0;
         for (path, item) in paths {
             let concrete = path

@@ -343,6 +343,8 @@ pub(crate) enum AdminCommand {
     /// Subjects (users and their tokens)
     #[command(subcommand, visible_alias = "u")]
     User(UserCommand),
+    /// The supervision trees of the Core and of every worker, live (like Erlang's observer)
+    Tree,
 }
 
 /// `fl admin user ...`

@@ -129,13 +129,30 @@ where
         bytes: target.need_bytes,
         hash: &target.function.hash,
     };
-    let attempts = if target.retryable { 2 } else { 1 };
-    // A worker lost mid-call gets a retryable request retried once on another one.
-    for _ in 0..attempts {
+    // A worker lost mid-call gets a retryable request run again on another one (or on the
+    // same worker once it is back), until the call's own deadline; a call that finds no
+    // worker while one is expected back waits for it within that deadline.
+    let deadline = Instant::now() + timeout;
+    let mut attempts = if target.retryable { MAX_ATTEMPTS } else { 1 };
+    loop {
+        let mut changes = workers.watch();
+        changes.borrow_and_update();
         let mut lease = match workers.lease(need, &target.policy, &tried) {
             Ok(lease) => lease,
-            Err(e) if lost.is_empty() => return Err(e.into()),
-            Err(_) => break,
+            Err(e) => {
+                let until = workers.expected_until().map(|t| t.min(deadline));
+                if let Some(until) = until
+                    && tokio::time::timeout_at(until.into(), changes.changed())
+                        .await
+                        .is_ok_and(|changed| changed.is_ok())
+                {
+                    continue;
+                }
+                if lost.is_empty() {
+                    return Err(e.into());
+                }
+                break;
+            }
         };
         tried.push(lease.id);
         let request = InvokeRequest {
@@ -183,6 +200,10 @@ where
             Attempt::Lost => {
                 tracing::warn!(function = %target.function, worker = %lease.name, retryable = target.retryable, "worker lost during an invocation");
                 lost.push(lease.name.clone());
+                attempts -= 1;
+                if attempts == 0 || Instant::now() >= deadline {
+                    break;
+                }
             }
         }
     }
@@ -191,6 +212,9 @@ where
         workers: lost.join(", "),
     })
 }
+
+/// Most runs of one retryable invocation (each after losing the worker of the previous one).
+const MAX_ATTEMPTS: usize = 4;
 
 /// One worker's answer to a broadcast.
 #[derive(Debug, Clone, PartialEq, Eq)]

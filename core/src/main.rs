@@ -81,6 +81,11 @@ struct Args {
     /// Core announces this interface's address.
     #[arg(long, env = "FUNLESS_GOSSIP_INTERFACE", value_parser = funless_actors::discovery::parse_interface)]
     gossip_interface: Option<funless_actors::discovery::Interface>,
+    /// Obey fault-injection requests (`POST /v1/admin/crash`, admin token): kill a named
+    /// actor of the Core's tree, or of the embedded worker's. For tests and drills; off in
+    /// production.
+    #[arg(long, env = "FUNLESS_FAULT_INJECTION")]
+    fault_injection: bool,
     /// Egress of the embedded worker's functions (as funless-worker's flags).
     #[command(flatten)]
     egress: funless_actors::settings::EgressFlags,
@@ -122,6 +127,12 @@ async fn core_main() -> anyhow::Result<()> {
         None => args.cookie,
     };
     let cookie = resolve_cookie(given, &args.data_dir)?;
+    // The embedded worker's tree is a child of the Core's root: one tree, one process.
+    let extra_children = if args.embedded_worker {
+        vec![embedded_worker(args.fault_injection, args.egress.clone())?]
+    } else {
+        Vec::new()
+    };
     let core = funless_core::start(CoreConfig {
         data_dir: args.data_dir,
         database_url: args.database_url,
@@ -141,35 +152,28 @@ async fn core_main() -> anyhow::Result<()> {
             group: args.gossip_addr,
             interface: args.gossip_interface.clone(),
         }),
+        fault_injection: args.fault_injection,
+        extra_children,
     })
     .await?;
 
-    let embedded = if args.embedded_worker {
-        Some(start_embedded_worker(args.egress).await?)
-    } else {
-        None
-    };
-
     let mut supervisor_done = core.supervisor_done;
-    let mut server = core.server;
-    let result = tokio::select! {
-        _ = funless_actors::process::shutdown_signal() => { tracing::info!("core stopping"); Ok(()) }
-        _ = &mut supervisor_done => Err(anyhow::anyhow!("the core's supervision tree gave up")),
-        served = &mut server => match served {
-            Ok(Ok(())) => Err(anyhow::anyhow!("the API server stopped")),
-            Ok(Err(e)) => Err(anyhow::anyhow!("the API server failed: {e}")),
-            Err(e) => Err(anyhow::anyhow!("the API server task failed: {e}")),
-        },
-    };
-    drop(embedded);
-    result
+    tokio::select! {
+        _ = funless_actors::process::shutdown_signal() => {
+            tracing::info!("core stopping");
+            core.supervisor.stop(Some("core stopping".into()));
+            Ok(())
+        }
+        _ = &mut supervisor_done => Err(anyhow::anyhow!("the Core's supervision tree gave up (restart intensity exceeded)")),
+    }
 }
 
 #[cfg(feature = "embedded-worker")]
-async fn start_embedded_worker(
+fn embedded_worker(
+    fault_injection: bool,
     egress: funless_actors::settings::EgressFlags,
-) -> anyhow::Result<funless_worker::WorkerHandle> {
-    let worker = funless_worker::start(
+) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
+    let runtime = std::sync::Arc::new(funless_worker::Runtime::new(
         funless_worker::RuntimeConfig {
             name: "embedded".into(),
             compiler: funless_worker::Compiler::child_of_this_program(),
@@ -177,14 +181,20 @@ async fn start_embedded_worker(
             egress_roots: egress.egress_ca,
             ..funless_worker::RuntimeConfig::default()
         },
-        std::time::Duration::from_secs(1),
-    )
-    .await?;
-    tracing::info!("embedded worker started");
-    Ok(worker)
+    )?);
+    Ok(funless_worker::tree(
+        runtime,
+        funless_worker::WorkerOptions {
+            fault_injection,
+            ..funless_worker::WorkerOptions::reporting_every(std::time::Duration::from_secs(1))
+        },
+    ))
 }
 
 #[cfg(not(feature = "embedded-worker"))]
-async fn start_embedded_worker(_: funless_actors::settings::EgressFlags) -> anyhow::Result<()> {
+fn embedded_worker(
+    _: bool,
+    _: funless_actors::settings::EgressFlags,
+) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
     anyhow::bail!("this build has no embedded worker (feature `embedded-worker` is off)")
 }

@@ -65,6 +65,8 @@ async fn a_crashed_registry_is_restarted_and_the_core_keeps_serving() {
         tls: None,
         activations: Default::default(),
         gossip: None,
+        fault_injection: false,
+        extra_children: Vec::new(),
     })
     .await
     .unwrap();

@@ -20,5 +20,6 @@ mod network;
 mod scheduling;
 mod sdk_http;
 mod sinks;
+mod supervision;
 mod tenancy;
 mod tls;
