@@ -14,6 +14,7 @@ MODULES=(
     fail_fl fail_wasi
     regex_fl
     network_benchmark_fl
+    sdk_http_fl
 )
 # WASI 0.2 components: the WASI commands again, the functions that need wasi:sockets or
 # wasi:http, and hello_http, a wasi:http/proxy server component (for `wasmtime serve`).

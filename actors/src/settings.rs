@@ -21,6 +21,24 @@ const SECRETS: &[&str] = &["cookie"];
 /// Arguments that are about loading settings, not settings.
 const META: &[&str] = &["config", "print_config", "help", "version"];
 
+/// Egress of functions, shared by the worker and the Core's embedded worker.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EgressFlags {
+    /// Hosts that functions declaring no `allow_hosts` may reach (`host`, `host:port`, `*` for
+    /// any host, `*:443` for any host on one port; repeat or comma-separate). A function's own
+    /// `allow_hosts` replaces this list. Default: none (no egress).
+    #[arg(
+        long = "allow-hosts",
+        env = "FUNLESS_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allow_hosts: Vec<String>,
+    /// A PEM file of extra CA certificates that functions' HTTPS requests trust, besides the
+    /// built-in web roots (repeat for several).
+    #[arg(long = "egress-ca", env = "FUNLESS_EGRESS_CA", value_delimiter = ',')]
+    pub egress_ca: Vec<PathBuf>,
+}
+
 /// Why settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -287,6 +305,35 @@ mod tests {
         let defaults = load("", &[]).unwrap();
         assert!(defaults.report.contains("timeout-ms = 3000  # default"));
         assert!(defaults.report.contains("embedded = false  # default"));
+    }
+
+    #[derive(Debug, Parser)]
+    struct WithEgress {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        print_config: bool,
+        #[command(flatten)]
+        egress: EgressFlags,
+    }
+
+    #[test]
+    fn egress_defaults_come_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("funless.toml");
+        std::fs::write(&path, "allow-hosts = [\"*:443\", \"10.0.0.5\"]\n").unwrap();
+        let argv = |extra: &[&str]| {
+            let mut argv: Vec<OsString> =
+                vec!["prog".into(), "--config".into(), path.clone().into()];
+            argv.extend(extra.iter().map(OsString::from));
+            argv
+        };
+        let from_file = load_from::<WithEgress>(argv(&[])).unwrap();
+        assert_eq!(from_file.args.egress.allow_hosts, ["*:443", "10.0.0.5"]);
+        let flags =
+            load_from::<WithEgress>(argv(&["--allow-hosts", "a.example,b.example:80"])).unwrap();
+        assert_eq!(flags.args.egress.allow_hosts, ["a.example", "b.example:80"]);
+        assert!(flags.args.egress.egress_ca.is_empty());
     }
 
     #[test]

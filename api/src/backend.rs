@@ -88,11 +88,13 @@ pub trait Backend: Send + Sync + 'static {
         module: &str,
         upload: FunctionUpload,
     ) -> impl Future<Output = ApiResult<FunctionCreated>> + Send;
-    /// Replaces a function's code and metadata.
+    /// Replaces the code and metadata of the function `function`, and renames it to
+    /// `upload.name` when that differs (409 when the new name is taken).
     fn update_function(
         &self,
         who: &Subject,
         module: &str,
+        function: &str,
         upload: FunctionUpload,
     ) -> impl Future<Output = ApiResult<FunctionCreated>> + Send;
     /// A function's description.

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::types::ErrorBody;
+use crate::types::{ErrorBody, REASON_HEADER};
 
 /// Result of a handler or a [`crate::Backend`] call.
 pub type ApiResult<T, E = ApiError> = std::result::Result<T, E>;
@@ -30,8 +30,8 @@ pub enum ApiError {
     /// 413: the body is larger than allowed.
     #[error("{0}")]
     PayloadTooLarge(String),
-    /// 422: the function ran and failed; `reason` names the kind (see
-    /// [`crate::types::ErrorDetail::reason`]).
+    /// 422: the function ran and failed; `reason` names the kind (sent in the
+    /// [`crate::types::REASON_HEADER`] header).
     #[error("{message}")]
     FunctionError {
         /// The kind of failure.
@@ -87,10 +87,12 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut body = ErrorBody::new(detail);
+        let mut response = (status, Json(ErrorBody::new(detail))).into_response();
         if let ApiError::FunctionError { reason, .. } = &self {
-            body.errors.reason = Some((*reason).to_string());
+            response
+                .headers_mut()
+                .insert(REASON_HEADER, axum::http::HeaderValue::from_static(reason));
         }
-        (status, Json(body)).into_response()
+        response
     }
 }

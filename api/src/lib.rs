@@ -16,6 +16,8 @@ mod error;
 #[cfg(feature = "server")]
 mod extract;
 #[cfg(feature = "server")]
+mod openapi;
+#[cfg(feature = "server")]
 mod routes;
 
 #[cfg(feature = "server")]

@@ -36,6 +36,7 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
         .route("/v1/", get(liveness))
         .route("/health", get(health))
         .route("/metrics", get(metrics::<B>))
+        .route("/v1/openapi.json", get(openapi_document))
         .route(
             "/v1/admin/subjects",
             get(list_subjects::<B>).post(create_subject::<B>),
@@ -146,6 +147,10 @@ async fn liveness() -> &'static str {
 
 async fn health() -> Response {
     json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_string())
+}
+
+async fn openapi_document() -> Response {
+    json_response(StatusCode::OK, crate::openapi::json().to_string())
 }
 
 async fn not_found() -> ApiError {
@@ -307,10 +312,11 @@ async fn list_app_scripts<B: Backend>(
     data(StatusCode::OK, backend.list_app_scripts().await?)
 }
 
-/// FunLess's form: multipart `name` and `file` (the YAML).
+/// FunLess's form: multipart `name` and `file` (the YAML). Any subject may create one, as in
+/// FunLess; deleting one is for admins.
 async fn create_app_script<B: Backend>(
     State(backend): State<Arc<B>>,
-    _: Admin,
+    _: Auth,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Response> {
     let mut multipart = multipart.map_err(|rejection| {
@@ -518,15 +524,14 @@ async fn update_function<B: Backend>(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Response> {
     let form = read_upload(multipart).await?;
-    if let Some(name) = &form.name
-        && name != &function
-    {
-        return Err(ApiError::BadRequest(format!(
-            "form name {name:?} differs from the function in the path {function:?}"
-        )));
-    }
-    let upload = form.into_upload(function)?;
-    let updated = backend.update_function(&who, &module, upload).await?;
+    // FunLess's update: the form's `name` is the function's name from now on (a rename when
+    // it differs from the path); without one the name stays.
+    let name = form.name.clone().unwrap_or_else(|| function.clone());
+    valid("function", &name)?;
+    let upload = form.into_upload(name)?;
+    let updated = backend
+        .update_function(&who, &module, &function, upload)
+        .await?;
     data(created_status(&updated, StatusCode::OK), updated)
 }
 
@@ -661,7 +666,7 @@ async fn list_activations<B: Backend>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::backend::{FunctionUpload, Invocation, Subject};
@@ -674,7 +679,7 @@ mod tests {
     use tower::ServiceExt;
 
     /// A backend whose every method panics, like a bug would.
-    struct Broken;
+    pub(crate) struct Broken;
 
     impl Backend for Broken {
         async fn authenticate(&self, _: &str) -> ApiResult<Subject> {
@@ -710,6 +715,7 @@ mod tests {
         async fn update_function(
             &self,
             _: &Subject,
+            _: &str,
             _: &str,
             _: FunctionUpload,
         ) -> ApiResult<FunctionCreated> {

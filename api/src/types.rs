@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// `{"data": T}`: the envelope of every successful answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Data<T> {
     /// The payload.
     pub data: T,
@@ -18,38 +19,53 @@ impl<T> Data<T> {
     }
 }
 
-/// `{"errors": {"detail": "..."}}`: the envelope of every error answer.
+/// `{"errors": {"detail": "..."}}`: the envelope of every error answer, exactly FunLess's
+/// (FunLess's own `fl` refuses error bodies with any other field). What kind of failure a 422
+/// is travels in the [`REASON_HEADER`] response header, which FunLess clients ignore.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
-    pub errors: ErrorDetail,
+    pub errors: ErrorMessage,
 }
 
 /// The inside of [`ErrorBody`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ErrorDetail {
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct ErrorMessage {
     /// Human-readable description.
     pub detail: String,
-    /// For a function's failure (422), what kind it was: `function_error`, `trap`, `timeout`,
-    /// `memory_limit`, `output_too_large` or `bad_output`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
+
+/// Response header naming the kind of a function's failure (422): `function_error`, `trap`,
+/// `timeout`, `memory_limit`, `output_too_large` or `bad_output`.
+pub const REASON_HEADER: &str = "x-funless-error-reason";
 
 impl ErrorBody {
     /// An error body with this message.
     pub fn new(detail: impl Into<String>) -> Self {
         Self {
-            errors: ErrorDetail {
+            errors: ErrorMessage {
                 detail: detail.into(),
-                reason: None,
             },
         }
     }
 }
 
+/// The error of a finished activation: the answer's detail and the failure's kind.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// Human-readable description.
+    pub detail: String,
+    /// For a function's failure (422), what kind it was (as [`REASON_HEADER`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// Something identified by name (modules, functions, subjects in listings).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Named {
     /// The name.
     pub name: String,
@@ -57,6 +73,7 @@ pub struct Named {
 
 /// Body of `POST /v1/fn` and `PUT /v1/fn/:mod`: `{"module": {"name": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ModuleRequest {
     /// The module.
@@ -65,6 +82,7 @@ pub struct ModuleRequest {
 
 /// Body of `POST /v1/admin/subjects`: `{"subject": {"name": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SubjectRequest {
     /// The subject.
@@ -73,6 +91,7 @@ pub struct SubjectRequest {
 
 /// `POST /v1/admin/nodes`: the cluster address of a node for the Core to connect to.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct NodeRequest {
     /// `host:port` of the node's cluster port (a worker's `--cluster-port`).
     pub address: String,
@@ -80,6 +99,7 @@ pub struct NodeRequest {
 
 /// A node the Core connected to by hand.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct NodeConnected {
     /// The address as given.
     pub address: String,
@@ -89,6 +109,7 @@ pub struct NodeConnected {
 
 /// A newly created subject: its token is shown this once and stored only as a hash.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct CreatedSubject {
     /// Subject name.
     pub name: String,
@@ -98,6 +119,7 @@ pub struct CreatedSubject {
 
 /// A module with its functions (`GET /v1/fn/:mod`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ModuleInfo {
     /// Module name.
     pub name: String,
@@ -107,15 +129,22 @@ pub struct ModuleInfo {
 
 /// Optional `metadata` part of a function upload (FunLess's fields).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FunctionMetadata {
     /// A free tag, used by scheduling scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    /// Memory the function needs, bytes (every memory figure of the API is in bytes). The
-    /// scheduler only picks a worker with at least this much free memory. Default
-    /// [`DEFAULT_CAPACITY_BYTES`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Memory the function needs, bytes (every memory figure of the API is in bytes; FunLess's
+    /// scheduler, too, compares it with the worker's available memory in bytes). The
+    /// scheduler only picks a worker with at least this much free memory. `-1`, FunLess's
+    /// default, is the same as leaving it out: [`DEFAULT_CAPACITY_BYTES`].
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "capacity"
+    )]
+    #[cfg_attr(feature = "server", schema(value_type = Option<i64>, minimum = -1))]
     pub capacity: Option<u64>,
     /// Whether an invocation may run again on another worker when its worker is lost
     /// mid-call (default true). Set false for functions with side effects that must not
@@ -133,6 +162,18 @@ pub struct FunctionMetadata {
     pub allow_hosts: Option<Vec<String>>,
 }
 
+/// `capacity`: a byte count, or FunLess's `-1` for "not given".
+fn capacity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        None | Some(-1) => Ok(None),
+        Some(n) => u64::try_from(n).map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "capacity must be a number of bytes, or -1 for the default, not {n}"
+            ))
+        }),
+    }
+}
+
 /// Time limit of a function that declares none, milliseconds (FunLess's 60 s).
 pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 
@@ -142,6 +183,7 @@ pub const DEFAULT_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How a function's code is called, detected from the module at upload.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Abi {
     /// Exports `__invoke` and imports `fl_imps` (the original FunLess ABI).
@@ -203,6 +245,7 @@ impl Language {
 
 /// A function as shown by `GET /v1/fn/:mod/:fn`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct FunctionInfo {
     /// Function name.
     pub name: String,
@@ -230,6 +273,7 @@ pub struct FunctionInfo {
 
 /// The state of one data sink of a function.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct SinkInfo {
     /// `couchdb` or `webhook`.
     #[serde(rename = "type")]
@@ -251,6 +295,7 @@ pub struct SinkInfo {
 
 /// What the workers did with code sent to them on create or update.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct BroadcastReport {
     /// Whether the answer waited for the workers (`wait_for_workers`).
     pub waited: bool,
@@ -262,6 +307,7 @@ pub struct BroadcastReport {
 
 /// One worker's failure to cache code.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct WorkerFailure {
     /// The worker.
     pub worker: String,
@@ -271,6 +317,7 @@ pub struct WorkerFailure {
 
 /// Answer of function create and update.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct FunctionCreated {
     /// Function name.
     pub name: String,
@@ -299,6 +346,7 @@ pub struct FunctionCreated {
 
 /// The live state of one event connector of a function.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ConnectorInfo {
     /// `mqtt`, `nats` or `cron`.
     #[serde(rename = "type")]
@@ -318,6 +366,7 @@ pub struct ConnectorInfo {
 
 /// Body of an invocation: `{"args": {...}, "scheduling": {...}}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InvokeRequest {
     /// Arguments handed to the function as JSON (default `{}`).
@@ -334,9 +383,12 @@ pub struct InvokeRequest {
 
 /// FunLess's scheduling choice of an invocation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Scheduling {
-    /// `app` (an APP script named by `script`) or `none` (the platform's policy).
+    /// `app` (an APP script named by `script`) or `none` (the platform's policy; the default,
+    /// as in FunLess's OpenAPI document).
+    #[serde(default)]
     pub language: SchedulingLanguage,
     /// The APP script's name (required with `app`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,6 +397,7 @@ pub struct Scheduling {
 
 /// Scheduling languages.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SchedulingLanguage {
     /// The platform's default policy.
@@ -354,19 +407,29 @@ pub enum SchedulingLanguage {
     App,
 }
 
-/// A FunLess APP scheduling script, as shown by `GET /v1/scripts/app/:name`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A FunLess APP scheduling script, as shown by `GET /v1/scripts/app/:name` and answered by
+/// its creation: FunLess's `id`, `name` and parsed `script`, plus the YAML as uploaded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct AppScriptInfo {
+    /// Store id.
+    pub id: i64,
     /// Script name.
     pub name: String,
+    /// The parsed script, in FunLess's shape: `{"tags": {"<tag>": {"blocks": [{"workers",
+    /// "strategy", "affinity": {"affinity", "antiaffinity"}, "invalidate":
+    /// {"capacity_used", "max_concurrent_invocations"}}], "followup"}}}` (limits not given
+    /// are `"infinity"`).
+    pub script: serde_json::Value,
     /// The YAML source as uploaded.
-    pub script: String,
+    pub source: String,
     /// Creation time, RFC 3339 UTC.
     pub created_at: String,
 }
 
 /// A worker as listed by `GET /v1/workers`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct WorkerInfo {
     /// Worker name (unique in the cluster).
     pub name: String,
@@ -398,6 +461,7 @@ pub struct WorkerInfo {
 
 /// One actor of a supervision tree (`GET /v1/admin/tree`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ActorNode {
     /// Its name, unique among its siblings; joined with `/` it is the path
     /// `POST /v1/admin/crash` takes.
@@ -421,11 +485,13 @@ pub struct ActorNode {
     pub linked: u64,
     /// Its children.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "server", schema(no_recursion))]
     pub children: Vec<ActorNode>,
 }
 
 /// A worker's tree, as gathered over the cluster.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct WorkerTree {
     /// The worker.
     pub name: String,
@@ -441,6 +507,7 @@ pub struct WorkerTree {
 
 /// The supervision trees of the cluster: the Core's and each worker's.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ClusterTree {
     /// The Core's tree.
     pub core: ActorNode,
@@ -450,6 +517,7 @@ pub struct ClusterTree {
 
 /// Body of `POST /v1/admin/crash`: which actor to kill (fault injection).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CrashRequest {
     /// `core` (the default) or a worker's name.
@@ -462,6 +530,7 @@ pub struct CrashRequest {
 
 /// Answer of `POST /v1/admin/crash`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Crashed {
     /// The node.
     pub node: String,
@@ -471,6 +540,7 @@ pub struct Crashed {
 
 /// Where an activation is.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationStatus {
     /// Still running (asynchronous invocations).
@@ -483,6 +553,7 @@ pub enum ActivationStatus {
 
 /// One invocation's record, as shown by `GET /v1/activations/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ActivationInfo {
     /// Id (32 hex digits).
     pub activation_id: String,
@@ -513,6 +584,7 @@ pub struct ActivationInfo {
 
 /// The answer to an asynchronous invocation (202).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ActivationStarted {
     /// Id to fetch the activation with.
     pub activation_id: String,

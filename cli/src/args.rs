@@ -24,8 +24,9 @@ pub(crate) struct Cli {
 /// Global options. Each falls back to the config file (`fl config`), then to a default.
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
-    /// URL of the FunLess Core's API [config: host] [default: http://127.0.0.1:4000]
-    #[arg(long, env = "FL_HOST", global = true, value_name = "URL")]
+    /// URL of the FunLess Core's API, or host:port [config: host] [default:
+    /// http://127.0.0.1:4000]
+    #[arg(short = 'H', long, env = "FL_HOST", global = true, value_name = "URL")]
     pub(crate) host: Option<String>,
     /// Bearer token [config: token; admin commands: admin_token]
     #[arg(
@@ -36,7 +37,8 @@ pub(crate) struct GlobalArgs {
         value_name = "TOKEN"
     )]
     pub(crate) token: Option<String>,
-    /// Print the server's JSON answer as it is (for scripts)
+    /// Print the server's JSON answer as it is (for scripts). On `fn invoke`, `--json` followed
+    /// by a JSON object is FunLess's `--json ARGS` (the function's arguments) instead
     #[arg(long, global = true)]
     pub(crate) json: bool,
 }
@@ -51,7 +53,7 @@ pub(crate) enum Command {
     #[command(name = "mod", subcommand)]
     Mod(ModCommand),
     /// Administration (needs an admin token)
-    #[command(subcommand)]
+    #[command(subcommand, visible_alias = "a")]
     Admin(AdminCommand),
     /// APP scheduling scripts (create and delete need an admin token)
     #[command(subcommand)]
@@ -60,7 +62,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Activation(ActivationCommand),
     /// Read or write the config file (~/.fl/config, or $FL_CONFIG)
-    #[command(subcommand)]
+    #[command(subcommand, visible_aliases = ["cfg", "c"])]
     Config(ConfigCommand),
 }
 
@@ -112,23 +114,79 @@ pub(crate) enum AppCommand {
     },
 }
 
-/// `fl fn ...`
+/// `fl fn ...` (FunLess's subcommands and aliases, plus get, list, update)
 #[derive(Debug, Subcommand)]
 pub(crate) enum FnCommand {
     /// Upload a function (.wasm module or component, or .js source)
+    #[command(visible_alias = "up")]
     Upload(UploadArgs),
-    /// Create a function (like `upload`): .wasm or .js
+    /// Create a function: a source folder is built first (`fn build`), a .wasm or .js file is
+    /// uploaded as it is
+    #[command(visible_alias = "c")]
     Create(UploadArgs),
     /// Replace the code (and metadata) of an existing function
-    Update(UploadArgs),
+    Update(UpdateArgs),
     /// Invoke a function and print its output
+    #[command(visible_alias = "i")]
     Invoke(InvokeArgs),
     /// Show a function
     Get(FnTarget),
     /// List the functions of a module
     List(ModuleOpt),
     /// Delete a function
+    #[command(visible_alias = "d")]
     Delete(FnTarget),
+    /// Build a function's source folder into the file to upload (Rust: a .wasm with cargo;
+    /// JavaScript: the source itself, nothing to compile)
+    #[command(visible_alias = "b")]
+    Build(BuildArgs),
+    /// Start a new function from a template shipped inside fl (no network needed)
+    #[command(visible_alias = "n")]
+    New(NewArgs),
+}
+
+/// Arguments of `fn build`.
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    /// Function name (the output is NAME.wasm or NAME.js)
+    #[arg(value_parser = parse_name)]
+    pub(crate) name: String,
+    /// The function's source folder
+    pub(crate) source: PathBuf,
+    /// Folder to write the built file to
+    #[arg(short, long, default_value = ".")]
+    pub(crate) destination: PathBuf,
+    /// The source's language (default: from the folder's files)
+    #[arg(short, long = "language", visible_alias = "lang", value_name = "LANG", value_parser = crate::templates::parse_language)]
+    pub(crate) language: Option<&'static crate::templates::Language>,
+}
+
+/// Arguments of `fn new`.
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    /// Function name (also the folder's name)
+    #[arg(value_parser = parse_name)]
+    pub(crate) name: String,
+    /// The function's language
+    #[arg(short, long = "lang", visible_alias = "language", value_name = "LANG", value_parser = crate::templates::parse_language)]
+    pub(crate) language: &'static crate::templates::Language,
+    /// A folder holding FunLess's `template/<lang>` folders to use instead of the templates
+    /// inside fl (used when it has one for the language)
+    #[arg(short, long, default_value = ".")]
+    pub(crate) template_dir: PathBuf,
+    /// Folder to create the function's folder in
+    #[arg(short, long, default_value = ".")]
+    pub(crate) out_dir: PathBuf,
+}
+
+/// Arguments of `fn update`.
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    #[command(flatten)]
+    pub(crate) upload: UploadArgs,
+    /// Also rename the function (FunLess's update with a new name)
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    pub(crate) rename: Option<String>,
 }
 
 /// A module selector, default `_`.
@@ -155,13 +213,15 @@ pub(crate) struct UploadArgs {
     /// Function name
     #[arg(value_parser = parse_name)]
     pub(crate) name: String,
-    /// The code: a WebAssembly module or component (.wasm) or JavaScript source (.js)
+    /// The code: a WebAssembly module or component (.wasm), JavaScript source (.js), or (for
+    /// `create`) a source folder to build first
     pub(crate) file: PathBuf,
     #[command(flatten)]
     pub(crate) module: ModuleOpt,
-    /// The code's language (default: from the file's extension, .js/.mjs = js, else the
-    /// server tells WebAssembly from JavaScript by content)
-    #[arg(long, value_name = "LANG", value_parser = ["wasm", "js"])]
+    /// The code's language: wasm or js (default: from the file's extension, .js/.mjs = js,
+    /// else the server tells WebAssembly from JavaScript by content); for a source folder,
+    /// a template language (rust, js)
+    #[arg(short, long, visible_alias = "language", value_name = "LANG", value_parser = ["wasm", "js", "rust"])]
     pub(crate) lang: Option<String>,
     /// Answer at once instead of waiting for the workers to cache the code
     #[arg(long)]
@@ -200,12 +260,12 @@ pub(crate) struct UploadArgs {
 pub(crate) struct InvokeArgs {
     #[command(flatten)]
     pub(crate) target: FnTarget,
-    /// Arguments as a JSON object, e.g. '{"name":"x"}'
+    /// Arguments as a JSON object, e.g. '{"name":"x"}' (also FunLess's `--json '{...}'`)
     #[arg(short = 'j', long, value_name = "JSON", value_parser = parse_json_object)]
     pub(crate) json_args: Option<Map<String, Value>>,
     /// One argument KEY=VALUE (repeatable; overrides --json-args). VALUE is taken as JSON when it
     /// parses (3, true, [1,2], "3"), else as a string
-    #[arg(short = 'a', long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    #[arg(short = 'a', long = "arg", visible_alias = "args", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub(crate) args: Vec<(String, Value)>,
     /// Place the invocation with this APP scheduling script
     #[arg(long, value_name = "NAME")]
@@ -231,24 +291,35 @@ fn parse_json_object_value(text: &str) -> Result<Value, String> {
     parse_json_object(text).map(Value::Object)
 }
 
-/// `fl mod ...`
+/// `fl mod ...` (FunLess's subcommands and aliases)
 #[derive(Debug, Subcommand)]
 pub(crate) enum ModCommand {
     /// List modules
-    List,
+    #[command(visible_aliases = ["l", "ls"])]
+    List {
+        /// Also print how many
+        #[arg(short, long)]
+        count: bool,
+    },
     /// Show a module and its functions
+    #[command(visible_alias = "g")]
     Get {
         /// Module name
         #[arg(value_parser = parse_name)]
         name: String,
+        /// Also print how many functions
+        #[arg(short, long)]
+        count: bool,
     },
     /// Create a module
+    #[command(visible_alias = "c")]
     Create {
         /// Module name
         #[arg(value_parser = parse_name)]
         name: String,
     },
     /// Rename a module
+    #[command(visible_aliases = ["u", "up"])]
     Update {
         /// Current name
         #[arg(value_parser = parse_name)]
@@ -258,6 +329,7 @@ pub(crate) enum ModCommand {
         new_name: String,
     },
     /// Delete a module (the default module `_` cannot be deleted)
+    #[command(visible_aliases = ["d", "rm"])]
     Delete {
         /// Module name
         #[arg(value_parser = parse_name)]
@@ -269,7 +341,7 @@ pub(crate) enum ModCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum AdminCommand {
     /// Subjects (users and their tokens)
-    #[command(subcommand)]
+    #[command(subcommand, visible_alias = "u")]
     User(UserCommand),
     /// The supervision trees of the Core and of every worker, live (like Erlang's observer)
     Tree,
@@ -279,12 +351,14 @@ pub(crate) enum AdminCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum UserCommand {
     /// Create a subject; its token is shown this once
+    #[command(visible_alias = "c")]
     Create {
         /// Subject name
         #[arg(value_parser = parse_name)]
         name: String,
     },
     /// List subjects (names only: tokens are never listed)
+    #[command(visible_alias = "l")]
     List,
     /// Revoke a subject's token (effective at once)
     Revoke {
@@ -297,18 +371,49 @@ pub(crate) enum UserCommand {
 /// `fl config ...`
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {
-    /// Set a key: host, token or admin_token
+    /// Set a key: host, token or admin_token (or FunLess's api_host, api_token)
+    #[command(visible_alias = "s")]
     Set {
-        /// host, token or admin_token
+        /// host, token or admin_token (or api_host, api_token)
         key: String,
         /// The value
         value: String,
     },
     /// Print one key, or all keys that are set (tokens included, in full: it is your own file)
+    #[command(visible_alias = "g")]
     Get {
-        /// host, token or admin_token
+        /// host, token or admin_token (or api_host, api_token)
         key: Option<String>,
     },
+}
+
+/// FunLess's `fl fn invoke NAME --json '{...}'`: on `fn invoke` (or `fn i`), a `--json`
+/// followed by a JSON object is the function's arguments (`--json-args`); `--json` alone stays
+/// the global switch for raw output. Other command lines are returned as they are.
+pub(crate) fn funless_json_args(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let invoke_at = argv
+        .windows(2)
+        .position(|w| w[0] == "fn" && (w[1] == "invoke" || w[1] == "i"));
+    let Some(start) = invoke_at else {
+        return argv;
+    };
+    let object = |v: &std::ffi::OsStr| v.to_str().is_some_and(|v| v.trim_start().starts_with('{'));
+    let mut i = start + 2;
+    while i < argv.len() {
+        if argv[i] == "--" {
+            break;
+        }
+        if argv[i] == "--json" && argv.get(i + 1).is_some_and(|v| object(v)) {
+            argv[i] = "--json-args".into();
+            i += 1;
+        } else if let Some(value) = argv[i].to_str().and_then(|a| a.strip_prefix("--json="))
+            && object(std::ffi::OsStr::new(value))
+        {
+            argv[i] = format!("--json-args={value}").into();
+        }
+        i += 1;
+    }
+    argv
 }
 
 /// A module, function or subject name, checked with FunLess's rule so it is safe in a URL path.
@@ -366,7 +471,11 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("fl").chain(args.iter().copied()))
+        let argv = std::iter::once("fl")
+            .chain(args.iter().copied())
+            .map(std::ffi::OsString::from)
+            .collect();
+        Cli::try_parse_from(funless_json_args(argv))
     }
 
     fn invoke_args(args: &[&str]) -> InvokeArgs {
@@ -422,6 +531,49 @@ mod tests {
             Value::Object(invoke.merged_args()),
             json!({"a": "x", "b": {"c": 2}})
         );
+    }
+
+    #[test]
+    fn funless_invoke_command_lines_parse() {
+        let invoke = invoke_args(&["fn", "i", "f", "-m", "m", "--json", r#"{"a":1}"#]);
+        assert_eq!(invoke.target.module.module, "m");
+        assert_eq!(Value::Object(invoke.merged_args()), json!({"a": 1}));
+        let invoke = invoke_args(&["fn", "invoke", "f", r#"--json={"b":2}"#]);
+        assert_eq!(Value::Object(invoke.merged_args()), json!({"b": 2}));
+        let invoke = invoke_args(&["fn", "invoke", "f", "--args", "name=x"]);
+        assert_eq!(Value::Object(invoke.merged_args()), json!({"name": "x"}));
+        // `--json` alone is still the output switch.
+        let cli = parse(&["fn", "invoke", "f", "--json", "-j", r#"{"c":3}"#]).expect("parses");
+        assert!(cli.global.json);
+        // A FunLess host without a protocol.
+        let cli = parse(&["mod", "ls", "-c", "-H", "localhost:4000"]).expect("parses");
+        assert_eq!(cli.global.host.as_deref(), Some("localhost:4000"));
+        assert!(matches!(
+            cli.command,
+            Command::Mod(ModCommand::List { count: true })
+        ));
+    }
+
+    #[test]
+    fn funless_aliases_parse() {
+        for line in [
+            &["fn", "c", "f", "dir", "-l", "rust", "-m", "m"][..],
+            &["fn", "up", "f", "f.wasm"],
+            &["fn", "d", "f"],
+            &["fn", "b", "f", "dir", "-d", "out", "-l", "js"],
+            &["fn", "n", "f", "-l", "rust", "-t", ".", "-o", "out"],
+            &["mod", "g", "m", "-c"],
+            &["mod", "rm", "m"],
+            &["mod", "up", "m", "n"],
+            &["a", "u", "c", "alice"],
+            &["cfg", "s", "api_host", "http://h:1"],
+            &["c", "g", "api_token"],
+        ] {
+            if let Err(e) = parse(line) {
+                panic!("{line:?}: {e}");
+            }
+        }
+        assert!(parse(&["fn", "new", "f", "-l", "cobol"]).is_err());
     }
 
     #[test]

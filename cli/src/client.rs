@@ -93,9 +93,9 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// A client of `host` (an `http://` URL; a trailing `/` is ignored).
+    /// A client of `host` (an `http://` URL or `host:port`; a trailing `/` is ignored).
     pub(crate) fn new(host: &str, token: Option<String>) -> anyhow::Result<Self> {
-        crate::config::check_host(host)?;
+        let host = crate::config::normalize_host(host)?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("fl/", env!("CARGO_PKG_VERSION")))
@@ -170,9 +170,10 @@ impl Client {
     pub(crate) async fn update_function(
         &self,
         module: &str,
+        function: &str,
         upload: Upload,
     ) -> Result<Reply<FunctionCreated>, ClientError> {
-        let path = format!("/v1/fn/{module}/{}", upload.name);
+        let path = format!("/v1/fn/{module}/{function}");
         let form = upload.into_form()?;
         self.send(self.request(Method::PUT, &path).multipart(form))
             .await
@@ -334,13 +335,18 @@ impl Client {
         };
         let response = client.execute(request).await.map_err(unreachable)?;
         let status = response.status();
+        let reason = response
+            .headers()
+            .get(funless_api::types::REASON_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response.text().await.map_err(unreachable)?;
         if !status.is_success() {
-            return Err(ClientError::from_answer(
-                status,
-                &body,
-                self.hint(status, admin),
-            ));
+            let mut error = ClientError::from_answer(status, &body, self.hint(status, admin));
+            if let (Some(reason), ClientError::Http { detail, .. }) = (reason, &mut error) {
+                detail.push_str(&format!(" ({reason})"));
+            }
+            return Err(error);
         }
         Ok(Reply {
             body,

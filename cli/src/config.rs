@@ -1,7 +1,15 @@
-//! The config file: `~/.fl/config` (or `$FL_CONFIG`), TOML with the keys `host`, `token` and
-//! `admin_token`. It holds secrets, so it is written with mode 0600 (and its folder 0700) on
-//! Unix, atomically (a temporary file renamed over it). Keys this version does not know are
-//! ignored when reading and dropped when writing.
+//! The config file: `~/.fl/config` (or `$FL_CONFIG`), in either of two formats:
+//!
+//! - FunLess's own `key=value` lines (`api_host`, `api_token`, `admin_token`; FunLess's `fl`
+//!   reads and writes this file too), the format of a new file;
+//! - TOML with the keys `host`, `token` and `admin_token` (what the Core writes on first start
+//!   into its data directory as `fl-config.toml`).
+//!
+//! `fl config set` keeps the format the file has, so one file serves both `fl`s. Keys are
+//! accepted under either name (`host` or `api_host`, `token` or `api_token`). Other keys of a
+//! FunLess file (`secret_key_base`) are kept as they are; unknown keys of a TOML file are
+//! ignored when reading and dropped when writing. The file holds secrets, so it is written with
+//! mode 0600 (and its folder 0700) on Unix, atomically (a temporary file renamed over it).
 
 use std::ffi::OsString;
 use std::fs;
@@ -14,21 +22,40 @@ use serde::{Deserialize, Serialize};
 /// Environment variable that overrides the config file's path.
 pub(crate) const CONFIG_ENV: &str = "FL_CONFIG";
 
-/// The keys `fl config` accepts.
+/// The keys `fl config` accepts, by their names in this `fl`.
 pub(crate) const KEYS: [&str; 3] = ["host", "token", "admin_token"];
+
+/// FunLess's names of [`KEYS`], in the same order.
+const FUNLESS_KEYS: [&str; 3] = ["api_host", "api_token", "admin_token"];
+
+/// How the file is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// FunLess's `key=value` lines.
+    #[default]
+    Funless,
+    /// TOML.
+    Toml,
+}
 
 /// The contents of the config file; every key is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Config {
     /// URL of the Core's API.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "api_host", skip_serializing_if = "Option::is_none")]
     pub(crate) host: Option<String>,
     /// Bearer token of the user.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "api_token", skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<String>,
     /// Bearer token for `fl admin` commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) admin_token: Option<String>,
+    /// The file's format, kept when it is written back.
+    #[serde(skip)]
+    pub(crate) format: Format,
+    /// Other `key=value` lines of a FunLess file, kept as they are.
+    #[serde(skip)]
+    pub(crate) other: Vec<(String, String)>,
 }
 
 /// The config file's path from `$FL_CONFIG`, else `$HOME/.fl/config`; `None` when neither is
@@ -46,25 +73,99 @@ fn path_from(fl_config: Option<OsString>, home: Option<OsString>) -> Option<Path
 
 fn unknown_key(key: &str) -> anyhow::Error {
     anyhow::anyhow!(
-        "unknown config key {key:?}: valid keys are {}",
-        KEYS.join(", ")
+        "unknown config key {key:?}: valid keys are {} (or FunLess's {})",
+        KEYS.join(", "),
+        FUNLESS_KEYS.join(", ")
     )
 }
 
+/// This `fl`'s name of a key given under either name.
+fn canonical(key: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .zip(FUNLESS_KEYS)
+        .find(|(ours, theirs)| **ours == key || *theirs == key)
+        .map(|(ours, _)| *ours)
+}
+
+/// Whether `text` is FunLess's format: every line that is not blank or a comment is
+/// `key=value` with a bare (unquoted) value, which TOML would refuse.
+fn is_funless_format(text: &str) -> bool {
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .peekable();
+    lines.peek().is_some()
+        && lines.all(|line| {
+            line.split_once('=').is_some_and(|(key, value)| {
+                let value = value.trim();
+                !key.trim().is_empty()
+                    && !key.contains(['"', '[', ' '])
+                    && !value.starts_with(['"', '\'', '[', '{'])
+                    && value.parse::<i64>().is_err()
+                    && !matches!(value, "true" | "false")
+            })
+        })
+}
+
 impl Config {
-    /// Reads the file at `path`; a missing file is an empty config.
+    /// Reads the file at `path`; a missing file is an empty config (written in FunLess's
+    /// format).
     pub(crate) fn load(path: &Path) -> Result<Self> {
         let text = match fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        Self::parse(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Parses either format.
+    fn parse(text: &str) -> Result<Self> {
+        if !is_funless_format(text) {
+            let mut config: Config = toml::from_str(text)?;
+            config.format = Format::Toml;
+            return Ok(config);
+        }
+        let mut config = Config::default();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let (key, value) = (key.trim(), value.trim());
+            match canonical(key) {
+                Some(key) => config.set_unchecked(key, value),
+                None => config.other.push((key.to_string(), value.to_string())),
+            }
+        }
+        Ok(config)
+    }
+
+    /// The file's text in its format.
+    fn render(&self) -> Result<String> {
+        match self.format {
+            Format::Toml => toml::to_string(self).context("encoding the config"),
+            Format::Funless => {
+                let mut text = String::new();
+                for (key, theirs) in KEYS.iter().zip(FUNLESS_KEYS) {
+                    if let Ok(Some(value)) = self.get(key) {
+                        text.push_str(&format!("{theirs}={value}\n"));
+                    }
+                }
+                for (key, value) in &self.other {
+                    text.push_str(&format!("{key}={value}\n"));
+                }
+                Ok(text)
+            }
+        }
     }
 
     /// Writes the config to `path`, creating its folder, with mode 0600 on Unix.
     pub(crate) fn save(&self, path: &Path) -> Result<()> {
-        let text = toml::to_string(self).context("encoding the config")?;
+        let text = self.render()?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -78,29 +179,32 @@ impl Config {
         written.with_context(|| format!("writing {}", path.display()))
     }
 
-    /// The value of `key`, `Ok(None)` when unset, an error for an unknown key.
+    /// The value of `key` (either name), `Ok(None)` when unset, an error for an unknown key.
     pub(crate) fn get(&self, key: &str) -> Result<Option<&str>> {
-        Ok(match key {
+        Ok(match canonical(key).ok_or_else(|| unknown_key(key))? {
             "host" => self.host.as_deref(),
             "token" => self.token.as_deref(),
-            "admin_token" => self.admin_token.as_deref(),
-            _ => return Err(unknown_key(key)),
+            _ => self.admin_token.as_deref(),
         })
     }
 
-    /// Sets `key`; an error for an unknown key or an invalid host.
+    /// Sets `key` (either name); an error for an unknown key or an invalid host.
     pub(crate) fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let key = canonical(key).ok_or_else(|| unknown_key(key))?;
+        if key == "host" {
+            normalize_host(value)?;
+        }
+        self.set_unchecked(key, value);
+        Ok(())
+    }
+
+    fn set_unchecked(&mut self, key: &str, value: &str) {
         let slot = match key {
-            "host" => {
-                check_host(value)?;
-                &mut self.host
-            }
+            "host" => &mut self.host,
             "token" => &mut self.token,
-            "admin_token" => &mut self.admin_token,
-            _ => return Err(unknown_key(key)),
+            _ => &mut self.admin_token,
         };
         *slot = Some(value.to_string());
-        Ok(())
     }
 
     /// The keys that are set, in [`KEYS`] order.
@@ -114,16 +218,24 @@ impl Config {
     }
 }
 
-/// A host must be an `http://` URL (this build of `fl` has no TLS: it talks to local or LAN
-/// hosts).
-pub(crate) fn check_host(host: &str) -> Result<()> {
+/// A host as a URL: an `http://` URL as given, or `host:port` (FunLess's `-H` takes the host
+/// without a protocol) as `http://host:port`. This build of `fl` has no TLS: it talks to local
+/// or LAN hosts, so `https://` is refused.
+pub(crate) fn normalize_host(host: &str) -> Result<String> {
+    let host = host.trim();
     if host.starts_with("https://") {
         bail!("host {host:?}: https is not supported by fl, use http://");
     }
-    match host.strip_prefix("http://") {
-        Some(rest) if !rest.is_empty() => Ok(()),
-        _ => bail!("host {host:?} must be an http:// URL, e.g. http://127.0.0.1:4000"),
+    if let Some(rest) = host.strip_prefix("http://") {
+        if rest.is_empty() {
+            bail!("host {host:?} names no host, e.g. http://127.0.0.1:4000");
+        }
+        return Ok(host.to_string());
     }
+    if host.is_empty() || host.contains("://") || host.contains(char::is_whitespace) {
+        bail!("host {host:?} must be an http:// URL or host:port, e.g. http://127.0.0.1:4000");
+    }
+    Ok(format!("http://{host}"))
 }
 
 #[cfg(unix)]
@@ -212,8 +324,12 @@ mod tests {
                 ("admin_token", "adm")
             ]
         );
+        // A new file is FunLess's format, which FunLess's own `fl` reads too.
         let text = fs::read_to_string(&path).expect("reads");
-        assert!(text.contains("token = \"tok\""), "{text}");
+        assert_eq!(
+            text,
+            "api_host=http://10.0.0.2:4000\napi_token=tok\nadmin_token=adm\n"
+        );
         // No temporary file left behind.
         let names: Vec<_> = fs::read_dir(path.parent().expect("parent"))
             .expect("lists")
@@ -250,10 +366,49 @@ mod tests {
             "{err}"
         );
         assert!(config.get("nope").is_err());
-        assert!(config.set("host", "127.0.0.1:4000").is_err());
         assert!(config.set("host", "https://x").is_err());
         assert!(config.set("host", "http://").is_err());
+        assert!(config.set("host", "ftp://x").is_err());
         assert_eq!(config, Config::default());
+        assert_eq!(
+            normalize_host("127.0.0.1:4000").expect("host:port"),
+            "http://127.0.0.1:4000"
+        );
+    }
+
+    #[test]
+    fn funless_files_are_read_and_written_back_in_their_format() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config");
+        fs::write(
+            &path,
+            "api_host=http://localhost:4000\napi_token=abc=\nsecret_key_base=s3\n",
+        )
+        .expect("writes");
+        let mut config = Config::load(&path).expect("loads");
+        assert_eq!(config.format, Format::Funless);
+        assert_eq!(config.host.as_deref(), Some("http://localhost:4000"));
+        // A value may hold '=' (base64 tokens do).
+        assert_eq!(config.token.as_deref(), Some("abc="));
+        config.set("admin_token", "adm").expect("sets");
+        config
+            .set("api_token", "new")
+            .expect("sets under FunLess's name");
+        config.save(&path).expect("saves");
+        assert_eq!(
+            fs::read_to_string(&path).expect("reads"),
+            "api_host=http://localhost:4000\napi_token=new\nadmin_token=adm\nsecret_key_base=s3\n"
+        );
+
+        // A TOML file stays TOML, FunLess's key names accepted.
+        fs::write(&path, "api_host = \"http://h:1\"\ntoken = \"t\"\n").expect("writes");
+        let mut config = Config::load(&path).expect("loads");
+        assert_eq!(config.format, Format::Toml);
+        assert_eq!(config.host.as_deref(), Some("http://h:1"));
+        config.set("token", "u").expect("sets");
+        config.save(&path).expect("saves");
+        let text = fs::read_to_string(&path).expect("reads");
+        assert!(text.contains("token = \"u\""), "{text}");
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! ends the program quietly instead of panicking.
 
 mod args;
+mod build;
 mod client;
 mod config;
 mod error;
 mod output;
+mod templates;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -31,7 +33,7 @@ use funless_api::types::FunctionMetadata;
 const DEFAULT_HOST: &str = "http://127.0.0.1:4000";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args::funless_json_args(std::env::args_os().collect()));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -166,8 +168,9 @@ async fn app_command(
         AppCommand::Create { name, file } => {
             let yaml = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
+            // Any subject may create one, as in FunLess.
             let reply = settings
-                .admin_client()?
+                .user_client()?
                 .create_app_script(&name, yaml)
                 .await?;
             output::reply(out, json, &reply, |out, script| {
@@ -181,7 +184,7 @@ async fn app_command(
         AppCommand::Get { name } => {
             let reply = settings.user_client()?.get_app_script(&name).await?;
             output::reply(out, json, &reply, |out, script| {
-                write!(out, "{}", script.script)
+                write!(out, "{}", script.source)
             })
         }
         AppCommand::Delete { name } => {
@@ -203,14 +206,18 @@ async fn mod_command(
     out: &mut dyn Write,
 ) -> Result<()> {
     match command {
-        ModCommand::List => {
+        ModCommand::List { count } => {
             let reply = client.list_modules().await?;
-            output::reply(out, json, &reply, |out, names| output::names(out, &names))
+            output::reply(out, json, &reply, |out, names| {
+                output::names(out, &names)?;
+                output::count(out, count, names.len())
+            })
         }
-        ModCommand::Get { name } => {
+        ModCommand::Get { name, count } => {
             let reply = client.get_module(&name).await?;
             output::reply(out, json, &reply, |out, module| {
-                output::module(out, &module)
+                output::module(out, &module)?;
+                output::count(out, count, module.functions.len())
             })
         }
         ModCommand::Create { name } => {
@@ -244,7 +251,13 @@ async fn fn_command(
     out: &mut dyn Write,
 ) -> Result<()> {
     match command {
-        FnCommand::Upload(upload) | FnCommand::Create(upload) => {
+        FnCommand::Upload(upload) => {
+            if upload.file.is_dir() {
+                bail!(
+                    "{} is a folder: upload takes a .wasm or .js file (`fl fn create` builds a folder first)",
+                    upload.file.display()
+                );
+            }
             let module = upload.module.module.clone();
             let reply = client
                 .create_function(&module, read_upload(upload)?)
@@ -253,14 +266,53 @@ async fn fn_command(
                 output::function_created(out, "created", &module, &created)
             })
         }
-        FnCommand::Update(upload) => {
+        FnCommand::Create(upload) => {
             let module = upload.module.module.clone();
-            let reply = client
-                .update_function(&module, read_upload(upload)?)
-                .await?;
+            let upload = if upload.file.is_dir() {
+                built_upload(upload)?
+            } else {
+                read_upload(upload)?
+            };
+            let reply = client.create_function(&module, upload).await?;
+            output::reply(out, json, &reply, |out, created| {
+                output::function_created(out, "created", &module, &created)
+            })
+        }
+        FnCommand::Update(update) => {
+            let module = update.upload.module.module.clone();
+            let function = update.upload.name.clone();
+            let mut upload = read_upload(update.upload)?;
+            if let Some(new_name) = update.rename {
+                upload.name = new_name;
+            }
+            let reply = client.update_function(&module, &function, upload).await?;
             output::reply(out, json, &reply, |out, created| {
                 output::function_created(out, "updated", &module, &created)
             })
+        }
+        FnCommand::Build(args) => {
+            let (built, language) = build::build(&args.source, args.language)?;
+            std::fs::create_dir_all(&args.destination)
+                .with_context(|| format!("creating {}", args.destination.display()))?;
+            let dest =
+                args.destination
+                    .join(format!("{}.{}", args.name, build::extension(language)));
+            std::fs::copy(&built, &dest)
+                .with_context(|| format!("copying {} to {}", built.display(), dest.display()))?;
+            writeln!(out, "built {}", dest.display())?;
+            Ok(())
+        }
+        FnCommand::New(args) => {
+            let made =
+                templates::create(args.language, &args.name, &args.template_dir, &args.out_dir)?;
+            writeln!(
+                out,
+                "created {} function {} in {}",
+                args.language.name,
+                args.name,
+                made.display()
+            )?;
+            Ok(())
         }
         FnCommand::Invoke(invoke) if invoke.no_wait => {
             let target = &invoke.target;
@@ -345,6 +397,24 @@ async fn activation_command(
     }
 }
 
+/// Builds the source folder named on the command line and makes the result an upload.
+fn built_upload(mut args: UploadArgs) -> Result<Upload> {
+    let language = args
+        .lang
+        .as_deref()
+        .filter(|lang| *lang != "wasm")
+        .map(templates::parse_language)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let (built, language) = build::build(&args.file, language)?;
+    args.lang = Some(match build::extension(language) {
+        "wasm" => "wasm".to_string(),
+        _ => language.name.to_string(),
+    });
+    args.file = built;
+    read_upload(args)
+}
+
 /// Reads the .wasm or .js named on the command line into an upload.
 fn read_upload(args: UploadArgs) -> Result<Upload> {
     let code = std::fs::read(&args.file)
@@ -357,14 +427,16 @@ fn read_upload(args: UploadArgs) -> Result<Upload> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| format!("{}.wasm", args.name));
-    let language =
-        args.lang
-            .clone()
-            .or_else(|| match args.file.extension().and_then(|e| e.to_str()) {
-                Some("js" | "mjs") => Some("js".to_string()),
-                Some("wasm") => Some("wasm".to_string()),
-                _ => None,
-            });
+    // A source language names the upload's: Rust builds to WebAssembly.
+    let language = args
+        .lang
+        .clone()
+        .map(|lang| if lang == "rust" { "wasm".into() } else { lang })
+        .or_else(|| match args.file.extension().and_then(|e| e.to_str()) {
+            Some("js" | "mjs") => Some("js".to_string()),
+            Some("wasm") => Some("wasm".to_string()),
+            _ => None,
+        });
     Ok(Upload {
         name: args.name,
         code,

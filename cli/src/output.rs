@@ -48,6 +48,14 @@ pub(crate) fn names(out: &mut dyn Write, names: &[Named]) -> io::Result<()> {
     Ok(())
 }
 
+/// FunLess's `--count` line, when asked for.
+pub(crate) fn count(out: &mut dyn Write, wanted: bool, n: usize) -> io::Result<()> {
+    if wanted {
+        writeln!(out, "Count: {n}")?;
+    }
+    Ok(())
+}
+
 /// A module and its functions.
 pub(crate) fn module(out: &mut dyn Write, module: &ModuleInfo) -> io::Result<()> {
     writeln!(out, "module: {}", module.name)?;

@@ -94,6 +94,9 @@ struct Args {
     /// The window of --restart-intensity, seconds (OTP's period).
     #[arg(long, env = "FUNLESS_RESTART_PERIOD_SECS", default_value_t = 30)]
     restart_period_secs: u64,
+    /// Egress of the embedded worker's functions (as funless-worker's flags).
+    #[command(flatten)]
+    egress: funless_actors::settings::EgressFlags,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -135,7 +138,11 @@ async fn core_main() -> anyhow::Result<()> {
     let cookie = resolve_cookie(given, &args.data_dir)?;
     // The embedded worker's tree is a child of the Core's root: one tree, one process.
     let extra_children = if args.embedded_worker {
-        vec![embedded_worker(args.fault_injection, intensity)?]
+        vec![embedded_worker(
+            args.fault_injection,
+            intensity,
+            args.egress.clone(),
+        )?]
     } else {
         Vec::new()
     };
@@ -186,11 +193,14 @@ fn intensity(args: &Args) -> funless_actors::supervisor::Intensity {
 fn embedded_worker(
     fault_injection: bool,
     intensity: funless_actors::supervisor::Intensity,
+    egress: funless_actors::settings::EgressFlags,
 ) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
     let runtime = std::sync::Arc::new(funless_worker::Runtime::new(
         funless_worker::RuntimeConfig {
             name: "embedded".into(),
             compiler: funless_worker::Compiler::child_of_this_program(),
+            allow_hosts: egress.allow_hosts,
+            egress_roots: egress.egress_ca,
             ..funless_worker::RuntimeConfig::default()
         },
     )?);
@@ -208,6 +218,7 @@ fn embedded_worker(
 fn embedded_worker(
     _: bool,
     _: funless_actors::supervisor::Intensity,
+    _: funless_actors::settings::EgressFlags,
 ) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
     anyhow::bail!("this build has no embedded worker (feature `embedded-worker` is off)")
 }

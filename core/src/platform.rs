@@ -899,13 +899,24 @@ impl Backend for Platform {
         &self,
         who: &Subject,
         module: &str,
+        function: &str,
         upload: FunctionUpload,
     ) -> ApiResult<FunctionCreated> {
         let module = &self.module_for(who, module).await?;
         let (new, abi) = self.new_function(module, &upload)?;
-        let old = self.function_row(module, &upload.name).await?;
+        let old = self.function_row(module, function).await?;
         let checked = self.check_on_workers(&new, abi, &upload).await?;
-        let row = self.inner.store.update_function(new).await.map_err(api)?;
+        let row = self
+            .inner
+            .store
+            .update_function(function, new)
+            .await
+            .map_err(api)?;
+        if row.name != old.name {
+            // Renamed: the old name's connectors and sinks go; the new name's start below.
+            self.inner.connectors.remove(module, &old.name);
+            self.inner.sinks.remove(module, &old.name);
+        }
         let workers = match checked {
             Some(report) => report,
             None => {
@@ -1122,8 +1133,8 @@ impl Backend for Platform {
             .scripts
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), Arc::new(parsed));
-        Ok(script_info(row))
+            .insert(name.to_string(), Arc::new(parsed.clone()));
+        Ok(script_info(row, Some(&parsed)))
     }
 
     async fn list_app_scripts(&self) -> ApiResult<Vec<Named>> {
@@ -1133,7 +1144,7 @@ impl Backend for Platform {
 
     async fn get_app_script(&self, name: &str) -> ApiResult<AppScriptInfo> {
         let row = self.inner.store.get_script(name).await.map_err(api)?;
-        row.map(script_info)
+        row.map(|row| script_info(row, None))
             .ok_or_else(|| ApiError::NotFound(format!("scheduling script '{name}' not found")))
     }
 
@@ -1165,10 +1176,20 @@ impl Backend for Platform {
     }
 }
 
-fn script_info(row: ScriptRow) -> AppScriptInfo {
+/// A stored script as the API shows it; `parsed` saves parsing it again.
+fn script_info(row: ScriptRow, parsed: Option<&Script>) -> AppScriptInfo {
+    let script = match parsed {
+        Some(parsed) => parsed.to_json(),
+        // Stored scripts were checked at upload; one that no longer parses shows as null.
+        None => Script::parse(&row.source)
+            .map(|s| s.to_json())
+            .unwrap_or(serde_json::Value::Null),
+    };
     AppScriptInfo {
+        id: row.id,
         name: row.name,
-        script: row.source,
+        script,
+        source: row.source,
         created_at: rfc3339(row.created_at),
     }
 }

@@ -154,6 +154,8 @@ pub struct SubjectRow {
 /// A FunLess APP scheduling script.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ScriptRow {
+    /// Store id.
+    pub id: i64,
     /// Unique name.
     pub name: String,
     /// The YAML source, as uploaded.
@@ -544,16 +546,18 @@ impl Store {
         })
     }
 
-    /// Replaces the code, hash, ABI, size and metadata of an existing function; keeps its
-    /// creation time and moves `updated_at` forward. Returns the new row. `NotFound`.
-    pub async fn update_function(&self, f: NewFunction) -> Result<FunctionRow> {
+    /// Replaces the code, hash, ABI, size and metadata of the existing function `name`, and
+    /// renames it to `f.name` when that differs; keeps its creation time and moves
+    /// `updated_at` forward. Returns the new row. `NotFound`; `Conflict` if the new name is
+    /// taken.
+    pub async fn update_function(&self, name: &str, f: NewFunction) -> Result<FunctionRow> {
         const SQL: &str = concat!(
-            "UPDATE functions SET code = $3, hash = $4, abi = $5, size = $6, capacity_bytes = $7, \
+            "UPDATE functions SET name = $2, code = $3, hash = $4, abi = $5, size = $6, capacity_bytes = $7, \
              tag = $8, events = $9, sinks = $10, retryable = $12, timeout_ms = $13, allow_hosts = $14, \
              updated_at = CASE WHEN $11 > updated_at THEN $11 ELSE updated_at + 1 END \
              WHERE ",
             in_module!(),
-            " AND name = $2 RETURNING id, created_at, updated_at"
+            " AND name = $15 RETURNING id, created_at, updated_at"
         );
         let size = code_size(&f.code)?;
         let now = now_ms();
@@ -572,10 +576,18 @@ impl Store {
             .bind(f.retryable)
             .bind(f.timeout_ms)
             .bind(&f.allow_hosts)
+            .bind(name)
             .fetch_optional(p)
-            .await?);
+            .await)
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("function '{}/{}' already exists", f.module, f.name))
+            } else {
+                e.into()
+            }
+        })?;
         let (id, created_at, updated_at) =
-            updated.ok_or_else(|| function_not_found(&f.module, &f.name))?;
+            updated.ok_or_else(|| function_not_found(&f.module, name))?;
         Ok(FunctionRow {
             id,
             module: f.module,
@@ -684,15 +696,14 @@ impl Store {
     /// Stores a scheduling script. `Conflict` if the name is taken.
     pub async fn create_script(&self, name: &str, source: &str) -> Result<ScriptRow> {
         let now = now_ms();
-        on_pool!(self, p => sqlx::query(
-            "INSERT INTO app_scripts (name, source, created_at) VALUES ($1, $2, $3)",
+        let id: i64 = on_pool!(self, p => sqlx::query_scalar(
+            "INSERT INTO app_scripts (name, source, created_at) VALUES ($1, $2, $3) RETURNING id",
         )
         .bind(name)
         .bind(source)
         .bind(now)
-        .execute(p)
-        .await
-        .map(|_| ()))
+        .fetch_one(p)
+        .await)
         .map_err(|e| {
             if is_unique_violation(&e) {
                 StoreError::Conflict(format!("scheduling script '{name}' already exists"))
@@ -701,6 +712,7 @@ impl Store {
             }
         })?;
         Ok(ScriptRow {
+            id,
             name: name.to_string(),
             source: source.to_string(),
             created_at: now,
@@ -709,13 +721,13 @@ impl Store {
 
     /// Every scheduling script, by name.
     pub async fn list_scripts(&self) -> Result<Vec<ScriptRow>> {
-        const SQL: &str = "SELECT name, source, created_at FROM app_scripts ORDER BY name";
+        const SQL: &str = "SELECT id, name, source, created_at FROM app_scripts ORDER BY name";
         Ok(on_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await?))
     }
 
     /// One scheduling script.
     pub async fn get_script(&self, name: &str) -> Result<Option<ScriptRow>> {
-        const SQL: &str = "SELECT name, source, created_at FROM app_scripts WHERE name = $1";
+        const SQL: &str = "SELECT id, name, source, created_at FROM app_scripts WHERE name = $1";
         Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(name).fetch_optional(p).await?))
     }
 

@@ -11,7 +11,7 @@ use wasmtime::{Engine, Linker, ResourceLimiter};
 
 pub(crate) use component::{ComponentState, EgressHooks, HttpPool, grant_network, http_pool};
 pub(crate) use funless::{FunlessIo, MAX_RESPONSE_BYTES};
-pub(crate) use http::Egress;
+pub(crate) use http::{Egress, egress_client};
 pub(crate) use wasi::{MAX_STDOUT_BYTES, WasiIo};
 
 /// Most log lines kept per invocation; later lines are counted, not kept.

@@ -128,6 +128,8 @@ struct Args {
     /// The window of --restart-intensity, seconds (OTP's period).
     #[arg(long, env = "FUNLESS_RESTART_PERIOD_SECS", default_value_t = 30)]
     restart_period_secs: u64,
+    #[command(flatten)]
+    egress: funless_actors::settings::EgressFlags,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -220,6 +222,8 @@ async fn worker_main() -> anyhow::Result<()> {
             } else {
                 Compiler::child_of_this_program()
             },
+            allow_hosts: args.egress.allow_hosts,
+            egress_roots: args.egress.egress_ca,
         })
         .context("starting the worker's runtime")?,
     );

@@ -63,6 +63,12 @@ pub struct RuntimeConfig {
     pub js_snapshot: bool,
     /// Where code is compiled: the worker binary compiles in a child process of itself.
     pub compiler: Compiler,
+    /// The operator's egress allow-list for functions that declare none (`host`, `host:port`,
+    /// `*` for any host); a function's own `allow_hosts` replaces it. Empty: no egress.
+    pub allow_hosts: Vec<String>,
+    /// PEM files of extra CA certificates trusted for functions' HTTPS requests, besides the
+    /// built-in web roots (e.g. a private CA of the edge site).
+    pub egress_roots: Vec<PathBuf>,
 }
 
 impl RuntimeConfig {
@@ -87,6 +93,8 @@ impl Default for RuntimeConfig {
             tags: Vec::new(),
             js_snapshot: true,
             compiler: Compiler::InProcess,
+            allow_hosts: Vec::new(),
+            egress_roots: Vec::new(),
         }
     }
 }
@@ -157,6 +165,7 @@ impl Runtime {
         let cache = Arc::new(CodeCache::new(config.cache_bytes));
         let in_flight = Arc::new(AtomicU64::new(0));
         let metrics = WorkerMetrics::new(cache.clone(), in_flight.clone());
+        let http = host::egress_client(&config.egress_roots)?;
         Ok(Self {
             config,
             engine,
@@ -169,10 +178,7 @@ impl Runtime {
             in_flight,
             metrics,
             changed: Notify::new(),
-            http: reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
-                .map_err(|e| Error::Io(format!("HTTP client: {e}")))?,
+            http,
             http_pool: host::http_pool(),
             js: tokio::sync::OnceCell::new(),
             slices,
@@ -623,8 +629,13 @@ impl Runtime {
             Ok(0) | Err(_) => self.config.max_memory_bytes,
             Ok(limit) => limit.min(self.config.max_memory_bytes),
         };
+        let allow = if request.allow_hosts.is_empty() {
+            self.config.allow_hosts.clone()
+        } else {
+            request.allow_hosts
+        };
         let egress = host::Egress {
-            allow: request.allow_hosts,
+            allow,
             client: Some(self.http.clone()),
         };
         let result = self

@@ -20,7 +20,8 @@
 //! when its free memory covers the function's need and no `invalidate` rule excludes it.
 //! `best-first` takes the first valid worker in the block's order, `random` any valid one,
 //! `platform` asks the default policy among the valid ones. A function whose tag the script
-//! lacks uses the script's `default` tag.
+//! lacks uses the script's `default` tag. A block's `affinity` list (`[a, "!b"]`) is accepted
+//! and shown, as FunLess does, and, as in FunLess, not applied.
 
 use std::collections::HashMap;
 
@@ -67,6 +68,8 @@ struct Block {
     capacity_used: Option<f64>,
     /// Invocations in flight at which the worker stops being valid.
     max_concurrent: Option<u64>,
+    /// FunLess's `affinity` entries, kept to show them (FunLess does not apply them either).
+    affinity: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +83,16 @@ enum Strategy {
     BestFirst,
     Random,
     Platform,
+}
+
+impl Strategy {
+    fn as_str(self) -> &'static str {
+        match self {
+            Strategy::BestFirst => "best-first",
+            Strategy::Random => "random",
+            Strategy::Platform => "platform",
+        }
+    }
 }
 
 /// Why a script was refused, with where.
@@ -111,6 +124,43 @@ impl Script {
             }
         }
         Ok(Self { tags })
+    }
+
+    /// The script in FunLess's parsed shape (`Parsers.APP.to_map`), for API answers.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let limit = |v: Option<serde_json::Value>| v.unwrap_or_else(|| json!("infinity"));
+        let tags: serde_json::Map<String, serde_json::Value> = self
+            .tags
+            .iter()
+            .map(|(name, tag)| {
+                let blocks: Vec<serde_json::Value> = tag
+                    .blocks
+                    .iter()
+                    .map(|b| {
+                        let (anti, affinity): (Vec<&String>, Vec<&String>) =
+                            b.affinity.iter().partition(|a| a.starts_with('!'));
+                        let anti: Vec<&str> = anti.iter().map(|a| &a[1..]).collect();
+                        json!({
+                            "workers": match &b.workers {
+                                Workers::All => json!("*"),
+                                Workers::Named(names) => json!(names),
+                            },
+                            "strategy": b.strategy.as_str(),
+                            "affinity": { "affinity": affinity, "antiaffinity": anti },
+                            "invalidate": {
+                                "capacity_used": limit(b.capacity_used.map(|p| json!(p))),
+                                "max_concurrent_invocations":
+                                    limit(b.max_concurrent.map(|m| json!(m))),
+                            },
+                        })
+                    })
+                    .collect();
+                let tag = json!({ "blocks": blocks, "followup": tag.followup.as_str() });
+                (name.clone(), tag)
+            })
+            .collect();
+        json!({ "tags": tags })
     }
 
     /// Chooses a worker for a function with metadata tag `tag` needing `need_bytes`.
@@ -271,6 +321,7 @@ fn parse_block(block: &Value) -> Result<Block, String> {
     let mut strategy = Strategy::BestFirst;
     let mut capacity_used = None;
     let mut max_concurrent = None;
+    let mut affinity = Vec::new();
     for (key, value) in map {
         match key.as_str() {
             Some("workers") => {
@@ -320,10 +371,19 @@ fn parse_block(block: &Value) -> Result<Block, String> {
                     }
                 }
             }
-            // FunLess accepts affinity lists but never applies them; say so rather than ignore.
+            Some("affinity") => {
+                affinity = match value {
+                    Value::Sequence(items) => items
+                        .iter()
+                        .map(|i| i.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or("affinity must be a list of worker names or tags")?,
+                    _ => return Err("affinity must be a list of worker names or tags".into()),
+                }
+            }
             _ => {
                 return Err(format!(
-                    "unknown key {}: expected workers, strategy or invalidate",
+                    "unknown key {}: expected workers, strategy, invalidate or affinity",
                     key_text(key)
                 ));
             }
@@ -334,6 +394,7 @@ fn parse_block(block: &Value) -> Result<Block, String> {
         strategy,
         capacity_used,
         max_concurrent,
+        affinity,
     })
 }
 
@@ -407,6 +468,26 @@ mod tests {
             s.select("s", Some("edge"), &workers, 200, 0),
             Ok(1),
             "followup default: the platform picks among the valid ones"
+        );
+    }
+
+    #[test]
+    fn the_parsed_shape_is_funless_s() {
+        let s = Script::parse(
+            "- edge:\n  - workers: [a]\n    affinity: [x, '!y']\n    invalidate: {capacity_used: 50%}\n  followup: default",
+        )
+        .unwrap();
+        assert_eq!(
+            s.to_json(),
+            serde_json::json!({ "tags": { "edge": {
+                "followup": "default",
+                "blocks": [{
+                    "workers": ["a"],
+                    "strategy": "best-first",
+                    "affinity": { "affinity": ["x"], "antiaffinity": ["y"] },
+                    "invalidate": { "capacity_used": 50.0, "max_concurrent_invocations": "infinity" },
+                }],
+            } } })
         );
     }
 
@@ -506,8 +587,12 @@ mod tests {
                 "non-negative",
             ),
             (
-                "- t:\n  - workers: '*'\n    affinity: [x]",
-                "unknown key 'affinity'",
+                "- t:\n  - workers: '*'\n    affinity: x",
+                "affinity must be a list",
+            ),
+            (
+                "- t:\n  - workers: '*'\n    affinity: [x]\n    weight: 3",
+                "unknown key 'weight'",
             ),
             (
                 "- t:\n  - workers: '*'\n- t:\n  - workers: '*'",

@@ -260,7 +260,7 @@ async fn functions_suite(store: &Store) {
 
     // Update replaces everything but the id and creation time.
     let updated = store
-        .update_function(new_function("fns", "big", b"small now"))
+        .update_function("big", new_function("fns", "big", b"small now"))
         .await
         .expect("update big");
     assert_eq!(updated.id, big.id);
@@ -280,13 +280,36 @@ async fn functions_suite(store: &Store) {
         Some((updated.hash.clone(), b"small now".to_vec()))
     );
     assert!(matches!(
-        store.update_function(new_function("fns", "zz", b"x")).await,
+        store.update_function("zz", new_function("fns", "zz", b"x")).await,
         Err(StoreError::NotFound(m)) if m == "function 'fns/zz' not found"
     ));
     assert!(matches!(
-        store.update_function(new_function("zz", "big", b"x")).await,
+        store
+            .update_function("big", new_function("zz", "big", b"x"))
+            .await,
         Err(StoreError::NotFound(_))
     ));
+    // An update under another name renames (FunLess's PUT); a taken name is a conflict and
+    // changes nothing.
+    assert!(matches!(
+        store.update_function("big", new_function("fns", "a", b"x")).await,
+        Err(StoreError::Conflict(m)) if m.contains("fns/a")
+    ));
+    let renamed = store
+        .update_function("a", new_function("fns", "a2", b"\0a\0"))
+        .await
+        .expect("rename a");
+    assert_eq!((renamed.id, renamed.name.as_str()), (a.id, "a2"));
+    assert_eq!(store.get_function("fns", "a").await.expect("get"), None);
+    let back = store
+        .update_function("a2", new_function("fns", "a", b"\0a\0"))
+        .await
+        .expect("rename back");
+    assert_eq!(back.id, a.id);
+    assert_eq!(
+        store.get_function("fns", "big").await.expect("get"),
+        Some(updated.clone())
+    );
 
     // Delete returns the row.
     assert_eq!(

@@ -570,6 +570,15 @@ fn answer(response: reqwest::blocking::Response) -> (StatusCode, Value) {
     } else {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
+    // Every error body of every test is exactly FunLess's shape: FunLess's own `fl` refuses
+    // any other field.
+    if let Some(errors) = body.get("errors") {
+        let keys: Vec<&String> = errors
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["detail"], "not FunLess's error shape: {body}");
+    }
     (status, body)
 }
 
@@ -710,6 +719,25 @@ impl Client {
         )
     }
 
+    /// FunLess's update: `PUT /v1/fn/{module}/{function}` with the form's `name` set to
+    /// `name` (a rename when it differs).
+    pub fn update_named(
+        &self,
+        module: &str,
+        function: &str,
+        name: &str,
+        code: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let form = function_form(name, code, None);
+        let path = format!("/v1/fn/{module}/{function}");
+        answer(
+            self.request(reqwest::Method::PUT, &path)
+                .multipart(form)
+                .send()
+                .unwrap(),
+        )
+    }
+
     /// Creates a function with FunLess `events` (a JSON list).
     pub fn upload_with_events(
         &self,
@@ -796,6 +824,27 @@ impl Client {
             .send()
             .map(answer)
             .map_err(|e| format!("{e:?}"))
+    }
+
+    /// Invokes and also returns the failure reason header (`x-funless-error-reason`).
+    pub fn invoke_with_reason(
+        &self,
+        module: &str,
+        name: &str,
+        args: Value,
+    ) -> (StatusCode, Value, Option<String>) {
+        let response = self
+            .request(reqwest::Method::POST, &format!("/v1/fn/{module}/{name}"))
+            .json(&serde_json::json!({ "args": args }))
+            .send()
+            .unwrap();
+        let reason = response
+            .headers()
+            .get("x-funless-error-reason")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let (status, body) = answer(response);
+        (status, body, reason)
     }
 
     pub fn invoke(&self, module: &str, name: &str, args: Value) -> (StatusCode, Value) {

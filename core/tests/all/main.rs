@@ -5,6 +5,7 @@
 mod activations;
 mod api;
 mod cluster;
+mod compat;
 mod concurrency;
 mod discovery;
 mod events;
@@ -17,6 +18,7 @@ mod lifecycle;
 mod limits;
 mod network;
 mod scheduling;
+mod sdk_http;
 mod sinks;
 mod supervision;
 mod tenancy;

@@ -60,20 +60,39 @@ fn app_scripts_place_by_tag_with_invalidation_and_followup() {
     core.wait_for_workers(&["w1", "w2"]);
     let (user, admin) = (core.client(), core.admin());
 
-    // Scripts are checked at upload and managed by the admin.
+    // Scripts are checked at upload; any subject may create one (as in FunLess), only the
+    // admin deletes.
     let (status, body) = admin.post_form(
         "/v1/scripts/app",
         &[("name", "bad"), ("file", "- t:\n    - strategy: fastest\n")],
     );
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(detail(&body).contains("tag 't', block 1"), "{body}");
-    let (status, _) = user.post_form("/v1/scripts/app", &[("name", "s"), ("file", SCRIPT)]);
+    let (status, created) =
+        user.post_form("/v1/scripts/app", &[("name", "site"), ("file", SCRIPT)]);
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, _) = user.delete("/v1/scripts/app/site");
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, body) = admin.post_form("/v1/scripts/app", &[("name", "site"), ("file", SCRIPT)]);
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // FunLess's answer: id, name and the parsed script; the YAML as uploaded besides.
     let (status, body) = user.get("/v1/scripts/app/site");
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["data"]["script"], SCRIPT);
+    assert_eq!(body["data"]["id"], created["data"]["id"], "{body}");
+    assert!(body["data"]["id"].is_i64(), "{body}");
+    assert_eq!(body["data"]["name"], "site");
+    assert_eq!(body["data"]["source"], SCRIPT);
+    assert_eq!(
+        body["data"]["script"]["tags"]["spill"],
+        json!({
+            "followup": "default",
+            "blocks": [{
+                "workers": ["w1"],
+                "strategy": "best-first",
+                "affinity": { "affinity": [], "antiaffinity": [] },
+                "invalidate": { "capacity_used": 0.0, "max_concurrent_invocations": "infinity" },
+            }],
+        }),
+        "{body}"
+    );
     let (_, body) = user.get("/v1/scripts/app");
     assert_eq!(body["data"], json!([{ "name": "site" }]));
 

@@ -101,10 +101,7 @@ fn subjects_see_only_their_modules_and_revoked_tokens_stop_at_once() {
         alice.get("/v1/admin/subjects"),
         alice.get("/v1/workers"),
         alice.delete("/v1/admin/subjects/bob"),
-        alice.post_form(
-            "/v1/scripts/app",
-            &[("name", "s"), ("file", "- default:\n    - workers: '*'\n")],
-        ),
+        alice.delete("/v1/scripts/app/s"),
     ] {
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     }

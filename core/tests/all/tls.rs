@@ -24,7 +24,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA named `ca` in `dir`.
-fn ca(dir: &Path, ca: &str) {
+pub fn ca(dir: &Path, ca: &str) {
     openssl(
         dir,
         &[
@@ -48,7 +48,7 @@ fn ca(dir: &Path, ca: &str) {
 }
 
 /// A node certificate for 127.0.0.1 signed by `ca`; returns the three flags' values.
-fn node(dir: &Path, ca: &str, name: &str) -> [PathBuf; 3] {
+pub fn node(dir: &Path, ca: &str, name: &str) -> [PathBuf; 3] {
     std::fs::write(
         dir.join("ext.cnf"),
         "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",

@@ -139,6 +139,9 @@ async fn connect_allowed(allow: &[(String, Option<u16>)], addr: SocketAddr) -> b
         if port.is_some_and(|p| p != addr.port()) {
             continue;
         }
+        if host == super::http::ANY_HOST {
+            return true;
+        }
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = host.parse::<std::net::IpAddr>() {
             if ip == addr.ip() {

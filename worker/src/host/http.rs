@@ -1,15 +1,26 @@
-//! `fl_imps::__http_request`: outgoing HTTP for FunLess-ABI functions, asynchronous on the
-//! host (the guest's task yields while waiting; no thread is held), limited to the hosts on the
-//! function's allow-list (empty by default: no egress), with a time-out and a bounded write
-//! back into guest memory.
+//! `fl_imps::__http_request`: outgoing HTTP and HTTPS for FunLess-ABI functions, asynchronous
+//! on the host (the guest's task yields while waiting; no thread is held), limited to the hosts
+//! on the function's allow-list (or the operator's default for functions without one; empty:
+//! no egress), with a time-out and a bounded write back into guest memory.
 //!
 //! ABI (DESIGN.md §4): `(resp_ptr, resp_len_ptr, status_ptr, method, uri_ptr, uri_len,
 //! hdr_ptr, hdr_len, body_ptr, body_len)`; method 0..3 = GET, POST, PUT, DELETE; headers
 //! `"K:V\nK:V"`. On entry `*resp_len_ptr` (u32 LE) is the capacity of the buffer at
-//! `resp_ptr`; the host writes at most that many bytes of the body there, the number written
-//! to `*resp_len_ptr` and the status (u16 LE) to `*status_ptr`. Any failure, a refused host
+//! `resp_ptr`:
+//!
+//! - a capacity above 0 is a buffer the guest set aside: the host writes at most that many
+//!   bytes of the body there;
+//! - a capacity of 0 is FunLess's SDK convention (fl-wasm-rs's `FLRequest::send` and the Go
+//!   SDK pass an empty buffer): the host writes the whole body at `resp_ptr`, as FunLess's host
+//!   does, up to the end of the guest's linear memory. The guest chose to hand over that
+//!   memory; the host only checks the range is inside it.
+//!
+//! The host then writes the number of bytes written to `*resp_len_ptr` and the status (u16
+//! LE) to `*status_ptr`. It reads no more of the response than it can write, so a large
+//! answer costs the worker no more memory than the guest's own. Any failure, a refused host
 //! included, is status 0 with an empty body, like FunLess, plus a log line saying why.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use wasmtime::{Caller, Linker};
@@ -22,10 +33,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request body or URI a guest may send, bytes.
 const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 
+/// The allow-list entry that matches every host (an operator's default may use it).
+pub(crate) const ANY_HOST: &str = "*";
+
 /// What a function may reach and how.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Egress {
-    /// `host` or `host:port` entries; empty: nothing.
+    /// `host`, `host:port`, `*` (any host) or `*:port` entries; empty: nothing.
     pub(crate) allow: Vec<String>,
     /// Shared HTTP client (connection pool).
     pub(crate) client: Option<reqwest::Client>,
@@ -42,8 +56,9 @@ impl Egress {
     /// the allow-list: an entry without a port allows every port of its host.
     pub(crate) fn allows_host(&self, host: &str, port: Option<u16>) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        self.entries()
-            .any(|(h, p)| h.eq_ignore_ascii_case(host) && (p.is_none() || p == port))
+        self.entries().any(|(h, p)| {
+            (h == ANY_HOST || h.eq_ignore_ascii_case(host)) && (p.is_none() || p == port)
+        })
     }
 
     /// The entries as (host, optional port).
@@ -69,6 +84,34 @@ fn split_entry(entry: &str) -> (&str, Option<u16>) {
     }
 }
 
+/// The shared client of `__http_request`: pooled, HTTPS through rustls with the web's root
+/// CAs (webpki-roots, compiled in, so a worker needs no OS certificate store) and the
+/// operator's extra CAs (`pem_files`).
+pub(crate) fn egress_client(pem_files: &[PathBuf]) -> crate::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(true)
+        .pool_idle_timeout(Duration::from_secs(30));
+    for file in pem_files {
+        let pem = std::fs::read(file)
+            .map_err(|e| crate::Error::Io(format!("egress CA file {}: {e}", file.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| crate::Error::Io(format!("egress CA file {}: {e}", file.display())))?;
+        if certs.is_empty() {
+            return Err(crate::Error::Io(format!(
+                "egress CA file {}: no PEM certificate in it",
+                file.display()
+            )));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| crate::Error::Io(format!("HTTP client: {e}")))
+}
+
 type Params = (i32, i32, i32, i32, i32, i32, i32, i32, i32, i32);
 
 /// What the guest asked for, read out of its memory before any await.
@@ -77,10 +120,22 @@ struct Ask {
     uri: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Most body bytes the guest can take: its buffer's capacity (or, for capacity 0, all of
+    /// its memory from `resp_ptr` on), never past the end of its memory.
+    room: usize,
+}
+
+/// The answer, as much of its body as the guest can take.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    /// The body went on past `room`.
+    truncated: bool,
 }
 
 fn read(caller: &mut Caller<'_, HostState>, p: &Params) -> wasmtime::Result<Ask> {
-    let (_, _, _, method, uri_ptr, uri_len, hdr_ptr, hdr_len, body_ptr, body_len) = *p;
+    let (resp_ptr, resp_len_ptr, _, method, uri_ptr, uri_len, hdr_ptr, hdr_len, body_ptr, body_len) =
+        *p;
     let memory = memory(caller, "__http_request")?;
     let data = memory.data(&caller);
     let bytes = |ptr: i32, len: i32| -> wasmtime::Result<Vec<u8>> {
@@ -114,16 +169,32 @@ fn read(caller: &mut Caller<'_, HostState>, p: &Params) -> wasmtime::Result<Ask>
         uri,
         headers,
         body: bytes(body_ptr, body_len)?,
+        room: room(data, resp_ptr, resp_len_ptr)?,
+    })
+}
+
+/// How many body bytes fit at `resp_ptr` (see the module doc); traps on ranges outside the
+/// guest's memory.
+fn room(data: &[u8], resp_ptr: i32, resp_len_ptr: i32) -> wasmtime::Result<usize> {
+    let len_at = range(data.len(), resp_len_ptr, 4, "__http_request")?;
+    let mut capacity = [0u8; 4];
+    capacity.copy_from_slice(&data[len_at]);
+    let capacity = u32::from_le_bytes(capacity) as usize;
+    let to_end = range(data.len(), resp_ptr, 0, "__http_request")?;
+    let to_end = data.len() - to_end.start;
+    Ok(match capacity {
+        0 => to_end,
+        declared => declared.min(to_end),
     })
 }
 
 /// Performs the request; `Err` is the reason it failed (reported as status 0).
-async fn perform(egress: &Egress, ask: Ask) -> Result<(u16, Vec<u8>), String> {
+async fn perform(egress: &Egress, ask: Ask) -> Result<Answer, String> {
     let url =
         reqwest::Url::parse(&ask.uri).map_err(|e| format!("invalid URI {:?}: {e}", ask.uri))?;
-    if url.scheme() != "http" {
+    if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
-            "scheme {} is not supported (http only)",
+            "scheme {} is not supported (http and https only)",
             url.scheme()
         ));
     }
@@ -138,14 +209,40 @@ async fn perform(egress: &Egress, ask: Ask) -> Result<(u16, Vec<u8>), String> {
     for (k, v) in ask.headers {
         request = request.header(k, v);
     }
-    let response = request
+    let mut response = request
         .body(ask.body)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| error_chain(&e))?;
     let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    Ok((status, body.to_vec()))
+    // Read no more than the guest can take: the rest is never held by the worker.
+    let mut body = Vec::new();
+    let mut truncated = false;
+    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+        let take = chunk.len().min(ask.room - body.len());
+        body.extend_from_slice(&chunk[..take]);
+        if take < chunk.len() {
+            truncated = true;
+            break;
+        }
+    }
+    Ok(Answer {
+        status,
+        body,
+        truncated,
+    })
+}
+
+/// An error with its causes (reqwest's own message omits why a TLS handshake failed).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn write_back(
@@ -153,21 +250,19 @@ fn write_back(
     p: &Params,
     status: u16,
     body: &[u8],
-) -> wasmtime::Result<usize> {
+) -> wasmtime::Result<()> {
     let (resp_ptr, resp_len_ptr, status_ptr, ..) = *p;
     let memory = memory(caller, "__http_request")?;
     let data = memory.data_mut(caller);
+    let n = i32::try_from(body.len())
+        .map_err(|_| wasmtime::format_err!("__http_request: response too large"))?;
+    let at = range(data.len(), resp_ptr, n, "__http_request")?;
+    data[at].copy_from_slice(body);
     let len_at = range(data.len(), resp_len_ptr, 4, "__http_request")?;
-    let mut capacity = [0u8; 4];
-    capacity.copy_from_slice(&data[len_at.clone()]);
-    let capacity = u32::from_le_bytes(capacity) as usize;
-    let n = body.len().min(capacity);
-    let at = range(data.len(), resp_ptr, n as i32, "__http_request")?;
-    data[at].copy_from_slice(&body[..n]);
     data[len_at].copy_from_slice(&(n as u32).to_le_bytes());
     let status_at = range(data.len(), status_ptr, 2, "__http_request")?;
     data[status_at].copy_from_slice(&status.to_le_bytes());
-    Ok(n)
+    Ok(())
 }
 
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -179,7 +274,8 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 let ask = read(&mut caller, &params)?;
                 let egress = caller.data().egress.clone();
                 let uri = ask.uri.clone();
-                let (status, body) = match perform(&egress, ask).await {
+                let room = ask.room;
+                let answer = match perform(&egress, ask).await {
                     Ok(answer) => answer,
                     Err(why) => {
                         tracing::warn!(%uri, %why, "outgoing request refused or failed");
@@ -188,15 +284,18 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                             .fl
                             .logs
                             .push(format!("__http_request {uri}: {why}").as_bytes());
-                        (0, Vec::new())
+                        Answer {
+                            status: 0,
+                            body: Vec::new(),
+                            truncated: false,
+                        }
                     }
                 };
-                let written = write_back(&mut caller, &params, status, &body)?;
-                if written < body.len() {
+                write_back(&mut caller, &params, answer.status, &answer.body)?;
+                if answer.truncated {
                     caller.data_mut().fl.logs.push(
                         format!(
-                            "__http_request {uri}: response truncated to the {written}-byte buffer ({} bytes)",
-                            body.len()
+                            "__http_request {uri}: response truncated to the {room} bytes the guest has room for"
                         )
                         .as_bytes(),
                     );
@@ -214,21 +313,57 @@ mod tests {
     use super::Egress;
 
     #[tokio::test]
-    async fn only_plain_http_is_sent_even_to_an_allowed_host() {
+    async fn only_http_and_https_are_sent_even_to_an_allowed_host() {
         let egress = Egress {
             allow: vec!["127.0.0.1".into()],
             client: Some(reqwest::Client::new()),
         };
-        for uri in ["https://127.0.0.1/x", "ftp://127.0.0.1/x"] {
+        for uri in ["ftp://127.0.0.1/x", "file:///etc/passwd"] {
             let ask = super::Ask {
                 method: reqwest::Method::GET,
                 uri: uri.into(),
                 headers: Vec::new(),
                 body: Vec::new(),
+                room: 0,
             };
-            let why = super::perform(&egress, ask).await.unwrap_err();
-            assert!(why.contains("http only"), "{uri}: {why}");
+            let why = super::perform(&egress, ask).await.err().unwrap();
+            assert!(why.contains("http and https only"), "{uri}: {why}");
         }
+    }
+
+    #[test]
+    fn room_is_the_declared_capacity_or_the_rest_of_memory_and_never_past_it() {
+        let mut memory = vec![0u8; 1000];
+        // The capacity word at 100.
+        let set = |memory: &mut Vec<u8>, capacity: u32| {
+            memory[100..104].copy_from_slice(&capacity.to_le_bytes());
+        };
+        set(&mut memory, 0);
+        // FunLess's SDKs: an empty Vec's pointer (1) and capacity 0: the rest of memory.
+        assert_eq!(super::room(&memory, 1, 100).unwrap(), 999);
+        assert_eq!(super::room(&memory, 1000, 100).unwrap(), 0);
+        set(&mut memory, 64);
+        assert_eq!(super::room(&memory, 200, 100).unwrap(), 64);
+        // A capacity that runs past the end of memory is cut to it.
+        assert_eq!(super::room(&memory, 990, 100).unwrap(), 10);
+        assert!(super::room(&memory, 1001, 100).is_err());
+        assert!(super::room(&memory, 0, 997).is_err());
+    }
+
+    #[test]
+    fn the_wildcard_allows_every_host_with_its_port_rule() {
+        let any = Egress {
+            allow: vec!["*".into()],
+            client: None,
+        };
+        assert!(any.allows(&reqwest::Url::parse("https://example.org/").unwrap()));
+        assert!(any.allows_host("10.1.2.3", Some(1)));
+        let any_on_443 = Egress {
+            allow: vec!["*:443".into()],
+            client: None,
+        };
+        assert!(any_on_443.allows(&reqwest::Url::parse("https://example.org/").unwrap()));
+        assert!(!any_on_443.allows(&reqwest::Url::parse("http://example.org/").unwrap()));
     }
 
     #[test]
