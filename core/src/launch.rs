@@ -44,6 +44,8 @@ pub struct CoreConfig {
     pub tls: Option<funless_actors::tls::Tls>,
     /// How many activation records are kept, and for how long.
     pub activations: crate::activations::ActivationLimits,
+    /// Bounds of the HTTP front.
+    pub http: funless_api::HttpLimits,
     /// Announce the cluster address by multicast gossip (`None`: off).
     pub gossip: Option<GossipSettings>,
 }
@@ -186,8 +188,8 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
     if let Err(e) = platform.restore_connectors().await {
         tracing::error!(error = %e, "cannot restore event connectors");
     }
-    let app = funless_api::router(Arc::new(platform.clone()));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let app = funless_api::router_with(Arc::new(platform.clone()), config.http.clone());
+    let server = tokio::spawn(funless_api::serve(listener, app, config.http));
     tracing::info!(%api_addr, cluster = %SocketAddr::new(config.cluster_listen, config.cluster_port), "api listening on {api_addr}");
 
     Ok(CoreHandle {

@@ -9,6 +9,7 @@
 pub mod activations;
 pub mod dispatch;
 pub mod events;
+pub mod http;
 pub mod metrics;
 pub mod platform;
 pub mod registry;

@@ -81,6 +81,8 @@ struct Args {
     /// Core announces this interface's address.
     #[arg(long, env = "FUNLESS_GOSSIP_INTERFACE", value_parser = funless_actors::discovery::parse_interface)]
     gossip_interface: Option<funless_actors::discovery::Interface>,
+    #[command(flatten)]
+    http: funless_core::http::HttpArgs,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -134,6 +136,7 @@ async fn core_main() -> anyhow::Result<()> {
             max_records: args.activation_max.max(1),
             max_bytes: args.activation_max_mb.max(1) * 1024 * 1024,
         },
+        http: args.http.limits()?,
         gossip: args.gossip.then_some(funless_core::GossipSettings {
             group: args.gossip_addr,
             interface: args.gossip_interface.clone(),
