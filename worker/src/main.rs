@@ -114,6 +114,8 @@ struct Args {
     /// engine).
     #[arg(long, env = "FUNLESS_COMPILE_IN_WORKER")]
     compile_in_worker: bool,
+    #[command(flatten)]
+    compile: compiler::CompileArgs,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -186,6 +188,7 @@ async fn worker_main() -> anyhow::Result<()> {
             } else {
                 Compiler::child_of_this_program()
             },
+            compile: args.compile.limits(),
         },
         Duration::from_millis(args.report_ms.max(50)),
     )
