@@ -1,5 +1,7 @@
-//! Talking to workers: an invocation (with the "no code" round trip and, for retryable
-//! functions, one retry elsewhere when a worker is lost), the broadcast of new code, and
+//! Talking to workers: an invocation (with the "no code" round trip, and retries elsewhere
+//! until its deadline: after a full worker for any function, after a lost worker for
+//! retryable ones), the broadcast of new code (which gives up on a worker the moment it is
+//! declared lost), and
 //! eviction. Calls go straight from the request's task to the worker's gateway: no Core actor
 //! sits on the invocation path. A call ends when the worker answers, when the worker is lost
 //! (its node leaves, or the heartbeat check declares it lost), or after the function's time
@@ -42,7 +44,7 @@ pub enum DispatchError {
         after_ms: u64,
     },
     /// The worker(s) running the function were lost during the call.
-    #[error("the worker running the function was lost ({workers}){}", if *.retried { "; the retry was lost too" } else { "; the function is not retryable" })]
+    #[error("the worker running the function was lost ({workers}){}", if *.retried { "; the retries were lost too, or no worker was left to retry on" } else { "; the function is not retryable" })]
     WorkerLost {
         /// The workers tried.
         workers: String,
@@ -123,18 +125,27 @@ where
     Fut: std::future::Future<Output = Result<Vec<u8>, String>>,
 {
     let timeout = Duration::from_millis(target.timeout_ms) + ANSWER_MARGIN;
+    // Retries (after a lost worker, or a full one) go on until this deadline or until no
+    // untried worker is left: losing many workers at once does not fail a retryable call.
+    let deadline = Instant::now() + timeout;
     let mut tried: Vec<ActorId> = Vec::new();
     let mut lost: Vec<String> = Vec::new();
+    let mut full = 0usize;
     let need = Need {
         bytes: target.need_bytes,
         hash: &target.function.hash,
     };
-    let attempts = if target.retryable { 2 } else { 1 };
-    // A worker lost mid-call gets a retryable request retried once on another one.
-    for _ in 0..attempts {
+    loop {
         let mut lease = match workers.lease(need, &target.policy, &tried) {
             Ok(lease) => lease,
-            Err(e) if lost.is_empty() => return Err(e.into()),
+            Err(e) if lost.is_empty() && full == 0 => return Err(e.into()),
+            Err(NoWorker::AllBusy { workers }) => {
+                return Err(NoWorker::AllBusy {
+                    workers: workers + full,
+                }
+                .into());
+            }
+            Err(_) if lost.is_empty() => return Err(NoWorker::AllBusy { workers: full }.into()),
             Err(_) => break,
         };
         tried.push(lease.id);
@@ -146,7 +157,8 @@ where
             memory_limit_bytes: target.need_bytes,
             allow_hosts: target.allow_hosts.clone(),
         };
-        let mut attempt = call_invoke(&mut lease, request, timeout).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut attempt = call_invoke(&mut lease, request, left).await;
         if let Attempt::Answered(InvokeReply::NoCode) = attempt {
             tracing::debug!(function = %target.function, worker = %lease.name, "worker lacks the code; sending it");
             let code = load_code().await.map_err(DispatchError::Code)?;
@@ -158,7 +170,8 @@ where
                 memory_limit_bytes: target.need_bytes,
                 allow_hosts: target.allow_hosts.clone(),
             };
-            attempt = call_invoke(&mut lease, request, timeout).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            attempt = call_invoke(&mut lease, request, left).await;
         }
         match attempt {
             Attempt::Answered(InvokeReply::Done(output)) => {
@@ -167,6 +180,11 @@ where
                     worker: lease.name.clone(),
                     retried: !lost.is_empty(),
                 });
+            }
+            // The call never started there: any function may go to another worker.
+            Attempt::Answered(InvokeReply::Failed(InvokeError::NoSlot { .. })) => {
+                tracing::debug!(function = %target.function, worker = %lease.name, "worker full; trying another");
+                full += 1;
             }
             Attempt::Answered(InvokeReply::Failed(e)) => return Err(e.into()),
             Attempt::Answered(InvokeReply::NoCode) => {
@@ -183,8 +201,17 @@ where
             Attempt::Lost => {
                 tracing::warn!(function = %target.function, worker = %lease.name, retryable = target.retryable, "worker lost during an invocation");
                 lost.push(lease.name.clone());
+                if !target.retryable {
+                    break;
+                }
             }
         }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    if lost.is_empty() {
+        return Err(NoWorker::AllBusy { workers: full }.into());
     }
     Err(DispatchError::WorkerLost {
         retried: lost.len() > 1,
@@ -211,13 +238,19 @@ pub async fn broadcast(workers: &Workers, function: &FunctionId, code: &[u8]) ->
         async move {
             let worker = entry.name();
             let started = Instant::now();
-            let answer = entry
-                .actor
-                .call(
-                    |port| WorkerMessage::Cache(Wire::new(push), port),
-                    Some(COMPILE_TIMEOUT),
-                )
-                .await;
+            let mut lost = entry.lost_signal();
+            let call = entry.actor.call(
+                |port| WorkerMessage::Cache(Wire::new(push), port),
+                Some(COMPILE_TIMEOUT),
+            );
+            // A worker declared lost (frozen, cut off) will not answer: stop waiting for it.
+            let answer = tokio::select! {
+                answer = call => answer,
+                _ = lost.wait_for(|lost| *lost) => {
+                    tracing::debug!(%worker, function = %function, "broadcast: worker lost");
+                    return Delivery { worker, result: Err("worker lost".to_string()) };
+                }
+            };
             let result = match answer {
                 Ok(CallResult::Success(reply)) => match reply.into_inner() {
                     Ok(CacheReply::Cached { .. }) => Ok(()),
