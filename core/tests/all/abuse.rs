@@ -3,6 +3,7 @@
 //! and the upload broadcast ([`workers`]), and names and tokens of tenants ([`tenants`]).
 
 mod front;
+mod tenants;
 mod workers;
 
 use std::io::{Read, Write};
