@@ -1,5 +1,7 @@
-//! Talking to workers: an invocation (with the "no code" round trip and, for retryable
-//! functions, one retry elsewhere when a worker is lost), the broadcast of new code, and
+//! Talking to workers: an invocation (with the "no code" round trip, and retries elsewhere
+//! until its deadline: after a full worker for any function, after a lost worker for
+//! retryable ones), the broadcast of new code (which gives up on a worker the moment it is
+//! declared lost), and
 //! eviction. Calls go straight from the request's task to the worker's gateway: no Core actor
 //! sits on the invocation path. A call ends when the worker answers, when the worker is lost
 //! (its node leaves, or the heartbeat check declares it lost), or after the function's time
@@ -13,7 +15,7 @@ use funless_actors::protocol::{
     InvokeRequest, WorkerMessage,
 };
 use futures::future::join_all;
-use ractor::ActorRef;
+use ractor::{ActorId, ActorRef};
 use ractor::rpc::CallResult;
 
 use crate::scheduler::NoWorker;
@@ -130,28 +132,40 @@ where
 {
     let timeout = Duration::from_millis(target.timeout_ms) + ANSWER_MARGIN;
     let mut lost: Vec<String> = Vec::new();
+    let mut full = 0usize;
     let need = Need {
         bytes: target.need_bytes,
         hash: &target.function.hash,
     };
     // A worker lost mid-call gets a retryable request run again on another one (or on the
     // same worker once it is back), until the call's own deadline; a call that finds no
-    // worker while one is expected back waits for it within that deadline.
+    // worker while one is expected back waits for it within that deadline. A full worker
+    // (no instance slot) never started the call: any function goes on to another one.
     let deadline = Instant::now() + timeout;
     let mut attempts = if target.retryable { MAX_ATTEMPTS } else { 1 };
+    let mut full_workers: Vec<ActorId> = Vec::new();
     let mut changes = workers.watch();
     loop {
         changes.borrow_and_update();
-        let mut lease = match workers.lease(need, &target.policy, &[]) {
+        let mut lease = match workers.lease(need, &target.policy, &full_workers) {
             Ok(lease) => lease,
             Err(e) => {
                 if wait_for_change(workers, &mut changes, deadline).await {
                     continue;
                 }
-                if lost.is_empty() {
-                    return Err(e.into());
+                match e {
+                    _ if lost.is_empty() && full == 0 => return Err(e.into()),
+                    NoWorker::AllBusy { workers } => {
+                        return Err(NoWorker::AllBusy {
+                            workers: workers + full,
+                        }
+                        .into());
+                    }
+                    _ if lost.is_empty() => {
+                        return Err(NoWorker::AllBusy { workers: full }.into());
+                    }
+                    _ => break,
                 }
-                break;
             }
         };
         let request = InvokeRequest {
@@ -162,7 +176,8 @@ where
             memory_limit_bytes: target.need_bytes,
             allow_hosts: target.allow_hosts.clone(),
         };
-        let mut attempt = call_invoke(&mut lease, request, timeout).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut attempt = call_invoke(&mut lease, request, left).await;
         if let Attempt::Answered(InvokeReply::NoCode) = attempt {
             tracing::debug!(function = %target.function, worker = %lease.name, "worker lacks the code; sending it");
             let code = load_code().await.map_err(DispatchError::Code)?;
@@ -174,7 +189,8 @@ where
                 memory_limit_bytes: target.need_bytes,
                 allow_hosts: target.allow_hosts.clone(),
             };
-            attempt = call_invoke(&mut lease, request, timeout).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            attempt = call_invoke(&mut lease, request, left).await;
         }
         match attempt {
             Attempt::Answered(InvokeReply::Done(output)) => {
@@ -183,6 +199,12 @@ where
                     worker: lease.name.clone(),
                     retried: !lost.is_empty(),
                 });
+            }
+            // The call never started there: any function may go to another worker.
+            Attempt::Answered(InvokeReply::Failed(InvokeError::NoSlot { .. })) => {
+                tracing::debug!(function = %target.function, worker = %lease.name, "worker full; trying another");
+                full += 1;
+                full_workers.push(lease.id);
             }
             Attempt::Answered(InvokeReply::Failed(e)) => return Err(e.into()),
             Attempt::Answered(InvokeReply::NoCode) => {
@@ -208,6 +230,12 @@ where
                 }
             }
         }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    if lost.is_empty() {
+        return Err(NoWorker::AllBusy { workers: full }.into());
     }
     Err(DispatchError::WorkerLost {
         retryable: target.retryable,
@@ -273,13 +301,19 @@ pub async fn broadcast(workers: &Workers, function: &FunctionId, code: &[u8]) ->
         async move {
             let worker = entry.name();
             let started = Instant::now();
-            let answer = entry
-                .actor
-                .call(
-                    |port| WorkerMessage::Cache(Wire::new(push), port),
-                    Some(COMPILE_TIMEOUT),
-                )
-                .await;
+            let mut lost = entry.lost_signal();
+            let call = entry.actor.call(
+                |port| WorkerMessage::Cache(Wire::new(push), port),
+                Some(COMPILE_TIMEOUT),
+            );
+            // A worker declared lost (frozen, cut off) will not answer: stop waiting for it.
+            let answer = tokio::select! {
+                answer = call => answer,
+                _ = lost.wait_for(|lost| *lost) => {
+                    tracing::debug!(%worker, function = %function, "broadcast: worker lost");
+                    return Delivery { worker, result: Err("worker lost".to_string()) };
+                }
+            };
             let result = match answer {
                 Ok(CallResult::Success(reply)) => match reply.into_inner() {
                     Ok(CacheReply::Cached { .. }) => Ok(()),

@@ -12,6 +12,7 @@ pub mod activations;
 mod children;
 pub mod dispatch;
 pub mod events;
+pub mod http;
 pub mod metrics;
 pub mod platform;
 pub mod registry;

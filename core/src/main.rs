@@ -97,6 +97,8 @@ struct Args {
     /// Egress of the embedded worker's functions (as funless-worker's flags).
     #[command(flatten)]
     egress: funless_actors::settings::EgressFlags,
+    #[command(flatten)]
+    http: funless_core::http::HttpArgs,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -161,6 +163,7 @@ async fn core_main() -> anyhow::Result<()> {
             max_records: args.activation_max.max(1),
             max_bytes: args.activation_max_mb.max(1) * 1024 * 1024,
         },
+        http: args.http.limits()?,
         gossip: args.gossip.then_some(funless_core::GossipSettings {
             group: args.gossip_addr,
             interface: args.gossip_interface.clone(),

@@ -88,6 +88,18 @@ impl WorkerEntry {
         revived
     }
 
+    /// Resolves when this worker is declared lost or leaves.
+    pub fn lost_signal(&self) -> watch::Receiver<bool> {
+        self.lost.subscribe()
+    }
+
+    /// Whether every instance slot it reported is taken by calls this Core has in flight.
+    fn full(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.slots_total > 0 && self.dispatched.load(Ordering::Relaxed) >= u64::from(s.slots_total)
+        })
+    }
+
     fn mark_lost(&mut self) {
         self.lost_since = Some(Instant::now());
         self.lost.send_replace(true);
@@ -421,10 +433,17 @@ impl Workers {
     ) -> Result<Lease, NoWorker> {
         let wanted = fingerprint(need.hash);
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let mut full = 0;
         let candidates: Vec<Candidate<'_, ActorId>> = map
             .iter()
             .filter(|(id, e)| {
                 e.lost_since.is_none() && e.restarting_since.is_none() && !exclude.contains(id)
+            })
+            // A worker whose slots are all taken would refuse the call: never send it one.
+            .filter(|(_, e)| {
+                let is_full = e.full();
+                full += usize::from(is_full);
+                !is_full
             })
             .filter_map(|(id, e)| {
                 let status = e.status.as_ref()?;
@@ -440,6 +459,9 @@ impl Workers {
                 })
             })
             .collect();
+        if candidates.is_empty() && full > 0 {
+            return Err(NoWorker::AllBusy { workers: full });
+        }
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let chosen = match policy {
             Policy::Default => scheduler::pick(&candidates, need.bytes, turn)?,

@@ -36,7 +36,7 @@ use funless_actors::supervisor::{
 use ractor::{Actor, ActorRef};
 
 pub use abi::Abi;
-pub use compiler::Compiler;
+pub use compiler::{CompileLimits, Compiler};
 pub use engine::AllocatorChoice;
 pub use error::{Error, Result};
 pub use runtime::{DEFAULT_CACHE_MB, Runtime, RuntimeConfig};

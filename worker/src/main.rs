@@ -130,6 +130,8 @@ struct Args {
     restart_period_secs: u64,
     #[command(flatten)]
     egress: funless_actors::settings::EgressFlags,
+    #[command(flatten)]
+    compile: compiler::CompileArgs,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -224,6 +226,7 @@ async fn worker_main() -> anyhow::Result<()> {
             },
             allow_hosts: args.egress.allow_hosts,
             egress_roots: args.egress.egress_ca,
+            compile: args.compile.limits(),
         })
         .context("starting the worker's runtime")?,
     );

@@ -127,6 +127,11 @@ impl Process {
         assert!(status.success(), "kill -{name} {}", self.name);
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
