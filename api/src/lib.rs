@@ -17,9 +17,9 @@ mod backend;
 mod error;
 #[cfg(feature = "server")]
 mod extract;
+mod limits;
 #[cfg(feature = "server")]
 mod openapi;
-mod limits;
 #[cfg(feature = "server")]
 mod routes;
 #[cfg(feature = "server")]

@@ -15,8 +15,8 @@ use funless_actors::protocol::{
     InvokeRequest, WorkerMessage,
 };
 use futures::future::join_all;
-use ractor::{ActorId, ActorRef};
 use ractor::rpc::CallResult;
+use ractor::{ActorId, ActorRef};
 
 use crate::scheduler::NoWorker;
 use crate::workers::{Lease, Need, Policy, Workers};
