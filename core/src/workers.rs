@@ -480,3 +480,131 @@ impl Workers {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use funless_actors::protocol::CacheReport;
+    use ractor::{Actor, ActorProcessingErr};
+
+    /// A gateway that answers nothing: only its reference matters here.
+    struct Silent;
+
+    impl Actor for Silent {
+        type Msg = WorkerMessage;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<Self::Msg>,
+            _: (),
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    async fn gateway() -> ActorRef<WorkerMessage> {
+        Actor::spawn(None, Silent, ()).await.unwrap().0
+    }
+
+    fn status(name: &str) -> WorkerStatus {
+        WorkerStatus {
+            name: name.into(),
+            memory_total: 1 << 30,
+            memory_free: 1 << 29,
+            in_flight: 0,
+            slots_total: 0,
+            slots_free: 0,
+            cached: Vec::new(),
+            cache: CacheReport::default(),
+            allocator: "on-demand".into(),
+            tags: Vec::new(),
+            cpus: 1,
+            cpu_load_permille: 0,
+        }
+    }
+
+    const NEED: Need<'static> = Need {
+        bytes: 1,
+        hash: "00",
+    };
+
+    #[tokio::test]
+    async fn a_restarted_gateway_takes_over_its_workers_calls() {
+        let workers = Workers::default();
+        workers.set_comeback(Duration::from_secs(3));
+        let old = gateway().await;
+        workers.join(old.clone());
+        workers.set_status(old.get_id(), status("w1"));
+        let mut lease = workers.lease(NEED, &Policy::Default, &[]).unwrap();
+
+        // The gateway leaves while its node stays: restarting, the call goes on, no new work.
+        assert!(workers.gateway_left(old.get_id()).is_none());
+        assert_eq!(workers.all()[0].state(), "restarting");
+        assert!(workers.lease(NEED, &Policy::Default, &[]).is_err());
+        assert!(workers.expected_until().is_some());
+
+        // The new gateway of the same worker takes the entry over, with the call in flight.
+        let new = gateway().await;
+        workers.join(new.clone());
+        workers.set_status(new.get_id(), status("w1"));
+        let all = workers.all();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].state(), "ready");
+        assert_eq!(all[0].dispatched.load(Ordering::Relaxed), 1);
+        let next = workers.lease(NEED, &Policy::Default, &[]).unwrap();
+        assert_eq!(next.id, new.get_id());
+        // The first call was never told its worker was lost.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), lease.lost())
+                .await
+                .is_err()
+        );
+        drop(lease);
+        drop(next);
+        assert_eq!(workers.all()[0].dispatched.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_node_going_down_ends_its_calls_and_a_stuck_restart_expires() {
+        let workers = Workers::default();
+        let w1 = gateway().await;
+        workers.join(w1.clone());
+        workers.set_status(w1.get_id(), status("w1"));
+        let mut lease = workers.lease(NEED, &Policy::Default, &[]).unwrap();
+        assert_eq!(workers.node_down("w1").len(), 1);
+        tokio::time::timeout(Duration::from_secs(1), lease.lost())
+            .await
+            .unwrap();
+        assert!(workers.all().is_empty());
+
+        // A gateway that leaves and never comes back is lost after the time-out.
+        let w2 = gateway().await;
+        workers.join(w2.clone());
+        workers.set_status(w2.get_id(), status("w2"));
+        let mut lease = workers.lease(NEED, &Policy::Default, &[]).unwrap();
+        workers.gateway_left(w2.get_id());
+        assert!(workers.expire(Duration::from_secs(60)).is_empty());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(workers.expire(Duration::from_millis(10)), ["w2"]);
+        tokio::time::timeout(Duration::from_secs(1), lease.lost())
+            .await
+            .unwrap();
+        assert!(workers.all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_gateway_joining_under_a_restarting_entrys_id_is_live_again() {
+        let workers = Workers::default();
+        let w1 = gateway().await;
+        workers.join(w1.clone());
+        workers.set_status(w1.get_id(), status("w1"));
+        workers.gateway_left(w1.get_id());
+        assert_eq!(workers.all()[0].state(), "restarting");
+        workers.join(w1.clone());
+        assert_eq!(workers.all()[0].state(), "ready");
+        assert!(workers.lease(NEED, &Policy::Default, &[]).is_ok());
+    }
+}
