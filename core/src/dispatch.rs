@@ -144,13 +144,18 @@ where
     let deadline = Instant::now() + timeout;
     let mut attempts = if target.retryable { MAX_ATTEMPTS } else { 1 };
     let mut full_workers: Vec<ActorId> = Vec::new();
+    // Workers lost during this call are skipped until the table changes again (one of them
+    // may have come back under the same id, as after the Core's node restarts).
+    let mut lost_ids: Vec<ActorId> = Vec::new();
     let mut changes = workers.watch();
     loop {
         changes.borrow_and_update();
-        let mut lease = match workers.lease(need, &target.policy, &full_workers) {
+        let exclude: Vec<ActorId> = full_workers.iter().chain(&lost_ids).copied().collect();
+        let mut lease = match workers.lease(need, &target.policy, &exclude) {
             Ok(lease) => lease,
             Err(e) => {
                 if wait_for_change(workers, &mut changes, deadline).await {
+                    lost_ids.clear();
                     continue;
                 }
                 match e {
@@ -221,6 +226,7 @@ where
             Attempt::Lost => {
                 tracing::warn!(function = %target.function, worker = %lease.name, retryable = target.retryable, "worker lost during an invocation");
                 lost.push(lease.name.clone());
+                lost_ids.push(lease.id);
                 attempts -= 1;
                 drop(lease);
                 // The loss changes the table (the worker is marked lost, restarting or gone);
