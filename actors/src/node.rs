@@ -71,6 +71,11 @@ pub enum NodeEvent {
     },
 }
 
+/// How often, and how far apart, a restarted node tries to listen again while its previous
+/// incarnation's socket is still open (2 s in all).
+const REBIND_ATTEMPTS: u32 = 40;
+const REBIND_PAUSE: Duration = Duration::from_millis(50);
+
 /// A cluster node: its NodeServer (restartable under a supervisor, see [`Node::child_spec`])
 /// and the session events of whichever incarnation runs.
 #[derive(Clone)]
@@ -123,7 +128,23 @@ impl Node {
             "ractor_cluster NodeServer: cookie-authenticated sessions with peers",
             Arc::new(move |parent| {
                 let node = node.clone();
-                Box::pin(async move { node.spawn_server(Some(parent)).await })
+                Box::pin(async move {
+                    // The previous incarnation's listener is killed with it, but its socket is
+                    // closed only once that actor has ended: try again for a moment.
+                    let mut attempts = 0;
+                    loop {
+                        match node.spawn_server(Some(parent.clone())).await {
+                            Err(e)
+                                if attempts < REBIND_ATTEMPTS
+                                    && e.to_string().contains("in use") =>
+                            {
+                                attempts += 1;
+                                tokio::time::sleep(REBIND_PAUSE).await;
+                            }
+                            other => return other,
+                        }
+                    }
+                })
             }),
         )
     }

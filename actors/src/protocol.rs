@@ -144,6 +144,13 @@ pub enum InvokeError {
         /// Hash of the bytes received.
         actual: String,
     },
+    /// Every instance slot of the worker is in use: the call did not start, and may go to
+    /// another worker.
+    #[error("the worker's {slots} instance slots are all in use")]
+    NoSlot {
+        /// The worker's instance slots.
+        slots: u32,
+    },
     /// The request could not be decoded or the worker failed internally.
     #[error("worker error: {message}")]
     Worker {
@@ -210,6 +217,11 @@ pub struct WorkerStatus {
     pub memory_free: u64,
     /// Invocations running now.
     pub in_flight: u64,
+    /// Instances that may run at once (the pooling allocator's slots); 0: no fixed number
+    /// (on-demand allocation, bounded by memory).
+    pub slots_total: u32,
+    /// Of those, free now.
+    pub slots_free: u32,
     /// Code hashes held compiled in memory, most recently used first.
     pub cached: Vec<String>,
     /// The in-memory code cache.

@@ -27,9 +27,15 @@ pub enum ApiError {
     /// 409: the name is taken.
     #[error("{0}")]
     Conflict(String),
+    /// 408: the request body did not arrive within the body read time-out.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 413: the body is larger than allowed.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 429: this client holds too much of a shared resource (request bodies in flight).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 422: the function ran and failed; `reason` names the kind (sent in the
     /// [`crate::types::REASON_HEADER`] header).
     #[error("{message}")]
@@ -66,7 +72,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::FunctionError { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

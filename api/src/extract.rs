@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::admission::bearer;
 use crate::backend::{Backend, Subject};
 use crate::error::ApiError;
 
@@ -17,21 +17,11 @@ impl<B: Backend> FromRequestParts<Arc<B>> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, backend: &Arc<B>) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
-        let value = header
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("Authorization header must be 'Bearer <token>'".into())
-            })?;
+        // The admission middleware authenticated the headers already (before the body).
+        if let Some(subject) = parts.extensions.get::<Subject>() {
+            return Ok(Auth(subject.clone()));
+        }
+        let token = bearer(&parts.headers)?;
         Ok(Auth(backend.authenticate(token).await?))
     }
 }

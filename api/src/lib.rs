@@ -10,19 +10,28 @@ pub mod names;
 pub mod types;
 
 #[cfg(feature = "server")]
+mod admission;
+#[cfg(feature = "server")]
 mod backend;
 #[cfg(feature = "server")]
 mod error;
 #[cfg(feature = "server")]
 mod extract;
+mod limits;
 #[cfg(feature = "server")]
 mod openapi;
 #[cfg(feature = "server")]
 mod routes;
+#[cfg(feature = "server")]
+mod serve;
 
 #[cfg(feature = "server")]
 pub use backend::{Backend, FunctionUpload, Invocation, Subject};
 #[cfg(feature = "server")]
 pub use error::{ApiError, ApiResult};
 #[cfg(feature = "server")]
-pub use routes::{MAX_INVOKE_BODY, MAX_UPLOAD_BYTES, router};
+pub use limits::{HttpLimits, MAX_INVOKE_BODY, MAX_UPLOAD_BYTES, UPLOAD_BYTES_CEILING};
+#[cfg(feature = "server")]
+pub use routes::{router, router_with};
+#[cfg(feature = "server")]
+pub use serve::serve;

@@ -11,9 +11,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::admission::{Gate, admit};
 use crate::backend::{Backend, FunctionUpload};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Auth, json_body};
+use crate::limits::HttpLimits;
 use crate::names;
 use crate::types::{
     ActivationStarted, CrashRequest, Data, FunctionCreated, FunctionMetadata, InvokeRequest,
@@ -23,14 +25,17 @@ use crate::types::{
 /// Largest accepted APP script, bytes.
 pub(crate) const MAX_SCRIPT_BYTES: usize = 64 * 1024;
 
-/// Largest accepted function upload (multipart body), bytes. Code travels to workers in one
-/// cluster frame, whose default cap is 16 MiB.
-pub const MAX_UPLOAD_BYTES: usize = 12 * 1024 * 1024;
-/// Largest accepted body of any other request (invocations included), bytes.
-pub const MAX_INVOKE_BODY: usize = 1024 * 1024;
-
-/// The whole API as a router, ready to serve or to drive in tests without a socket.
+/// The whole API as a router with the default [`HttpLimits`], ready to serve or to drive in
+/// tests without a socket.
 pub fn router<B: Backend>(backend: Arc<B>) -> Router {
+    router_with(backend, HttpLimits::default())
+}
+
+/// The whole API as a router with these limits (serve it with [`crate::serve`] for the
+/// connection-level ones).
+pub fn router_with<B: Backend>(backend: Arc<B>, limits: HttpLimits) -> Router {
+    let gate = Arc::new(Gate::new(backend.clone(), limits.clone()));
+    let upload_limit = DefaultBodyLimit::max(limits.max_upload_bytes);
     Router::new()
         .route("/v1", get(liveness))
         .route("/v1/", get(liveness))
@@ -63,12 +68,12 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
             get(get_module::<B>)
                 .put(rename_module::<B>)
                 .delete(delete_module::<B>)
-                .post(create_function::<B>.layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))),
+                .post(create_function::<B>.layer(upload_limit)),
         )
         .route(
             "/v1/fn/{module}/{function}",
             get(get_function::<B>)
-                .put(update_function::<B>.layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
+                .put(update_function::<B>.layer(upload_limit))
                 .delete(delete_function::<B>)
                 .post(invoke::<B>),
         )
@@ -78,55 +83,10 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
         )
         .route("/v1/activations/{id}", get(get_activation::<B>))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_INVOKE_BODY))
-        .layer(axum::middleware::from_fn(read_whole_body))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(gate, admit::<B>))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(backend)
-}
-
-/// Reads every request body (within the route's size limit) before routing. A handler that
-/// answers without reading the body (a 400 for a malformed form, a 401 before the upload) would
-/// otherwise leave unread bytes behind, and closing a socket with unread data resets it, which
-/// can destroy the answer before the client reads it.
-async fn read_whole_body(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let uploads = {
-        let segments = request.uri().path().trim_matches('/').split('/').count();
-        (request.method() == axum::http::Method::POST && segments == 3)
-            || (request.method() == axum::http::Method::PUT && segments == 4)
-    };
-    let limit = if uploads {
-        MAX_UPLOAD_BYTES
-    } else {
-        MAX_INVOKE_BODY
-    };
-    let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => {
-            next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
-        Err(e) if too_large(&e) => {
-            ApiError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
-                .into_response()
-        }
-        Err(e) => {
-            ApiError::BadRequest(format!("cannot read the request body: {e}")).into_response()
-        }
-    }
-}
-
-fn too_large(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(error) = source {
-        if error.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = error.source();
-    }
-    false
 }
 
 /// A handler that panicked (a bug): logged, answered 500, and the server goes on.
@@ -171,9 +131,7 @@ async fn metrics<B: Backend>(State(backend): State<Arc<B>>) -> Response {
 fn body(bytes: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     bytes.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!(
-                "request body is larger than {MAX_INVOKE_BODY} bytes"
-            ))
+            ApiError::PayloadTooLarge("the request body is larger than allowed".into())
         } else {
             ApiError::BadRequest(rejection.body_text())
         }
@@ -437,7 +395,7 @@ async fn read_upload(multipart: Result<Multipart, impl IntoResponse>) -> ApiResu
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(format!("upload is larger than {MAX_UPLOAD_BYTES} bytes"))
+        ApiError::PayloadTooLarge("the upload is larger than allowed".into())
     } else {
         ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
     }
@@ -795,6 +753,41 @@ pub(crate) mod tests {
         fn metrics_text(&self) -> String {
             String::new()
         }
+    }
+
+    /// A body whose bytes never come.
+    struct Stalled;
+
+    impl axum::body::HttpBody for Stalled {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_slower_than_the_body_timeout_is_a_408() {
+        let limits = HttpLimits {
+            body_timeout: std::time::Duration::from_millis(200),
+            ..HttpLimits::default()
+        };
+        let app = router_with(Arc::new(Broken), limits);
+        let request = Request::builder()
+            .method("POST")
+            .uri("/v1/fn/_/f")
+            .header("authorization", "Bearer t")
+            .header("content-type", "application/json")
+            .body(Body::new(Stalled))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[tokio::test]

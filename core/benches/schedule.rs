@@ -68,6 +68,8 @@ async fn table(n: usize, hash: &str) -> (Workers, Vec<ActorRef<WorkerMessage>>) 
                 memory_total: 8 << 30,
                 memory_free: (512 << 20) + (i as u64 * 7919 % 7680) * (1 << 20),
                 in_flight: 0,
+                slots_total: 0,
+                slots_free: 0,
                 cached,
                 cache: CacheReport::default(),
                 allocator: "pooling".into(),

@@ -1,5 +1,7 @@
-//! Talking to workers: an invocation (with the "no code" round trip and, for retryable
-//! functions, one retry elsewhere when a worker is lost), the broadcast of new code, and
+//! Talking to workers: an invocation (with the "no code" round trip, and retries elsewhere
+//! until its deadline: after a full worker for any function, after a lost worker for
+//! retryable ones), the broadcast of new code (which gives up on a worker the moment it is
+//! declared lost), and
 //! eviction. Calls go straight from the request's task to the worker's gateway: no Core actor
 //! sits on the invocation path. A call ends when the worker answers, when the worker is lost
 //! (its node leaves, or the heartbeat check declares it lost), or after the function's time
@@ -42,11 +44,17 @@ pub enum DispatchError {
         after_ms: u64,
     },
     /// The worker(s) running the function were lost during the call.
-    #[error("the worker running the function was lost ({workers}){}", if *.retried { "; the retry was lost too" } else { "; the function is not retryable" })]
+    #[error("the worker running the function was lost ({workers}){}", match (*.retryable, *.retried) {
+        (false, _) => "; the function is not retryable",
+        (true, true) => "; the runs on other workers were lost too",
+        (true, false) => "; no worker could run it again in time",
+    })]
     WorkerLost {
         /// The workers tried.
         workers: String,
-        /// Whether a retry was made.
+        /// Whether the function may run again elsewhere.
+        retryable: bool,
+        /// Whether it ran again.
         retried: bool,
     },
     /// The code could not be loaded for the "no code" path.
@@ -123,38 +131,43 @@ where
     Fut: std::future::Future<Output = Result<Vec<u8>, String>>,
 {
     let timeout = Duration::from_millis(target.timeout_ms) + ANSWER_MARGIN;
-    let mut tried: Vec<ActorId> = Vec::new();
     let mut lost: Vec<String> = Vec::new();
+    let mut full = 0usize;
     let need = Need {
         bytes: target.need_bytes,
         hash: &target.function.hash,
     };
     // A worker lost mid-call gets a retryable request run again on another one (or on the
     // same worker once it is back), until the call's own deadline; a call that finds no
-    // worker while one is expected back waits for it within that deadline.
+    // worker while one is expected back waits for it within that deadline. A full worker
+    // (no instance slot) never started the call: any function goes on to another one.
     let deadline = Instant::now() + timeout;
     let mut attempts = if target.retryable { MAX_ATTEMPTS } else { 1 };
+    let mut full_workers: Vec<ActorId> = Vec::new();
+    let mut changes = workers.watch();
     loop {
-        let mut changes = workers.watch();
         changes.borrow_and_update();
-        let mut lease = match workers.lease(need, &target.policy, &tried) {
+        let mut lease = match workers.lease(need, &target.policy, &full_workers) {
             Ok(lease) => lease,
             Err(e) => {
-                let until = workers.expected_until().map(|t| t.min(deadline));
-                if let Some(until) = until
-                    && tokio::time::timeout_at(until.into(), changes.changed())
-                        .await
-                        .is_ok_and(|changed| changed.is_ok())
-                {
+                if wait_for_change(workers, &mut changes, deadline).await {
                     continue;
                 }
-                if lost.is_empty() {
-                    return Err(e.into());
+                match e {
+                    _ if lost.is_empty() && full == 0 => return Err(e.into()),
+                    NoWorker::AllBusy { workers } => {
+                        return Err(NoWorker::AllBusy {
+                            workers: workers + full,
+                        }
+                        .into());
+                    }
+                    _ if lost.is_empty() => {
+                        return Err(NoWorker::AllBusy { workers: full }.into());
+                    }
+                    _ => break,
                 }
-                break;
             }
         };
-        tried.push(lease.id);
         let request = InvokeRequest {
             function: target.function.clone(),
             args_json: args_json.clone(),
@@ -163,7 +176,8 @@ where
             memory_limit_bytes: target.need_bytes,
             allow_hosts: target.allow_hosts.clone(),
         };
-        let mut attempt = call_invoke(&mut lease, request, timeout).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut attempt = call_invoke(&mut lease, request, left).await;
         if let Attempt::Answered(InvokeReply::NoCode) = attempt {
             tracing::debug!(function = %target.function, worker = %lease.name, "worker lacks the code; sending it");
             let code = load_code().await.map_err(DispatchError::Code)?;
@@ -175,7 +189,8 @@ where
                 memory_limit_bytes: target.need_bytes,
                 allow_hosts: target.allow_hosts.clone(),
             };
-            attempt = call_invoke(&mut lease, request, timeout).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            attempt = call_invoke(&mut lease, request, left).await;
         }
         match attempt {
             Attempt::Answered(InvokeReply::Done(output)) => {
@@ -184,6 +199,12 @@ where
                     worker: lease.name.clone(),
                     retried: !lost.is_empty(),
                 });
+            }
+            // The call never started there: any function may go to another worker.
+            Attempt::Answered(InvokeReply::Failed(InvokeError::NoSlot { .. })) => {
+                tracing::debug!(function = %target.function, worker = %lease.name, "worker full; trying another");
+                full += 1;
+                full_workers.push(lease.id);
             }
             Attempt::Answered(InvokeReply::Failed(e)) => return Err(e.into()),
             Attempt::Answered(InvokeReply::NoCode) => {
@@ -201,16 +222,61 @@ where
                 tracing::warn!(function = %target.function, worker = %lease.name, retryable = target.retryable, "worker lost during an invocation");
                 lost.push(lease.name.clone());
                 attempts -= 1;
-                if attempts == 0 || Instant::now() >= deadline {
+                drop(lease);
+                // The loss changes the table (the worker is marked lost, restarting or gone);
+                // wait for that before choosing again, so the next run does not go to it.
+                if attempts == 0 || !wait_after_loss(workers, &mut changes, deadline).await {
                     break;
                 }
             }
         }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    if lost.is_empty() {
+        return Err(NoWorker::AllBusy { workers: full }.into());
     }
     Err(DispatchError::WorkerLost {
+        retryable: target.retryable,
         retried: lost.len() > 1,
         workers: lost.join(", "),
     })
+}
+
+/// After a loss: waits for the table to change (the loss itself is about to be recorded, and
+/// a worker may come back), within the come-back time and `deadline`.
+async fn wait_after_loss(
+    workers: &Workers,
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    deadline: Instant,
+) -> bool {
+    if changes.has_changed().unwrap_or(false) {
+        return true;
+    }
+    let until = (Instant::now() + workers.comeback()).min(deadline);
+    tokio::time::timeout_at(until.into(), changes.changed())
+        .await
+        .is_ok_and(|changed| changed.is_ok())
+}
+
+/// Waits for the next change of the worker table while a worker is expected (joining,
+/// restarting, or left recently), within `deadline`; false when none is expected or none
+/// came in time.
+async fn wait_for_change(
+    workers: &Workers,
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    deadline: Instant,
+) -> bool {
+    if changes.has_changed().unwrap_or(false) {
+        return true;
+    }
+    let Some(until) = workers.expected_until().map(|t| t.min(deadline)) else {
+        return false;
+    };
+    tokio::time::timeout_at(until.into(), changes.changed())
+        .await
+        .is_ok_and(|changed| changed.is_ok())
 }
 
 /// Most runs of one retryable invocation (each after losing the worker of the previous one).
@@ -235,13 +301,19 @@ pub async fn broadcast(workers: &Workers, function: &FunctionId, code: &[u8]) ->
         async move {
             let worker = entry.name();
             let started = Instant::now();
-            let answer = entry
-                .actor
-                .call(
-                    |port| WorkerMessage::Cache(Wire::new(push), port),
-                    Some(COMPILE_TIMEOUT),
-                )
-                .await;
+            let mut lost = entry.lost_signal();
+            let call = entry.actor.call(
+                |port| WorkerMessage::Cache(Wire::new(push), port),
+                Some(COMPILE_TIMEOUT),
+            );
+            // A worker declared lost (frozen, cut off) will not answer: stop waiting for it.
+            let answer = tokio::select! {
+                answer = call => answer,
+                _ = lost.wait_for(|lost| *lost) => {
+                    tracing::debug!(%worker, function = %function, "broadcast: worker lost");
+                    return Delivery { worker, result: Err("worker lost".to_string()) };
+                }
+            };
             let result = match answer {
                 Ok(CallResult::Success(reply)) => match reply.into_inner() {
                     Ok(CacheReply::Cached { .. }) => Ok(()),

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use funless_actors::node::{Node, NodeConfig};
 use funless_actors::supervisor::{
-    ChildSpec, Strategy, Supervisor, SupervisorArgs, SupervisorMessage, TaskGuard, service,
-    start_actor,
+    ChildSpec, Intensity, Strategy, Supervisor, SupervisorArgs, SupervisorMessage, TaskGuard,
+    service, start_actor,
 };
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
@@ -48,10 +48,14 @@ pub struct CoreConfig {
     pub tls: Option<funless_actors::tls::Tls>,
     /// How many activation records are kept, and for how long.
     pub activations: crate::activations::ActivationLimits,
+    /// Bounds of the HTTP front.
+    pub http: funless_api::HttpLimits,
     /// Announce the cluster address by multicast gossip (`None`: off).
     pub gossip: Option<GossipSettings>,
     /// Obey `POST /v1/admin/crash` for the Core's own actors (tests and drills only).
     pub fault_injection: bool,
+    /// The root supervisor's restart intensity; past it the Core gives up.
+    pub intensity: Intensity,
     /// More children of the root supervisor, started last (the embedded worker's tree).
     pub extra_children: Vec<ChildSpec>,
 }
@@ -82,12 +86,6 @@ pub struct CoreHandle {
     /// intensity exceeded), which the binary turns into a non-zero exit.
     pub supervisor_done: JoinHandle<()>,
 }
-
-/// Restart intensity of the Core's root supervisor: more restarts than this within
-/// [`ROOT_WITHIN`] and the Core gives up (the process exits with an error).
-pub const ROOT_MAX_RESTARTS: usize = 5;
-/// The window of [`ROOT_MAX_RESTARTS`].
-pub const ROOT_WITHIN: Duration = Duration::from_secs(30);
 
 /// The cookie to use: the given one, else the one stored in the data directory, else a new
 /// random one stored there (mode 0600). Never a built-in default.
@@ -175,7 +173,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         start_actor(move || (Registry, registry_args.clone())),
     ));
     children.extend(platform.supervised());
-    children.push(api_child(listener, platform.clone()));
+    children.push(api_child(listener, platform.clone(), config.http.clone()));
     children.extend(config.extra_children);
     let (supervisor, supervisor_done) = Actor::spawn(
         None,
@@ -185,8 +183,8 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
             role: "Core node".into(),
             strategy: Strategy::OneForOne,
             children,
-            max_restarts: ROOT_MAX_RESTARTS,
-            within: ROOT_WITHIN,
+            max_restarts: config.intensity.max_restarts,
+            within: config.intensity.within,
         },
     )
     .await
@@ -208,50 +206,32 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
     })
 }
 
-/// The HTTP API as a supervised child (`api`): the acceptor. The socket is bound once,
-/// before: every (re)start accepts on the same one, so connections that arrive while the
-/// acceptor restarts wait in the kernel's queue instead of being refused. Each connection is
-/// served by a task of its own, as ranch's connection processes live apart from its acceptor:
-/// a restart of the acceptor leaves open connections and their requests alone.
-fn api_child(listener: std::net::TcpListener, platform: Platform) -> ChildSpec {
+/// The HTTP API as a supervised child (`api`): the acceptor ([`funless_api::serve`], with
+/// its limits and time-outs). The socket is bound once, before: every (re)start accepts on the
+/// same one, so connections that arrive while the acceptor restarts wait in the kernel's queue
+/// instead of being refused. Each connection is served by a task of its own, as ranch's
+/// connection processes live apart from its acceptor: a restart of the acceptor leaves open
+/// connections and their requests alone.
+fn api_child(
+    listener: std::net::TcpListener,
+    platform: Platform,
+    http: funless_api::HttpLimits,
+) -> ChildSpec {
     let listener = Arc::new(listener);
     service("api", "HTTP API: accepts connections", move || {
         let listener = listener.try_clone();
-        let app = funless_api::router(Arc::new(platform.clone()));
+        let app = funless_api::router_with(Arc::new(platform.clone()), http.clone());
+        let http = http.clone();
         async move {
             let listener = listener
                 .and_then(tokio::net::TcpListener::from_std)
                 .map_err(|e| e.to_string())?;
-            accept(listener, app).await
+            funless_api::serve(listener, app, http)
+                .await
+                .map_err(|e| format!("the API server failed: {e}"))?;
+            Err("the API server stopped".to_string())
         }
     })
-}
-
-async fn accept(listener: tokio::net::TcpListener, app: axum::Router) -> Result<(), String> {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            // Out of file descriptors, or a connection reset before it was accepted: the
-            // listener is fine, try again shortly (as axum::serve does).
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting an API connection failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "API connection ended with an error");
-            }
-        });
-    }
 }
 
 /// The gossip announcer as a supervised child (`gossip`).

@@ -12,6 +12,7 @@ pub mod activations;
 mod children;
 pub mod dispatch;
 pub mod events;
+pub mod http;
 pub mod metrics;
 pub mod platform;
 pub mod registry;
@@ -25,7 +26,4 @@ pub mod workers;
 
 mod launch;
 
-pub use launch::{
-    COOKIE_FILE, CoreConfig, CoreHandle, GossipSettings, ROOT_MAX_RESTARTS, ROOT_WITHIN,
-    resolve_cookie, start,
-};
+pub use launch::{COOKIE_FILE, CoreConfig, CoreHandle, GossipSettings, resolve_cookie, start};

@@ -86,9 +86,19 @@ struct Args {
     /// production.
     #[arg(long, env = "FUNLESS_FAULT_INJECTION")]
     fault_injection: bool,
+    /// Restart intensity of the root supervisor: more than this many restarts within
+    /// --restart-period-secs and the process gives up and exits with code 1 (OTP's
+    /// intensity).
+    #[arg(long, env = "FUNLESS_RESTART_INTENSITY", default_value_t = 5)]
+    restart_intensity: usize,
+    /// The window of --restart-intensity, seconds (OTP's period).
+    #[arg(long, env = "FUNLESS_RESTART_PERIOD_SECS", default_value_t = 30)]
+    restart_period_secs: u64,
     /// Egress of the embedded worker's functions (as funless-worker's flags).
     #[command(flatten)]
     egress: funless_actors::settings::EgressFlags,
+    #[command(flatten)]
+    http: funless_core::http::HttpArgs,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -122,6 +132,7 @@ async fn core_main() -> anyhow::Result<()> {
         args.tls_cert.as_deref(),
         args.tls_key.as_deref(),
     )?;
+    let intensity = intensity(&args);
     let given = match &args.cookie_file {
         Some(file) => Some(funless_actors::node::cookie_from_file(file)?),
         None => args.cookie,
@@ -129,7 +140,11 @@ async fn core_main() -> anyhow::Result<()> {
     let cookie = resolve_cookie(given, &args.data_dir)?;
     // The embedded worker's tree is a child of the Core's root: one tree, one process.
     let extra_children = if args.embedded_worker {
-        vec![embedded_worker(args.fault_injection, args.egress.clone())?]
+        vec![embedded_worker(
+            args.fault_injection,
+            intensity,
+            args.egress.clone(),
+        )?]
     } else {
         Vec::new()
     };
@@ -148,11 +163,13 @@ async fn core_main() -> anyhow::Result<()> {
             max_records: args.activation_max.max(1),
             max_bytes: args.activation_max_mb.max(1) * 1024 * 1024,
         },
+        http: args.http.limits()?,
         gossip: args.gossip.then_some(funless_core::GossipSettings {
             group: args.gossip_addr,
             interface: args.gossip_interface.clone(),
         }),
         fault_injection: args.fault_injection,
+        intensity,
         extra_children,
     })
     .await?;
@@ -168,9 +185,17 @@ async fn core_main() -> anyhow::Result<()> {
     }
 }
 
+fn intensity(args: &Args) -> funless_actors::supervisor::Intensity {
+    funless_actors::supervisor::Intensity {
+        max_restarts: args.restart_intensity,
+        within: std::time::Duration::from_secs(args.restart_period_secs.max(1)),
+    }
+}
+
 #[cfg(feature = "embedded-worker")]
 fn embedded_worker(
     fault_injection: bool,
+    intensity: funless_actors::supervisor::Intensity,
     egress: funless_actors::settings::EgressFlags,
 ) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
     let runtime = std::sync::Arc::new(funless_worker::Runtime::new(
@@ -186,6 +211,7 @@ fn embedded_worker(
         runtime,
         funless_worker::WorkerOptions {
             fault_injection,
+            intensity,
             ..funless_worker::WorkerOptions::reporting_every(std::time::Duration::from_secs(1))
         },
     ))
@@ -194,6 +220,7 @@ fn embedded_worker(
 #[cfg(not(feature = "embedded-worker"))]
 fn embedded_worker(
     _: bool,
+    _: funless_actors::supervisor::Intensity,
     _: funless_actors::settings::EgressFlags,
 ) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
     anyhow::bail!("this build has no embedded worker (feature `embedded-worker` is off)")

@@ -2,6 +2,7 @@
 //! the worker table and the dispatcher, and maps every failure to its HTTP meaning.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -47,6 +48,9 @@ struct Inner {
     metrics: Metrics,
     /// token hash → subject, filled on first use (tokens cannot change, only be revoked).
     sessions: RwLock<HashMap<String, Subject>>,
+    /// Revocations so far: an authentication that read the store before a revocation does not
+    /// cache what it read (it may be the revoked subject).
+    revocations: std::sync::atomic::AtomicU64,
     /// Parsed APP scripts by name, filled on first use and dropped on delete.
     scripts: RwLock<HashMap<String, Arc<Script>>>,
     /// Operator cap on a function's time limit, milliseconds.
@@ -139,7 +143,7 @@ fn function_info(row: FunctionRow) -> FunctionInfo {
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
         name: row.name,
-        module: row.module,
+        module: shown_module(&row.module).to_string(),
         hash: row.hash,
         connectors: Vec::new(),
         sinks: Vec::new(),
@@ -191,7 +195,18 @@ fn not_found_module(name: &str) -> ApiError {
 /// The stored name of a subject's own default module. `~` is outside the naming rule, so no
 /// module created through the API can take it.
 fn own_default_module(who: &Subject) -> String {
-    format!("{DEFAULT_MODULE}~{}", who.id)
+    stored_module(who, DEFAULT_MODULE)
+}
+
+/// Where a module `name` of `who` is stored. Each subject has its own namespace (`name~<id>`,
+/// outside the naming rule), so names never collide across subjects and no answer tells that
+/// another subject has a module of that name. The admin's modules are stored as named.
+fn stored_module(who: &Subject, name: &str) -> String {
+    if who.admin {
+        name.to_string()
+    } else {
+        format!("{name}~{}", who.id)
+    }
 }
 
 fn not_found_function(module: &str, name: &str) -> ApiError {
@@ -215,6 +230,7 @@ impl Platform {
                 workers,
                 metrics,
                 sessions: RwLock::new(HashMap::new()),
+                revocations: std::sync::atomic::AtomicU64::new(0),
                 scripts: RwLock::new(HashMap::new()),
                 max_timeout_ms,
                 own_defaults: RwLock::default(),
@@ -295,6 +311,16 @@ impl Platform {
             }
             return Ok(own);
         }
+        if !who.admin
+            && let Some(row) = store
+                .get_module(&stored_module(who, name))
+                .await
+                .map_err(api)?
+        {
+            return Ok(row.name);
+        }
+        // The admin's modules, and subjects' modules created before namespaces, are stored
+        // under the name itself.
         let row = store
             .get_module(name)
             .await
@@ -760,6 +786,7 @@ impl Backend for Platform {
         {
             return Ok(subject.clone());
         }
+        let revocations = self.inner.revocations.load(Ordering::SeqCst);
         let row = self
             .inner
             .store
@@ -772,11 +799,15 @@ impl Backend for Platform {
             name: row.name,
             admin: row.admin,
         };
-        self.inner
+        let mut sessions = self
+            .inner
             .sessions
             .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, subject.clone());
+            .unwrap_or_else(|p| p.into_inner());
+        // Revocations count under this lock: none happened since the read, or it is not cached.
+        if self.inner.revocations.load(Ordering::SeqCst) == revocations {
+            sessions.insert(key, subject.clone());
+        }
         Ok(subject)
     }
 
@@ -796,7 +827,9 @@ impl Backend for Platform {
             modules
                 .into_iter()
                 .filter(|m| m.owner_id == Some(who.id) && m.name != own)
-                .map(|m| Named { name: m.name }),
+                .map(|m| Named {
+                    name: shown_module(&m.name).to_string(),
+                }),
         )
         .collect();
         names.sort_by(|a, b| a.name.cmp(&b.name));
@@ -804,12 +837,23 @@ impl Backend for Platform {
     }
 
     async fn create_module(&self, who: &Subject, name: &str) -> ApiResult<()> {
-        self.inner
-            .store
-            .create_module(name, Some(who.id))
+        let conflict = || ApiError::Conflict(format!("module '{name}' already exists"));
+        let store = &self.inner.store;
+        // One created before namespaces, under the name itself.
+        if !who.admin
+            && let Some(row) = store.get_module(name).await.map_err(api)?
+            && row.owner_id == Some(who.id)
+        {
+            return Err(conflict());
+        }
+        match store
+            .create_module(&stored_module(who, name), Some(who.id))
             .await
-            .map_err(api)?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict(_)) => Err(conflict()),
+            Err(e) => Err(api(e)),
+        }
     }
 
     async fn get_module(&self, who: &Subject, name: &str) -> ApiResult<ModuleInfo> {
@@ -837,15 +881,20 @@ impl Backend for Platform {
             self.module_for(who, name).await?
         };
         refuse_own_default(&stored, "renamed")?;
-        self.inner
-            .store
-            .rename_module(&stored, new_name)
-            .await
-            .map_err(api)?;
+        let new_stored = stored_module(who, new_name);
+        match self.inner.store.rename_module(&stored, &new_stored).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(ApiError::Conflict(format!(
+                    "module '{new_name}' already exists"
+                )));
+            }
+            Err(e) => return Err(api(e)),
+        }
         // Connectors are keyed by module name: move them with it.
         self.inner.connectors.remove_module(&stored);
         self.inner.sinks.remove_module(&stored);
-        self.restore_module_connectors(new_name).await
+        self.restore_module_connectors(&new_stored).await
     }
 
     async fn delete_module(&self, who: &Subject, name: &str) -> ApiResult<()> {
@@ -1056,13 +1105,26 @@ impl Backend for Platform {
     }
 
     async fn revoke_subject(&self, name: &str) -> ApiResult<()> {
+        // The last admin cannot lock everyone out (there would be no way back in).
+        let subjects = self.inner.store.list_subjects().await.map_err(api)?;
+        let active_admins = subjects
+            .iter()
+            .filter(|s| s.admin && s.revoked_at.is_none());
+        if active_admins.clone().count() == 1 && active_admins.clone().any(|s| s.name == name) {
+            return Err(ApiError::Conflict(format!(
+                "subject '{name}' holds the last admin token, which cannot be revoked"
+            )));
+        }
         self.inner.store.revoke_subject(name).await.map_err(api)?;
         // Effective at once: drop the subject's cached sessions too.
-        self.inner
+        let mut sessions = self
+            .inner
             .sessions
             .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, subject| subject.name != name);
+            .unwrap_or_else(|p| p.into_inner());
+        self.inner.revocations.fetch_add(1, Ordering::SeqCst);
+        sessions.retain(|_, subject| subject.name != name);
+        drop(sessions);
         tracing::warn!(subject = %name, "token revoked");
         Ok(())
     }

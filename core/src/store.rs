@@ -50,12 +50,13 @@ pub enum StoreError {
 /// deleted.
 pub const DEFAULT_MODULE: &str = "_";
 
-/// The name a subject knows a stored module by: its own default module (`_~<id>`) is `_`.
+/// The name a subject knows a stored module by. Subjects' modules are stored in their own
+/// namespaces as `name~<owner id>` (its own default module as `_~<id>`), outside the naming
+/// rule; the admin's as named.
 pub fn shown_module(stored: &str) -> &str {
-    if stored.starts_with("_~") {
-        DEFAULT_MODULE
-    } else {
-        stored
+    match stored.rsplit_once('~') {
+        Some((name, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => stored,
     }
 }
 
@@ -632,6 +633,11 @@ impl Store {
     ) -> Result<SubjectRow> {
         const SQL: &str = "INSERT INTO subjects (name, token_hash, admin, created_at) \
             VALUES ($1, $2, $3, $4) RETURNING id";
+        // A revoked subject gives its name up: it is kept (its modules still name it as owner)
+        // as `name~id`, outside the naming rule, so no API call can take that name.
+        const FREE: &str = "UPDATE subjects SET name = name || '~' || CAST(id AS TEXT) \
+            WHERE name = $1 AND revoked_at IS NOT NULL";
+        on_pool!(self, p => sqlx::query(FREE).bind(name).execute(p).await.map(drop)?);
         let created_at = now_ms();
         let id: i64 = on_pool!(self, p => sqlx::query_scalar(SQL)
             .bind(name)

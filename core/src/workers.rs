@@ -88,6 +88,18 @@ impl WorkerEntry {
         revived
     }
 
+    /// Resolves when this worker is declared lost or leaves.
+    pub fn lost_signal(&self) -> watch::Receiver<bool> {
+        self.lost.subscribe()
+    }
+
+    /// Whether every instance slot it reported is taken by calls this Core has in flight.
+    fn full(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.slots_total > 0 && self.dispatched.load(Ordering::Relaxed) >= u64::from(s.slots_total)
+        })
+    }
+
     fn mark_lost(&mut self) {
         self.lost_since = Some(Instant::now());
         self.lost.send_replace(true);
@@ -185,6 +197,11 @@ impl Workers {
         *self.comeback.lock().unwrap_or_else(|p| p.into_inner()) = within;
     }
 
+    /// How long a worker that left is expected back.
+    pub fn comeback(&self) -> Duration {
+        *self.comeback.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn departure(&self) {
         *self.departed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
@@ -193,7 +210,7 @@ impl Workers {
     /// joining (no status yet) or restarting its gateway, or within the come-back time after
     /// one left. `None`: nothing is expected, answer at once.
     pub fn expected_until(&self) -> Option<Instant> {
-        let comeback = *self.comeback.lock().unwrap_or_else(|p| p.into_inner());
+        let comeback = self.comeback();
         let coming = {
             let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
             map.values().any(|e| {
@@ -209,11 +226,22 @@ impl Workers {
             .filter(|until| *until > Instant::now())
     }
 
-    /// Adds a worker that just joined (status unknown yet).
+    /// Adds a worker that just joined (status unknown yet). A gateway joining under the id
+    /// of an entry that is restarting (ids are per session, and a session opened again can
+    /// reuse one) is that worker back: the entry takes the new reference and is live again.
     pub fn join(&self, actor: ActorRef<WorkerMessage>) {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        map.entry(actor.get_id())
-            .or_insert_with(|| WorkerEntry::new(actor));
+        match map.get_mut(&actor.get_id()) {
+            Some(entry) => {
+                entry.actor = actor;
+                entry.restarting_since = None;
+            }
+            None => {
+                map.insert(actor.get_id(), WorkerEntry::new(actor));
+            }
+        }
+        drop(map);
+        self.changed();
     }
 
     /// Whether the table holds this gateway.
@@ -405,10 +433,17 @@ impl Workers {
     ) -> Result<Lease, NoWorker> {
         let wanted = fingerprint(need.hash);
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let mut full = 0;
         let candidates: Vec<Candidate<'_, ActorId>> = map
             .iter()
             .filter(|(id, e)| {
                 e.lost_since.is_none() && e.restarting_since.is_none() && !exclude.contains(id)
+            })
+            // A worker whose slots are all taken would refuse the call: never send it one.
+            .filter(|(_, e)| {
+                let is_full = e.full();
+                full += usize::from(is_full);
+                !is_full
             })
             .filter_map(|(id, e)| {
                 let status = e.status.as_ref()?;
@@ -424,6 +459,9 @@ impl Workers {
                 })
             })
             .collect();
+        if candidates.is_empty() && full > 0 {
+            return Err(NoWorker::AllBusy { workers: full });
+        }
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let chosen = match policy {
             Policy::Default => scheduler::pick(&candidates, need.bytes, turn)?,

@@ -50,6 +50,8 @@ impl Actor for ShyGateway {
                 tags: Vec::new(),
                 cpus: 1,
                 cpu_load_permille: 0,
+                slots_free: 0,
+                slots_total: 0,
             }));
         }
         // The first request is dropped unanswered: the registry's call times out.
@@ -75,6 +77,8 @@ async fn a_worker_whose_first_status_request_fails_is_asked_again_until_ready() 
         activations: Default::default(),
         gossip: None,
         fault_injection: false,
+        intensity: Default::default(),
+        http: Default::default(),
         extra_children: Vec::new(),
     })
     .await

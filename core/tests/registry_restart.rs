@@ -64,8 +64,10 @@ async fn a_crashed_registry_is_restarted_and_the_core_keeps_serving() {
         max_timeout_ms: 60_000,
         tls: None,
         activations: Default::default(),
+        http: Default::default(),
         gossip: None,
         fault_injection: false,
+        intensity: Default::default(),
         extra_children: Vec::new(),
     })
     .await

@@ -8,6 +8,12 @@
 //! Wasmtime's serialized artifact comes out on stdout, and the worker loads it like a file of
 //! its disk cache. The compiler's memory, and a compile bomb's, dies with the child.
 //!
+//! Children are bounded: at most [`CompileLimits::concurrency`] run at once (the others wait
+//! their turn), each for at most [`CompileLimits::timeout`] and within an address-space limit
+//! (`RLIMIT_AS`, set between fork and exec), so a burst of cold uploads or a compile bomb cannot
+//! take the machine's memory. Concurrent compiles of one code version share one child
+//! ([`crate::runtime`]).
+//!
 //! The child builds an engine from the same settings (on-demand allocation changes nothing in
 //! the code; Wasmtime checks the artifact's compatibility when loading it anyway). The worker's
 //! own engine then has no compiler at all: no JIT compiler in the long-running process, and
@@ -16,6 +22,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
+use std::time::Duration;
 
 use funless_actors::protocol::InvokeError;
 use tokio::io::AsyncWriteExt;
@@ -54,6 +61,97 @@ impl Compiler {
             Ok(path) => Self::Child(path),
             Err(_) => Self::InProcess,
         }
+    }
+}
+
+/// Bounds of compiler children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileLimits {
+    /// Children running at once; more compiles wait for a turn.
+    pub concurrency: usize,
+    /// Time one compile may take (waiting for a turn not counted).
+    pub timeout: Duration,
+    /// Address space of a child compiling guest code (`RLIMIT_AS`), bytes; 0: no limit.
+    pub memory_bytes: u64,
+}
+
+/// Address space a compiler child may use by default. Compiling a 12 MB module peaks well
+/// under it; the rest is headroom for glibc's per-thread arenas (reserved, not used).
+pub const DEFAULT_COMPILE_MEMORY_BYTES: u64 = 2 << 30;
+/// Time a compile may take by default.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time a child building the JavaScript engine may take.
+const ENGINE_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+/// Memory one compiler child is budgeted when the default concurrency is derived.
+const CHILD_BUDGET_BYTES: u64 = 384 << 20;
+
+impl Default for CompileLimits {
+    /// One child per CPU, but no more than the memory holds at [`CHILD_BUDGET_BYTES`] each.
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let by_memory = crate::memory::system_memory()
+            .map_or(1, |(total, _)| (total / CHILD_BUDGET_BYTES) as usize);
+        Self {
+            concurrency: cpus.min(by_memory).max(1),
+            timeout: DEFAULT_COMPILE_TIMEOUT,
+            memory_bytes: DEFAULT_COMPILE_MEMORY_BYTES,
+        }
+    }
+}
+
+/// Flags of compiles, flattened into the worker's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompileArgs {
+    /// Compiles at once (more wait for a turn); 0: one per CPU, at most one per 384 MiB of
+    /// memory.
+    #[arg(long, env = "FUNLESS_COMPILE_CONCURRENCY", default_value_t = 0)]
+    pub compile_concurrency: usize,
+    /// Time one compile may take, milliseconds; longer is refused as code that cannot run.
+    #[arg(long, env = "FUNLESS_COMPILE_TIMEOUT_MS", default_value_t = DEFAULT_COMPILE_TIMEOUT.as_millis() as u64)]
+    pub compile_timeout_ms: u64,
+    /// Address space of one compiler child, MiB (0: no limit).
+    #[arg(long, env = "FUNLESS_COMPILE_MEMORY_MB", default_value_t = DEFAULT_COMPILE_MEMORY_BYTES >> 20)]
+    pub compile_memory_mb: u64,
+}
+
+impl CompileArgs {
+    /// The limits these flags give.
+    pub fn limits(&self) -> CompileLimits {
+        let auto = CompileLimits::default();
+        CompileLimits {
+            concurrency: if self.compile_concurrency == 0 {
+                auto.concurrency
+            } else {
+                self.compile_concurrency
+            },
+            timeout: Duration::from_millis(self.compile_timeout_ms.max(1)),
+            memory_bytes: self.compile_memory_mb.saturating_mul(1 << 20),
+        }
+    }
+}
+
+/// Turns for compiler children, shared by every compile of a worker.
+#[derive(Debug)]
+pub(crate) struct Children {
+    limits: CompileLimits,
+    turns: tokio::sync::Semaphore,
+}
+
+impl Children {
+    pub(crate) fn new(limits: CompileLimits) -> Self {
+        Self {
+            turns: tokio::sync::Semaphore::new(limits.concurrency.max(1)),
+            limits,
+        }
+    }
+
+    /// Waits for a turn to run a compile (a child, or the compiler in this process).
+    pub(crate) async fn turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.turns.acquire().await.ok()
+    }
+
+    pub(crate) fn limits(&self) -> CompileLimits {
+        self.limits
     }
 }
 
@@ -98,6 +196,10 @@ enum ChildOutcome {
     Refused(String),
     /// The child failed (killed, crashed, could not report).
     Failed(String),
+    /// The child ran out of its time.
+    TimedOut(Duration),
+    /// The child ran out of its address space.
+    OutOfMemory(u64),
     /// The child could not be started.
     NotStarted(std::io::Error),
 }
@@ -113,43 +215,102 @@ fn child_command(program: &Path, settings: &EngineSettings, job: Job) -> std::pr
     command
 }
 
-/// Runs `job` in a child process of `program`, with `input` on its stdin.
+/// Runs `job` in a child process of `program`, with `input` on its stdin, within `limits`.
 async fn run_child(
     program: &Path,
     settings: &EngineSettings,
     job: Job,
     input: &[u8],
+    limits: CompileLimits,
 ) -> ChildOutcome {
-    let spawned = tokio::process::Command::from(child_command(program, settings, job))
+    let mut command = tokio::process::Command::from(child_command(program, settings, job));
+    command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match spawned {
+        .kill_on_drop(true);
+    // Guest code is bounded by the limits. Building the JavaScript engine (our own code)
+    // instantiates a linear memory, which reserves gigabytes of address space by design, and
+    // may take long on a slow board.
+    let (memory, timeout) = match job {
+        Job::Code => (limits.memory_bytes, limits.timeout),
+        _ => (0, ENGINE_BUILD_TIMEOUT),
+    };
+    if memory > 0 {
+        limit_address_space(&mut command, memory);
+    }
+    let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => return ChildOutcome::NotStarted(e),
     };
-    if let Some(mut stdin) = child.stdin.take() {
-        // The child reads all of its input before writing anything: no deadlock.
-        if let Err(e) = stdin.write_all(input).await {
-            return ChildOutcome::Failed(format!("cannot hand the code to the compiler: {e}"));
+    let run = async {
+        if let Some(mut stdin) = child.stdin.take() {
+            // The child reads all of its input before writing anything: no deadlock.
+            if let Err(e) = stdin.write_all(input).await {
+                return Err(format!("cannot hand the code to the compiler: {e}"));
+            }
         }
-    }
-    let output = match child.wait_with_output().await {
-        Ok(output) => output,
-        Err(e) => return ChildOutcome::Failed(format!("lost the compiler process: {e}")),
+        child
+            .wait_with_output()
+            .await
+            .map_err(|e| format!("lost the compiler process: {e}"))
+    };
+    // On time-out the child is dropped, which kills it.
+    let output = match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(message)) => return ChildOutcome::Failed(message),
+        Err(_) => return ChildOutcome::TimedOut(timeout),
     };
     let message = String::from_utf8_lossy(&output.stderr).trim().to_string();
     match output.status.code() {
         Some(0) => ChildOutcome::Compiled(output.stdout),
         Some(code) if code == i32::from(EXIT_REFUSED) => ChildOutcome::Refused(message),
+        // An allocation over the limit aborts the child (SIGABRT), or its runtime reports it.
+        _ if memory > 0 && out_of_memory(&output.status, &message) => {
+            ChildOutcome::OutOfMemory(memory)
+        }
         Some(code) => ChildOutcome::Failed(format!(
             "the compiler process failed (exit status {code}): {message}"
         )),
         None => ChildOutcome::Failed(killed(&output.status)),
     }
 }
+
+fn out_of_memory(status: &std::process::ExitStatus, message: &str) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if status.signal() == Some(libc::SIGABRT) {
+            return true;
+        }
+    }
+    let _ = status;
+    message.contains("memory allocation") || message.contains("out of memory")
+}
+
+/// Sets `RLIMIT_AS` of the child between fork and exec.
+#[cfg(unix)]
+fn limit_address_space(command: &mut tokio::process::Command, bytes: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes as libc::rlim_t,
+        rlim_max: bytes as libc::rlim_t,
+    };
+    // SAFETY: the closure only calls setrlimit, which is async-signal-safe, on a value built
+    // before the fork; it allocates nothing and touches no lock.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+#[cfg(not(unix))]
+fn limit_address_space(_: &mut tokio::process::Command, _: u64) {}
 
 /// Compiles `input` as `job` in a child of `program` and loads the artifact into `engine`:
 /// what the worker does instead of compiling. Loading is file-sized work, so it runs on a
@@ -160,11 +321,31 @@ pub(crate) async fn compile_in_child(
     settings: &EngineSettings,
     job: Job,
     input: &[u8],
+    children: &Children,
 ) -> Result<Artifact, InvokeError> {
-    let bytes = match run_child(program, settings, job, input).await {
+    let turn = children.turn().await;
+    let outcome = run_child(program, settings, job, input, children.limits()).await;
+    drop(turn);
+    let bytes = match outcome {
         ChildOutcome::Compiled(bytes) => bytes,
         ChildOutcome::Refused(message) => return Err(InvokeError::Code { message }),
         ChildOutcome::Failed(message) => return Err(InvokeError::Worker { message }),
+        ChildOutcome::TimedOut(limit) => {
+            return Err(InvokeError::Code {
+                message: format!(
+                    "compiling took longer than the limit of {} s",
+                    limit.as_secs_f64()
+                ),
+            });
+        }
+        ChildOutcome::OutOfMemory(limit) => {
+            return Err(InvokeError::Code {
+                message: format!(
+                    "compiling needs more than the compiler's memory limit of {} MiB",
+                    limit >> 20
+                ),
+            });
+        }
         ChildOutcome::NotStarted(e) => {
             return Err(InvokeError::Worker {
                 message: format!(
@@ -352,6 +533,7 @@ mod tests {
             },
             Job::Code,
             b"\0asm\x01\0\0\0",
+            CompileLimits::default(),
         )
         .await;
         assert!(

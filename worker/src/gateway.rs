@@ -15,6 +15,9 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::invoker::{InvocationsHandle, InvocationsSlot};
 use crate::runtime::Runtime;
 
+/// How long after answering a crash request the actor is killed.
+const CRASH_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// How long the gateway waits for its tree's description.
 const DESCRIBE_TIMEOUT_MS: u64 = 3000;
 
@@ -170,11 +173,12 @@ async fn crash(me: ActorCell, path: String) -> Result<String, String> {
         return Err(format!("no actor {path} in the worker's tree"));
     }
     let root = root_of(me);
-    let (ignored, _answer) = tokio::sync::oneshot::channel();
-    root.cast(SupervisorMessage::Crash(
-        path.clone(),
-        RpcReplyPort::from(ignored),
-    ))
-    .map_err(|e| e.to_string())?;
+    // A moment later, so this answer leaves over the cluster session first (the actor killed
+    // may be the node that carries it).
+    let target = path.clone();
+    root.send_after(CRASH_DELAY, move || {
+        let (ignored, _answer) = tokio::sync::oneshot::channel();
+        SupervisorMessage::Crash(target, RpcReplyPort::from(ignored))
+    });
     Ok(format!("{}/{path}", tree.name))
 }

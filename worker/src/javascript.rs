@@ -61,6 +61,7 @@ pub(crate) async fn prepare(
     disk: Option<Arc<DiskCache>>,
     compiler: &Compiler,
     settings: &EngineSettings,
+    children: &compiler::Children,
 ) -> Result<JsEngine, String> {
     if !available() {
         return Err(NOT_BUILT.into());
@@ -87,7 +88,9 @@ pub(crate) async fn prepare(
         Some(module) => (module, "disk"),
         None => {
             let module = match compiler {
-                Compiler::Child(program) => in_child(engine, program, settings, snapshot).await?,
+                Compiler::Child(program) => {
+                    in_child(engine, program, settings, snapshot, children).await?
+                }
                 Compiler::InProcess => build_module(engine, linker, snapshot).await?,
             };
             if let Some(disk) = disk {
@@ -140,9 +143,17 @@ async fn in_child(
     program: &std::path::Path,
     settings: &EngineSettings,
     snapshot: bool,
+    children: &compiler::Children,
 ) -> Result<Module, String> {
-    match compiler::compile_in_child(engine, program, settings, Job::JsEngine { snapshot }, &[])
-        .await
+    match compiler::compile_in_child(
+        engine,
+        program,
+        settings,
+        Job::JsEngine { snapshot },
+        &[],
+        children,
+    )
+    .await
     {
         Ok(Artifact::Module(module)) => Ok(module),
         Ok(_) => Err("the compiler process did not return a module".into()),

@@ -31,21 +31,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use funless_actors::supervisor::{
-    ChildSpec, Strategy, Supervisor, SupervisorArgs, SupervisorMessage, start_actor,
+    ChildSpec, Intensity, Strategy, Supervisor, SupervisorArgs, SupervisorMessage, start_actor,
 };
 use ractor::{Actor, ActorRef};
 
 pub use abi::Abi;
-pub use compiler::Compiler;
+pub use compiler::{CompileLimits, Compiler};
 pub use engine::AllocatorChoice;
 pub use error::{Error, Result};
 pub use runtime::{DEFAULT_CACHE_MB, Runtime, RuntimeConfig};
-
-/// Restart intensity of the worker's root supervisor: more restarts than this within
-/// [`ROOT_WITHIN`] and the worker gives up (the process exits with an error).
-pub const ROOT_MAX_RESTARTS: usize = 5;
-/// The window of [`ROOT_MAX_RESTARTS`].
-pub const ROOT_WITHIN: Duration = Duration::from_secs(30);
 
 /// A running worker: its runtime and the root of its supervision tree.
 #[derive(Debug)]
@@ -72,6 +66,8 @@ pub struct WorkerOptions {
     pub report_every: Duration,
     /// Whether the gateway obeys fault-injection requests (tests and drills only).
     pub fault_injection: bool,
+    /// The root supervisor's restart intensity.
+    pub intensity: Intensity,
     /// Children started before the worker's own: the binary's cluster node, discovery and
     /// Core link (a restart of one of them restarts everything after it).
     pub before: Vec<ChildSpec>,
@@ -85,6 +81,7 @@ impl WorkerOptions {
         Self {
             report_every,
             fault_injection: false,
+            intensity: Intensity::default(),
             before: Vec::new(),
             after: Vec::new(),
         }
@@ -108,7 +105,8 @@ pub async fn start(config: RuntimeConfig, report_every: Duration) -> Result<Work
 /// joins), `invocations` (the invocation supervisor, one invoker per request), `gateway` (the
 /// remotable actor), `reporter` (status pushes), then the `after` children (metrics
 /// endpoint). A gateway or cache restart does not touch invocations in flight. At most
-/// [`ROOT_MAX_RESTARTS`] in [`ROOT_WITHIN`]; beyond that the root fails and `done` ends.
+/// `options.intensity` restarts (default 5 in 30 s); beyond that the root fails and `done`
+/// ends.
 pub async fn start_with(runtime: Arc<Runtime>, options: WorkerOptions) -> Result<WorkerHandle> {
     let (supervisor, done) = Actor::spawn(None, Supervisor, tree_args(&runtime, &options))
         .await
@@ -172,7 +170,7 @@ fn tree_args(runtime: &Arc<Runtime>, options: &WorkerOptions) -> SupervisorArgs 
         role: "worker node".into(),
         strategy: Strategy::OneForOne,
         children,
-        max_restarts: ROOT_MAX_RESTARTS,
-        within: ROOT_WITHIN,
+        max_restarts: options.intensity.max_restarts,
+        within: options.intensity.within,
     }
 }

@@ -120,8 +120,18 @@ struct Args {
     /// actor of this worker's tree. For tests and drills; off in production.
     #[arg(long, env = "FUNLESS_FAULT_INJECTION")]
     fault_injection: bool,
+    /// Restart intensity of the root supervisor: more than this many restarts within
+    /// --restart-period-secs and the process gives up and exits with code 1 (OTP's
+    /// intensity).
+    #[arg(long, env = "FUNLESS_RESTART_INTENSITY", default_value_t = 5)]
+    restart_intensity: usize,
+    /// The window of --restart-intensity, seconds (OTP's period).
+    #[arg(long, env = "FUNLESS_RESTART_PERIOD_SECS", default_value_t = 30)]
+    restart_period_secs: u64,
     #[command(flatten)]
     egress: funless_actors::settings::EgressFlags,
+    #[command(flatten)]
+    compile: compiler::CompileArgs,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -216,6 +226,7 @@ async fn worker_main() -> anyhow::Result<()> {
             },
             allow_hosts: args.egress.allow_hosts,
             egress_roots: args.egress.egress_ca,
+            compile: args.compile.limits(),
         })
         .context("starting the worker's runtime")?,
     );
@@ -228,6 +239,10 @@ async fn worker_main() -> anyhow::Result<()> {
         WorkerOptions {
             report_every: Duration::from_millis(args.report_ms.max(50)),
             fault_injection: args.fault_injection,
+            intensity: funless_actors::supervisor::Intensity {
+                max_restarts: args.restart_intensity,
+                within: Duration::from_secs(args.restart_period_secs.max(1)),
+            },
             before,
             after,
         },

@@ -5,6 +5,7 @@
 //! (10 ms, [`crate::slices`]), so no invocation keeps a tokio worker thread from the others. The time limit is a
 //! tokio timeout around the whole run, which therefore also covers time spent in host calls.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +23,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use crate::abi::Abi;
 use crate::artifact::{self, Artifact};
 use crate::cache::{CodeCache, Compiled, Pre};
-use crate::compiler::{self, Compiler, Job};
+use crate::compiler::{self, Children, CompileLimits, Compiler, Job};
 use crate::disk::{DiskCache, Lookup};
 use crate::engine::{self, AllocatorChoice, Compiles, EngineSettings};
 use crate::error::{Error, Result};
@@ -69,6 +70,8 @@ pub struct RuntimeConfig {
     /// PEM files of extra CA certificates trusted for functions' HTTPS requests, besides the
     /// built-in web roots (e.g. a private CA of the edge site).
     pub egress_roots: Vec<PathBuf>,
+    /// Bounds of compiles: how many at once, how long, how much memory (children).
+    pub compile: CompileLimits,
 }
 
 impl RuntimeConfig {
@@ -95,6 +98,7 @@ impl Default for RuntimeConfig {
             compiler: Compiler::InProcess,
             allow_hosts: Vec::new(),
             egress_roots: Vec::new(),
+            compile: CompileLimits::default(),
         }
     }
 }
@@ -123,7 +127,18 @@ pub struct Runtime {
     js: tokio::sync::OnceCell<Arc<JsEngine>>,
     /// Time slices of busy guests (the epoch ticker).
     slices: TimeSlices,
+    /// Turns for compiles.
+    children: Children,
+    /// Instance slots of the pooling allocator (`None`: on-demand, no fixed number). A call
+    /// that finds none free is refused at once as [`InvokeError::NoSlot`], which the Core
+    /// sends elsewhere, instead of failing inside Wasmtime as a trap.
+    slots: Option<(tokio::sync::Semaphore, u32)>,
+    /// Compiles under way, by code hash: concurrent requests for one code version share one.
+    flights: std::sync::Mutex<HashMap<String, Flight>>,
 }
+
+/// One compile under way, which every request for its code version awaits.
+type Flight = Arc<tokio::sync::OnceCell<Result<Arc<Compiled>, InvokeError>>>;
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,6 +178,13 @@ impl Runtime {
             None => None,
         };
         let cache = Arc::new(CodeCache::new(config.cache_bytes));
+        let children = Children::new(config.compile);
+        let slots = allocator.starts_with("pooling").then(|| {
+            (
+                tokio::sync::Semaphore::new(config.pool_slots as usize),
+                config.pool_slots,
+            )
+        });
         let in_flight = Arc::new(AtomicU64::new(0));
         let metrics = WorkerMetrics::new(cache.clone(), in_flight.clone());
         let http = host::egress_client(&config.egress_roots)?;
@@ -182,6 +204,9 @@ impl Runtime {
             http_pool: host::http_pool(),
             js: tokio::sync::OnceCell::new(),
             slices,
+            children,
+            flights: std::sync::Mutex::default(),
+            slots,
         })
     }
 
@@ -288,6 +313,7 @@ impl Runtime {
                         .and_then(|disk| disk.sibling("js-engine")),
                     &self.config.compiler,
                     &self.engine_settings(),
+                    &self.children,
                 )
                 .await
                 .map(Arc::new)
@@ -301,6 +327,11 @@ impl Runtime {
     /// upload's error, not its first invocation's.
     async fn check_script(&self, source: &Arc<[u8]>) -> Result<(), InvokeError> {
         let engine = self.js_engine().await?;
+        // The check's instance takes a slot like an invocation's (waiting for one).
+        let _slot = match &self.slots {
+            Some((free, _)) => free.acquire().await.ok(),
+            None => None,
+        };
         let (wasi, _io) = WasiIo::build("js-check", Vec::new());
         let state = HostState {
             wasi,
@@ -385,6 +416,7 @@ impl Runtime {
     }
 
     /// Compiles `code` (checked against the hash it came with), caches it in memory and on disk.
+    /// Requests for a code version already being compiled wait for that compile.
     async fn compile(
         &self,
         function: &FunctionId,
@@ -397,14 +429,58 @@ impl Runtime {
                 actual,
             });
         }
+        let flight = self
+            .flights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(function.hash.clone())
+            .or_default()
+            .clone();
+        // If the compiling request is dropped (its caller gave up), a waiting one takes over
+        // with its own copy of the code.
+        let result = flight
+            .get_or_init(|| self.compile_once(function, code))
+            .await
+            .clone();
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if flights
+            .get(&function.hash)
+            .is_some_and(|f| Arc::ptr_eq(f, &flight))
+        {
+            // Done: the next request finds the code cached, or (after a failure) tries again.
+            flights.remove(&function.hash);
+        }
+        result
+    }
+
+    async fn compile_once(
+        &self,
+        function: &FunctionId,
+        code: Vec<u8>,
+    ) -> Result<Arc<Compiled>, InvokeError> {
+        if let Some(compiled) = self.cache.get(&function.hash) {
+            return Ok(compiled);
+        }
         let started = Instant::now();
         let artifact = match &self.config.compiler {
             Compiler::Child(program) if !artifact::is_script(&code) => {
                 let settings = self.engine_settings();
-                compiler::compile_in_child(&self.engine, program, &settings, Job::Code, &code)
-                    .await?
+                compiler::compile_in_child(
+                    &self.engine,
+                    program,
+                    &settings,
+                    Job::Code,
+                    &code,
+                    &self.children,
+                )
+                .await?
             }
-            _ => self.compile_here(code).await?,
+            _ => {
+                let turn = self.children.turn().await;
+                let artifact = self.compile_here(code).await;
+                drop(turn);
+                artifact?
+            }
         };
         if let Artifact::Script(source) = &artifact {
             self.check_script(source).await?;
@@ -597,6 +673,10 @@ impl Runtime {
             memory_total,
             memory_free,
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            slots_total: self.slots.as_ref().map_or(0, |(_, total)| *total),
+            slots_free: self.slots.as_ref().map_or(0, |(free, _)| {
+                u32::try_from(free.available_permits()).unwrap_or(u32::MAX)
+            }),
             cached: self.cache.hashes(),
             cache: CacheReport {
                 bytes: stats.bytes,
@@ -619,6 +699,13 @@ impl Runtime {
             Ok(Prepared::Ready(compiled, source)) => (compiled, source),
             Ok(Prepared::NoCode) => return InvokeReply::NoCode,
             Err(e) => return InvokeReply::Failed(e),
+        };
+        let _slot = match &self.slots {
+            Some((free, slots)) => match free.try_acquire() {
+                Ok(permit) => Some(permit),
+                Err(_) => return InvokeReply::Failed(InvokeError::NoSlot { slots: *slots }),
+            },
+            None => None,
         };
         // A guard, so an invocation whose invoker is killed or panics still gives its slot back.
         let in_flight = InFlight::enter(&self.in_flight);
@@ -655,6 +742,13 @@ impl Runtime {
             Ok(mut output) => {
                 output.source = source;
                 InvokeReply::Done(output)
+            }
+            // A component holds several core instances: one slot per call does not cover it,
+            // and Wasmtime's own refusal means the same as an empty pool.
+            Err(InvokeError::Trap { message }) if message.contains("concurrent limit of") => {
+                InvokeReply::Failed(InvokeError::NoSlot {
+                    slots: self.slots.as_ref().map_or(0, |(_, slots)| *slots),
+                })
             }
             Err(e) => {
                 tracing::debug!(function = %label, error = %e, "invocation failed");
@@ -887,9 +981,19 @@ impl Ran {
                         logs: logs.into_lines(),
                     });
                 }
+                // QuickJS has no stack check on WASI: deep recursion ends in Wasmtime's.
+                None if abi == Abi::JavaScript
+                    && e.downcast_ref::<wasmtime::Trap>()
+                        == Some(&wasmtime::Trap::StackOverflow) =>
+                {
+                    return Err(InvokeError::Function {
+                        message: JS_STACK_OVERFLOW.into(),
+                        logs: logs.into_lines(),
+                    });
+                }
                 None => {
                     return Err(InvokeError::Trap {
-                        message: format!("{e:#}"),
+                        message: trap_message(&e),
                     });
                 }
             }
@@ -915,6 +1019,37 @@ impl Ran {
             source: CodeSource::Memory,
         })
     }
+}
+
+/// What a JavaScript function that exhausted the stack gets.
+const JS_STACK_OVERFLOW: &str =
+    "RangeError: Maximum call stack size exceeded (the function recursed too deeply)";
+
+/// Most characters of a trap's message.
+const MAX_TRAP_MESSAGE: usize = 512;
+
+/// A trap's message without Wasmtime's backtrace (kilobytes of frame addresses that mean
+/// nothing to the caller), naming the function it happened in.
+fn trap_message(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = e
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
+        .collect();
+    parts.dedup();
+    let mut message = parts.join(": ");
+    if let Some(name) = e
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .and_then(|trace| trace.frames().first())
+        .and_then(|frame| frame.func_name())
+    {
+        message.push_str(&format!(" (in {name})"));
+    }
+    if let Some((cut, _)) = message.char_indices().nth(MAX_TRAP_MESSAGE) {
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
 }
 
 /// The function's output as JSON text: JSON as is, any other UTF-8 as a JSON string.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use funless_actors::protocol::{CacheReply, InvokeError, InvokeReply};
 use funless_testkit::{example, js_example};
-use funless_worker::{Compiler, Runtime, RuntimeConfig};
+use funless_worker::{CompileLimits, Compiler, Runtime, RuntimeConfig};
 
 mod common;
 use common::{cached_request, push, request};
@@ -135,4 +135,76 @@ fn the_child_refuses_a_job_it_does_not_know() {
         String::from_utf8_lossy(&out.stderr).trim(),
         "unknown job format-disk"
     );
+}
+
+/// An address space too small to compile `regex_fl` in (it needs ~200 MiB; the child starts
+/// in 100).
+const TOO_LITTLE_MEMORY: u64 = 120 << 20;
+
+fn limited(limits: CompileLimits) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        compiler: Compiler::Child(worker_binary()),
+        compile: limits,
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_for_one_code_version_share_one_compile() {
+    let rt = std::sync::Arc::new(limited(CompileLimits {
+        concurrency: 1,
+        ..CompileLimits::default()
+    }));
+    let code = example("regex_fl");
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (rt, code) = (rt.clone(), code.clone());
+            tokio::spawn(async move { rt.invoke(request(&code, "{}")).await })
+        })
+        .collect();
+    for call in calls {
+        let reply = call.await.unwrap();
+        assert!(
+            !matches!(reply, InvokeReply::Failed(_) | InvokeReply::NoCode),
+            "{reply:?}"
+        );
+    }
+    let metrics = rt.metrics_text();
+    let compilations = metrics
+        .lines()
+        .find(|l| l.starts_with("funless_worker_compilations_total "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(compilations, "funless_worker_compilations_total 1");
+}
+
+#[tokio::test]
+async fn a_compile_over_its_time_or_memory_is_refused_clearly() {
+    let code = example("regex_fl");
+    let rt = limited(CompileLimits {
+        timeout: std::time::Duration::from_millis(1),
+        ..CompileLimits::default()
+    });
+    match push(&rt, &code).await {
+        CacheReply::Failed { reason } => {
+            assert!(
+                reason.contains("compiling took longer than the limit"),
+                "{reason}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let rt = limited(CompileLimits {
+        memory_bytes: TOO_LITTLE_MEMORY,
+        ..CompileLimits::default()
+    });
+    match push(&rt, &code).await {
+        CacheReply::Failed { reason } => {
+            assert!(reason.contains("compiler's memory limit"), "{reason}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The default limits compile it.
+    let rt = limited(CompileLimits::default());
+    assert!(matches!(push(&rt, &code).await, CacheReply::Cached { .. }));
 }

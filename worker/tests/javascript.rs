@@ -181,3 +181,19 @@ async fn sleeping_scripts_hold_no_thread() {
         "200 sleeps of 1 s took {elapsed:?}"
     );
 }
+
+#[tokio::test]
+async fn unbounded_recursion_is_a_short_range_error() {
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let source = b"function down(n) { return down(n + 1) + 1; }\nfunction fl_main() { return { depth: down(0) }; }\n";
+    match rt.invoke(request(source, "{}")).await {
+        InvokeReply::Failed(InvokeError::Function { message, .. }) => {
+            assert!(message.starts_with("RangeError"), "{message}");
+            assert!(message.len() < 200, "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The worker goes on serving.
+    let (out, _) = done(&rt, &js_example("hello"), r#"{"name": "after"}"#).await;
+    assert_eq!(out["payload"], "Hello after!");
+}

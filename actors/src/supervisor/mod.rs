@@ -199,6 +199,26 @@ impl std::fmt::Debug for SupervisorMessage {
     }
 }
 
+/// A root supervisor's restart intensity (OTP's intensity and period): more than
+/// `max_restarts` restarts within `within` and it gives up, which ends the node's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intensity {
+    /// Most restarts tolerated within `within`.
+    pub max_restarts: usize,
+    /// The window.
+    pub within: Duration,
+}
+
+impl Default for Intensity {
+    /// 5 restarts in 30 s.
+    fn default() -> Self {
+        Self {
+            max_restarts: 5,
+            within: Duration::from_secs(30),
+        }
+    }
+}
+
 /// How a supervisor starts.
 #[derive(Debug)]
 pub struct SupervisorArgs {
@@ -342,7 +362,11 @@ impl Actor for Supervisor {
                 let _ = reply.send(describe(state).await);
             }
             SupervisorMessage::Crash(path, reply) => {
-                let _ = reply.send(crash(state, &path).await);
+                let answer = crash(state, &path).await;
+                if let Err(e) = &answer {
+                    tracing::warn!(supervisor = %state.name, %path, error = %e, "fault injection: nothing killed");
+                }
+                let _ = reply.send(answer);
             }
         }
         Ok(())
@@ -576,10 +600,11 @@ async fn crash(state: &SupervisorState, path: &str) -> Result<String, String> {
             }
         }
         Some("*") => {
+            // Short-lived actors may do all their work in `post_start`, while still `Starting`.
             let linked = cell
                 .get_children()
                 .into_iter()
-                .find(|c| c.get_status() == ActorStatus::Running)
+                .find(|c| matches!(c.get_status(), ActorStatus::Starting | ActorStatus::Running))
                 .ok_or_else(|| format!("nothing is running under {first}"))?;
             tracing::warn!(supervisor = %state.name, child = %first, actor = %linked.get_id(), "fault injection: killing a linked actor");
             linked.kill();

@@ -52,6 +52,14 @@ pub enum NoWorker {
         /// Largest free memory among them.
         best_free: u64,
     },
+    /// Every worker that could take it has all its instance slots in use.
+    #[error(
+        "every instance slot of the {workers} workers that could run it is in use; retry later"
+    )]
+    AllBusy {
+        /// Workers that were full.
+        workers: usize,
+    },
     /// The named scheduling script does not exist.
     #[error("no scheduling script named '{script}'")]
     UnknownScript {

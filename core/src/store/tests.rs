@@ -396,6 +396,31 @@ async fn subjects_suite(store: &Store) {
         Err(StoreError::NotFound(m)) if m == "subject 'nobody' not found"
     ));
     assert_eq!(store.count_subjects().await.expect("count"), 3);
+    // A revoked name can be given to a new subject; the old one stays, renamed.
+    let new_bob = store
+        .create_subject("bob", "new-bob-hash", false)
+        .await
+        .expect("bob again");
+    assert_ne!(new_bob.id, bob.id);
+    let listed = store.list_subjects().await.expect("list");
+    assert!(
+        listed
+            .iter()
+            .any(|s| s.name == format!("bob~{}", bob.id) && s.revoked_at == Some(at)),
+        "{listed:?}"
+    );
+    assert_eq!(
+        store
+            .subject_by_token_hash("new-bob-hash")
+            .await
+            .expect("by token")
+            .map(|s| s.id),
+        Some(new_bob.id)
+    );
+    store
+        .revoke_subject("bob")
+        .await
+        .expect("revoke the new bob");
     assert_eq!(
         store
             .subject_by_token_hash("admin-hash")
@@ -471,7 +496,7 @@ async fn sqlite_store() {
     suite(&url, "sqlite").await;
     // The data survives a reopen.
     let store = Store::open(&url).await.expect("reopen");
-    assert_eq!(store.count_subjects().await.expect("count"), 3);
+    assert_eq!(store.count_subjects().await.expect("count"), 4);
     store.close().await;
 }
 

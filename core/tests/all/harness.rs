@@ -127,6 +127,11 @@ impl Process {
         assert!(status.success(), "kill -{name} {}", self.name);
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -809,6 +814,21 @@ impl Client {
                 .send()
                 .unwrap(),
         )
+    }
+
+    /// Like [`Client::invoke`], but a transport error (a connection reset, ...) is an `Err`
+    /// to count rather than a panic.
+    pub fn try_invoke(
+        &self,
+        module: &str,
+        name: &str,
+        args: Value,
+    ) -> Result<(StatusCode, Value), String> {
+        self.request(reqwest::Method::POST, &format!("/v1/fn/{module}/{name}"))
+            .json(&serde_json::json!({ "args": args }))
+            .send()
+            .map(answer)
+            .map_err(|e| format!("{e:?}"))
     }
 
     /// Invokes and also returns the failure reason header (`x-funless-error-reason`).

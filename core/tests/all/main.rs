@@ -2,6 +2,7 @@
 //! ports chosen at run time, driven over HTTP. One test binary keeps link time down.
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+mod abuse;
 mod activations;
 mod api;
 mod cluster;

@@ -31,7 +31,8 @@ struct Answer {
     body: Value,
 }
 
-/// `threads` clients invoking `name` back to back until `stop` is set.
+/// `threads` clients invoking `name` back to back until `stop` is set (a transport error is
+/// recorded with status 599).
 fn load(
     client: &Client,
     threads: usize,
@@ -46,7 +47,10 @@ fn load(
                 (client.clone(), stop.clone(), answers.clone(), args.clone());
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let (status, body) = client.invoke("_", name, args.clone());
+                    // A transport error is recorded as a failed answer (status 0).
+                    let (status, body) = client
+                        .try_invoke("_", name, args.clone())
+                        .unwrap_or_else(|e| (StatusCode::from_u16(599).unwrap(), json!(e)));
                     answers.lock().unwrap().push(Answer {
                         answered: Instant::now(),
                         status,
@@ -138,8 +142,20 @@ fn successes(answers: &Mutex<Vec<Answer>>) -> usize {
 
 #[test]
 fn every_actor_of_both_trees_is_restarted_under_load_and_only_crashed_invokers_fail() {
-    let core = Core::start(fault_injection());
-    let _worker = Worker::start_with("w1", &core, &["--fault-injection"]);
+    // Every actor is crashed within seconds: more than the default intensity allows.
+    let core = Core::start(CoreOptions {
+        extra: vec![
+            "--fault-injection".into(),
+            "--restart-intensity".into(),
+            "100".into(),
+        ],
+        ..CoreOptions::default()
+    });
+    let _worker = Worker::start_with(
+        "w1",
+        &core,
+        &["--fault-injection", "--restart-intensity", "100"],
+    );
     core.wait_for_workers(&["w1"]);
     let client = core.client();
     let (status, body) = client.upload("_", "hello", example("hello_fl"), false);
@@ -179,9 +195,12 @@ fn every_actor_of_both_trees_is_restarted_under_load_and_only_crashed_invokers_f
     wait_until(Duration::from_secs(20), "the load running", || {
         successes(&answers) >= 100
     });
-    // When each crash of the invocation supervisor was answered (its invokers die with it).
+    // When each crash of the invocation supervisor was answered (its invokers die with it),
+    // and when each crash was made (to name the one a failure followed).
     let mut invoker_crashes: Vec<Instant> = Vec::new();
+    let mut crashes: Vec<(Instant, String)> = Vec::new();
     for (node, path) in &targets {
+        crashes.push((Instant::now(), format!("{node}/{path}")));
         let before = find(root(&tree(&core), node), path).unwrap()["restarts"]
             .as_u64()
             .unwrap();
@@ -218,10 +237,25 @@ fn every_actor_of_both_trees_is_restarted_under_load_and_only_crashed_invokers_f
         .filter(|a| a.status != StatusCode::OK)
         .collect();
     for a in &failed {
+        let after = crashes
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= a.answered)
+            .map(|(_, what)| what.as_str())
+            .unwrap_or("none");
         // Only invocations running inside a crashed invoker fail, with a 500 that says so,
         // answered right after the crash (no client waits for a time-out).
-        assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", a.body);
-        assert!(detail(&a.body).contains("crashed"), "{}", a.body);
+        assert_eq!(
+            a.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "after crashing {after}: {}",
+            a.body
+        );
+        assert!(
+            detail(&a.body).contains("crashed"),
+            "after crashing {after}: {}",
+            a.body
+        );
         assert!(
             invoker_crashes
                 .iter()
