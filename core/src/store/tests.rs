@@ -324,7 +324,6 @@ async fn functions_suite(store: &Store) {
         store.delete_function("zz", "a").await,
         Err(StoreError::NotFound(_))
     ));
-    // `a` as it was renamed back (a rename is an update: its time moved).
     assert_eq!(store.list_functions("fns").await.expect("list"), [back]);
     assert_eq!(store.delete_module("fns").await.expect("delete").len(), 1);
 }
