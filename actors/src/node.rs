@@ -9,16 +9,17 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use ractor::{Actor, ActorRef};
+use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::protocol::MAX_FRAME_BYTES;
+use crate::supervisor::ChildSpec;
 
 /// How to start a node.
 #[derive(Debug, Clone)]
@@ -70,10 +71,12 @@ pub enum NodeEvent {
     },
 }
 
-/// A running node.
+/// A cluster node: its NodeServer (restartable under a supervisor, see [`Node::child_spec`])
+/// and the session events of whichever incarnation runs.
 #[derive(Clone)]
 pub struct Node {
-    server: ActorRef<NodeServerMessage>,
+    config: Arc<NodeConfig>,
+    server: Arc<RwLock<Option<ActorRef<NodeServerMessage>>>>,
     events: broadcast::Sender<NodeEvent>,
     name: String,
     tls: Option<crate::tls::Tls>,
@@ -86,14 +89,50 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Starts the NodeServer and begins logging session events.
-    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+    /// A node not started yet: start it with [`Node::child_spec`] under a supervisor (or with
+    /// [`Node::start`] alone).
+    pub fn new(config: NodeConfig) -> Result<Self, NodeError> {
         if config.cookie.is_empty() {
             return Err(NodeError::EmptyCookie);
         }
+        let (events, _) = broadcast::channel(64);
+        Ok(Self {
+            name: config.name.clone(),
+            tls: config.tls.clone(),
+            config: Arc::new(config),
+            server: Arc::default(),
+            events,
+        })
+    }
+
+    /// Starts the NodeServer, unsupervised, and begins logging session events.
+    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        let node = Self::new(config)?;
+        node.spawn_server(None)
+            .await
+            .map_err(|e| NodeError::Spawn(e.to_string()))?;
+        Ok(node)
+    }
+
+    /// The node as a supervised child named `cluster-node`: every (re)start listens again on
+    /// the same port (sessions do not survive a restart: peers redial).
+    pub fn child_spec(&self) -> ChildSpec {
+        let node = self.clone();
+        ChildSpec::worker(
+            "cluster-node",
+            "ractor_cluster NodeServer: cookie-authenticated sessions with peers",
+            Arc::new(move |parent| {
+                let node = node.clone();
+                Box::pin(async move { node.spawn_server(Some(parent)).await })
+            }),
+        )
+    }
+
+    async fn spawn_server(&self, parent: Option<ActorCell>) -> Result<ActorCell, SpawnErr> {
+        let config = &self.config;
         let server = NodeServer::new(
             config.port,
-            config.cookie,
+            config.cookie.clone(),
             config.name.clone(),
             config.listen.to_string(),
             config
@@ -104,31 +143,32 @@ impl Node {
         )
         .with_listen_addr(config.listen)
         .with_max_inbound_frame_size(MAX_FRAME_BYTES);
-        let (server, _handle) = Actor::spawn(None, server, ())
-            .await
-            .map_err(|e| NodeError::Spawn(e.to_string()))?;
-        let (events, _) = broadcast::channel(64);
+        let (server, _handle) = match parent {
+            Some(parent) => Actor::spawn_linked(None, server, (), parent).await?,
+            None => Actor::spawn(None, server, ()).await?,
+        };
         server
             .cast(NodeServerMessage::SubscribeToEvents {
                 id: "funless-events".into(),
                 subscription: Box::new(EventLog {
-                    events: events.clone(),
+                    events: self.events.clone(),
                     authenticated: Arc::new(Mutex::new(HashMap::new())),
                 }),
             })
-            .map_err(|e| NodeError::Spawn(e.to_string()))?;
+            .map_err(|e| SpawnErr::StartupFailed(e.to_string().into()))?;
         tracing::info!(name = %config.name, listen = %SocketAddr::new(config.listen, config.port), tls = config.tls.is_some(), "cluster node started");
-        Ok(Self {
-            server,
-            events,
-            name: config.name,
-            tls: config.tls,
-        })
+        let cell = server.get_cell();
+        *self.server.write().unwrap_or_else(|p| p.into_inner()) = Some(server);
+        Ok(cell)
     }
 
-    /// The NodeServer actor.
-    pub fn server(&self) -> &ActorRef<NodeServerMessage> {
-        &self.server
+    /// The running NodeServer actor, if one runs.
+    pub fn server(&self) -> Option<ActorRef<NodeServerMessage>> {
+        self.server
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|s| s.get_status() != ractor::ActorStatus::Stopped)
     }
 
     /// This node's name.
@@ -136,16 +176,24 @@ impl Node {
         &self.name
     }
 
-    /// Session events from now on.
+    /// Session events from now on (of every incarnation of the NodeServer).
     pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()
     }
 
+    /// Sessions open now (authenticated or not); empty while the NodeServer restarts.
+    async fn sessions(&self) -> HashMap<u64, ractor_cluster::node::NodeServerSessionInformation> {
+        match self.server() {
+            Some(server) => {
+                ractor::call_t!(server, NodeServerMessage::GetSessions, 2000).unwrap_or_default()
+            }
+            None => HashMap::new(),
+        }
+    }
+
     /// Number of sessions open now (authenticated or not).
     pub async fn session_count(&self) -> usize {
-        ractor::call_t!(self.server, NodeServerMessage::GetSessions, 2000)
-            .map(|s| s.len())
-            .unwrap_or(0)
+        self.sessions().await.len()
     }
 }
 
@@ -313,7 +361,13 @@ pub async fn follow(
             continue;
         };
         let mut events = node.events();
-        match dial(&node, &target).await {
+        // A connector restarted by its supervisor finds the session its previous incarnation
+        // opened still up: follow that one instead of opening a duplicate.
+        let joined = match existing_session(&node, &target).await {
+            Some(peer) => Ok(peer),
+            None => dial(&node, &target).await,
+        };
+        match joined {
             Ok(peer) => {
                 tracing::debug!(address = %target.address, %peer, "dialled cluster peer");
                 tokio::select! {
@@ -389,8 +443,8 @@ async fn moved_away(targets: &mut watch::Receiver<Vec<Target>>, target: &Target)
 
 /// Ends the session with the peer at `peer` (`ip:port`), if there is one.
 async fn close_session(node: &Node, peer: &str) {
-    let sessions = ractor::call_t!(node.server(), NodeServerMessage::GetSessions, 2000);
-    if let Ok(sessions) = sessions {
+    let sessions = node.sessions().await;
+    {
         for session in sessions.values().filter(|s| s.peer_addr == peer) {
             session
                 .actor
@@ -406,20 +460,37 @@ enum SessionEnd {
     Duplicate(String),
 }
 
+/// The peer address of an authenticated session with the node listening at `target`, if
+/// there is one.
+async fn existing_session(node: &Node, target: &Target) -> Option<String> {
+    let resolved = tokio::net::lookup_host(target.address.as_str())
+        .await
+        .ok()?
+        .next()?
+        .to_string();
+    node.sessions().await.values().find_map(|s| {
+        let name = s.peer_name.as_ref()?;
+        (s.peer_addr == resolved || name.connection_string == resolved).then(|| s.peer_addr.clone())
+    })
+}
+
 async fn dial(node: &Node, target: &Target) -> Result<String, String> {
     let addr = tokio::net::lookup_host(target.address.as_str())
         .await
         .map_err(|e| format!("cannot resolve: {e}"))?
         .next()
         .ok_or_else(|| "resolves to no address".to_string())?;
+    let server = node
+        .server()
+        .ok_or_else(|| "the cluster node is restarting".to_string())?;
     match &node.tls {
         Some(tls) => {
             let name = crate::tls::server_name(&target.server_name)?;
-            ractor_cluster::client_connect_enc(node.server(), addr, tls.connector.clone(), name)
+            ractor_cluster::client_connect_enc(&server, addr, tls.connector.clone(), name)
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        None => ractor_cluster::client_connect(node.server(), addr)
+        None => ractor_cluster::client_connect(&server, addr)
             .await
             .map_err(|e| e.to_string())?,
     }
@@ -457,13 +528,11 @@ async fn wait_for_session_end(
 /// Waits until no authenticated session with the node `name` is left.
 async fn wait_for_node_gone(node: &Node, events: &mut broadcast::Receiver<NodeEvent>, name: &str) {
     loop {
-        let joined = ractor::call_t!(node.server(), NodeServerMessage::GetSessions, 2000)
-            .map(|sessions| {
-                sessions
-                    .values()
-                    .any(|s| s.peer_name.as_ref().is_some_and(|n| n.name == name))
-            })
-            .unwrap_or(false);
+        let joined = node
+            .sessions()
+            .await
+            .values()
+            .any(|s| s.peer_name.as_ref().is_some_and(|n| n.name == name));
         if !joined {
             return;
         }
@@ -549,7 +618,8 @@ async fn join(node: &Node, address: &str) -> Result<String, ConnectError> {
         .ok_or_else(|| unreachable("resolves to no address".into()))?;
     // Already joined (dialled before, or it dialled us from that listening address): a second
     // session would only be closed by the peer's duplicate check.
-    if let Ok(sessions) = ractor::call_t!(node.server(), NodeServerMessage::GetSessions, 2000) {
+    {
+        let sessions = node.sessions().await;
         let here = resolved.to_string();
         let joined = sessions.values().find_map(|s| {
             let name = s.peer_name.as_ref()?;

@@ -157,6 +157,13 @@ pub enum InvokeError {
         /// Why.
         message: String,
     },
+    /// The actor running the invocation crashed (a panic, or it was killed); its supervisor
+    /// answered for it.
+    #[error("the invocation crashed: {message}")]
+    Crashed {
+        /// The crash's reason.
+        message: String,
+    },
 }
 
 /// Compile and keep this code ready (broadcast on create and update, step 3).
@@ -258,6 +265,38 @@ pub enum WorkerMessage {
     /// Report the worker's status now.
     #[rpc]
     Status(RpcReplyPort<Wire<WorkerStatus>>),
+    /// Describe the worker's supervision tree (the live view of `GET /v1/admin/tree`).
+    #[rpc]
+    Tree(RpcReplyPort<Wire<TreeNode>>),
+    /// Fault injection: kill the actor at this path of the worker's tree (`gateway`,
+    /// `invocations/*`). Refused unless the worker was started with fault injection on.
+    #[rpc]
+    Crash(Wire<String>, RpcReplyPort<Wire<Result<String, String>>>),
+}
+
+/// One actor of a supervision tree, as the live view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeNode {
+    /// Its name, unique among its siblings (a path segment of [`WorkerMessage::Crash`]).
+    pub name: String,
+    /// What it does.
+    pub role: String,
+    /// `supervisor` or `worker` (OTP's child types).
+    pub kind: String,
+    /// For supervisors: `one_for_one`, `rest_for_one` or `one_for_all`.
+    pub strategy: Option<String>,
+    /// `permanent`, `transient` or `temporary`: when its supervisor restarts it.
+    pub restart: String,
+    /// `running`, or `stopped` while its supervisor is between stopping and restarting it.
+    pub state: String,
+    /// Times its supervisor restarted it.
+    pub restarts: u64,
+    /// Time since its current incarnation started, milliseconds.
+    pub uptime_ms: u64,
+    /// Short-lived actors linked to it now (an invocation supervisor's invokers).
+    pub linked: u64,
+    /// Its children, for supervisors.
+    pub children: Vec<TreeNode>,
 }
 
 /// Messages to the Core's registry.

@@ -4,8 +4,8 @@ use std::future::Future;
 
 use crate::error::ApiResult;
 use crate::types::{
-    ActivationInfo, AppScriptInfo, CreatedSubject, FunctionCreated, FunctionInfo, FunctionMetadata,
-    ModuleInfo, Named, NodeConnected, WorkerInfo,
+    ActivationInfo, AppScriptInfo, ClusterTree, Crashed, CreatedSubject, FunctionCreated,
+    FunctionInfo, FunctionMetadata, ModuleInfo, Named, NodeConnected, WorkerInfo,
 };
 
 /// Who is calling, as established from the bearer token.
@@ -167,6 +167,15 @@ pub trait Backend: Send + Sync + 'static {
     /// the cookie check: 400 for an address that is not `host:port`, 502 when nothing
     /// answers there or it refuses the cookie.
     fn connect_node(&self, address: &str) -> impl Future<Output = ApiResult<NodeConnected>> + Send;
+    /// The supervision trees of the Core and of every worker.
+    fn tree(&self) -> impl Future<Output = ApiResult<ClusterTree>> + Send;
+    /// Kills the actor at `path` of the node named `node` (`None`: the Core). 403 unless the
+    /// node was started with fault injection on; 404 for no such node or actor.
+    fn crash(
+        &self,
+        node: Option<&str>,
+        path: &str,
+    ) -> impl Future<Output = ApiResult<Crashed>> + Send;
     /// Prometheus text exposition of the Core's metrics.
     fn metrics_text(&self) -> String;
 }

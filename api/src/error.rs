@@ -54,6 +54,10 @@ pub enum ApiError {
     /// 504: the worker did not answer in time.
     #[error("{0}")]
     Timeout(String),
+    /// 500: the actor running the invocation crashed; its supervisor answered at once with
+    /// the reason (no time-out), which the caller sees.
+    #[error("{0}")]
+    Crashed(String),
     /// 500: a fault of ours; the detail is logged, the caller gets a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -75,7 +79,7 @@ impl ApiError {
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Crashed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -18,8 +18,8 @@ use crate::extract::{Admin, Auth, json_body};
 use crate::limits::HttpLimits;
 use crate::names;
 use crate::types::{
-    ActivationStarted, Data, FunctionCreated, FunctionMetadata, InvokeRequest, Language,
-    ModuleRequest, NodeRequest, SchedulingLanguage, SubjectRequest,
+    ActivationStarted, CrashRequest, Data, FunctionCreated, FunctionMetadata, InvokeRequest,
+    Language, ModuleRequest, NodeRequest, SchedulingLanguage, SubjectRequest,
 };
 
 /// Largest accepted APP script, bytes.
@@ -51,6 +51,8 @@ pub fn router_with<B: Backend>(backend: Arc<B>, limits: HttpLimits) -> Router {
         )
         .route("/v1/workers", get(list_workers::<B>))
         .route("/v1/admin/nodes", axum::routing::post(connect_node::<B>))
+        .route("/v1/admin/tree", get(tree::<B>))
+        .route("/v1/admin/crash", axum::routing::post(crash::<B>))
         .route(
             "/v1/scripts/app",
             get(list_app_scripts::<B>).post(create_app_script::<B>),
@@ -184,6 +186,26 @@ async fn connect_node<B: Backend>(
     data(
         StatusCode::OK,
         backend.connect_node(request.address.trim()).await?,
+    )
+}
+
+async fn tree<B: Backend>(State(backend): State<Arc<B>>, _: Admin) -> ApiResult<Response> {
+    data(StatusCode::OK, backend.tree().await?)
+}
+
+async fn crash<B: Backend>(
+    State(backend): State<Arc<B>>,
+    _: Admin,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let request: CrashRequest = json_body(&body(bytes)?, "crash request")?;
+    let path = request.actor.trim().trim_matches('/');
+    if path.is_empty() {
+        return Err(ApiError::BadRequest("actor: give the actor's path".into()));
+    }
+    data(
+        StatusCode::OK,
+        backend.crash(request.node.as_deref(), path).await?,
     )
 }
 
@@ -714,6 +736,12 @@ mod tests {
             panic!("bug")
         }
         async fn list_workers(&self) -> ApiResult<Vec<WorkerInfo>> {
+            panic!("bug")
+        }
+        async fn tree(&self) -> ApiResult<crate::types::ClusterTree> {
+            panic!("bug")
+        }
+        async fn crash(&self, _: Option<&str>, _: &str) -> ApiResult<crate::types::Crashed> {
             panic!("bug")
         }
         fn metrics_text(&self) -> String {

@@ -396,6 +396,79 @@ pub struct WorkerInfo {
     pub cpu_load_permille: u32,
 }
 
+/// One actor of a supervision tree (`GET /v1/admin/tree`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ActorNode {
+    /// Its name, unique among its siblings; joined with `/` it is the path
+    /// `POST /v1/admin/crash` takes.
+    pub name: String,
+    /// What it does.
+    pub role: String,
+    /// `supervisor` or `worker` (OTP's child types).
+    pub kind: String,
+    /// For supervisors: `one_for_one`, `rest_for_one` or `one_for_all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// `permanent`, `transient` or `temporary`.
+    pub restart: String,
+    /// `running`, or `stopped` between a stop and its restart.
+    pub state: String,
+    /// Times its supervisor restarted it.
+    pub restarts: u64,
+    /// Time since it (re)started, milliseconds.
+    pub uptime_ms: u64,
+    /// Short-lived actors linked to it now (running invokers, for the invocation supervisor).
+    pub linked: u64,
+    /// Its children.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ActorNode>,
+}
+
+/// A worker's tree, as gathered over the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkerTree {
+    /// The worker.
+    pub name: String,
+    /// Its state in the Core's registry.
+    pub state: String,
+    /// Its tree, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<ActorNode>,
+    /// Why its tree is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The supervision trees of the cluster: the Core's and each worker's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterTree {
+    /// The Core's tree.
+    pub core: ActorNode,
+    /// Every connected worker's.
+    pub workers: Vec<WorkerTree>,
+}
+
+/// Body of `POST /v1/admin/crash`: which actor to kill (fault injection).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrashRequest {
+    /// `core` (the default) or a worker's name.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The actor's path below the node's root, e.g. `registry`, `sinks/m.f.0`,
+    /// `invocations/*` (one running invoker).
+    pub actor: String,
+}
+
+/// Answer of `POST /v1/admin/crash`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Crashed {
+    /// The node.
+    pub node: String,
+    /// The full path of the actor killed.
+    pub actor: String,
+}
+
 /// Where an activation is.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

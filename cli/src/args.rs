@@ -271,6 +271,8 @@ pub(crate) enum AdminCommand {
     /// Subjects (users and their tokens)
     #[command(subcommand)]
     User(UserCommand),
+    /// The supervision trees of the Core and of every worker, live (like Erlang's observer)
+    Tree,
 }
 
 /// `fl admin user ...`

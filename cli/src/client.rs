@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use funless_api::types::{
-    ActivationInfo, ActivationStarted, AppScriptInfo, CreatedSubject, Data, FunctionCreated,
-    FunctionInfo, FunctionMetadata, InvokeRequest, ModuleInfo, ModuleRequest, Named, Scheduling,
-    SchedulingLanguage, SubjectRequest,
+    ActivationInfo, ActivationStarted, AppScriptInfo, ClusterTree, CreatedSubject, Data,
+    FunctionCreated, FunctionInfo, FunctionMetadata, InvokeRequest, ModuleInfo, ModuleRequest,
+    Named, Scheduling, SchedulingLanguage, SubjectRequest,
 };
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -251,6 +251,11 @@ impl Client {
     }
 
     /// `GET /v1/admin/subjects`.
+    /// `GET /v1/admin/tree`.
+    pub(crate) async fn tree(&self) -> Result<Reply<ClusterTree>, ClientError> {
+        self.send(self.request(Method::GET, "/v1/admin/tree")).await
+    }
+
     pub(crate) async fn list_subjects(&self) -> Result<Reply<Vec<Named>>, ClientError> {
         self.send(self.request(Method::GET, "/v1/admin/subjects"))
             .await

@@ -119,6 +119,12 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Activation(command) => {
             activation_command(&settings.user_client()?, json, command, out).await
         }
+        Command::Admin(AdminCommand::Tree) => {
+            let reply = settings.admin_client()?.tree().await?;
+            output::reply(out, json, &reply, |out, tree| {
+                output::cluster_tree(out, &tree)
+            })
+        }
         Command::Admin(AdminCommand::User(command)) => {
             let client = settings.admin_client()?;
             match command {

@@ -5,8 +5,8 @@
 use std::io::{self, Write};
 
 use funless_api::types::{
-    ActivationInfo, ActivationStatus, BroadcastReport, ConnectorInfo, CreatedSubject,
-    DEFAULT_CAPACITY_BYTES, FunctionCreated, FunctionInfo, ModuleInfo, Named,
+    ActivationInfo, ActivationStatus, ActorNode, BroadcastReport, ClusterTree, ConnectorInfo,
+    CreatedSubject, DEFAULT_CAPACITY_BYTES, FunctionCreated, FunctionInfo, ModuleInfo, Named,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -215,6 +215,55 @@ pub(crate) fn activations(out: &mut dyn Write, list: &[ActivationInfo]) -> io::R
             duration,
             info.worker.as_deref().unwrap_or("-")
         )?;
+    }
+    Ok(())
+}
+
+/// The Core's tree and each worker's, one actor a line, indented by depth.
+pub(crate) fn cluster_tree(out: &mut dyn Write, tree: &ClusterTree) -> io::Result<()> {
+    actor_tree(out, &tree.core, 0)?;
+    for worker in &tree.workers {
+        match (&worker.tree, &worker.error) {
+            (Some(node), _) => actor_tree(out, node, 0)?,
+            (None, error) => writeln!(
+                out,
+                "{} ({}): no tree: {}",
+                worker.name,
+                worker.state,
+                error.as_deref().unwrap_or("unknown")
+            )?,
+        }
+    }
+    Ok(())
+}
+
+fn actor_tree(out: &mut dyn Write, node: &ActorNode, depth: usize) -> io::Result<()> {
+    let strategy = node
+        .strategy
+        .as_deref()
+        .map(|s| format!(" {s}"))
+        .unwrap_or_default();
+    let linked = if node.linked > 0 {
+        format!(", {} linked", node.linked)
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "{:indent$}{} [{}{}] {}, restarts {}, up {:.1} s{} - {}",
+        "",
+        node.name,
+        node.kind,
+        strategy,
+        node.state,
+        node.restarts,
+        node.uptime_ms as f64 / 1000.0,
+        linked,
+        node.role,
+        indent = depth * 2
+    )?;
+    for child in &node.children {
+        actor_tree(out, child, depth + 1)?;
     }
     Ok(())
 }

@@ -1,8 +1,7 @@
 //! Talking to workers: an invocation (with the "no code" round trip, and retries elsewhere
 //! until its deadline: after a full worker for any function, after a lost worker for
 //! retryable ones), the broadcast of new code (which gives up on a worker the moment it is
-//! declared lost), and
-//! eviction. Calls go straight from the request's task to the worker's gateway: no Core actor
+//! declared lost), and eviction. Calls go straight from the request's task to the worker's gateway: no Core actor
 //! sits on the invocation path. A call ends when the worker answers, when the worker is lost
 //! (its node leaves, or the heartbeat check declares it lost), or after the function's time
 //! limit plus a margin: nothing waits forever.
@@ -125,9 +124,6 @@ where
     Fut: std::future::Future<Output = Result<Vec<u8>, String>>,
 {
     let timeout = Duration::from_millis(target.timeout_ms) + ANSWER_MARGIN;
-    // Retries (after a lost worker, or a full one) go on until this deadline or until no
-    // untried worker is left: losing many workers at once does not fail a retryable call.
-    let deadline = Instant::now() + timeout;
     let mut tried: Vec<ActorId> = Vec::new();
     let mut lost: Vec<String> = Vec::new();
     let mut full = 0usize;
@@ -135,18 +131,38 @@ where
         bytes: target.need_bytes,
         hash: &target.function.hash,
     };
+    // A worker lost mid-call gets a retryable request run again on another one (or on the
+    // same worker once it is back), until the call's own deadline; a call that finds no
+    // worker while one is expected back waits for it within that deadline. A full worker
+    // (the call did not start there) sends any call on to another one.
+    let deadline = Instant::now() + timeout;
+    let mut attempts = if target.retryable { MAX_ATTEMPTS } else { 1 };
     loop {
+        let mut changes = workers.watch();
+        changes.borrow_and_update();
         let mut lease = match workers.lease(need, &target.policy, &tried) {
             Ok(lease) => lease,
-            Err(e) if lost.is_empty() && full == 0 => return Err(e.into()),
-            Err(NoWorker::AllBusy { workers }) => {
-                return Err(NoWorker::AllBusy {
-                    workers: workers + full,
+            Err(e) => {
+                let until = workers.expected_until().map(|t| t.min(deadline));
+                if let Some(until) = until
+                    && tokio::time::timeout_at(until.into(), changes.changed())
+                        .await
+                        .is_ok_and(|changed| changed.is_ok())
+                {
+                    continue;
                 }
-                .into());
+                if lost.is_empty() {
+                    return Err(match e {
+                        NoWorker::AllBusy { workers } => NoWorker::AllBusy {
+                            workers: workers + full,
+                        },
+                        _ if full > 0 => NoWorker::AllBusy { workers: full },
+                        e => e,
+                    }
+                    .into());
+                }
+                break;
             }
-            Err(_) if lost.is_empty() => return Err(NoWorker::AllBusy { workers: full }.into()),
-            Err(_) => break,
         };
         tried.push(lease.id);
         let request = InvokeRequest {
@@ -201,7 +217,8 @@ where
             Attempt::Lost => {
                 tracing::warn!(function = %target.function, worker = %lease.name, retryable = target.retryable, "worker lost during an invocation");
                 lost.push(lease.name.clone());
-                if !target.retryable {
+                attempts -= 1;
+                if attempts == 0 || Instant::now() >= deadline {
                     break;
                 }
             }
@@ -218,6 +235,9 @@ where
         workers: lost.join(", "),
     })
 }
+
+/// Most runs of one retryable invocation (each after losing the worker of the previous one).
+const MAX_ATTEMPTS: usize = 4;
 
 /// One worker's answer to a broadcast.
 #[derive(Debug, Clone, PartialEq, Eq)]

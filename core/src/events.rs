@@ -2,9 +2,10 @@
 //! (FunLess's `events` field: `[{"type": "mqtt", "params": {"host", "port", "topic"}}, ...]`).
 //!
 //! Connectors are defined with the function, stored with it, started when the Core starts and
-//! whenever the function is created or updated, and stopped when it is deleted. Each runs as
-//! its own task that reconnects with exponential backoff (100 ms doubling to 30 s) for as long
-//! as the function exists; each message starts its own invocation (at most
+//! whenever the function is created or updated, and stopped when it is deleted. Each is a
+//! supervised actor under the Core's `connectors` supervisor (restarted if it crashes) that
+//! reconnects with exponential backoff (100 ms doubling to 30 s) for as long as the function
+//! exists; each message starts its own invocation (at most
 //! [`MAX_IN_FLIGHT`] at once per connector, so a burst waits at the broker, not in memory).
 //! A message that is a JSON object is the invocation's `args`; anything else arrives as
 //! `{"payload": <JSON value or string>}`, with the topic or subject alongside.
@@ -14,10 +15,12 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use funless_actors::supervisor::{ChildSpec, Restart, service};
 use funless_api::types::ConnectorInfo;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
+
+use crate::children::DynamicChildren;
 
 /// Most invocations one connector runs at once.
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -179,19 +182,25 @@ pub type Fire = Arc<dyn Fn(String) -> tokio::task::JoinHandle<()> + Send + Sync>
 struct Running {
     trigger: Trigger,
     status: Arc<Mutex<Status>>,
-    task: JoinHandle<()>,
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Every running connector, by function (stored module, name).
-#[derive(Default)]
+/// Every function's connectors: each is a supervised actor (a [`service`] child of the
+/// `connectors` supervisor, restarted if it crashes), and its live state is kept here.
 pub struct Connectors {
     running: Mutex<HashMap<(String, String), Vec<Running>>>,
+    children: Arc<DynamicChildren>,
+}
+
+impl Default for Connectors {
+    fn default() -> Self {
+        Self {
+            running: Mutex::default(),
+            children: DynamicChildren::new(
+                "connectors",
+                "event connectors: one actor per MQTT/NATS subscription or cron schedule",
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for Connectors {
@@ -204,23 +213,45 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The child names of a function's connectors start with this (names are `[_a-zA-Z0-9~]`, so
+/// the dots cannot be part of one).
+fn prefix(module: &str, name: &str) -> String {
+    format!("{module}.{name}.")
+}
+
 impl Connectors {
+    /// The `connectors` supervisor, as a child of the Core's root.
+    pub fn child_spec(&self) -> ChildSpec {
+        self.children.child_spec()
+    }
+
     /// Replaces a function's connectors (none: stops them). `fire` starts one invocation.
     pub fn set(&self, module: &str, name: &str, triggers: Vec<Trigger>, fire: Fire) {
         let key = (module.to_string(), name.to_string());
-        let started: Vec<Running> = triggers
-            .into_iter()
-            .map(|trigger| {
-                let status = Arc::new(Mutex::new(Status::default()));
-                let task = tokio::spawn(run(trigger.clone(), status.clone(), fire.clone()));
-                tracing::info!(function = %format!("{module}/{name}"), event = %trigger.describe(), "event connector started");
-                Running {
-                    trigger,
-                    status,
-                    task,
+        let prefix = prefix(module, name);
+        self.children.remove(&prefix);
+        let mut started = Vec::with_capacity(triggers.len());
+        for (i, trigger) in triggers.into_iter().enumerate() {
+            let status = Arc::new(Mutex::new(Status::default()));
+            let job = {
+                let (trigger, status, fire) = (trigger.clone(), status.clone(), fire.clone());
+                move || {
+                    let (trigger, status, fire) = (trigger.clone(), status.clone(), fire.clone());
+                    async move {
+                        run(trigger, status, fire).await;
+                        Ok(())
+                    }
                 }
-            })
-            .collect();
+            };
+            // Transient: a connector that ends by itself (a cron schedule with no further
+            // times) is done; one that crashes is restarted.
+            self.children.put(
+                service(format!("{prefix}{i}"), trigger.describe(), job)
+                    .with_restart(Restart::Transient),
+            );
+            tracing::info!(function = %format!("{module}/{name}"), event = %trigger.describe(), "event connector started");
+            started.push(Running { trigger, status });
+        }
         let old = {
             let mut running = lock(&self.running);
             if started.is_empty() {
@@ -229,34 +260,23 @@ impl Connectors {
                 running.insert(key, started)
             }
         };
-        // Dropping the old ones (outside the lock) stops them.
         if let Some(old) = old
             && !old.is_empty()
         {
-            tracing::info!(function = %format!("{module}/{name}"), count = old.len(), "event connectors stopped");
+            tracing::info!(function = %format!("{module}/{name}"), count = old.len(), "event connectors replaced or stopped");
         }
     }
 
     /// Stops a function's connectors.
     pub fn remove(&self, module: &str, name: &str) {
-        let old = lock(&self.running).remove(&(module.to_string(), name.to_string()));
-        drop(old);
+        self.children.remove(&prefix(module, name));
+        lock(&self.running).remove(&(module.to_string(), name.to_string()));
     }
 
     /// Stops the connectors of every function of a module.
     pub fn remove_module(&self, module: &str) {
-        let old: Vec<_> = {
-            let mut running = lock(&self.running);
-            let keys: Vec<_> = running
-                .keys()
-                .filter(|(m, _)| m == module)
-                .cloned()
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| running.remove(&k))
-                .collect()
-        };
-        drop(old);
+        self.children.remove(&format!("{module}."));
+        lock(&self.running).retain(|(m, _), _| m != module);
     }
 
     /// The state of a function's connectors.

@@ -1,4 +1,5 @@
-//! Starting a Core: data directory, store, first tokens, supervision tree, cluster node, API.
+//! Starting a Core: data directory, store, first tokens, and its supervision tree (cluster
+//! node, gossip, registry, connectors, sinks, API, and in the single-process mode a worker).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -7,7 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use funless_actors::node::{Node, NodeConfig};
-use funless_actors::supervisor::{ChildSpec, Supervisor, SupervisorArgs, SupervisorMessage};
+use funless_actors::supervisor::{
+    ChildSpec, Strategy, Supervisor, SupervisorArgs, SupervisorMessage, TaskGuard, service,
+    start_actor,
+};
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 
@@ -48,6 +52,10 @@ pub struct CoreConfig {
     pub http: funless_api::HttpLimits,
     /// Announce the cluster address by multicast gossip (`None`: off).
     pub gossip: Option<GossipSettings>,
+    /// Obey `POST /v1/admin/crash` for the Core's own actors (tests and drills only).
+    pub fault_injection: bool,
+    /// More children of the root supervisor, started last (the embedded worker's tree).
+    pub extra_children: Vec<ChildSpec>,
 }
 
 /// Where the Core announces its cluster address.
@@ -72,13 +80,16 @@ pub struct CoreHandle {
     pub node: Node,
     /// The root supervisor.
     pub supervisor: ActorRef<SupervisorMessage>,
-    /// Ends when the root supervisor gives up.
+    /// Ends when the root supervisor stops: on request, or when it gives up (its restart
+    /// intensity exceeded), which the binary turns into a non-zero exit.
     pub supervisor_done: JoinHandle<()>,
-    /// Ends when the API server stops.
-    pub server: JoinHandle<std::io::Result<()>>,
-    /// The gossip announcer, when on.
-    pub gossip: Option<funless_actors::discovery::Gossip>,
 }
+
+/// Restart intensity of the Core's root supervisor: more restarts than this within
+/// [`ROOT_WITHIN`] and the Core gives up (the process exits with an error).
+pub const ROOT_MAX_RESTARTS: usize = 5;
+/// The window of [`ROOT_MAX_RESTARTS`].
+pub const ROOT_WITHIN: Duration = Duration::from_secs(30);
 
 /// The cookie to use: the given one, else the one stored in the data directory, else a new
 /// random one stored there (mode 0600). Never a built-in default.
@@ -122,60 +133,13 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
 
     let metrics = Metrics::new();
     let workers = Workers::default();
-    let registry_args = RegistryArgs {
-        workers: workers.clone(),
-        metrics: metrics.clone(),
-        heartbeat_timeout: config.heartbeat_timeout,
-    };
-    let registry = ChildSpec {
-        name: "registry".into(),
-        start: Arc::new(move |supervisor| {
-            let args = registry_args.clone();
-            Box::pin(async move {
-                let (actor, _) = Actor::spawn_linked(None, Registry, args, supervisor).await?;
-                Ok(actor.get_cell())
-            })
-        }),
-    };
-    let (supervisor, supervisor_done) = Actor::spawn(
-        None,
-        Supervisor,
-        SupervisorArgs {
-            children: vec![registry],
-            max_restarts: 5,
-            within: Duration::from_secs(30),
-        },
-    )
-    .await
-    .context("starting the supervision tree")?;
-
-    let node = Node::start(NodeConfig {
+    let node = Node::new(NodeConfig {
         name: "core".into(),
         cookie: config.cookie.clone(),
         listen: config.cluster_listen,
         port: config.cluster_port,
         tls: config.tls.clone(),
-    })
-    .await?;
-    let gossip = match config.gossip {
-        Some(settings) => {
-            let gossip = funless_actors::discovery::announce(
-                funless_actors::discovery::GossipConfig {
-                    group: settings.group,
-                    interface: settings.interface,
-                    cookie: config.cookie.clone(),
-                    node: node.name().to_string(),
-                },
-                config.cluster_listen,
-                config.cluster_port,
-            )
-            .context("starting gossip")?;
-            metrics.attach_gossip(gossip.stats.clone());
-            Some(gossip)
-        }
-        None => None,
-    };
-
+    })?;
     let platform = Platform::new(
         store,
         workers.clone(),
@@ -184,12 +148,56 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         config.activations,
     );
     platform.set_node(node.clone());
-    // Functions' event connectors come back by themselves after a restart.
+
+    // The root is one-for-one, as FunLess's Core: its children do not depend on each other
+    // (the registry follows process groups, not the node's sessions).
+    let mut children = vec![node.child_spec()];
+    if let Some(settings) = config.gossip {
+        children.push(gossip_child(
+            funless_actors::discovery::GossipConfig {
+                group: settings.group,
+                interface: settings.interface,
+                cookie: config.cookie.clone(),
+                node: node.name().to_string(),
+            },
+            config.cluster_listen,
+            config.cluster_port,
+            metrics.clone(),
+        ));
+    }
+    let registry_args = RegistryArgs {
+        workers: workers.clone(),
+        metrics: metrics.clone(),
+        heartbeat_timeout: config.heartbeat_timeout,
+        node: Some(node.clone()),
+    };
+    children.push(ChildSpec::worker(
+        "registry",
+        "worker registry and metrics collector: joins, leaves, statuses, heartbeats",
+        start_actor(move || (Registry, registry_args.clone())),
+    ));
+    children.extend(platform.supervised());
+    children.push(api_child(listener, platform.clone(), config.http));
+    children.extend(config.extra_children);
+    let (supervisor, supervisor_done) = Actor::spawn(
+        None,
+        Supervisor,
+        SupervisorArgs {
+            name: "core".into(),
+            role: "Core node".into(),
+            strategy: Strategy::OneForOne,
+            children,
+            max_restarts: ROOT_MAX_RESTARTS,
+            within: ROOT_WITHIN,
+        },
+    )
+    .await
+    .context("starting the supervision tree")?;
+    platform.set_tree(supervisor.clone(), config.fault_injection);
+    // Functions' event connectors and sinks come back by themselves after a restart.
     if let Err(e) = platform.restore_connectors().await {
         tracing::error!(error = %e, "cannot restore event connectors");
     }
-    let app = funless_api::router_with(Arc::new(platform.clone()), config.http.clone());
-    let server = tokio::spawn(funless_api::serve(listener, app, config.http));
     tracing::info!(%api_addr, cluster = %SocketAddr::new(config.cluster_listen, config.cluster_port), "api listening on {api_addr}");
 
     Ok(CoreHandle {
@@ -199,9 +207,64 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         node,
         supervisor,
         supervisor_done,
-        server,
-        gossip,
     })
+}
+
+/// The HTTP API as a supervised child (`api`): the acceptor. The socket is bound once,
+/// before: every (re)start accepts on the same one, so connections that arrive while the
+/// acceptor restarts wait in the kernel's queue instead of being refused. Each connection is
+/// served by a task of its own, as ranch's connection processes live apart from its acceptor:
+/// a restart of the acceptor leaves open connections and their requests alone.
+fn api_child(
+    listener: std::net::TcpListener,
+    platform: Platform,
+    limits: funless_api::HttpLimits,
+) -> ChildSpec {
+    let listener = Arc::new(listener);
+    // One router and one connection cap for every start: bodies in flight and open
+    // connections stay counted across a restart of the acceptor.
+    let app = funless_api::router_with(Arc::new(platform), limits.clone());
+    let server = funless_api::Server::new(limits);
+    service("api", "HTTP API: accepts connections", move || {
+        let listener = listener.try_clone();
+        let (app, server) = (app.clone(), server.clone());
+        async move {
+            let listener = listener
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(|e| e.to_string())?;
+            server
+                .serve(listener, app)
+                .await
+                .map_err(|e| e.to_string())?;
+            Err("the API acceptor stopped".to_string())
+        }
+    })
+}
+
+/// The gossip announcer as a supervised child (`gossip`).
+fn gossip_child(
+    config: funless_actors::discovery::GossipConfig,
+    listen: IpAddr,
+    port: u16,
+    metrics: Metrics,
+) -> ChildSpec {
+    service(
+        "gossip",
+        "announces the cluster address by encrypted multicast",
+        move || {
+            let started = funless_actors::discovery::announce(config.clone(), listen, port)
+                .map(|gossip| {
+                    metrics.attach_gossip(gossip.stats.clone());
+                    TaskGuard(gossip.task)
+                })
+                .map_err(|e| format!("starting gossip: {e}"));
+            async move {
+                let mut task = started?;
+                (&mut task.0).await.map_err(|e| e.to_string())?;
+                Err("the gossip announcer stopped".to_string())
+            }
+        },
+    )
 }
 
 /// Connections the kernel may queue before the API accepts them. Bursts of a thousand clients
@@ -209,7 +272,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
 /// client a full second before it retries.
 const API_BACKLOG: u32 = 4096;
 
-fn bind_api(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+fn bind_api(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -218,7 +281,9 @@ fn bind_api(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
-    socket.listen(API_BACKLOG)
+    let listener = socket.listen(API_BACKLOG)?.into_std()?;
+    // `into_std` keeps the socket non-blocking, as `from_std` needs it at every restart.
+    Ok(listener)
 }
 
 /// A database URL without its password, for logs.

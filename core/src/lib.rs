@@ -1,12 +1,15 @@
 //! FunLess Core: the API server, the function store, the worker registry and the scheduler.
 //!
-//! Supervision tree of a Core process (one-for-one, restart-limited):
-//! the root [`Supervisor`](funless_actors::supervisor::Supervisor) supervises the worker
-//! [`registry`], the one remotable Core actor. The API serves requests on their own tasks and
-//! reaches workers directly ([`dispatch`]) using the table the registry keeps ([`workers`]).
+//! Supervision tree of a Core process (one-for-one, restart-limited, see [`start`]): the
+//! root [`Supervisor`](funless_actors::supervisor::Supervisor) supervises the cluster node,
+//! gossip, the worker [`registry`] (the one remotable Core actor), the supervisors of the
+//! event connectors ([`events`]) and sinks ([`sinks`]), and the API's acceptor; [`tree`]
+//! shows the live trees. The API serves requests on their own tasks and reaches workers
+//! directly ([`dispatch`]) using the table the registry keeps ([`workers`]).
 #![deny(missing_docs)]
 
 pub mod activations;
+mod children;
 pub mod dispatch;
 pub mod events;
 pub mod http;
@@ -17,9 +20,13 @@ pub mod scheduler;
 pub mod sinks;
 pub mod store;
 pub mod tokens;
+pub mod tree;
 pub mod validate;
 pub mod workers;
 
 mod launch;
 
-pub use launch::{COOKIE_FILE, CoreConfig, CoreHandle, GossipSettings, resolve_cookie, start};
+pub use launch::{
+    COOKIE_FILE, CoreConfig, CoreHandle, GossipSettings, ROOT_MAX_RESTARTS, ROOT_WITHIN,
+    resolve_cookie, start,
+};

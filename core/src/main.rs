@@ -81,6 +81,11 @@ struct Args {
     /// Core announces this interface's address.
     #[arg(long, env = "FUNLESS_GOSSIP_INTERFACE", value_parser = funless_actors::discovery::parse_interface)]
     gossip_interface: Option<funless_actors::discovery::Interface>,
+    /// Obey fault-injection requests (`POST /v1/admin/crash`, admin token): kill a named
+    /// actor of the Core's tree, or of the embedded worker's. For tests and drills; off in
+    /// production.
+    #[arg(long, env = "FUNLESS_FAULT_INJECTION")]
+    fault_injection: bool,
     #[command(flatten)]
     http: funless_core::http::HttpArgs,
 }
@@ -121,6 +126,12 @@ async fn core_main() -> anyhow::Result<()> {
         None => args.cookie,
     };
     let cookie = resolve_cookie(given, &args.data_dir)?;
+    // The embedded worker's tree is a child of the Core's root: one tree, one process.
+    let extra_children = if args.embedded_worker {
+        vec![embedded_worker(args.fault_injection)?]
+    } else {
+        Vec::new()
+    };
     let core = funless_core::start(CoreConfig {
         data_dir: args.data_dir,
         database_url: args.database_url,
@@ -141,46 +152,41 @@ async fn core_main() -> anyhow::Result<()> {
             group: args.gossip_addr,
             interface: args.gossip_interface.clone(),
         }),
+        fault_injection: args.fault_injection,
+        extra_children,
     })
     .await?;
 
-    let embedded = if args.embedded_worker {
-        Some(start_embedded_worker().await?)
-    } else {
-        None
-    };
-
     let mut supervisor_done = core.supervisor_done;
-    let mut server = core.server;
-    let result = tokio::select! {
-        _ = funless_actors::process::shutdown_signal() => { tracing::info!("core stopping"); Ok(()) }
-        _ = &mut supervisor_done => Err(anyhow::anyhow!("the core's supervision tree gave up")),
-        served = &mut server => match served {
-            Ok(Ok(())) => Err(anyhow::anyhow!("the API server stopped")),
-            Ok(Err(e)) => Err(anyhow::anyhow!("the API server failed: {e}")),
-            Err(e) => Err(anyhow::anyhow!("the API server task failed: {e}")),
-        },
-    };
-    drop(embedded);
-    result
+    tokio::select! {
+        _ = funless_actors::process::shutdown_signal() => {
+            tracing::info!("core stopping");
+            core.supervisor.stop(Some("core stopping".into()));
+            Ok(())
+        }
+        _ = &mut supervisor_done => Err(anyhow::anyhow!("the Core's supervision tree gave up (restart intensity exceeded)")),
+    }
 }
 
 #[cfg(feature = "embedded-worker")]
-async fn start_embedded_worker() -> anyhow::Result<funless_worker::WorkerHandle> {
-    let worker = funless_worker::start(
+fn embedded_worker(fault_injection: bool) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
+    let runtime = std::sync::Arc::new(funless_worker::Runtime::new(
         funless_worker::RuntimeConfig {
             name: "embedded".into(),
             compiler: funless_worker::Compiler::child_of_this_program(),
             ..funless_worker::RuntimeConfig::default()
         },
-        std::time::Duration::from_secs(1),
-    )
-    .await?;
-    tracing::info!("embedded worker started");
-    Ok(worker)
+    )?);
+    Ok(funless_worker::tree(
+        runtime,
+        funless_worker::WorkerOptions {
+            fault_injection,
+            ..funless_worker::WorkerOptions::reporting_every(std::time::Duration::from_secs(1))
+        },
+    ))
 }
 
 #[cfg(not(feature = "embedded-worker"))]
-async fn start_embedded_worker() -> anyhow::Result<()> {
+fn embedded_worker(_: bool) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
     anyhow::bail!("this build has no embedded worker (feature `embedded-worker` is off)")
 }

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use funless_actors::protocol::{CacheReply, FunctionId, InvokeError};
 use funless_api::types::{
-    Abi, ActivationInfo, AppScriptInfo, BroadcastReport, ConnectorInfo, CreatedSubject,
-    DEFAULT_CAPACITY_BYTES, DEFAULT_TIMEOUT_MS, FunctionCreated, FunctionInfo, FunctionMetadata,
-    ModuleInfo, Named, NodeConnected, WorkerFailure, WorkerInfo,
+    Abi, ActivationInfo, AppScriptInfo, BroadcastReport, ClusterTree, ConnectorInfo, Crashed,
+    CreatedSubject, DEFAULT_CAPACITY_BYTES, DEFAULT_TIMEOUT_MS, FunctionCreated, FunctionInfo,
+    FunctionMetadata, ModuleInfo, Named, NodeConnected, WorkerFailure, WorkerInfo,
 };
 use funless_api::{ApiError, ApiResult, Backend, FunctionUpload, Invocation, Subject};
 use sha2::{Digest, Sha256};
@@ -66,6 +66,11 @@ struct Inner {
     sinks: Sinks,
     /// The Core's cluster node, for connecting to nodes by hand (set once it runs).
     node: std::sync::OnceLock<funless_actors::node::Node>,
+    /// The Core's root supervisor and whether it obeys crash requests (set once it runs).
+    tree: std::sync::OnceLock<(
+        ractor::ActorRef<funless_actors::supervisor::SupervisorMessage>,
+        bool,
+    )>,
 }
 
 /// A function's stored sinks (none when they no longer parse, which is logged).
@@ -233,8 +238,38 @@ impl Platform {
                 connectors: Connectors::default(),
                 sinks: Sinks::default(),
                 node: std::sync::OnceLock::new(),
+                tree: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// The Core's root supervisor (the live tree's root) and whether fault injection is on.
+    pub fn set_tree(
+        &self,
+        root: ractor::ActorRef<funless_actors::supervisor::SupervisorMessage>,
+        fault_injection: bool,
+    ) {
+        let _ = self.inner.tree.set((root, fault_injection));
+    }
+
+    /// The supervisors of the function's event connectors and sinks, children of the root.
+    pub fn supervised(&self) -> Vec<funless_actors::supervisor::ChildSpec> {
+        vec![
+            self.inner.connectors.child_spec(),
+            self.inner.sinks.child_spec(),
+        ]
+    }
+
+    fn root(
+        &self,
+    ) -> ApiResult<&(
+        ractor::ActorRef<funless_actors::supervisor::SupervisorMessage>,
+        bool,
+    )> {
+        self.inner
+            .tree
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("the supervision tree is not running".into()))
     }
 
     /// The cluster node that `POST /v1/admin/nodes` connects from.
@@ -726,6 +761,9 @@ impl Platform {
             DispatchError::Invoke(e @ InvokeError::BadOutput { .. }) => {
                 function_failed("bad_output", e.to_string())
             }
+            DispatchError::Invoke(e @ InvokeError::Crashed { .. }) => {
+                (ApiError::Crashed(e.to_string()), "crashed")
+            }
             DispatchError::Invoke(e) => (ApiError::Internal(e.to_string()), "worker_error"),
             e @ DispatchError::Timeout { .. } => (ApiError::Timeout(e.to_string()), "no_answer"),
             e @ DispatchError::WorkerLost { .. } => {
@@ -1169,6 +1207,16 @@ impl Backend for Platform {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
         Ok(())
+    }
+
+    async fn tree(&self) -> ApiResult<ClusterTree> {
+        let (root, _) = self.root()?;
+        crate::tree::gather(root, &self.inner.workers).await
+    }
+
+    async fn crash(&self, node: Option<&str>, path: &str) -> ApiResult<Crashed> {
+        let (root, fault_injection) = self.root()?;
+        crate::tree::crash(root, *fault_injection, &self.inner.workers, node, path).await
     }
 
     fn metrics_text(&self) -> String {

@@ -1,20 +1,31 @@
-//! The worker registry: follows the workers' process group (joins and leaves arrive as events,
-//! also when a worker's node disconnects) and takes in the statuses workers push. It writes the
-//! shared [`Workers`] table; nothing on the invocation path waits on this actor.
+//! The worker registry and metrics collector: follows the workers' process group (joins and
+//! leaves arrive as events, also when a worker's node disconnects), takes in the statuses
+//! workers push and declares silent workers lost. It writes the shared [`Workers`] table;
+//! nothing on the invocation path waits on this actor.
+//!
+//! Its helpers are tasks it owns (kept in its state, so they end with it however it ends):
+//! the heartbeat check, the node-event watch, and one status request per joining worker,
+//! retried until the worker answers or leaves.
 
 use std::time::Duration;
 
 use funless_actors::protocol::{CoreMessage, WorkerMessage};
+use funless_actors::supervisor::TaskGuard;
 use funless_actors::{CORE_GROUP, WORKER_GROUP, Wire};
 use ractor::pg::GroupChangeMessage;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
 use crate::workers::Workers;
 
-/// How long a joining worker has to answer its first status request.
+/// How long a joining worker has to answer one status request.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between status requests to a joining worker that did not answer, growing to
+/// [`STATUS_RETRY_MAX`].
+const STATUS_RETRY_START: Duration = Duration::from_millis(200);
+const STATUS_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Default time without a status after which a worker is declared lost. Workers report every
 /// second by default, so this allows two missed reports and a slow one.
@@ -33,13 +44,18 @@ pub struct RegistryArgs {
     pub metrics: Metrics,
     /// Silence after which a worker is declared lost.
     pub heartbeat_timeout: Duration,
+    /// The cluster node, whose disconnections end a worker's entries at once.
+    pub node: Option<funless_actors::node::Node>,
 }
 
-/// The registry's state: its arguments and the heartbeat checker it owns.
+/// The registry's state: its arguments and the tasks it owns.
 #[derive(Debug)]
 pub struct RegistryState {
     args: RegistryArgs,
-    checker: tokio::task::JoinHandle<()>,
+    _checker: TaskGuard,
+    _node_watch: Option<TaskGuard>,
+    /// Status requests to joining workers; dropping the set aborts them.
+    asking: JoinSet<()>,
 }
 
 impl std::ops::Deref for RegistryState {
@@ -61,24 +77,37 @@ impl Actor for Registry {
     ) -> Result<Self::State, ActorProcessingErr> {
         ractor::pg::join(CORE_GROUP.to_string(), vec![myself.get_cell()]);
         ractor::pg::monitor(WORKER_GROUP.to_string(), myself.get_cell());
-        // After a restart the table is rebuilt from the group's current members.
-        for cell in ractor::pg::get_members(&WORKER_GROUP.to_string()) {
-            admit(&args, cell);
-        }
-        let checker = tokio::spawn(check_heartbeats(
+        args.workers.set_comeback(args.heartbeat_timeout);
+        let checker = TaskGuard(tokio::spawn(check_heartbeats(
             args.workers.clone(),
             args.metrics.clone(),
             args.heartbeat_timeout,
-        ));
-        Ok(RegistryState { args, checker })
+        )));
+        let node_watch = args.node.as_ref().map(|node| {
+            TaskGuard(tokio::spawn(watch_disconnections(
+                node.events(),
+                args.workers.clone(),
+                args.metrics.clone(),
+            )))
+        });
+        let mut state = RegistryState {
+            args,
+            _checker: checker,
+            _node_watch: node_watch,
+            asking: JoinSet::new(),
+        };
+        // After a restart the table is rebuilt from the group's current members.
+        for cell in ractor::pg::get_members(&WORKER_GROUP.to_string()) {
+            admit(&mut state, cell);
+        }
+        Ok(state)
     }
 
     async fn post_stop(
         &self,
         myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
+        _state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.checker.abort();
         ractor::pg::demonitor(WORKER_GROUP.to_string(), myself.get_id());
         ractor::pg::leave(CORE_GROUP.to_string(), vec![myself.get_cell()]);
         Ok(())
@@ -113,14 +142,21 @@ impl Actor for Registry {
                     for cell in cells {
                         admit(state, cell);
                     }
+                    // Reap the finished status requests.
+                    while state.asking.try_join_next().is_some() {}
                 }
                 GroupChangeMessage::Leave(_, group, cells) if group == WORKER_GROUP => {
                     for cell in cells {
-                        if let Some(entry) = state.workers.leave(cell.get_id()) {
-                            if entry.lost_since.is_none() {
-                                state.metrics.worker_lost();
+                        match state.workers.gateway_left(cell.get_id()) {
+                            Some(entry) => {
+                                if entry.lost_since.is_none() {
+                                    state.metrics.worker_lost();
+                                }
+                                tracing::warn!(worker = %entry.name(), "worker left");
                             }
-                            tracing::warn!(worker = %entry.name(), "worker left");
+                            None => {
+                                tracing::info!(gateway = %cell.get_id(), "a worker's gateway left; waiting for its supervisor to restart it");
+                            }
                         }
                     }
                     state.metrics.set_workers(state.workers.live().len());
@@ -150,27 +186,66 @@ async fn check_heartbeats(workers: Workers, metrics: Metrics, timeout: Duration)
     }
 }
 
-/// Adds a worker and asks for its first status in the background.
-fn admit(state: &RegistryArgs, cell: ActorCell) {
+/// Ends the entries of worker nodes whose cluster session closed, at once (a gateway that
+/// leaves while its node stays is being restarted, and keeps its entry for a while).
+async fn watch_disconnections(
+    mut events: tokio::sync::broadcast::Receiver<funless_actors::node::NodeEvent>,
+    workers: Workers,
+    metrics: Metrics,
+) {
+    use funless_actors::node::NodeEvent;
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(NodeEvent::Disconnected {
+                name: Some(name),
+                authenticated: true,
+                ..
+            }) => {
+                for entry in workers.node_down(&name) {
+                    if entry.lost_since.is_none() {
+                        metrics.worker_lost();
+                    }
+                    tracing::warn!(worker = %entry.name(), "worker left: its node disconnected");
+                }
+                metrics.set_workers(workers.live().len());
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Adds a worker and asks for its first status in the background, again and again until it
+/// answers (it is `joining` until then) or leaves.
+fn admit(state: &mut RegistryState, cell: ActorCell) {
     let actor: ActorRef<WorkerMessage> = cell.into();
     state.workers.join(actor.clone());
     state.metrics.set_workers(state.workers.live().len());
     let workers = state.workers.clone();
-    tokio::spawn(async move {
+    state.asking.spawn(async move {
         let id = actor.get_id();
-        match actor
-            .call(WorkerMessage::Status, Some(STATUS_TIMEOUT))
-            .await
-        {
-            Ok(CallResult::Success(status)) => match Wire::into_inner(status) {
-                Ok(status) => {
-                    tracing::info!(worker = %status.name, %id, memory_free = status.memory_free, "worker joined");
-                    workers.set_status(id, status);
-                }
-                Err(e) => tracing::error!(%id, error = %e, "worker answered an undecodable status"),
-            },
-            Ok(_) => tracing::warn!(%id, "worker did not answer its status request in time"),
-            Err(e) => tracing::warn!(%id, error = %e, "cannot ask a joining worker for its status"),
+        let mut pause = STATUS_RETRY_START;
+        while workers.contains(id) {
+            match actor
+                .call(WorkerMessage::Status, Some(STATUS_TIMEOUT))
+                .await
+            {
+                Ok(CallResult::Success(status)) => match Wire::into_inner(status) {
+                    Ok(status) => {
+                        tracing::info!(worker = %status.name, %id, memory_free = status.memory_free, "worker joined");
+                        workers.set_status(id, status);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(%id, error = %e, "worker answered an undecodable status")
+                    }
+                },
+                Ok(_) => tracing::warn!(%id, retry_in = ?pause, "worker did not answer its status request in time; asking again"),
+                Err(e) => tracing::warn!(%id, error = %e, retry_in = ?pause, "cannot ask a joining worker for its status; asking again"),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(STATUS_RETRY_MAX);
         }
     });
 }

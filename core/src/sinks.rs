@@ -2,24 +2,34 @@
 //! `sinks` field: `[{"type": "couchdb", "params": {"url", "username", "password"}}]`, plus a
 //! generic `webhook`).
 //!
-//! Delivery never blocks an invocation: the result is queued (bounded: [`QUEUE`] per sink,
-//! beyond which results are dropped and counted) and a task per sink POSTs the queued results
-//! in order. A failed delivery is retried with exponential backoff (200 ms doubling to 30 s)
-//! until it succeeds, so a sink that is down receives everything once it is back; a sink
-//! answering 4xx other than 408/429 refuses the document, which is counted and skipped.
+//! Delivery never blocks an invocation: the result is queued (bounded: [`QUEUE`] results and
+//! [`QUEUE_BYTES`] per sink, beyond which results are dropped and counted) and a deliverer per
+//! sink POSTs the queued results in order. A failed delivery is retried with exponential
+//! backoff (200 ms doubling to 30 s) until it succeeds, so a sink that is down receives
+//! everything once it is back; a sink answering 4xx other than 408/429 refuses the document,
+//! which is counted and skipped.
+//!
+//! Each deliverer is a supervised actor (a child of the Core's `sinks` supervisor). The queue
+//! is not its state but shared with it, and a result leaves the queue only once delivered
+//! (or refused): a deliverer that crashes mid-delivery is restarted and sends that result
+//! again, so nothing queued is lost (a result may arrive twice, never zero times).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use funless_actors::supervisor::{ChildSpec, service};
 use funless_api::types::SinkInfo;
 use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
+
+use crate::children::DynamicChildren;
 
 /// Results queued per sink before new ones are dropped.
 pub const QUEUE: usize = 10_000;
+/// Bytes of results queued per sink before new ones are dropped.
+pub const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,17 +92,56 @@ struct Counters {
     last_error: Mutex<Option<String>>,
 }
 
-struct Running {
-    sink: Sink,
-    queue: mpsc::Sender<String>,
-    counters: Arc<Counters>,
-    task: JoinHandle<()>,
+/// A sink's queue: results wait here, in order, until delivered.
+#[derive(Default)]
+struct Queue {
+    items: Mutex<VecDeque<String>>,
+    bytes: AtomicUsize,
+    ready: Notify,
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.task.abort();
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Adds a result unless the queue is full (by count or bytes).
+    fn push(&self, document: &str) -> bool {
+        let mut items = self.lock();
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        if items.len() >= QUEUE || bytes + document.len() > QUEUE_BYTES {
+            return false;
+        }
+        self.bytes.fetch_add(document.len(), Ordering::Relaxed);
+        items.push_back(document.to_string());
+        drop(items);
+        self.ready.notify_one();
+        true
+    }
+
+    /// The oldest result, left in the queue (waits for one).
+    async fn front(&self) -> String {
+        loop {
+            let notified = self.ready.notified();
+            if let Some(first) = self.lock().front() {
+                return first.clone();
+            }
+            notified.await;
+        }
+    }
+
+    /// Removes the oldest result, once it is delivered or refused.
+    fn pop(&self) {
+        if let Some(done) = self.lock().pop_front() {
+            self.bytes.fetch_sub(done.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+struct Running {
+    sink: Sink,
+    queue: Arc<Queue>,
+    counters: Arc<Counters>,
 }
 
 /// Totals over every sink, for the metrics.
@@ -110,6 +159,7 @@ pub struct Totals {
 pub struct Sinks {
     http: reqwest::Client,
     running: RwLock<HashMap<(String, String), Vec<Running>>>,
+    children: Arc<DynamicChildren>,
 }
 
 impl std::fmt::Debug for Sinks {
@@ -126,42 +176,62 @@ impl Default for Sinks {
                 .build()
                 .unwrap_or_default(),
             running: RwLock::default(),
+            children: DynamicChildren::new(
+                "sinks",
+                "sink deliverers: one actor per function sink, draining its queue in order",
+            ),
         }
     }
 }
 
 impl Sinks {
+    /// The `sinks` supervisor, as a child of the Core's root.
+    pub fn child_spec(&self) -> ChildSpec {
+        self.children.child_spec()
+    }
+
     /// Replaces a function's sinks (none: stops them; results still queued are dropped).
     pub fn set(&self, module: &str, name: &str, sinks: Vec<Sink>) {
         let key = (module.to_string(), name.to_string());
-        let started: Vec<Running> = sinks
-            .into_iter()
-            .map(|sink| {
-                let (queue, rx) = mpsc::channel(QUEUE);
-                let counters = Arc::new(Counters::default());
-                let task = tokio::spawn(deliver(
+        let prefix = format!("{module}.{name}.");
+        self.children.remove(&prefix);
+        let mut started = Vec::with_capacity(sinks.len());
+        for (i, sink) in sinks.into_iter().enumerate() {
+            let queue = Arc::new(Queue::default());
+            let counters = Arc::new(Counters::default());
+            let job = {
+                let (http, sink, queue, counters) = (
                     self.http.clone(),
                     sink.clone(),
-                    rx,
+                    queue.clone(),
                     counters.clone(),
-                ));
-                Running {
-                    sink,
-                    queue,
-                    counters,
-                    task,
+                );
+                move || {
+                    let (http, sink, queue, counters) =
+                        (http.clone(), sink.clone(), queue.clone(), counters.clone());
+                    async move {
+                        deliver(http, sink, queue, counters).await;
+                        Ok(())
+                    }
                 }
-            })
-            .collect();
-        let old = {
-            let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
-            if started.is_empty() {
-                running.remove(&key)
-            } else {
-                running.insert(key, started)
-            }
-        };
-        drop(old);
+            };
+            self.children.put(service(
+                format!("{prefix}{i}"),
+                format!("{} sink {}", sink.kind, sink.url),
+                job,
+            ));
+            started.push(Running {
+                sink,
+                queue,
+                counters,
+            });
+        }
+        let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
+        if started.is_empty() {
+            running.remove(&key);
+        } else {
+            running.insert(key, started);
+        }
     }
 
     /// Stops a function's sinks.
@@ -171,6 +241,7 @@ impl Sinks {
 
     /// Stops the sinks of every function of a module.
     pub fn remove_module(&self, module: &str) {
+        self.children.remove(&format!("{module}."));
         let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
         running.retain(|(m, _), _| m != module);
     }
@@ -186,14 +257,11 @@ impl Sinks {
             return;
         };
         for sink in list {
-            match sink.queue.try_send(output_json.to_string()) {
-                Ok(()) => {
-                    sink.counters.queued.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    sink.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(sink = %sink.sink.url, "sink queue full: result dropped");
-                }
+            if sink.queue.push(output_json) {
+                sink.counters.queued.fetch_add(1, Ordering::Relaxed);
+            } else {
+                sink.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sink = %sink.sink.url, "sink queue full: result dropped");
             }
         }
     }
@@ -247,14 +315,11 @@ impl Sinks {
     }
 }
 
-/// Posts each queued result in order, retrying each until the sink takes it.
-async fn deliver(
-    http: reqwest::Client,
-    sink: Sink,
-    mut queue: mpsc::Receiver<String>,
-    counters: Arc<Counters>,
-) {
-    while let Some(document) = queue.recv().await {
+/// Posts each queued result in order, retrying each until the sink takes it; a result leaves
+/// the queue only then. Runs until its actor stops.
+async fn deliver(http: reqwest::Client, sink: Sink, queue: Arc<Queue>, counters: Arc<Counters>) {
+    loop {
+        let document = queue.front().await;
         let mut backoff = BACKOFF_START;
         loop {
             let mut request = http
@@ -266,6 +331,7 @@ async fn deliver(
             }
             let error = match request.send().await {
                 Ok(response) if response.status().is_success() => {
+                    queue.pop();
                     counters.delivered.fetch_add(1, Ordering::Relaxed);
                     *counters
                         .last_error
@@ -279,6 +345,7 @@ async fn deliver(
                         && status != reqwest::StatusCode::REQUEST_TIMEOUT
                         && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
                     if permanent {
+                        queue.pop();
                         counters.refused.fetch_add(1, Ordering::Relaxed);
                         let why = format!("{} refused a result: {status}", sink.url);
                         tracing::warn!(%why, "sink refused a result; skipped");

@@ -32,6 +32,9 @@ pub struct WorkerEntry {
     pub seen: Instant,
     /// When it was declared lost, if it is.
     pub lost_since: Option<Instant>,
+    /// When its gateway left while its node stayed (the worker's supervisor is restarting
+    /// it): no new work, calls in flight go on, and the new gateway takes the entry over.
+    pub restarting_since: Option<Instant>,
     /// Invocations this Core has in flight on it (exact, unlike the pushed figure).
     pub dispatched: Arc<AtomicU64>,
     /// Set to true when the worker is lost; leases watch it.
@@ -46,6 +49,7 @@ impl WorkerEntry {
             cached: Arc::default(),
             seen: Instant::now(),
             lost_since: None,
+            restarting_since: None,
             dispatched: Arc::new(AtomicU64::new(0)),
             lost: Arc::new(watch::channel(false).0),
         }
@@ -59,12 +63,14 @@ impl WorkerEntry {
             .unwrap_or_else(|| format!("{}", self.actor.get_id()))
     }
 
-    /// `ready`, `joining` (no status yet) or `lost`.
+    /// `ready`, `joining` (no status yet), `restarting` (its gateway is being restarted) or
+    /// `lost`.
     pub fn state(&self) -> &'static str {
-        match (&self.status, self.lost_since) {
-            (_, Some(_)) => "lost",
-            (None, None) => "joining",
-            (Some(_), None) => "ready",
+        match (&self.status, self.lost_since, self.restarting_since) {
+            (_, Some(_), _) => "lost",
+            (_, None, Some(_)) => "restarting",
+            (None, None, None) => "joining",
+            (Some(_), None, None) => "ready",
         }
     }
 
@@ -168,14 +174,64 @@ pub struct Need<'a> {
 pub struct Workers {
     inner: Arc<RwLock<HashMap<ActorId, WorkerEntry>>>,
     turn: Arc<AtomicU64>,
+    /// Bumped on every change that may let a waiting invocation find a worker.
+    changes: Arc<watch::Sender<u64>>,
+    /// When a worker last left or was lost, and how long one is expected back after that.
+    departed: Arc<std::sync::Mutex<Option<Instant>>>,
+    comeback: Arc<std::sync::Mutex<Duration>>,
 }
 
 impl Workers {
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Resolves at the next change of the table that may make a worker available.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// How long after a worker leaves an invocation that finds no worker waits for one to
+    /// come back (the heartbeat time-out: a worker whose session broke redials within it).
+    pub fn set_comeback(&self, within: Duration) {
+        *self.comeback.lock().unwrap_or_else(|p| p.into_inner()) = within;
+    }
+
+    fn departure(&self) {
+        *self.departed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// Until when an invocation that finds no worker may wait for one: while some worker is
+    /// joining (no status yet) or restarting its gateway, or within the come-back time after
+    /// one left. `None`: nothing is expected, answer at once.
+    pub fn expected_until(&self) -> Option<Instant> {
+        let comeback = *self.comeback.lock().unwrap_or_else(|p| p.into_inner());
+        let coming = {
+            let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            map.values().any(|e| {
+                e.lost_since.is_none() && (e.status.is_none() || e.restarting_since.is_some())
+            })
+        };
+        if coming {
+            return Some(Instant::now() + comeback);
+        }
+        let departed = *self.departed.lock().unwrap_or_else(|p| p.into_inner());
+        departed
+            .map(|t| t + comeback)
+            .filter(|until| *until > Instant::now())
+    }
+
     /// Adds a worker that just joined (status unknown yet).
     pub fn join(&self, actor: ActorRef<WorkerMessage>) {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
         map.entry(actor.get_id())
             .or_insert_with(|| WorkerEntry::new(actor));
+    }
+
+    /// Whether the table holds this gateway.
+    pub fn contains(&self, id: ActorId) -> bool {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        map.contains_key(&id)
     }
 
     /// Removes a worker (its node left); in-flight invocations on it are told at once. The
@@ -185,29 +241,108 @@ impl Workers {
         let entry = map.remove(&id)?;
         // Tell its leases; `lost_since` keeps saying whether the heartbeat had noticed first.
         entry.lost.send_replace(true);
+        drop(map);
+        self.departure();
         Some(entry)
     }
 
-    /// Records a status answered by the worker with this id.
+    /// A worker's gateway left the group. When its node is still there (a remote gateway
+    /// whose node has not disconnected, or a local one), its supervisor is restarting it: the
+    /// entry stays, marked `restarting`, its calls in flight go on, and the next gateway of
+    /// the same worker takes it over ([`Workers::set_status`]). A gateway that never reported
+    /// leaves at once. Returns the entry when it was removed.
+    pub fn gateway_left(&self, id: ActorId) -> Option<WorkerEntry> {
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(&id) {
+            Some(entry) if entry.status.is_some() && entry.lost_since.is_none() => {
+                entry.restarting_since = Some(Instant::now());
+                None
+            }
+            Some(_) => {
+                let entry = map.remove(&id)?;
+                entry.lost.send_replace(true);
+                drop(map);
+                self.departure();
+                Some(entry)
+            }
+            None => None,
+        }
+    }
+
+    /// The worker node `name` disconnected: its entries leave and their calls in flight are
+    /// told at once. Returns the entries removed.
+    pub fn node_down(&self, name: &str) -> Vec<WorkerEntry> {
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let ids: Vec<ActorId> = map
+            .iter()
+            .filter(|(_, e)| e.status.as_ref().is_some_and(|s| s.name == name))
+            .map(|(id, _)| *id)
+            .collect();
+        let removed: Vec<WorkerEntry> = ids
+            .into_iter()
+            .filter_map(|id| map.remove(&id))
+            .inspect(|entry| {
+                entry.lost.send_replace(true);
+            })
+            .collect();
+        drop(map);
+        if !removed.is_empty() {
+            self.departure();
+        }
+        removed
+    }
+
+    /// Records a status answered by the worker with this id. The first status of a new
+    /// gateway takes over an older entry of the same worker (a restarted gateway): its calls
+    /// in flight and their loss signal move to the new entry.
     pub fn set_status(&self, id: ActorId, status: WorkerStatus) {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let first = map.get(&id).is_some_and(|e| e.status.is_none());
+        if first {
+            let older: Vec<ActorId> = map
+                .iter()
+                .filter(|(other, e)| {
+                    **other != id && e.status.as_ref().is_some_and(|s| s.name == status.name)
+                })
+                .map(|(other, _)| *other)
+                .collect();
+            for other in older {
+                if let Some(old) = map.remove(&other)
+                    && let Some(entry) = map.get_mut(&id)
+                {
+                    if old.lost_since.is_none() {
+                        entry.dispatched = old.dispatched;
+                        entry.lost = old.lost;
+                    } else {
+                        old.lost.send_replace(true);
+                    }
+                    tracing::info!(worker = %status.name, "worker's restarted gateway took over");
+                }
+            }
+        }
         if let Some(entry) = map.get_mut(&id)
             && entry.record(status)
         {
             tracing::info!(worker = %entry.name(), "lost worker is back");
         }
+        drop(map);
+        self.changed();
     }
 
     /// Records a pushed status, matched by worker name; false when no such worker is known.
     pub fn update_by_name(&self, status: WorkerStatus) -> bool {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        // A restarting entry and the new gateway's entry may share the name: the new one.
         let entry = map
             .values_mut()
-            .find(|e| e.status.as_ref().is_some_and(|s| s.name == status.name));
+            .filter(|e| e.status.as_ref().is_some_and(|s| s.name == status.name))
+            .min_by_key(|e| e.restarting_since.is_some());
         match entry {
             Some(entry) => {
                 if entry.record(status) {
                     tracing::info!(worker = %entry.name(), "lost worker is back");
+                    drop(map);
+                    self.changed();
                 }
                 true
             }
@@ -215,17 +350,40 @@ impl Workers {
         }
     }
 
-    /// Declares lost every ready worker not heard from within `timeout`; returns their names.
+    /// Declares lost every ready worker not heard from within `timeout`, and every restarting
+    /// one whose new gateway did not come within it; returns their names.
     pub fn expire(&self, timeout: Duration) -> Vec<String> {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        map.values_mut()
-            .filter(|e| e.lost_since.is_none() && now.duration_since(e.seen) > timeout)
-            .map(|e| {
-                e.mark_lost();
-                e.name()
+        let stuck: Vec<ActorId> = map
+            .iter()
+            .filter(|(_, e)| {
+                e.restarting_since
+                    .is_some_and(|t| now.duration_since(t) > timeout)
             })
-            .collect()
+            .map(|(id, _)| *id)
+            .collect();
+        let mut names: Vec<String> = stuck
+            .into_iter()
+            .filter_map(|id| map.remove(&id))
+            .map(|entry| {
+                entry.lost.send_replace(true);
+                entry.name()
+            })
+            .collect();
+        names.extend(
+            map.values_mut()
+                .filter(|e| e.lost_since.is_none() && now.duration_since(e.seen) > timeout)
+                .map(|e| {
+                    e.mark_lost();
+                    e.name()
+                }),
+        );
+        drop(map);
+        if !names.is_empty() {
+            self.departure();
+        }
+        names
     }
 
     /// Every worker.
@@ -262,7 +420,9 @@ impl Workers {
         let mut full = 0;
         let candidates: Vec<Candidate<'_, ActorId>> = map
             .iter()
-            .filter(|(id, e)| e.lost_since.is_none() && !exclude.contains(id))
+            .filter(|(id, e)| {
+                e.lost_since.is_none() && e.restarting_since.is_none() && !exclude.contains(id)
+            })
             // A worker whose slots are all taken would refuse the call: never send it one.
             .filter(|(_, e)| {
                 let is_full = e.full();

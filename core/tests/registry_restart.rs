@@ -66,6 +66,8 @@ async fn a_crashed_registry_is_restarted_and_the_core_keeps_serving() {
         activations: Default::default(),
         http: Default::default(),
         gossip: None,
+        fault_injection: false,
+        extra_children: Vec::new(),
     })
     .await
     .unwrap();

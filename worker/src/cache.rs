@@ -171,6 +171,15 @@ impl CodeCache {
         removed
     }
 
+    /// Drops every entry (the table's owner ended); returns how many there were.
+    pub(crate) fn clear(&self) -> usize {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let n = entries.map.len();
+        entries.map.clear();
+        entries.bytes = 0;
+        n
+    }
+
     /// Hashes held, most recently used first.
     pub(crate) fn hashes(&self) -> Vec<String> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());

@@ -1,76 +1,180 @@
 //! The worker's gateway: its one remotable actor, member of [`WORKER_GROUP`].
 //!
-//! The gateway only dispatches: every invocation and every compile runs in its own task, so no
-//! request ever waits in this mailbox behind another one's work.
+//! The gateway only dispatches: every invocation and every compile runs in its own
+//! short-lived [`Invoker`](crate::invoker::Invoker) actor under the invocation supervisor, so
+//! no request ever waits in this mailbox behind another one's work, and a crashed run is
+//! answered by that supervisor at once.
 
 use std::sync::Arc;
 
-use funless_actors::protocol::{CacheReply, InvokeError, InvokeReply, WorkerMessage};
+use funless_actors::protocol::{CacheReply, InvokeError, InvokeReply, TreeNode, WorkerMessage};
+use funless_actors::supervisor::{SupervisorMessage, path_exists};
 use funless_actors::{WORKER_GROUP, Wire};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use crate::invoker::{InvocationsHandle, InvocationsSlot};
 use crate::runtime::Runtime;
 
-/// The gateway actor; its state is the shared [`Runtime`].
+/// How long the gateway waits for its tree's description.
+const DESCRIBE_TIMEOUT_MS: u64 = 3000;
+
+/// The gateway actor.
 #[derive(Debug)]
 pub struct Gateway;
 
+/// How the gateway starts.
+#[derive(Clone)]
+pub struct GatewayArgs {
+    /// The runtime shared by every incarnation.
+    pub runtime: Arc<Runtime>,
+    /// Where the current invocation supervisor is published.
+    pub(crate) invocations: InvocationsSlot,
+    /// Whether [`WorkerMessage::Crash`] is obeyed.
+    pub fault_injection: bool,
+}
+
+/// The gateway's state.
+pub struct GatewayState {
+    runtime: Arc<Runtime>,
+    invocations: InvocationsSlot,
+    fault_injection: bool,
+}
+
+impl GatewayState {
+    /// The invocation supervisor running now (read per request: it may have been restarted
+    /// since the gateway started; a read lock, never a mailbox).
+    fn invocations(&self) -> Option<InvocationsHandle> {
+        self.invocations
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 impl Actor for Gateway {
     type Msg = WorkerMessage;
-    type State = Arc<Runtime>;
-    type Arguments = Arc<Runtime>;
+    type State = GatewayState;
+    type Arguments = GatewayArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        runtime: Arc<Runtime>,
+        args: GatewayArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         ractor::pg::join(WORKER_GROUP.to_string(), vec![myself.get_cell()]);
-        tracing::info!(worker = %runtime.name(), "worker gateway ready");
-        Ok(runtime)
+        tracing::info!(worker = %args.runtime.name(), "worker gateway ready");
+        Ok(GatewayState {
+            runtime: args.runtime,
+            invocations: args.invocations,
+            fault_injection: args.fault_injection,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        ractor::pg::leave(WORKER_GROUP.to_string(), vec![myself.get_cell()]);
+        Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        runtime: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            WorkerMessage::Invoke(request, reply) => {
-                let runtime = runtime.clone();
-                tokio::spawn(async move {
-                    let answer = match request.into_inner() {
-                        Ok(request) => runtime.invoke(request).await,
-                        Err(e) => InvokeReply::Failed(InvokeError::Worker {
-                            message: e.to_string(),
-                        }),
-                    };
-                    // The caller may have given up (time-out); nothing to do then.
-                    let _ = reply.send(Wire::new(answer));
-                });
-            }
-            WorkerMessage::Cache(push, reply) => {
-                let runtime = runtime.clone();
-                tokio::spawn(async move {
-                    let answer = match push.into_inner() {
-                        Ok(push) => runtime.cache_code(push).await,
-                        Err(e) => CacheReply::Failed {
-                            reason: e.to_string(),
-                        },
-                    };
-                    let _ = reply.send(Wire::new(answer));
-                });
-            }
+            WorkerMessage::Invoke(request, reply) => match state.invocations() {
+                Some(invocations) => {
+                    invocations
+                        .invoke(state.runtime.clone(), request, reply)
+                        .await;
+                }
+                None => {
+                    let _ = reply.send(Wire::new(InvokeReply::Failed(InvokeError::Crashed {
+                        message: "the worker's invocation supervisor is restarting".into(),
+                    })));
+                }
+            },
+            WorkerMessage::Cache(push, reply) => match state.invocations() {
+                Some(invocations) => {
+                    invocations.cache(state.runtime.clone(), push, reply).await;
+                }
+                None => {
+                    let _ = reply.send(Wire::new(CacheReply::Failed {
+                        reason: "the worker's invocation supervisor is restarting".into(),
+                    }));
+                }
+            },
             WorkerMessage::Evict(evict) => {
                 if let Ok(evict) = evict.into_inner() {
-                    runtime.evict(&evict.hashes);
+                    state.runtime.evict_through_owner(evict.hashes);
                 }
             }
             WorkerMessage::Status(reply) => {
-                let _ = reply.send(Wire::new(runtime.status()));
+                let _ = reply.send(Wire::new(state.runtime.status()));
+            }
+            WorkerMessage::Tree(reply) => {
+                let tree = describe_root(myself.get_cell()).await;
+                let _ = reply.send(Wire::new(tree));
+            }
+            WorkerMessage::Crash(path, reply) => {
+                let answer = match path.into_inner() {
+                    Ok(path) if state.fault_injection => crash(myself.get_cell(), path).await,
+                    Ok(_) => Err(
+                        "fault injection is off on this worker (start it with --fault-injection)"
+                            .into(),
+                    ),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(Wire::new(answer));
             }
         }
         Ok(())
     }
+}
+
+/// The root of the worker's tree: the gateway's supervisor (in the single-process mode that
+/// root is itself a child of the Core's).
+fn root_of(cell: ActorCell) -> ActorRef<SupervisorMessage> {
+    cell.try_get_supervisor().unwrap_or(cell).into()
+}
+
+/// The worker's whole tree, described by its root supervisor.
+async fn describe_root(me: ActorCell) -> TreeNode {
+    let root = root_of(me);
+    match ractor::call_t!(root, SupervisorMessage::Describe, DESCRIBE_TIMEOUT_MS) {
+        Ok(tree) => tree,
+        Err(e) => TreeNode {
+            name: "worker".into(),
+            role: format!("cannot describe the tree: {e}"),
+            kind: "supervisor".into(),
+            strategy: None,
+            restart: "permanent".into(),
+            state: "unknown".into(),
+            restarts: 0,
+            uptime_ms: 0,
+            linked: 0,
+            children: Vec::new(),
+        },
+    }
+}
+
+/// Checks the path against the live tree, answers, then has the root kill the actor: the
+/// gateway itself may be the target, and a killed gateway could not answer afterwards.
+async fn crash(me: ActorCell, path: String) -> Result<String, String> {
+    let tree = describe_root(me.clone()).await;
+    if !path_exists(&tree, &path) {
+        return Err(format!("no actor {path} in the worker's tree"));
+    }
+    let root = root_of(me);
+    let (ignored, _answer) = tokio::sync::oneshot::channel();
+    root.cast(SupervisorMessage::Crash(
+        path.clone(),
+        RpcReplyPort::from(ignored),
+    ))
+    .map_err(|e| e.to_string())?;
+    Ok(format!("{}/{path}", tree.name))
 }

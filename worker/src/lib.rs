@@ -3,7 +3,8 @@
 //! - [`runtime`]: the Wasmtime engine, the compiled-code cache and one invocation's run.
 //! - `host/`: one file per host capability linked into guests (the FunLess `fl_imps`, WASI,
 //!   components with `wasi:http` and sockets).
-//! - [`gateway`]: the worker's one remotable actor; it hands every invocation to its own task.
+//! - [`gateway`]: the worker's one remotable actor; it hands every invocation to its own
+//!   short-lived invoker actor under the invocation supervisor (`invoker`).
 //! - [`reporter`]: pushes the worker's status to the Core.
 //! - [`start`]: builds the worker's actors; the binary adds the cluster node around it.
 #![deny(missing_docs)]
@@ -11,12 +12,14 @@
 mod abi;
 mod artifact;
 mod cache;
+mod cache_owner;
 pub mod compiler;
 mod disk;
 mod engine;
 mod error;
 pub mod gateway;
 mod host;
+mod invoker;
 mod javascript;
 mod memory;
 mod metrics;
@@ -27,7 +30,9 @@ mod slices;
 use std::sync::Arc;
 use std::time::Duration;
 
-use funless_actors::supervisor::{ChildSpec, Supervisor, SupervisorArgs, SupervisorMessage};
+use funless_actors::supervisor::{
+    ChildSpec, Strategy, Supervisor, SupervisorArgs, SupervisorMessage, start_actor,
+};
 use ractor::{Actor, ActorRef};
 
 pub use abi::Abi;
@@ -36,14 +41,20 @@ pub use engine::AllocatorChoice;
 pub use error::{Error, Result};
 pub use runtime::{DEFAULT_CACHE_MB, Runtime, RuntimeConfig};
 
-/// A running worker: its runtime and the supervisor of its actors.
+/// Restart intensity of the worker's root supervisor: more restarts than this within
+/// [`ROOT_WITHIN`] and the worker gives up (the process exits with an error).
+pub const ROOT_MAX_RESTARTS: usize = 5;
+/// The window of [`ROOT_MAX_RESTARTS`].
+pub const ROOT_WITHIN: Duration = Duration::from_secs(30);
+
+/// A running worker: its runtime and the root of its supervision tree.
 #[derive(Debug)]
 pub struct WorkerHandle {
     /// The Wasmtime side.
     pub runtime: Arc<Runtime>,
-    /// Supervises the gateway (member of [`funless_actors::WORKER_GROUP`]) and the reporter.
+    /// The root supervisor (see [`start_with`] for the tree).
     pub supervisor: ActorRef<SupervisorMessage>,
-    /// Ends when the supervisor stops (on request, or when a child keeps failing).
+    /// Ends when the root supervisor stops (on request, or when it gives up).
     pub done: tokio::task::JoinHandle<()>,
 }
 
@@ -54,57 +65,114 @@ impl WorkerHandle {
     }
 }
 
-/// Starts a worker's runtime and actors in this process (a node must be running for it to be
-/// reachable from other processes; in the Core's embedded mode none is needed).
-///
-/// Supervision tree: a one-for-one supervisor (at most 5 restarts in 30 s) over the gateway
-/// and the reporter. Both rebuild their state from the shared [`Runtime`], whose compiled
-/// code survives their restarts.
+/// How a worker's tree is built beyond its runtime.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Interval of the status reports to the Core.
+    pub report_every: Duration,
+    /// Whether the gateway obeys fault-injection requests (tests and drills only).
+    pub fault_injection: bool,
+    /// Children started before the worker's own: the binary's cluster node, discovery and
+    /// Core link (a restart of one of them restarts everything after it).
+    pub before: Vec<ChildSpec>,
+    /// Children started after the worker's own (the metrics endpoint).
+    pub after: Vec<ChildSpec>,
+}
+
+impl WorkerOptions {
+    /// Options with nothing around the worker's own actors.
+    pub fn reporting_every(report_every: Duration) -> Self {
+        Self {
+            report_every,
+            fault_injection: false,
+            before: Vec::new(),
+            after: Vec::new(),
+        }
+    }
+}
+
+/// Starts a worker's runtime and actors in this process, with no cluster node of its own (in
+/// the Core's embedded mode none is needed): see [`start_with`].
 pub async fn start(config: RuntimeConfig, report_every: Duration) -> Result<WorkerHandle> {
     let runtime = Arc::new(Runtime::new(config)?);
-    // Before the gateway joins the cluster, so the Core never sees a half-loaded worker.
-    runtime.preload().await;
-    let gateway_runtime = runtime.clone();
-    let gateway = ChildSpec {
-        name: "gateway".into(),
-        start: Arc::new(move |supervisor| {
-            let runtime = gateway_runtime.clone();
-            Box::pin(async move {
-                let (actor, _) =
-                    Actor::spawn_linked(None, gateway::Gateway, runtime, supervisor).await?;
-                Ok(actor.get_cell())
-            })
-        }),
-    };
-    let reporter_runtime = runtime.clone();
-    let reporter = ChildSpec {
-        name: "reporter".into(),
-        start: Arc::new(move |supervisor| {
-            let args = reporter::ReporterArgs {
-                runtime: reporter_runtime.clone(),
-                every: report_every,
-            };
-            Box::pin(async move {
-                let (actor, _) =
-                    Actor::spawn_linked(None, reporter::Reporter, args, supervisor).await?;
-                Ok(actor.get_cell())
-            })
-        }),
-    };
-    let (supervisor, done) = Actor::spawn(
-        None,
-        Supervisor,
-        SupervisorArgs {
-            children: vec![gateway, reporter],
-            max_restarts: 5,
-            within: Duration::from_secs(30),
-        },
-    )
-    .await
-    .map_err(|e| Error::Actor(e.to_string()))?;
+    start_with(runtime, WorkerOptions::reporting_every(report_every)).await
+}
+
+/// Starts a worker's runtime and its supervision tree.
+///
+/// The root supervisor is `one_for_one`: its children share only the [`Runtime`] (engine,
+/// compiled code on disk), which outlives every restart, and find each other through it, so
+/// none needs another one restarted with it. In order: the options' `before` children (the
+/// binary's `cluster` supervisor: node, discovery, Core link, `rest_for_one` among
+/// themselves), `code-cache` (owns the code table, preloads it from disk before the gateway
+/// joins), `invocations` (the invocation supervisor, one invoker per request), `gateway` (the
+/// remotable actor), `reporter` (status pushes), then the `after` children (metrics
+/// endpoint). A gateway or cache restart does not touch invocations in flight. At most
+/// [`ROOT_MAX_RESTARTS`] in [`ROOT_WITHIN`]; beyond that the root fails and `done` ends.
+pub async fn start_with(runtime: Arc<Runtime>, options: WorkerOptions) -> Result<WorkerHandle> {
+    let (supervisor, done) = Actor::spawn(None, Supervisor, tree_args(&runtime, &options))
+        .await
+        .map_err(|e| Error::Actor(e.to_string()))?;
     Ok(WorkerHandle {
         runtime,
         supervisor,
         done,
     })
+}
+
+/// The worker's tree as a child of another supervisor (the Core's, in the single-process
+/// mode): the same tree as [`start_with`] builds, rebuilt at every restart.
+pub fn tree(runtime: Arc<Runtime>, options: WorkerOptions) -> ChildSpec {
+    let name = runtime.name().to_string();
+    ChildSpec::supervisor(name, "worker node", move || {
+        let args = tree_args(&runtime, &options);
+        Box::pin(async move { Ok(args) })
+    })
+}
+
+fn tree_args(runtime: &Arc<Runtime>, options: &WorkerOptions) -> SupervisorArgs {
+    let runtime = runtime.clone();
+    let name = runtime.name().to_string();
+    let invocations: invoker::InvocationsSlot = Arc::default();
+    let mut children = options.before.clone();
+    let cache_runtime = runtime.clone();
+    children.push(ChildSpec::worker(
+        "code-cache",
+        "owns the compiled-code table (ETS-style): preload, evictions",
+        start_actor(move || (cache_owner::CacheOwner, cache_runtime.clone())),
+    ));
+    let slot = invocations.clone();
+    children.push(ChildSpec::worker(
+        "invocations",
+        "invocation supervisor: one linked invoker per request",
+        start_actor(move || (invoker::Invocations, slot.clone())),
+    ));
+    let gateway_args = gateway::GatewayArgs {
+        runtime: runtime.clone(),
+        invocations,
+        fault_injection: options.fault_injection,
+    };
+    children.push(ChildSpec::worker(
+        "gateway",
+        "remotable actor of the workers' group: invocations, code pushes, status",
+        start_actor(move || (gateway::Gateway, gateway_args.clone())),
+    ));
+    let reporter_args = reporter::ReporterArgs {
+        runtime: runtime.clone(),
+        every: options.report_every,
+    };
+    children.push(ChildSpec::worker(
+        "reporter",
+        "pushes the worker's status to the Core",
+        start_actor(move || (reporter::Reporter, reporter_args.clone())),
+    ));
+    children.extend(options.after.iter().cloned());
+    SupervisorArgs {
+        name,
+        role: "worker node".into(),
+        strategy: Strategy::OneForOne,
+        children,
+        max_restarts: ROOT_MAX_RESTARTS,
+        within: ROOT_WITHIN,
+    }
 }

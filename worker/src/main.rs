@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::Parser;
 use funless_actors::discovery::{self, GossipConfig};
 use funless_actors::node::{Backoff, Node, NodeConfig, Target, follow};
-use funless_worker::{AllocatorChoice, Compiler, Runtime, RuntimeConfig, compiler};
+use funless_actors::supervisor::{ChildSpec, Strategy, SupervisorArgs, TaskGuard, service};
+use funless_worker::{AllocatorChoice, Compiler, Runtime, RuntimeConfig, WorkerOptions, compiler};
+use std::sync::Mutex;
 use tokio::sync::watch;
 
 /// Runs functions for a FunLess Core.
@@ -114,6 +116,10 @@ struct Args {
     /// engine).
     #[arg(long, env = "FUNLESS_COMPILE_IN_WORKER")]
     compile_in_worker: bool,
+    /// Obey fault-injection requests from the Core (`POST /v1/admin/crash`): kill a named
+    /// actor of this worker's tree. For tests and drills; off in production.
+    #[arg(long, env = "FUNLESS_FAULT_INJECTION")]
+    fault_injection: bool,
     #[command(flatten)]
     compile: compiler::CompileArgs,
 }
@@ -158,19 +164,39 @@ async fn worker_main() -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --cookie or --cookie-file"),
     };
 
-    let node = Node::start(NodeConfig {
+    let node = Node::new(NodeConfig {
         name: name.clone(),
         cookie: cookie.clone(),
         listen: args.cluster_listen,
         port: args.cluster_port,
         tls,
     })
-    .await
-    .context("starting the cluster node")?;
-    // Discovery starts now; the worker dials only once its runtime is ready.
-    let (targets, _finder, how) = find_core(&args, &name, &cookie)?;
-    let worker = funless_worker::start(
-        RuntimeConfig {
+    .context("configuring the cluster node")?;
+    let (discovery, targets, _fixed, how) = find_core(&args, &name, &cookie);
+    // The node, discovery and the Core link, rest-for-one: the link follows what discovery
+    // publishes, over the node's sessions.
+    let mut cluster = vec![node.child_spec()];
+    cluster.extend(discovery);
+    cluster.push(core_link(node, targets));
+    let before = vec![ChildSpec::supervisor(
+        "cluster",
+        "cluster membership: node, discovery, link to the Core",
+        move || {
+            let children = cluster.clone();
+            Box::pin(async move {
+                Ok(SupervisorArgs {
+                    name: "cluster".into(),
+                    role: "cluster membership: node, discovery, link to the Core".into(),
+                    strategy: Strategy::RestForOne,
+                    children,
+                    max_restarts: 10,
+                    within: Duration::from_secs(30),
+                })
+            })
+        },
+    )];
+    let runtime = Arc::new(
+        Runtime::new(RuntimeConfig {
             name: name.clone(),
             max_memory_bytes: args.max_memory_mb * 1024 * 1024,
             cache_bytes: args.cache_mb * 1024 * 1024,
@@ -189,19 +215,24 @@ async fn worker_main() -> anyhow::Result<()> {
                 Compiler::child_of_this_program()
             },
             compile: args.compile.limits(),
+        })
+        .context("starting the worker's runtime")?,
+    );
+    let mut after = Vec::new();
+    if let Some(addr) = args.metrics_listen {
+        after.push(metrics_endpoint(addr, runtime.clone())?);
+    }
+    let worker = funless_worker::start_with(
+        runtime,
+        WorkerOptions {
+            report_every: Duration::from_millis(args.report_ms.max(50)),
+            fault_injection: args.fault_injection,
+            before,
+            after,
         },
-        Duration::from_millis(args.report_ms.max(50)),
     )
     .await
     .context("starting the worker")?;
-    if let Some(addr) = args.metrics_listen {
-        serve_metrics(addr, worker.runtime.clone()).await?;
-    }
-    let _connector = tokio::spawn(async move {
-        if let Err(e) = follow(node, targets, Backoff::default()).await {
-            tracing::error!(error = %e, "the cluster connector stopped");
-        }
-    });
     tracing::info!(%name, core = %how, "worker started");
 
     let mut done = worker.done;
@@ -211,63 +242,128 @@ async fn worker_main() -> anyhow::Result<()> {
             worker.supervisor.stop(Some("worker stopping".into()));
             Ok(())
         }
-        _ = &mut done => Err(anyhow::anyhow!("the worker's supervision tree gave up")),
+        _ = &mut done => Err(anyhow::anyhow!("the worker's supervision tree gave up (restart intensity exceeded)")),
     }
 }
 
-/// What keeps the Core's address current: a discovery task, or the sender of a fixed address.
-enum Finder {
-    Fixed(#[allow(dead_code)] watch::Sender<Vec<Target>>),
-    Task(tokio::task::JoinHandle<()>),
-}
+/// Where the Core's current addresses are published for the Core link: set by the discovery
+/// child at each of its starts (it starts first), read by the link at each of its starts.
+type TargetsSlot = Arc<Mutex<Option<watch::Receiver<Vec<Target>>>>>;
 
-impl Drop for Finder {
-    fn drop(&mut self) {
-        if let Finder::Task(task) = self {
-            task.abort();
-        }
-    }
+/// The supervised child that keeps the node joined to the Core (`core-link`).
+fn core_link(node: Node, targets: TargetsSlot) -> ChildSpec {
+    service(
+        "core-link",
+        "keeps the node joined to the Core: dials, redials with backoff, follows discovery",
+        move || {
+            let node = node.clone();
+            let targets = targets.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            async move {
+                let targets = targets.ok_or("no discovery is running")?;
+                follow(node, targets, Backoff::default())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
 }
 
 /// Where the Core's address comes from: `--core`, `--core-dns`, `--gossip`, or nowhere (the
-/// Core connects to this worker).
+/// Core connects to this worker). Returns the discovery child, if one runs, and the slot the
+/// Core link reads its targets from (and, for a fixed list, its sender, to keep).
 fn find_core(
     args: &Args,
     name: &str,
     cookie: &str,
-) -> anyhow::Result<(watch::Receiver<Vec<Target>>, Finder, String)> {
+) -> (
+    Option<ChildSpec>,
+    TargetsSlot,
+    Option<watch::Sender<Vec<Target>>>,
+    String,
+) {
+    let slot: TargetsSlot = Arc::default();
     if let Some(core) = &args.core {
+        // A fixed address: the sender lives as long as the process, the list never changes.
         let (sender, targets) = watch::channel(vec![Target::given(core)]);
-        return Ok((targets, Finder::Fixed(sender), core.clone()));
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(targets);
+        return (None, slot, Some(sender), core.clone());
     }
     if let Some(dns) = &args.core_dns {
-        let (host, port) = discovery::parse_dns_target(dns).map_err(anyhow::Error::msg)?;
-        let (task, targets) = discovery::resolve_every(host, port, discovery::DNS_INTERVAL);
-        return Ok((targets, Finder::Task(task), format!("DNS {dns}")));
+        let dns = dns.clone();
+        let published = slot.clone();
+        let child = service(
+            "discovery",
+            "resolves the Core's DNS name every 5 s",
+            move || {
+                let found = discovery::parse_dns_target(&dns).map(|(host, port)| {
+                    discovery::resolve_every(host, port, discovery::DNS_INTERVAL)
+                });
+                let task = match found {
+                    Ok((task, targets)) => {
+                        *published.lock().unwrap_or_else(|p| p.into_inner()) = Some(targets);
+                        Ok(TaskGuard(task))
+                    }
+                    Err(e) => Err(e),
+                };
+                async move {
+                    let mut task = task?;
+                    (&mut task.0).await.map_err(|e| e.to_string())?;
+                    Err("the DNS resolver stopped".to_string())
+                }
+            },
+        );
+        return (
+            Some(child),
+            slot,
+            None,
+            format!("DNS {}", args.core_dns.clone().unwrap_or_default()),
+        );
     }
     if args.gossip {
-        let (gossip, targets) = discovery::listen(GossipConfig {
+        let config = GossipConfig {
             group: args.gossip_addr,
             interface: args.gossip_interface.clone(),
             cookie: cookie.to_string(),
             node: name.to_string(),
-        })?;
-        return Ok((
-            targets,
-            Finder::Task(gossip.task),
+        };
+        let published = slot.clone();
+        let child = service(
+            "discovery",
+            "listens for the Core's encrypted gossip announcements",
+            move || {
+                let task = match discovery::listen(config.clone()) {
+                    Ok((gossip, targets)) => {
+                        *published.lock().unwrap_or_else(|p| p.into_inner()) = Some(targets);
+                        Ok(TaskGuard(gossip.task))
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                async move {
+                    let mut task = task?;
+                    (&mut task.0).await.map_err(|e| e.to_string())?;
+                    Err("the gossip listener stopped".to_string())
+                }
+            },
+        );
+        return (
+            Some(child),
+            slot,
+            None,
             format!("gossip on {}", args.gossip_addr),
-        ));
+        );
     }
     tracing::info!(
         port = args.cluster_port,
         "no Core address given: waiting for the Core to connect to this worker (POST /v1/admin/nodes)"
     );
     let (sender, targets) = watch::channel(Vec::new());
-    Ok((
-        targets,
-        Finder::Fixed(sender),
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(targets);
+    (
+        None,
+        slot,
+        Some(sender),
         format!("none (waiting on cluster port {})", args.cluster_port),
-    ))
+    )
 }
 
 /// Checks `--core-dns` (NAME:PORT) and keeps it as given.
@@ -275,34 +371,48 @@ fn dns_target(text: &str) -> Result<String, String> {
     discovery::parse_dns_target(text).map(|_| text.to_string())
 }
 
-/// Serves `/metrics` for Prometheus.
-async fn serve_metrics(addr: SocketAddr, runtime: Arc<Runtime>) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+/// The supervised `/metrics` endpoint (`metrics-http`). The address is bound once, here, so a
+/// taken port fails the start; every (re)start serves the same socket.
+fn metrics_endpoint(addr: SocketAddr, runtime: Arc<Runtime>) -> anyhow::Result<ChildSpec> {
+    let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("binding the metrics endpoint to {addr}"))?;
+    listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
+    tracing::info!(%bound, "metrics listening on {bound}");
+    let listener = Arc::new(listener);
+    Ok(service(
+        "metrics-http",
+        "serves the worker's Prometheus metrics",
+        move || {
+            let listener = listener.try_clone();
             let runtime = runtime.clone();
             async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    runtime.metrics_text(),
-                )
+                let listener =
+                    tokio::net::TcpListener::from_std(listener.map_err(|e| e.to_string())?)
+                        .map_err(|e| e.to_string())?;
+                let runtime = runtime.clone();
+                let app = axum::Router::new().route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let runtime = runtime.clone();
+                        async move {
+                            (
+                                [(
+                                    axum::http::header::CONTENT_TYPE,
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                )],
+                                runtime.metrics_text(),
+                            )
+                        }
+                    }),
+                );
+                axum::serve(listener, app)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Err("the metrics endpoint stopped".to_string())
             }
-        }),
-    );
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "metrics endpoint stopped");
-        }
-    });
-    tracing::info!(%bound, "metrics listening on {bound}");
-    Ok(())
+        },
+    ))
 }
 
 fn default_name() -> String {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use funless_actors::protocol::CoreMessage;
+use funless_actors::supervisor::TaskGuard;
 use funless_actors::{CORE_GROUP, Wire};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
@@ -23,7 +24,7 @@ pub enum ReporterMessage {
 pub struct Reporter;
 
 /// How the reporter starts.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ReporterArgs {
     /// The runtime whose status is reported.
     pub runtime: Arc<Runtime>,
@@ -33,7 +34,7 @@ pub struct ReporterArgs {
 
 impl Actor for Reporter {
     type Msg = ReporterMessage;
-    type State = Arc<Runtime>;
+    type State = (Arc<Runtime>, TaskGuard);
     type Arguments = ReporterArgs;
 
     async fn pre_start(
@@ -44,24 +45,25 @@ impl Actor for Reporter {
         myself.send_interval(args.every, || ReporterMessage::Report);
         // Also report as soon as the cached code changes, so the Core's view is fresh when
         // an upload answers.
+        // The watch task is owned by this actor: it ends with it, however it ends.
         let runtime = args.runtime.clone();
         let me = myself.clone();
-        tokio::spawn(async move {
+        let watch = TaskGuard(tokio::spawn(async move {
             loop {
                 runtime.changed().await;
                 if me.cast(ReporterMessage::Report).is_err() {
                     break;
                 }
             }
-        });
-        Ok(args.runtime)
+        }));
+        Ok((args.runtime, watch))
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        runtime: &mut Self::State,
+        (runtime, _watch): &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ReporterMessage::Report => push_status(runtime),

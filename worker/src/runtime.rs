@@ -105,6 +105,8 @@ pub struct Runtime {
     /// code that a worker running only modules and scripts never needs.
     component_linker: std::sync::OnceLock<wasmtime::component::Linker<ComponentState>>,
     cache: Arc<CodeCache>,
+    /// The actor that owns `cache`'s lifetime ([`crate::cache_owner`]), while it runs.
+    cache_owner: std::sync::RwLock<Option<ractor::ActorRef<crate::cache_owner::CacheMessage>>>,
     disk: Option<Arc<DiskCache>>,
     in_flight: Arc<AtomicU64>,
     metrics: WorkerMetrics,
@@ -184,6 +186,7 @@ impl Runtime {
             linker,
             component_linker: std::sync::OnceLock::new(),
             cache,
+            cache_owner: std::sync::RwLock::new(None),
             disk,
             in_flight,
             metrics,
@@ -607,6 +610,48 @@ impl Runtime {
         n
     }
 
+    /// Records (or forgets) the code table's owner.
+    pub(crate) fn set_cache_owner(
+        &self,
+        owner: Option<ractor::ActorRef<crate::cache_owner::CacheMessage>>,
+    ) {
+        *self.cache_owner.write().unwrap_or_else(|p| p.into_inner()) = owner;
+    }
+
+    /// Drops code versions through the table's owner, or here when it is between restarts
+    /// (its table is empty then, but the files on disk must still go).
+    pub(crate) fn evict_through_owner(self: &Arc<Self>, hashes: Vec<String>) {
+        let owner = self
+            .cache_owner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let hashes = match owner {
+            Some(owner) => match owner.cast(crate::cache_owner::CacheMessage::Evict(hashes)) {
+                Ok(()) => return,
+                Err(ractor::MessagingErr::SendErr(crate::cache_owner::CacheMessage::Evict(
+                    hashes,
+                ))) => hashes,
+                Err(_) => return,
+            },
+            None => hashes,
+        };
+        let runtime = self.clone();
+        drop(tokio::task::spawn_blocking(move || runtime.evict(&hashes)));
+    }
+
+    /// Empties the in-memory code table (its owner ended); the disk cache stays.
+    pub(crate) fn clear_memory_cache(&self) {
+        let n = self.cache.clear();
+        if n > 0 {
+            tracing::warn!(
+                entries = n,
+                "the code cache's owner ended: its table is emptied"
+            );
+            self.changed.notify_one();
+        }
+    }
+
     /// Whether a code version is cached in memory.
     pub fn is_cached(&self, hash: &str) -> bool {
         self.cache.contains(hash)
@@ -656,7 +701,8 @@ impl Runtime {
             },
             None => None,
         };
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        // A guard, so an invocation whose invoker is killed or panics still gives its slot back.
+        let in_flight = InFlight::enter(&self.in_flight);
         let timeout = Duration::from_millis(request.timeout_ms.max(1));
         let label = request.function.to_string();
         // The function's own limit, within the worker's cap (0: just the cap).
@@ -678,7 +724,7 @@ impl Runtime {
                 egress,
             )
             .await;
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        drop(in_flight);
         self.metrics
             .invocation(source, result.is_ok(), started.elapsed().as_secs_f64());
         match result {
@@ -812,6 +858,22 @@ impl Runtime {
 }
 
 /// What one run needs, whatever the function's form.
+/// One invocation counted in flight while it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 struct Guest<'a> {
     label: &'a str,
     args_json: String,

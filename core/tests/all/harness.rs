@@ -136,6 +136,19 @@ impl Process {
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Waits up to `limit` for the process to exit by itself; its exit code (`None`: still
+    /// running, or ended by a signal).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
 }
 
 impl Drop for Process {
@@ -722,6 +735,26 @@ impl Client {
         sinks: Value,
     ) -> (StatusCode, Value) {
         self.upload_with_field(module, name, code, "sinks", sinks)
+    }
+
+    /// Creates a function `name` with more text fields (`events`, `sinks`, ...).
+    pub fn upload_fields(
+        &self,
+        module: &str,
+        name: &str,
+        code: Vec<u8>,
+        fields: &[(&'static str, Value)],
+    ) -> (StatusCode, Value) {
+        let mut form = function_form(name, code, None);
+        for (field, value) in fields {
+            form = form.text(*field, value.to_string());
+        }
+        answer(
+            self.request(reqwest::Method::POST, &format!("/v1/fn/{module}"))
+                .multipart(form)
+                .send()
+                .unwrap(),
+        )
     }
 
     fn upload_with_field(

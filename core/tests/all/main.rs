@@ -19,5 +19,6 @@ mod limits;
 mod network;
 mod scheduling;
 mod sinks;
+mod supervision;
 mod tenancy;
 mod tls;
