@@ -50,6 +50,8 @@ pub struct CoreConfig {
     pub activations: crate::activations::ActivationLimits,
     /// Bounds of the HTTP front.
     pub http: funless_api::HttpLimits,
+    /// Where sinks and event connectors may connect.
+    pub egress: crate::egress::EgressPolicy,
     /// Announce the cluster address by multicast gossip (`None`: off).
     pub gossip: Option<GossipSettings>,
     /// Obey `POST /v1/admin/crash` for the Core's own actors (tests and drills only).
@@ -148,6 +150,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         config.activations,
     );
     platform.set_node(node.clone());
+    platform.set_egress(config.egress.clone());
 
     // The root is one-for-one, as FunLess's Core: its children do not depend on each other
     // (the registry follows process groups, not the node's sessions).

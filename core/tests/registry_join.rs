@@ -76,6 +76,7 @@ async fn a_worker_whose_first_status_request_fails_is_asked_again_until_ready() 
         tls: None,
         activations: Default::default(),
         http: Default::default(),
+        egress: funless_core::egress::EgressPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]),
         gossip: None,
         fault_injection: false,
         extra_children: Vec::new(),
