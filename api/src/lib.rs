@@ -34,4 +34,4 @@ pub use limits::{HttpLimits, MAX_INVOKE_BODY, MAX_UPLOAD_BYTES, UPLOAD_BYTES_CEI
 #[cfg(feature = "server")]
 pub use routes::{router, router_with};
 #[cfg(feature = "server")]
-pub use serve::serve;
+pub use serve::{Server, serve};

@@ -32,30 +32,54 @@ const READ_BUFFER_MAX: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until the listener fails.
 pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits) -> std::io::Result<()> {
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.max_buf_size(READ_BUFFER_MAX).keep_alive(true);
-    loop {
-        // Over the cap, new connections wait in the kernel's backlog, not in our memory.
-        let Ok(permit) = connections.clone().acquire_owned().await else {
-            return Ok(());
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) if transient(&e) => continue,
-            Err(e) => {
-                // Out of file descriptors and the like: wait for some to close.
-                tracing::warn!(error = %e, "cannot accept an API connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let (app, http, limits) = (app.clone(), http.clone(), limits.clone());
-        tokio::spawn(async move {
-            connection(stream, peer, app, http, &limits).await;
-            drop(permit);
-        });
+    Server::new(limits).serve(listener, app).await
+}
+
+/// The API's connection handling: the limits, and the connection cap shared by every
+/// (re)start of an acceptor, so connections still open from an earlier one stay counted.
+#[derive(Debug, Clone)]
+pub struct Server {
+    limits: HttpLimits,
+    connections: Arc<Semaphore>,
+}
+
+impl Server {
+    /// Connection handling under these limits.
+    pub fn new(limits: HttpLimits) -> Self {
+        Self {
+            connections: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            limits,
+        }
+    }
+
+    /// Accepts connections on `listener` and serves `app` on each, until the listener fails.
+    pub async fn serve(&self, listener: TcpListener, app: Router) -> std::io::Result<()> {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.max_buf_size(READ_BUFFER_MAX).keep_alive(true);
+        loop {
+            // Over the cap, new connections wait in the kernel's backlog, not in our memory.
+            let Ok(permit) = self.connections.clone().acquire_owned().await else {
+                return Ok(());
+            };
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) if transient(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait for some to close.
+                    tracing::warn!(error = %e, "cannot accept an API connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let (app, http, limits) = (app.clone(), http.clone(), self.limits.clone());
+            // Each connection lives apart from the acceptor: a restarted acceptor leaves open
+            // connections and their requests alone.
+            tokio::spawn(async move {
+                connection(stream, peer, app, http, &limits).await;
+                drop(permit);
+            });
+        }
     }
 }
 

@@ -1,8 +1,7 @@
 //! Talking to workers: an invocation (with the "no code" round trip, and retries elsewhere
 //! until its deadline: after a full worker for any function, after a lost worker for
 //! retryable ones), the broadcast of new code (which gives up on a worker the moment it is
-//! declared lost), and
-//! eviction. Calls go straight from the request's task to the worker's gateway: no Core actor
+//! declared lost), and eviction. Calls go straight from the request's task to the worker's gateway: no Core actor
 //! sits on the invocation path. A call ends when the worker answers, when the worker is lost
 //! (its node leaves, or the heartbeat check declares it lost), or after the function's time
 //! limit plus a margin: nothing waits forever.

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::children::DynamicChildren;
+use crate::egress::EgressPolicy;
 
 /// Most invocations one connector runs at once.
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -189,6 +190,8 @@ struct Running {
 pub struct Connectors {
     running: Mutex<HashMap<(String, String), Vec<Running>>>,
     children: Arc<DynamicChildren>,
+    /// Where connectors may connect (brokers are resolved and checked on every connection).
+    egress: Mutex<EgressPolicy>,
 }
 
 impl Default for Connectors {
@@ -199,6 +202,7 @@ impl Default for Connectors {
                 "connectors",
                 "event connectors: one actor per MQTT/NATS subscription or cron schedule",
             ),
+            egress: Mutex::default(),
         }
     }
 }
@@ -225,8 +229,14 @@ impl Connectors {
         self.children.child_spec()
     }
 
+    /// Applies an egress policy to connectors started from now on (the Core sets it first).
+    pub fn set_egress(&self, policy: EgressPolicy) {
+        *lock(&self.egress) = policy;
+    }
+
     /// Replaces a function's connectors (none: stops them). `fire` starts one invocation.
     pub fn set(&self, module: &str, name: &str, triggers: Vec<Trigger>, fire: Fire) {
+        let policy = lock(&self.egress).clone();
         let key = (module.to_string(), name.to_string());
         let prefix = prefix(module, name);
         self.children.remove(&prefix);
@@ -234,11 +244,21 @@ impl Connectors {
         for (i, trigger) in triggers.into_iter().enumerate() {
             let status = Arc::new(Mutex::new(Status::default()));
             let job = {
-                let (trigger, status, fire) = (trigger.clone(), status.clone(), fire.clone());
+                let (trigger, status, fire, policy) = (
+                    trigger.clone(),
+                    status.clone(),
+                    fire.clone(),
+                    policy.clone(),
+                );
                 move || {
-                    let (trigger, status, fire) = (trigger.clone(), status.clone(), fire.clone());
+                    let (trigger, status, fire, policy) = (
+                        trigger.clone(),
+                        status.clone(),
+                        fire.clone(),
+                        policy.clone(),
+                    );
                     async move {
-                        run(trigger, status, fire).await;
+                        run(trigger, status, fire, policy).await;
                         Ok(())
                     }
                 }
@@ -325,7 +345,7 @@ fn args_of(payload: &[u8], source_key: &str, source: &str) -> String {
     }
 }
 
-async fn run(trigger: Trigger, status: Arc<Mutex<Status>>, fire: Fire) {
+async fn run(trigger: Trigger, status: Arc<Mutex<Status>>, fire: Fire, policy: EgressPolicy) {
     let gate = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let deliver = |args: String| {
         let gate = gate.clone();
@@ -345,14 +365,59 @@ async fn run(trigger: Trigger, status: Arc<Mutex<Status>>, fire: Fire) {
         }
     };
     match trigger {
-        Trigger::Mqtt { host, port, topic } => mqtt(&host, port, &topic, &status, deliver).await,
+        Trigger::Mqtt { host, port, topic } => {
+            let broker = checked(&policy, &host, port, &status).await.to_string();
+            mqtt(&broker, port, &topic, &status, deliver).await
+        }
         Trigger::Nats {
             host,
             port,
             subject,
-        } => nats(&host, port, &subject, &status, deliver).await,
+        } => {
+            let server = match checked(&policy, &host, port, &status).await {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
+            nats(&server, port, &subject, &status, deliver).await
+        }
         Trigger::Cron { schedule: text } => cron_loop(&text, &status, deliver).await,
     }
+}
+
+/// The address to connect to: `host` resolved, and allowed by the egress policy (retried with
+/// backoff until it is). The connection then goes to that address itself, so a name that
+/// resolves elsewhere later (DNS rebinding) cannot lead it anywhere unchecked; a connector
+/// restarted by its supervisor resolves again.
+async fn checked(
+    policy: &EgressPolicy,
+    host: &str,
+    port: u16,
+    status: &Mutex<Status>,
+) -> std::net::IpAddr {
+    let mut backoff = BACKOFF_START;
+    loop {
+        match policy.resolve(host, port).await {
+            Ok(addrs) => {
+                if let Some(addr) = addrs.first() {
+                    return addr.ip();
+                }
+            }
+            Err(e) => failed(status, e.to_string()),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Checks the brokers of triggers against the egress policy as written (address literals);
+/// names are checked when they are resolved.
+pub fn check_triggers(policy: &EgressPolicy, triggers: &[Trigger]) -> Result<(), String> {
+    for trigger in triggers {
+        if let Trigger::Mqtt { host, .. } | Trigger::Nats { host, .. } = trigger {
+            policy.check_host(host).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 fn failed(status: &Mutex<Status>, error: String) {

@@ -50,6 +50,8 @@ pub struct CoreConfig {
     pub activations: crate::activations::ActivationLimits,
     /// Bounds of the HTTP front.
     pub http: funless_api::HttpLimits,
+    /// Where sinks and event connectors may connect.
+    pub egress: crate::egress::EgressPolicy,
     /// Announce the cluster address by multicast gossip (`None`: off).
     pub gossip: Option<GossipSettings>,
     /// Obey `POST /v1/admin/crash` for the Core's own actors (tests and drills only).
@@ -144,6 +146,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         config.activations,
     );
     platform.set_node(node.clone());
+    platform.set_egress(config.egress.clone());
 
     // The root is one-for-one, as FunLess's Core: its children do not depend on each other
     // (the registry follows process groups, not the node's sessions).
@@ -173,7 +176,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         start_actor(move || (Registry, registry_args.clone())),
     ));
     children.extend(platform.supervised());
-    children.push(api_child(listener, platform.clone(), config.http.clone()));
+    children.push(api_child(listener, platform.clone(), config.http));
     children.extend(config.extra_children);
     let (supervisor, supervisor_done) = Actor::spawn(
         None,
@@ -206,30 +209,33 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
     })
 }
 
-/// The HTTP API as a supervised child (`api`): the acceptor ([`funless_api::serve`], with
-/// its limits and time-outs). The socket is bound once, before: every (re)start accepts on the
-/// same one, so connections that arrive while the acceptor restarts wait in the kernel's queue
-/// instead of being refused. Each connection is served by a task of its own, as ranch's
-/// connection processes live apart from its acceptor: a restart of the acceptor leaves open
-/// connections and their requests alone.
+/// The HTTP API as a supervised child (`api`): the acceptor. The socket is bound once,
+/// before: every (re)start accepts on the same one, so connections that arrive while the
+/// acceptor restarts wait in the kernel's queue instead of being refused. Each connection is
+/// served by a task of its own, as ranch's connection processes live apart from its acceptor:
+/// a restart of the acceptor leaves open connections and their requests alone.
 fn api_child(
     listener: std::net::TcpListener,
     platform: Platform,
-    http: funless_api::HttpLimits,
+    limits: funless_api::HttpLimits,
 ) -> ChildSpec {
     let listener = Arc::new(listener);
+    // One router and one connection cap for every start: bodies in flight and open
+    // connections stay counted across a restart of the acceptor.
+    let app = funless_api::router_with(Arc::new(platform), limits.clone());
+    let server = funless_api::Server::new(limits);
     service("api", "HTTP API: accepts connections", move || {
         let listener = listener.try_clone();
-        let app = funless_api::router_with(Arc::new(platform.clone()), http.clone());
-        let http = http.clone();
+        let (app, server) = (app.clone(), server.clone());
         async move {
             let listener = listener
                 .and_then(tokio::net::TcpListener::from_std)
                 .map_err(|e| e.to_string())?;
-            funless_api::serve(listener, app, http)
+            server
+                .serve(listener, app)
                 .await
-                .map_err(|e| format!("the API server failed: {e}"))?;
-            Err("the API server stopped".to_string())
+                .map_err(|e| e.to_string())?;
+            Err("the API acceptor stopped".to_string())
         }
     })
 }

@@ -11,6 +11,7 @@
 pub mod activations;
 mod children;
 pub mod dispatch;
+pub mod egress;
 pub mod events;
 pub mod http;
 pub mod metrics;

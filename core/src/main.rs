@@ -99,6 +99,8 @@ struct Args {
     egress: funless_actors::settings::EgressFlags,
     #[command(flatten)]
     http: funless_core::http::HttpArgs,
+    #[command(flatten)]
+    core_egress: funless_core::egress::EgressArgs,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -164,6 +166,7 @@ async fn core_main() -> anyhow::Result<()> {
             max_bytes: args.activation_max_mb.max(1) * 1024 * 1024,
         },
         http: args.http.limits()?,
+        egress: args.core_egress.policy(),
         gossip: args.gossip.then_some(funless_core::GossipSettings {
             group: args.gossip_addr,
             interface: args.gossip_interface.clone(),

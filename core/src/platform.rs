@@ -272,6 +272,12 @@ impl Platform {
             .ok_or_else(|| ApiError::Unavailable("the supervision tree is not running".into()))
     }
 
+    /// Where sinks and event connectors may connect; set before any is started.
+    pub fn set_egress(&self, policy: crate::egress::EgressPolicy) {
+        self.inner.sinks.set_egress(policy.clone());
+        self.inner.connectors.set_egress(policy);
+    }
+
     /// The cluster node that `POST /v1/admin/nodes` connects from.
     pub fn set_node(&self, node: funless_actors::node::Node) {
         let _ = self.inner.node.set(node);
@@ -346,11 +352,17 @@ impl Platform {
     fn new_function(&self, module: &str, upload: &FunctionUpload) -> ApiResult<(NewFunction, Abi)> {
         let abi =
             validate::validate(&upload.code, upload.language).map_err(ApiError::BadRequest)?;
+        // Where the Core itself would connect: refused at upload when written as an address
+        // the egress policy refuses; names are checked on every connection.
+        let egress = self.inner.sinks.egress();
         if let Some(events) = &upload.events {
-            events::parse(events).map_err(ApiError::BadRequest)?;
+            let triggers = events::parse(events).map_err(ApiError::BadRequest)?;
+            events::check_triggers(&egress, &triggers).map_err(ApiError::BadRequest)?;
         }
         if let Some(sinks) = &upload.sinks {
-            sinks::parse(sinks).map_err(ApiError::BadRequest)?;
+            for sink in sinks::parse(sinks).map_err(ApiError::BadRequest)? {
+                sinks::check_url(&egress, &sink.url).map_err(ApiError::BadRequest)?;
+            }
         }
         let to_text = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
         Ok((

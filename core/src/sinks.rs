@@ -3,7 +3,9 @@
 //! generic `webhook`).
 //!
 //! Delivery never blocks an invocation: the result is queued (bounded: [`QUEUE`] results and
-//! [`QUEUE_BYTES`] per sink, beyond which results are dropped and counted) and a deliverer per
+//! [`QUEUE_BYTES`] per sink, and [`CORE_QUEUE_BYTES`] over every sink of the Core, beyond
+//! which results are dropped, counted and the reason shown as the sink's `last_error`) and a
+//! deliverer per
 //! sink POSTs the queued results in order. A failed delivery is retried with exponential
 //! backoff (200 ms doubling to 30 s) until it succeeds, so a sink that is down receives
 //! everything once it is back; a sink answering 4xx other than 408/429 refuses the document,
@@ -13,6 +15,10 @@
 //! is not its state but shared with it, and a result leaves the queue only once delivered
 //! (or refused): a deliverer that crashes mid-delivery is restarted and sends that result
 //! again, so nothing queued is lost (a result may arrive twice, never zero times).
+//!
+//! Sinks reach only what the Core's [`EgressPolicy`] allows, checked on every delivery (after
+//! DNS resolution, see `egress.rs`); a failed delivery's error says only that the sink could
+//! not be reached, never why (which would tell a user whether a port answers).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,11 +31,14 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::children::DynamicChildren;
+use crate::egress::EgressPolicy;
 
 /// Results queued per sink before new ones are dropped.
 pub const QUEUE: usize = 10_000;
 /// Bytes of results queued per sink before new ones are dropped.
 pub const QUEUE_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes of results queued over every sink of the Core before new ones are dropped.
+pub const CORE_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,11 +102,43 @@ struct Counters {
 }
 
 /// A sink's queue: results wait here, in order, until delivered.
-#[derive(Default)]
 struct Queue {
     items: Mutex<VecDeque<String>>,
     bytes: AtomicUsize,
+    /// Bytes queued over every sink of the Core.
+    core: Arc<AtomicUsize>,
     ready: Notify,
+}
+
+/// Why a result was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Full {
+    Sink,
+    Core,
+}
+
+impl Full {
+    fn reason(self) -> String {
+        match self {
+            Full::Sink => format!(
+                "results dropped: this sink's queue is full ({QUEUE} results or {} MiB)",
+                QUEUE_BYTES >> 20
+            ),
+            Full::Core => format!(
+                "results dropped: the Core's sink queues are full ({} MiB in all)",
+                CORE_QUEUE_BYTES >> 20
+            ),
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // Results still queued when a sink is replaced or stopped are gone: give their bytes
+        // back to the Core's bound.
+        self.core
+            .fetch_sub(self.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
 }
 
 impl Queue {
@@ -105,18 +146,35 @@ impl Queue {
         self.items.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a result unless the queue is full (by count or bytes).
-    fn push(&self, document: &str) -> bool {
+    fn new(core: Arc<AtomicUsize>) -> Self {
+        Self {
+            items: Mutex::default(),
+            bytes: AtomicUsize::new(0),
+            core,
+            ready: Notify::new(),
+        }
+    }
+
+    /// Adds a result unless the queue, or the Core's queues together, are full.
+    fn push(&self, document: &str) -> Result<(), Full> {
         let mut items = self.lock();
         let bytes = self.bytes.load(Ordering::Relaxed);
         if items.len() >= QUEUE || bytes + document.len() > QUEUE_BYTES {
-            return false;
+            return Err(Full::Sink);
+        }
+        let reserved = self
+            .core
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |core| {
+                (core + document.len() <= CORE_QUEUE_BYTES).then_some(core + document.len())
+            });
+        if reserved.is_err() {
+            return Err(Full::Core);
         }
         self.bytes.fetch_add(document.len(), Ordering::Relaxed);
         items.push_back(document.to_string());
         drop(items);
         self.ready.notify_one();
-        true
+        Ok(())
     }
 
     /// The oldest result, left in the queue (waits for one).
@@ -134,6 +192,7 @@ impl Queue {
     fn pop(&self) {
         if let Some(done) = self.lock().pop_front() {
             self.bytes.fetch_sub(done.len(), Ordering::Relaxed);
+            self.core.fetch_sub(done.len(), Ordering::Relaxed);
         }
     }
 }
@@ -151,13 +210,18 @@ pub struct Totals {
     pub delivered: u64,
     /// Attempts that failed (and were retried).
     pub failed_attempts: u64,
-    /// Results dropped: refused by the sink, or over the queue bound.
+    /// Results dropped: refused by the sink, or over a queue bound.
     pub dropped: u64,
+    /// Bytes queued over every sink.
+    pub queued_bytes: u64,
 }
 
 /// Every function's sinks, by (stored module, name).
 pub struct Sinks {
-    http: reqwest::Client,
+    /// The egress policy and an HTTP client that resolves names under it.
+    egress: RwLock<(EgressPolicy, reqwest::Client)>,
+    /// Bytes queued over every sink.
+    core_bytes: Arc<AtomicUsize>,
     running: RwLock<HashMap<(String, String), Vec<Running>>>,
     children: Arc<DynamicChildren>,
 }
@@ -170,11 +234,10 @@ impl std::fmt::Debug for Sinks {
 
 impl Default for Sinks {
     fn default() -> Self {
+        let policy = EgressPolicy::default();
         Self {
-            http: reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                .build()
-                .unwrap_or_default(),
+            egress: RwLock::new((policy.clone(), http_client(&policy))),
+            core_bytes: Arc::default(),
             running: RwLock::default(),
             children: DynamicChildren::new(
                 "sinks",
@@ -184,7 +247,33 @@ impl Default for Sinks {
     }
 }
 
+/// An HTTP client whose every connection goes through the policy's resolver.
+fn http_client(policy: &EgressPolicy) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .dns_resolver(policy.resolver())
+        // A redirect could lead anywhere: sinks are called at their own URL only.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
 impl Sinks {
+    /// Applies an egress policy to sinks set from now on (the Core sets it before any).
+    pub fn set_egress(&self, policy: EgressPolicy) {
+        let client = http_client(&policy);
+        *self.egress.write().unwrap_or_else(|p| p.into_inner()) = (policy, client);
+    }
+
+    /// The egress policy in force.
+    pub fn egress(&self) -> EgressPolicy {
+        self.egress
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
     /// The `sinks` supervisor, as a child of the Core's root.
     pub fn child_spec(&self) -> ChildSpec {
         self.children.child_spec()
@@ -196,21 +285,32 @@ impl Sinks {
         let prefix = format!("{module}.{name}.");
         self.children.remove(&prefix);
         let mut started = Vec::with_capacity(sinks.len());
+        let (policy, http) = self
+            .egress
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (i, sink) in sinks.into_iter().enumerate() {
-            let queue = Arc::new(Queue::default());
+            let queue = Arc::new(Queue::new(self.core_bytes.clone()));
             let counters = Arc::new(Counters::default());
             let job = {
-                let (http, sink, queue, counters) = (
-                    self.http.clone(),
+                let (http, sink, queue, counters, policy) = (
+                    http.clone(),
                     sink.clone(),
                     queue.clone(),
                     counters.clone(),
+                    policy.clone(),
                 );
                 move || {
-                    let (http, sink, queue, counters) =
-                        (http.clone(), sink.clone(), queue.clone(), counters.clone());
+                    let (http, sink, queue, counters, policy) = (
+                        http.clone(),
+                        sink.clone(),
+                        queue.clone(),
+                        counters.clone(),
+                        policy.clone(),
+                    );
                     async move {
-                        deliver(http, sink, queue, counters).await;
+                        deliver(http, policy, sink, queue, counters).await;
                         Ok(())
                     }
                 }
@@ -257,11 +357,20 @@ impl Sinks {
             return;
         };
         for sink in list {
-            if sink.queue.push(output_json) {
-                sink.counters.queued.fetch_add(1, Ordering::Relaxed);
-            } else {
-                sink.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(sink = %sink.sink.url, "sink queue full: result dropped");
+            match sink.queue.push(output_json) {
+                Ok(()) => {
+                    sink.counters.queued.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(full) => {
+                    sink.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    let reason = full.reason();
+                    tracing::warn!(sink = %sink.sink.url, %reason, "sink result dropped");
+                    *sink
+                        .counters
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                }
             }
         }
     }
@@ -302,26 +411,44 @@ impl Sinks {
     /// Totals over every sink.
     pub fn totals(&self) -> Totals {
         let running = self.running.read().unwrap_or_else(|p| p.into_inner());
-        running
-            .values()
-            .flatten()
-            .fold(Totals::default(), |mut t, r| {
-                let c = &r.counters;
-                t.delivered += c.delivered.load(Ordering::Relaxed);
-                t.failed_attempts += c.failed_attempts.load(Ordering::Relaxed);
-                t.dropped += c.refused.load(Ordering::Relaxed) + c.dropped.load(Ordering::Relaxed);
-                t
-            })
+        let start = Totals {
+            queued_bytes: self.core_bytes.load(Ordering::Relaxed) as u64,
+            ..Totals::default()
+        };
+        running.values().flatten().fold(start, |mut t, r| {
+            let c = &r.counters;
+            t.delivered += c.delivered.load(Ordering::Relaxed);
+            t.failed_attempts += c.failed_attempts.load(Ordering::Relaxed);
+            t.dropped += c.refused.load(Ordering::Relaxed) + c.dropped.load(Ordering::Relaxed);
+            t
+        })
     }
 }
 
 /// Posts each queued result in order, retrying each until the sink takes it; a result leaves
 /// the queue only then. Runs until its actor stops.
-async fn deliver(http: reqwest::Client, sink: Sink, queue: Arc<Queue>, counters: Arc<Counters>) {
+async fn deliver(
+    http: reqwest::Client,
+    policy: EgressPolicy,
+    sink: Sink,
+    queue: Arc<Queue>,
+    counters: Arc<Counters>,
+) {
     loop {
         let document = queue.front().await;
         let mut backoff = BACKOFF_START;
         loop {
+            // Address literals do not go through the resolver: check them here.
+            if let Err(e) = check_url(&policy, &sink.url) {
+                counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                *counters
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
             let mut request = http
                 .post(&sink.url)
                 .header("content-type", "application/json")
@@ -357,7 +484,7 @@ async fn deliver(http: reqwest::Client, sink: Sink, queue: Arc<Queue>, counters:
                     }
                     format!("answered {status}")
                 }
-                Err(e) => e.to_string(),
+                Err(e) => delivery_error(&e),
             };
             counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(sink = %sink.url, %error, retry_in = ?backoff, "sink delivery failed");
@@ -369,6 +496,26 @@ async fn deliver(http: reqwest::Client, sink: Sink, queue: Arc<Queue>, counters:
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
+}
+
+/// Checks a sink's URL against the egress policy (its host, when an address is written).
+pub fn check_url(policy: &EgressPolicy, url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let host = parsed.host_str().unwrap_or_default();
+    policy.check_host(host).map_err(|e| e.to_string())
+}
+
+/// What a user learns of a failed delivery: the policy's refusal, or only that the sink could
+/// not be reached (refused, reset, timed out and unresolved alike).
+fn delivery_error(e: &reqwest::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if let Some(refusal) = error.downcast_ref::<crate::egress::EgressError>() {
+            return refusal.to_string();
+        }
+        source = error.source();
+    }
+    "cannot reach the sink".into()
 }
 
 #[cfg(test)]

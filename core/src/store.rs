@@ -232,7 +232,10 @@ fn module_not_found(name: &str) -> StoreError {
 }
 
 fn function_not_found(module: &str, name: &str) -> StoreError {
-    StoreError::NotFound(format!("function '{module}/{name}' not found"))
+    StoreError::NotFound(format!(
+        "function '{}/{name}' not found",
+        shown_module(module)
+    ))
 }
 
 fn code_size(code: &[u8]) -> Result<i64> {
@@ -519,7 +522,11 @@ impl Store {
             .await)
         .map_err(|e| {
             if is_unique_violation(&e) {
-                StoreError::Conflict(format!("function '{}/{}' already exists", f.module, f.name))
+                StoreError::Conflict(format!(
+                    "function '{}/{}' already exists",
+                    shown_module(&f.module),
+                    f.name
+                ))
             } else if is_foreign_key_violation(&e) {
                 // The module was deleted while the function was being inserted.
                 module_not_found(&f.module)

@@ -44,14 +44,14 @@ impl Actor for ShyGateway {
                 memory_total: 1 << 30,
                 memory_free: 1 << 29,
                 in_flight: 0,
+                slots_total: 0,
+                slots_free: 0,
                 cached: Vec::new(),
                 cache: CacheReport::default(),
                 allocator: "on-demand".into(),
                 tags: Vec::new(),
                 cpus: 1,
                 cpu_load_permille: 0,
-                slots_free: 0,
-                slots_total: 0,
             }));
         }
         // The first request is dropped unanswered: the registry's call times out.
@@ -75,10 +75,11 @@ async fn a_worker_whose_first_status_request_fails_is_asked_again_until_ready() 
         max_timeout_ms: 60_000,
         tls: None,
         activations: Default::default(),
+        http: Default::default(),
+        egress: funless_core::egress::EgressPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]),
         gossip: None,
         fault_injection: false,
         intensity: Default::default(),
-        http: Default::default(),
         extra_children: Vec::new(),
     })
     .await

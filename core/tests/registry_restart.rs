@@ -65,6 +65,7 @@ async fn a_crashed_registry_is_restarted_and_the_core_keeps_serving() {
         tls: None,
         activations: Default::default(),
         http: Default::default(),
+        egress: funless_core::egress::EgressPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]),
         gossip: None,
         fault_injection: false,
         intensity: Default::default(),

@@ -1,7 +1,9 @@
 //! Abuse through real processes, each case with the bound it must now respect (listed in
 //! docs/SECURITY.md, "Resource abuse"): the HTTP front ([`front`]), workers' slots, compilers
-//! and the upload broadcast ([`workers`]), and names and tokens of tenants ([`tenants`]).
+//! and the upload broadcast ([`workers`]), names and tokens of tenants ([`tenants`]), and
+//! what the Core connects to for users ([`egress`]).
 
+mod egress;
 mod front;
 mod tenants;
 mod workers;

@@ -138,9 +138,13 @@ fn status_codes_and_error_bodies() {
         .unwrap()
         .text()
         .unwrap();
+    // Modules are labelled by stored name (a subject's `m1` is `m1~<id>`): one series per
+    // module even when two subjects use one name.
     assert!(
-        metrics
-            .contains(r#"funless_invocations_total{module="m1",function="hello",outcome="ok"} 1"#),
+        metrics.lines().any(
+            |l| l.starts_with(r#"funless_invocations_total{module="m1~"#)
+                && l.ends_with(r#",function="hello",outcome="ok"} 1"#)
+        ),
         "{metrics}"
     );
     assert!(metrics.contains(r#"outcome="function_error""#), "{metrics}");

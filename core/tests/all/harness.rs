@@ -184,6 +184,9 @@ pub struct CoreOptions {
     /// Run in this network namespace (`ip netns exec`), listening on every address there,
     /// and reach it at `host`.
     pub netns: Option<InNetns>,
+    /// Keep the Core's default egress policy (public addresses only). Otherwise the Core may
+    /// reach 127.0.0.0/8, where the tests' sinks and brokers listen.
+    pub strict_egress: bool,
 }
 
 /// A network namespace to run a process in, and the address the test reaches it at.
@@ -253,6 +256,9 @@ impl Core {
             .args(["--cookie", &cookie]);
         if options.embedded_worker {
             command.arg("--embedded-worker");
+        }
+        if !options.strict_egress {
+            command.args(["--egress-allow-net", "127.0.0.0/8"]);
         }
         if let Some(url) = &options.database_url {
             command.args(["--database-url", url]);
