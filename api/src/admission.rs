@@ -62,7 +62,8 @@ fn rule(method: &Method, path: &str, limits: &HttpLimits) -> (Access, usize) {
     };
     let access = match segments.as_slice() {
         ["v1", "admin", ..] | ["v1", "workers"] => Access::Admin,
-        ["v1", "scripts", ..] if method != Method::GET => Access::Admin,
+        // Any subject may create an APP script (as in FunLess); only the admin deletes one.
+        ["v1", "scripts", ..] if method == Method::DELETE => Access::Admin,
         ["v1", _, ..] => Access::User,
         _ => Access::Public,
     };
@@ -322,7 +323,8 @@ mod tests {
             (Method::PUT, "/v1/fn/m/f", Access::User, up),
             (Method::POST, "/v1/fn/m/f", Access::User, small),
             (Method::GET, "/v1/scripts/app", Access::User, small),
-            (Method::POST, "/v1/scripts/app", Access::Admin, small),
+            (Method::POST, "/v1/scripts/app", Access::User, small),
+            (Method::DELETE, "/v1/scripts/app/site", Access::Admin, small),
             (Method::POST, "/v1/admin/subjects", Access::Admin, small),
             (Method::GET, "/v1/workers", Access::Admin, small),
         ] {

@@ -153,8 +153,12 @@ where
         let mut lease = match workers.lease(need, &target.policy, &exclude) {
             Ok(lease) => lease,
             Err(e) => {
-                if wait_for_change(workers, &mut changes, deadline).await {
+                // A worker lost earlier in this call may be back (under the same id): try it.
+                if !lost_ids.is_empty() {
                     lost_ids.clear();
+                    continue;
+                }
+                if wait_for_change(workers, &mut changes, deadline).await {
                     continue;
                 }
                 match e {

@@ -204,6 +204,7 @@ impl Workers {
 
     fn departure(&self) {
         *self.departed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.changed();
     }
 
     /// Until when an invocation that finds no worker may wait for one: while some worker is
@@ -272,6 +273,8 @@ impl Workers {
         match map.get_mut(&id) {
             Some(entry) if entry.status.is_some() && entry.lost_since.is_none() => {
                 entry.restarting_since = Some(Instant::now());
+                drop(map);
+                self.changed();
                 None
             }
             Some(_) => {
