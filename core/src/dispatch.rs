@@ -158,7 +158,7 @@ where
                     lost_ids.clear();
                     continue;
                 }
-                if wait_for_change(workers, &mut changes, deadline).await {
+                if wait_for_change(workers, &mut changes, deadline, false).await {
                     continue;
                 }
                 match e {
@@ -234,7 +234,7 @@ where
                 drop(lease);
                 // The loss changes the table (the worker is marked lost, restarting or gone);
                 // wait for that before choosing again, so the next run does not go to it.
-                if attempts == 0 || !wait_after_loss(workers, &mut changes, deadline).await {
+                if attempts == 0 || !wait_for_change(workers, &mut changes, deadline, true).await {
                     break;
                 }
             }
@@ -253,34 +253,25 @@ where
     })
 }
 
-/// After a loss: waits for the table to change (the loss itself is about to be recorded, and
-/// a worker may come back), within the come-back time and `deadline`.
-async fn wait_after_loss(
-    workers: &Workers,
-    changes: &mut tokio::sync::watch::Receiver<u64>,
-    deadline: Instant,
-) -> bool {
-    if changes.has_changed().unwrap_or(false) {
-        return true;
-    }
-    let until = (Instant::now() + workers.comeback()).min(deadline);
-    tokio::time::timeout_at(until.into(), changes.changed())
-        .await
-        .is_ok_and(|changed| changed.is_ok())
-}
-
-/// Waits for the next change of the worker table while a worker is expected (joining,
-/// restarting, or left recently), within `deadline`; false when none is expected or none
-/// came in time.
+/// Waits for the next change of the worker table, within `deadline`; false when it does not
+/// come in time. After a loss the change is about to come (the loss being recorded, or the
+/// worker coming back): wait up to the come-back time. Otherwise wait only while a worker is
+/// expected (joining, restarting, or left recently).
 async fn wait_for_change(
     workers: &Workers,
     changes: &mut tokio::sync::watch::Receiver<u64>,
     deadline: Instant,
+    after_loss: bool,
 ) -> bool {
     if changes.has_changed().unwrap_or(false) {
         return true;
     }
-    let Some(until) = workers.expected_until().map(|t| t.min(deadline)) else {
+    let until = if after_loss {
+        Some(Instant::now() + workers.comeback())
+    } else {
+        workers.expected_until()
+    };
+    let Some(until) = until.map(|t| t.min(deadline)) else {
         return false;
     };
     tokio::time::timeout_at(until.into(), changes.changed())

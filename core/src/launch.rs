@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use crate::platform::Platform;
-use crate::registry::{Registry, RegistryArgs};
+use crate::registry::{self, Registry, RegistryArgs};
 use crate::store::Store;
 use crate::tokens;
 use crate::workers::Workers;
@@ -168,12 +168,21 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         workers: workers.clone(),
         metrics: metrics.clone(),
         heartbeat_timeout: config.heartbeat_timeout,
-        node: Some(node.clone()),
     };
     children.push(ChildSpec::worker(
         "registry",
         "worker registry and metrics collector: joins, leaves, statuses, heartbeats",
         start_actor(move || (Registry, registry_args.clone())),
+    ));
+    children.push(registry::heartbeat_child(
+        workers.clone(),
+        metrics.clone(),
+        config.heartbeat_timeout,
+    ));
+    children.push(registry::node_watch_child(
+        node.clone(),
+        workers.clone(),
+        metrics.clone(),
     ));
     children.extend(platform.supervised());
     children.push(api_child(listener, platform.clone(), config.http));

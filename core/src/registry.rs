@@ -3,14 +3,15 @@
 //! workers push and declares silent workers lost. It writes the shared [`Workers`] table;
 //! nothing on the invocation path waits on this actor.
 //!
-//! Its helpers are tasks it owns (kept in its state, so they end with it however it ends):
-//! the heartbeat check, the node-event watch, and one status request per joining worker,
-//! retried until the worker answers or leaves.
+//! It owns one status request per joining worker (a task kept in its state, so it ends with
+//! the registry however it ends), retried until the worker answers or leaves. The heartbeat
+//! check and the node-event watch are supervised children of the Core's root of their own
+//! ([`heartbeat_child`], [`node_watch_child`]).
 
 use std::time::Duration;
 
 use funless_actors::protocol::{CoreMessage, WorkerMessage};
-use funless_actors::supervisor::TaskGuard;
+use funless_actors::supervisor::{ChildSpec, service};
 use funless_actors::{CORE_GROUP, WORKER_GROUP, Wire};
 use ractor::pg::GroupChangeMessage;
 use ractor::rpc::CallResult;
@@ -44,16 +45,12 @@ pub struct RegistryArgs {
     pub metrics: Metrics,
     /// Silence after which a worker is declared lost.
     pub heartbeat_timeout: Duration,
-    /// The cluster node, whose disconnections end a worker's entries at once.
-    pub node: Option<funless_actors::node::Node>,
 }
 
 /// The registry's state: its arguments and the tasks it owns.
 #[derive(Debug)]
 pub struct RegistryState {
     args: RegistryArgs,
-    _checker: TaskGuard,
-    _node_watch: Option<TaskGuard>,
     /// Status requests to joining workers; dropping the set aborts them.
     asking: JoinSet<()>,
 }
@@ -78,22 +75,8 @@ impl Actor for Registry {
         ractor::pg::join(CORE_GROUP.to_string(), vec![myself.get_cell()]);
         ractor::pg::monitor(WORKER_GROUP.to_string(), myself.get_cell());
         args.workers.set_comeback(args.heartbeat_timeout);
-        let checker = TaskGuard(tokio::spawn(check_heartbeats(
-            args.workers.clone(),
-            args.metrics.clone(),
-            args.heartbeat_timeout,
-        )));
-        let node_watch = args.node.as_ref().map(|node| {
-            TaskGuard(tokio::spawn(watch_disconnections(
-                node.events(),
-                args.workers.clone(),
-                args.metrics.clone(),
-            )))
-        });
         let mut state = RegistryState {
             args,
-            _checker: checker,
-            _node_watch: node_watch,
             asking: JoinSet::new(),
         };
         // After a restart the table is rebuilt from the group's current members.
@@ -142,8 +125,13 @@ impl Actor for Registry {
                     for cell in cells {
                         admit(state, cell);
                     }
-                    // Reap the finished status requests.
-                    while state.asking.try_join_next().is_some() {}
+                    // Reap the finished status requests; one that panicked left its worker
+                    // joining: say so (it is asked again when it rejoins).
+                    while let Some(done) = state.asking.try_join_next() {
+                        if let Err(e) = done {
+                            tracing::error!(error = %e, "a status request to a joining worker failed");
+                        }
+                    }
                 }
                 GroupChangeMessage::Leave(_, group, cells) if group == WORKER_GROUP => {
                     for cell in cells {
@@ -166,6 +154,41 @@ impl Actor for Registry {
         }
         Ok(())
     }
+}
+
+/// The heartbeat check as a supervised child of the Core's root (`heartbeat`).
+pub fn heartbeat_child(workers: Workers, metrics: Metrics, timeout: Duration) -> ChildSpec {
+    service(
+        "heartbeat",
+        "declares lost the workers whose statuses stopped",
+        move || {
+            let (workers, metrics) = (workers.clone(), metrics.clone());
+            async move {
+                check_heartbeats(workers, metrics, timeout).await;
+                Err("the heartbeat check stopped".to_string())
+            }
+        },
+    )
+}
+
+/// The watch of the node's session events as a supervised child of the Core's root
+/// (`node-watch`).
+pub fn node_watch_child(
+    node: funless_actors::node::Node,
+    workers: Workers,
+    metrics: Metrics,
+) -> ChildSpec {
+    service(
+        "node-watch",
+        "ends a worker's entries at once when its node disconnects",
+        move || {
+            let (events, workers, metrics) = (node.events(), workers.clone(), metrics.clone());
+            async move {
+                watch_disconnections(events, workers, metrics).await;
+                Err("the node's session events ended".to_string())
+            }
+        },
+    )
 }
 
 /// Declares lost the workers whose statuses stopped. Checks four times per time-out, so a

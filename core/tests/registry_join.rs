@@ -3,14 +3,15 @@
 //! stand-in gateway that ignores its first status request.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use funless_actors::protocol::{CacheReport, WorkerMessage, WorkerStatus};
 use funless_actors::{WORKER_GROUP, Wire};
-use funless_core::{CoreConfig, CoreHandle};
+use funless_core::CoreHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 /// Answers status requests from the second one on.
@@ -62,26 +63,12 @@ impl Actor for ShyGateway {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_whose_first_status_request_fails_is_asked_again_until_ready() {
     let dir = tempfile::tempdir().unwrap();
-    let core: CoreHandle = funless_core::start(CoreConfig {
-        data_dir: dir.path().to_path_buf(),
-        database_url: None,
-        listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
-        cluster_listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        cluster_port: 0,
-        cookie: "registry-join-test".into(),
-        // Longer than the registry's status time-out (5 s), so the worker is not declared
-        // lost before it is asked again.
-        heartbeat_timeout: Duration::from_secs(30),
-        max_timeout_ms: 60_000,
-        tls: None,
-        activations: Default::default(),
-        http: Default::default(),
-        egress: funless_core::egress::EgressPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]),
-        gossip: None,
-        fault_injection: false,
-        intensity: Default::default(),
-        extra_children: Vec::new(),
-    })
+    // Long, so the worker is not declared lost while it is still joining.
+    let core: CoreHandle = funless_core::start(common::config(
+        dir.path(),
+        "registry-join-test",
+        Duration::from_secs(30),
+    ))
     .await
     .unwrap();
     let asked = Arc::new(AtomicUsize::new(0));

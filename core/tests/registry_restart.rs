@@ -3,13 +3,14 @@
 //! afterwards is admitted) and invocations go on. In one process, with in-process workers.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod common;
+
 use std::time::Duration;
 
 use funless_actors::CORE_GROUP;
 use funless_api::types::FunctionMetadata;
 use funless_api::{Backend, FunctionUpload};
-use funless_core::{CoreConfig, CoreHandle};
+use funless_core::CoreHandle;
 use funless_worker::RuntimeConfig;
 
 const ECHO: &str = r#"(module
@@ -53,24 +54,11 @@ async fn worker(name: &str) -> funless_worker::WorkerHandle {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_registry_is_restarted_and_the_core_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let core: CoreHandle = funless_core::start(CoreConfig {
-        data_dir: dir.path().to_path_buf(),
-        database_url: None,
-        listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
-        cluster_listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        cluster_port: 0,
-        cookie: "registry-test".into(),
-        heartbeat_timeout: Duration::from_secs(3),
-        max_timeout_ms: 60_000,
-        tls: None,
-        activations: Default::default(),
-        http: Default::default(),
-        egress: funless_core::egress::EgressPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]),
-        gossip: None,
-        fault_injection: false,
-        intensity: Default::default(),
-        extra_children: Vec::new(),
-    })
+    let core: CoreHandle = funless_core::start(common::config(
+        dir.path(),
+        "registry-test",
+        Duration::from_secs(3),
+    ))
     .await
     .unwrap();
     let _w1 = worker("w1").await;

@@ -123,12 +123,58 @@ fn shape(node: &Value) -> Value {
     })
 }
 
+fn try_crash(core: &Core, node: &str, actor: &str) -> (StatusCode, Value) {
+    core.admin()
+        .post_json("/v1/admin/crash", &json!({ "node": node, "actor": actor }))
+}
+
 fn crash(core: &Core, node: &str, actor: &str) -> Value {
-    let (status, body) = core
-        .admin()
-        .post_json("/v1/admin/crash", &json!({ "node": node, "actor": actor }));
+    let (status, body) = try_crash(core, node, actor);
     assert_eq!(status, StatusCode::OK, "crash {node} {actor}: {body}");
     body
+}
+
+/// Every restart count of a tree, depth first.
+fn restarts(node: &Value) -> Vec<u64> {
+    let mut all = vec![node["restarts"].as_u64().unwrap_or(0)];
+    for child in node["children"].as_array().into_iter().flatten() {
+        all.extend(restarts(child));
+    }
+    all
+}
+
+#[test]
+fn crash_requests_are_refused_without_fault_injection_and_name_what_is_wrong() {
+    let core = Core::start(CoreOptions {
+        embedded_worker: true,
+        ..CoreOptions::default()
+    });
+    core.wait_for_workers(&["embedded"]);
+    let before = tree(&core);
+    assert!(
+        find(&before["core"], "embedded/invocations").is_some(),
+        "{before}"
+    );
+    // The tree is for admins only.
+    let (status, _) = core.client().get("/v1/admin/tree");
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = core
+        .client()
+        .post_json("/v1/admin/crash", &json!({ "actor": "registry" }));
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Off on both nodes: the Core's actors and the worker's.
+    for (node, actor) in [("core", "registry"), ("embedded", "gateway")] {
+        let (status, body) = try_crash(&core, node, actor);
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(detail(&body).contains("--fault-injection"), "{body}");
+    }
+    let (status, body) = try_crash(&core, "core", " / ");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = try_crash(&core, "nosuch", "gateway");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(detail(&body).contains("nosuch"), "{body}");
+    // Nothing was restarted by any of them.
+    assert_eq!(restarts(&tree(&core)["core"]), restarts(&before["core"]));
 }
 
 fn successes(answers: &Mutex<Vec<Answer>>) -> usize {
@@ -279,6 +325,14 @@ fn a_crashed_invoker_is_answered_at_once_and_gives_its_slot_back() {
     let client = core.client();
     let (status, body) = client.upload("_", "sleep", example("sleep_fl"), false);
     assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // A path that names no actor is a 404 that kills nothing.
+    let before = restarts(root(&tree(&core), "w1"));
+    for path in ["nosuch", "gateway/x", "invocations/*"] {
+        let (status, body) = try_crash(&core, "w1", path);
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    assert_eq!(restarts(root(&tree(&core), "w1")), before);
 
     let stop = Arc::new(AtomicBool::new(false));
     let (handles, answers) = load(&client, 4, "sleep", json!({ "ms": 2000 }), &stop);
