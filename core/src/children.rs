@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use funless_actors::supervisor::{
-    ChildSpec, Restart, Strategy, Supervisor, SupervisorArgs, SupervisorMessage,
+    ChildSpec, Restart, Strategy, Supervisor, SupervisorArgs, SupervisorMessage, no_reply,
 };
-use ractor::{Actor, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorRef};
 
 /// Restart intensity of a dynamic supervisor: a child that keeps failing faster than this
 /// takes the supervisor down, and the Core's root decides (it restarts it, with every child).
@@ -35,12 +35,6 @@ impl std::fmt::Debug for DynamicChildren {
             .field("name", &self.name)
             .finish()
     }
-}
-
-/// A reply port nobody reads: casts to the supervisor do not wait for its answer.
-fn ignored<T: Send + 'static>() -> RpcReplyPort<T> {
-    let (port, _) = tokio::sync::oneshot::channel();
-    RpcReplyPort::from(port)
 }
 
 impl DynamicChildren {
@@ -86,8 +80,8 @@ impl DynamicChildren {
                     .await?;
                     let mut inner = this.lock();
                     for spec in inner.specs.values() {
-                        let _ =
-                            supervisor.cast(SupervisorMessage::StartChild(spec.clone(), ignored()));
+                        let _ = supervisor
+                            .cast(SupervisorMessage::StartChild(spec.clone(), no_reply()));
                     }
                     inner.supervisor = Some(supervisor.clone());
                     Ok(supervisor.get_cell())
@@ -100,7 +94,7 @@ impl DynamicChildren {
     pub(crate) fn put(&self, spec: ChildSpec) {
         let mut inner = self.lock();
         if let Some(supervisor) = &inner.supervisor {
-            let _ = supervisor.cast(SupervisorMessage::StartChild(spec.clone(), ignored()));
+            let _ = supervisor.cast(SupervisorMessage::StartChild(spec.clone(), no_reply()));
         }
         inner.specs.insert(spec.name.clone(), spec);
     }
@@ -117,7 +111,7 @@ impl DynamicChildren {
         for name in names {
             inner.specs.remove(&name);
             if let Some(supervisor) = &inner.supervisor {
-                let _ = supervisor.cast(SupervisorMessage::StopChild(name, ignored()));
+                let _ = supervisor.cast(SupervisorMessage::StopChild(name, no_reply()));
             }
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use funless_actors::Wire;
 use funless_actors::protocol::{TreeNode, WorkerMessage};
-use funless_actors::supervisor::{SupervisorMessage, path_exists};
+use funless_actors::supervisor::{SupervisorMessage, no_reply, path_exists};
 use funless_api::ApiError;
 use funless_api::types::{ActorNode, ClusterTree, Crashed, WorkerTree};
 use futures::future::join_all;
@@ -107,8 +107,7 @@ pub async fn crash(
             }
             // Told, not asked: the actor killed may be the one serving this request's
             // answer path (the API server), which must not wait on it.
-            let (port, _) = tokio::sync::oneshot::channel();
-            root.cast(SupervisorMessage::Crash(path.to_string(), port.into()))
+            root.cast(SupervisorMessage::Crash(path.to_string(), no_reply()))
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             tracing::warn!(actor = %path, "fault injection: killing a Core actor");
             Ok(Crashed {

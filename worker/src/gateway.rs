@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use funless_actors::protocol::{CacheReply, InvokeError, InvokeReply, TreeNode, WorkerMessage};
-use funless_actors::supervisor::{SupervisorMessage, path_exists};
+use funless_actors::supervisor::{SupervisorMessage, no_reply, path_exists};
 use funless_actors::{WORKER_GROUP, Wire};
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 
 use crate::invoker::{InvocationsHandle, InvocationsSlot};
 use crate::runtime::Runtime;
@@ -177,8 +177,7 @@ async fn crash(me: ActorCell, path: String) -> Result<String, String> {
     // may be the node that carries it).
     let target = path.clone();
     root.send_after(CRASH_DELAY, move || {
-        let (ignored, _answer) = tokio::sync::oneshot::channel();
-        SupervisorMessage::Crash(target, RpcReplyPort::from(ignored))
+        SupervisorMessage::Crash(target, no_reply())
     });
     Ok(format!("{}/{path}", tree.name))
 }

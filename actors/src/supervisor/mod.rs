@@ -156,6 +156,13 @@ impl ChildSpec {
     }
 }
 
+/// A reply port whose answer nobody reads: for telling a supervisor something (start, stop,
+/// crash a child) without waiting for it.
+pub fn no_reply<T: Send + 'static>() -> RpcReplyPort<T> {
+    let (port, _) = tokio::sync::oneshot::channel();
+    RpcReplyPort::from(port)
+}
+
 /// A start function for an actor built afresh by `make` at every (re)start.
 pub fn start_actor<A, F>(make: F) -> StartFn
 where
