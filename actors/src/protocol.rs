@@ -74,6 +74,13 @@ pub struct InvokeOutput {
     pub logs: Vec<String>,
     /// Time spent in Wasmtime (instantiate and run), microseconds.
     pub run_us: u64,
+    /// From the worker's gateway receiving the request to its invoker actor starting,
+    /// microseconds.
+    pub spawn_us: u64,
+    /// From the worker's gateway receiving the request to the answer being ready, microseconds
+    /// (the worker's whole share of the call; the rest of the Core's round trip is the
+    /// cluster hop).
+    pub worker_us: u64,
     /// Where the code came from.
     pub source: CodeSource,
 }

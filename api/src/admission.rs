@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -88,12 +89,25 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
+/// When a request was admitted and what admission took, for the invocation's
+/// `Server-Timing` stages (`auth`, `body`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admitted {
+    /// When the middleware saw the request (its head parsed by hyper).
+    pub(crate) arrived: Instant,
+    /// Authenticating the bearer token.
+    pub(crate) auth: Duration,
+    /// Waiting for and reading the body (with its bounds).
+    pub(crate) body: Duration,
+}
+
 /// The middleware (see the module doc).
 pub(crate) async fn admit<B: Backend>(
     State(gate): State<Arc<Gate<B>>>,
     request: Request,
     next: Next,
 ) -> Response {
+    let arrived = Instant::now();
     let (access, limit) = rule(request.method(), request.uri().path(), &gate.limits);
     let (mut parts, body) = request.into_parts();
     let declared = parts
@@ -101,11 +115,13 @@ pub(crate) async fn admit<B: Backend>(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
+    let mut authenticated = Duration::ZERO;
     if access != Access::Public {
         let subject = match bearer(&parts.headers) {
             Ok(token) => gate.backend.authenticate(token).await,
             Err(e) => Err(e),
         };
+        authenticated = arrived.elapsed();
         let refusal = match subject {
             Ok(subject) if access == Access::Admin && !subject.admin => Some(ApiError::Forbidden(
                 "this endpoint needs an admin token".into(),
@@ -152,6 +168,11 @@ pub(crate) async fn admit<B: Backend>(
             .into_response();
         }
     };
+    parts.extensions.insert(Admitted {
+        arrived,
+        auth: authenticated,
+        body: arrived.elapsed().saturating_sub(authenticated),
+    });
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;

@@ -47,6 +47,36 @@ pub struct Invocation {
     pub worker: String,
     /// Id of its activation record.
     pub activation_id: String,
+    /// Where the Core's time went, for the answer's `Server-Timing` header.
+    pub timings: Timings,
+}
+
+/// An invocation's time, stage by stage, in the order the stages ran. The answer carries it as
+/// a `Server-Timing` header (W3C Server Timing: `name;dur=<ms>`), so a client, a browser's
+/// developer tools or `funless-bench hops` can see where each microsecond went without a
+/// profiler.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timings(pub Vec<(&'static str, std::time::Duration)>);
+
+impl Timings {
+    /// Adds a stage.
+    pub fn push(&mut self, stage: &'static str, took: std::time::Duration) {
+        self.0.push((stage, took));
+    }
+
+    /// The `Server-Timing` header's value: `auth;dur=0.004, lookup;dur=0.001, ...`
+    /// (milliseconds, microsecond precision).
+    pub fn header_value(&self) -> String {
+        let mut value = String::with_capacity(self.0.len() * 20);
+        for (i, (stage, took)) in self.0.iter().enumerate() {
+            if i > 0 {
+                value.push_str(", ");
+            }
+            use std::fmt::Write as _;
+            let _ = write!(value, "{stage};dur={:.3}", took.as_secs_f64() * 1e3);
+        }
+        value
+    }
 }
 
 /// What the API needs from the Core. Every method answers an [`crate::ApiError`] that the router

@@ -26,7 +26,7 @@ mod routes;
 mod serve;
 
 #[cfg(feature = "server")]
-pub use backend::{Backend, FunctionUpload, Invocation, Subject};
+pub use backend::{Backend, FunctionUpload, Invocation, Subject, Timings};
 #[cfg(feature = "server")]
 pub use error::{ApiError, ApiResult};
 #[cfg(feature = "server")]

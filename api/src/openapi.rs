@@ -273,7 +273,8 @@ fn delete_function() {}
     responses(
         (status = 200, description = "The function's result", body = Data<serde_json::Value>,
             headers(("x-funless-worker" = String, description = "The worker that ran it"),
-                ("x-funless-activation-id" = String, description = "Its activation record"))),
+                ("x-funless-activation-id" = String, description = "Its activation record"),
+                ("server-timing" = String, description = "Where the time went, stage by stage (W3C Server Timing): auth, body, parse, lookup, schedule, cluster, spawn, run, worker, record, total"))),
         (status = 202, description = "Started (`blocking: false`)", body = Data<ActivationStarted>),
         (status = 422, description = "The function failed", body = ErrorBody,
             headers(("x-funless-error-reason" = String, description = "function_error, trap, timeout, memory_limit, output_too_large or bad_output"))),

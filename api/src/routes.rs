@@ -11,8 +11,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::admission::{Gate, admit};
-use crate::backend::{Backend, FunctionUpload};
+use crate::admission::{Admitted, Gate, admit};
+use crate::backend::{Backend, FunctionUpload, Timings};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Auth, json_body};
 use crate::limits::HttpLimits;
@@ -522,10 +522,12 @@ struct InvokeQuery {
 async fn invoke<B: Backend>(
     State(backend): State<Arc<B>>,
     Auth(who): Auth,
+    admitted: Option<axum::Extension<Admitted>>,
     Path((module, function)): Path<(String, String)>,
     query: Result<Query<InvokeQuery>, QueryRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let parsing = std::time::Instant::now();
     let query = query
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?
         .0;
@@ -566,6 +568,7 @@ async fn invoke<B: Backend>(
             .await?;
         return data(StatusCode::ACCEPTED, ActivationStarted { activation_id });
     }
+    let parsed = parsing.elapsed();
     let invocation = backend
         .invoke(&who, &module, &function, args_json, script)
         .await?;
@@ -574,11 +577,22 @@ async fn invoke<B: Backend>(
     json.push_str("{\"data\":");
     json.push_str(&invocation.output_json);
     json.push('}');
+    let mut timings = Timings::default();
+    if let Some(axum::Extension(admitted)) = &admitted {
+        timings.push("auth", admitted.auth);
+        timings.push("body", admitted.body);
+    }
+    timings.push("parse", parsed);
+    timings.0.extend(invocation.timings.0);
+    if let Some(axum::Extension(admitted)) = &admitted {
+        timings.push("total", admitted.arrived.elapsed());
+    }
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-funless-worker", invocation.worker)
         .header("x-funless-activation-id", invocation.activation_id)
+        .header("server-timing", timings.header_value())
         .body(Body::from(json))
         .map_err(|e| ApiError::Internal(e.to_string()))
 }

@@ -156,7 +156,7 @@ pub(crate) async fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
 }
 
-fn default_bin_dir() -> PathBuf {
+pub(crate) fn default_bin_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"))

@@ -7,11 +7,13 @@
 
 mod eval;
 mod floors;
+mod hops;
 mod load;
 mod platform;
 mod plot;
 mod report;
 mod stats;
+mod wrk;
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,12 @@ enum Command {
     /// The paper's evaluation: starts a Core and a Worker, runs the workloads, the floors and
     /// the peer, writes report.md and PNG plots.
     Eval(eval::EvalArgs),
+    /// The `hello` comparison driven by Debian's `wrk`: the HTTP floor, `wasmtime serve`, the
+    /// Core with a Worker and the Core with its worker embedded, in one run.
+    Wrk(wrk::WrkArgs),
+    /// Where a warm invocation's time goes: the median of every stage the answers'
+    /// `Server-Timing` headers report, beside the client's measured median.
+    Hops(hops::HopsArgs),
 }
 
 /// One closed-loop run against a running platform.
@@ -99,6 +107,16 @@ async fn invoke(
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::Hops(args)) => {
+            let table = hops::run(args).await?;
+            println!("{table}");
+            Ok(())
+        }
+        Some(Command::Wrk(args)) => {
+            let table = wrk::run(args).await?;
+            println!("{table}");
+            Ok(())
+        }
         Some(Command::Eval(eval)) => {
             let out = eval.out().to_path_buf();
             eval::run(eval).await?;

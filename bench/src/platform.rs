@@ -85,10 +85,19 @@ pub(crate) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
         .context("no VmRSS line")
 }
 
+/// How the platform runs: the Core and one Worker as two processes joined over the cluster,
+/// or the Core with its worker embedded (`--embedded-worker`, one process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    TwoProcesses,
+    Embedded,
+}
+
 /// A running Core and Worker.
 pub(crate) struct Platform {
     // Dropped in this order: worker, core, then the directory.
-    worker: Process,
+    /// `None` when the worker is embedded in the Core's process.
+    worker: Option<Process>,
     core: Process,
     /// `http://127.0.0.1:<port>`.
     pub(crate) api: String,
@@ -103,6 +112,16 @@ impl Platform {
     /// API, then starts one Worker and waits until the Core lists it. `token` is needed with
     /// a database that already has subjects (the Core writes its tokens only on first start).
     pub(crate) async fn start(
+        bin_dir: &Path,
+        database_url: Option<&str>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        Self::start_as(Layout::TwoProcesses, bin_dir, database_url, token).await
+    }
+
+    /// As [`Platform::start`], in the given layout.
+    pub(crate) async fn start_as(
+        layout: Layout,
         bin_dir: &Path,
         database_url: Option<&str>,
         token: Option<&str>,
@@ -122,6 +141,9 @@ impl Platform {
             .env("RUST_LOG", "warn");
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
+        }
+        if layout == Layout::Embedded {
+            command.arg("--embedded-worker");
         }
         let mut core = Process::spawn("funless-core", &mut command, dir.path().join("core.log"))?;
         let client = reqwest::Client::builder()
@@ -155,19 +177,28 @@ impl Platform {
             }
         };
 
-        let mut command = Command::new(bin_dir.join("funless-worker"));
-        command
-            .args(["--core", &format!("127.0.0.1:{cluster_port}")])
-            .args(["--cookie", "funless-eval", "--name", "w1"])
-            .args(["--cluster-listen", "127.0.0.1"])
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .env("RUST_LOG", "warn");
-        let worker = Process::spawn(
-            "funless-worker",
-            &mut command,
-            dir.path().join("worker.log"),
-        )?;
+        let worker = match layout {
+            Layout::Embedded => None,
+            Layout::TwoProcesses => {
+                let mut command = Command::new(bin_dir.join("funless-worker"));
+                command
+                    .args(["--core", &format!("127.0.0.1:{cluster_port}")])
+                    .args(["--cookie", "funless-eval", "--name", "w1"])
+                    .args(["--cluster-listen", "127.0.0.1"])
+                    .arg("--cache-dir")
+                    .arg(dir.path().join("cache"))
+                    .env("RUST_LOG", "warn");
+                Some(Process::spawn(
+                    "funless-worker",
+                    &mut command,
+                    dir.path().join("worker.log"),
+                )?)
+            }
+        };
+        let worker_name = match layout {
+            Layout::Embedded => "embedded",
+            Layout::TwoProcesses => "w1",
+        };
         let mut platform = Self {
             worker,
             core,
@@ -177,17 +208,19 @@ impl Platform {
             _dir: dir,
         };
         // On failure the platform is dropped here: both processes are stopped.
-        platform.wait_for_worker(admin.as_deref()).await?;
+        platform
+            .wait_for_worker(worker_name, admin.as_deref())
+            .await?;
         Ok(platform)
     }
 
     /// Waits until the Core lists the worker (with the admin token), or, without it, until
     /// an invocation no longer fails for lack of workers.
-    async fn wait_for_worker(&mut self, admin: Option<&str>) -> anyhow::Result<()> {
+    async fn wait_for_worker(&mut self, name: &str, admin: Option<&str>) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let quoted = format!("\"{name}\"");
         loop {
-            self.worker.check_alive()?;
-            self.core.check_alive()?;
+            self.check_alive()?;
             let ready = match admin {
                 Some(admin) => match self
                     .client
@@ -196,7 +229,7 @@ impl Platform {
                     .send()
                     .await
                 {
-                    Ok(r) => r.text().await.unwrap_or_default().contains("\"w1\""),
+                    Ok(r) => r.text().await.unwrap_or_default().contains(&quoted),
                     Err(_) => false,
                 },
                 None => {
@@ -208,10 +241,8 @@ impl Platform {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "the Worker did not join in 30 s:\n{}",
-                    self.worker.log_tail()
-                );
+                let log = self.worker.as_ref().unwrap_or(&self.core).log_tail();
+                bail!("the Worker did not join in 30 s:\n{log}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -221,14 +252,18 @@ impl Platform {
         self.core.pid()
     }
 
+    /// The worker's process (the Core's when the worker is embedded).
     pub(crate) fn worker_pid(&self) -> u32 {
-        self.worker.pid()
+        self.worker.as_ref().unwrap_or(&self.core).pid()
     }
 
     /// Fails when either process has exited.
     pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         self.core.check_alive()?;
-        self.worker.check_alive()
+        match self.worker.as_mut() {
+            Some(worker) => worker.check_alive(),
+            None => Ok(()),
+        }
     }
 
     /// `POST /v1/fn/_` with the multipart form (`name`, `code`, optional `metadata`); waits

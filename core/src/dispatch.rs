@@ -87,6 +87,11 @@ pub struct Ran {
     pub worker: String,
     /// Whether it ran on a second worker after the first was lost.
     pub retried: bool,
+    /// Choosing the worker (every attempt's).
+    pub schedule: Duration,
+    /// The round trip of the call that answered, from sending the request to its reply (the
+    /// code's second trip included when the worker lacked it).
+    pub call: Duration,
 }
 
 enum Attempt {
@@ -147,10 +152,14 @@ where
     // may have come back under the same id, as after the Core's node restarts).
     let mut lost_ids: Vec<ActorId> = Vec::new();
     let mut changes = workers.watch();
+    let mut schedule = Duration::ZERO;
     loop {
         changes.borrow_and_update();
         let exclude: Vec<ActorId> = full_workers.iter().chain(&lost_ids).copied().collect();
-        let mut lease = match workers.lease(need, &target.policy, &exclude) {
+        let choosing = Instant::now();
+        let leased = workers.lease(need, &target.policy, &exclude);
+        schedule += choosing.elapsed();
+        let mut lease = match leased {
             Ok(lease) => lease,
             Err(e) => {
                 // A worker lost earlier in this call may be back (under the same id): try it.
@@ -184,7 +193,8 @@ where
             memory_limit_bytes: target.need_bytes,
             allow_hosts: target.allow_hosts.clone(),
         };
-        let left = deadline.saturating_duration_since(Instant::now());
+        let calling = Instant::now();
+        let left = deadline.saturating_duration_since(calling);
         let mut attempt = call_invoke(&mut lease, request, left).await;
         if let Attempt::Answered(InvokeReply::NoCode) = attempt {
             tracing::debug!(function = %target.function, worker = %lease.name, "worker lacks the code; sending it");
@@ -206,6 +216,8 @@ where
                     output,
                     worker: lease.name.clone(),
                     retried: !lost.is_empty(),
+                    schedule,
+                    call: calling.elapsed(),
                 });
             }
             // The call never started there: any function may go to another worker.

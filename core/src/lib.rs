@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod activations;
+pub mod catalog;
 mod children;
 pub mod dispatch;
 pub mod egress;

@@ -12,10 +12,11 @@ use funless_api::types::{
     CreatedSubject, DEFAULT_CAPACITY_BYTES, DEFAULT_TIMEOUT_MS, FunctionCreated, FunctionInfo,
     FunctionMetadata, ModuleInfo, Named, NodeConnected, WorkerFailure, WorkerInfo,
 };
-use funless_api::{ApiError, ApiResult, Backend, FunctionUpload, Invocation, Subject};
+use funless_api::{ApiError, ApiResult, Backend, FunctionUpload, Invocation, Subject, Timings};
 use sha2::{Digest, Sha256};
 
 use crate::activations::{ActivationLimits, Activations, Finished, Outcome};
+use crate::catalog::{CachedFunction, Catalog};
 use crate::dispatch::{self, DispatchError, Target};
 use crate::events::{self, Connectors};
 use crate::metrics::Metrics;
@@ -23,7 +24,7 @@ use crate::scheduler::NoWorker;
 use crate::scheduler::app::Script;
 use crate::sinks::{self, Sinks};
 use crate::store::{
-    DEFAULT_MODULE, FunctionRow, NewFunction, ScriptRow, Store, StoreError, shown_module,
+    DEFAULT_MODULE, FunctionRow, ModuleRow, NewFunction, ScriptRow, Store, StoreError, shown_module,
 };
 use crate::tokens;
 use crate::validate;
@@ -58,6 +59,8 @@ struct Inner {
     /// Subjects whose own default module is known to exist (it is never deleted or renamed),
     /// so the invocation path skips that lookup.
     own_defaults: RwLock<std::collections::HashSet<i64>>,
+    /// Function and module metadata in memory: the invocation path reads no store row.
+    catalog: Catalog,
     /// Records of recent invocations.
     activations: Activations,
     /// MQTT, NATS and cron triggers of functions.
@@ -234,6 +237,7 @@ impl Platform {
                 scripts: RwLock::new(HashMap::new()),
                 max_timeout_ms,
                 own_defaults: RwLock::default(),
+                catalog: Catalog::new(),
                 activations: Activations::new(activations),
                 connectors: Connectors::default(),
                 sinks: Sinks::default(),
@@ -318,28 +322,46 @@ impl Platform {
             return Ok(own);
         }
         if !who.admin
-            && let Some(row) = store
-                .get_module(&stored_module(who, name))
-                .await
-                .map_err(api)?
+            && let Some(row) = self.module_row(&stored_module(who, name)).await?
         {
-            return Ok(row.name);
+            return Ok(row.name.clone());
         }
         // The admin's modules, and subjects' modules created before namespaces, are stored
         // under the name itself.
-        let row = store
-            .get_module(name)
-            .await
-            .map_err(api)?
+        let row = self
+            .module_row(name)
+            .await?
             .ok_or_else(|| not_found_module(name))?;
         if who.admin || row.owner_id == Some(who.id) {
-            Ok(row.name)
+            Ok(row.name.clone())
         } else {
             Err(not_found_module(name))
         }
     }
 
-    /// A function's row, or the API's 404 for it.
+    /// A module's row, from memory when it was read before.
+    async fn module_row(&self, name: &str) -> ApiResult<Option<Arc<ModuleRow>>> {
+        let catalog = &self.inner.catalog;
+        if let Some(row) = catalog.module(name) {
+            return Ok(Some(row));
+        }
+        let ticket = catalog.ticket();
+        let row = self.inner.store.get_module(name).await.map_err(api)?;
+        Ok(row.map(|row| catalog.remember_module(ticket, row)))
+    }
+
+    /// A function's metadata, from memory when it was read before, or the API's 404.
+    async fn cached_function(&self, module: &str, name: &str) -> ApiResult<Arc<CachedFunction>> {
+        let catalog = &self.inner.catalog;
+        if let Some(function) = catalog.function(module, name) {
+            return Ok(function);
+        }
+        let ticket = catalog.ticket();
+        let row = self.function_row(module, name).await?;
+        Ok(catalog.remember_function(ticket, row))
+    }
+
+    /// A function's row as stored now, or the API's 404 for it.
     async fn function_row(&self, module: &str, name: &str) -> ApiResult<FunctionRow> {
         self.inner
             .store
@@ -558,7 +580,7 @@ impl Platform {
 
     async fn invoke_from_event(&self, module: &str, name: &str, args_json: String) {
         self.inner.metrics.event_message();
-        let owner = match self.inner.store.get_module(module).await {
+        let owner = match self.module_row(module).await {
             Ok(Some(row)) => row.owner_id.unwrap_or(0),
             Ok(None) => return, // deleted meanwhile; its connectors are being stopped
             Err(e) => {
@@ -640,7 +662,8 @@ impl Platform {
         script: Option<String>,
     ) -> ApiResult<Prepared> {
         let module = self.module_for(who, module).await?;
-        let row = self.function_row(&module, name).await?;
+        let function = self.cached_function(&module, name).await?;
+        let row = &function.row;
         let policy = self.policy(script, row.tag.clone()).await?;
         let target = Target {
             function: FunctionId {
@@ -652,7 +675,7 @@ impl Platform {
             timeout_ms: row.timeout_ms.max(1) as u64,
             retryable: row.retryable,
             policy,
-            allow_hosts: serde_json::from_str(&row.allow_hosts).unwrap_or_default(),
+            allow_hosts: function.allow_hosts.clone(),
         };
         Ok(Prepared {
             module,
@@ -667,7 +690,7 @@ impl Platform {
         &self,
         prepared: &Prepared,
         args_json: String,
-    ) -> (ApiResult<(Arc<String>, String)>, Finished) {
+    ) -> (ApiResult<Answered>, Finished) {
         let started = Instant::now();
         let Prepared {
             module,
@@ -685,10 +708,12 @@ impl Platform {
             }
         };
         let result = dispatch::invoke(&self.inner.workers, target, args_json, load_code).await;
-        let duration = started.elapsed();
+        let dispatched = Instant::now();
+        let duration = dispatched - started;
         let seconds = duration.as_secs_f64();
         match result {
             Ok(ran) => {
+                let timings = hops(&ran);
                 if ran.retried {
                     self.inner.metrics.retry();
                 }
@@ -709,7 +734,13 @@ impl Platform {
                     logs: ran.output.logs,
                     duration,
                 };
-                (Ok((output_json, ran.worker)), finished)
+                let answered = Answered {
+                    output_json,
+                    worker: ran.worker,
+                    timings,
+                    dispatched,
+                };
+                (Ok(answered), finished)
             }
             Err(e) => {
                 let logs = match &e {
@@ -903,6 +934,8 @@ impl Backend for Platform {
             }
             Err(e) => return Err(api(e)),
         }
+        self.inner.catalog.module_changed(&stored);
+        self.inner.catalog.module_changed(&new_stored);
         // Connectors are keyed by module name: move them with it.
         self.inner.connectors.remove_module(&stored);
         self.inner.sinks.remove_module(&stored);
@@ -917,6 +950,7 @@ impl Backend for Platform {
         };
         refuse_own_default(&stored, "deleted")?;
         let removed = self.inner.store.delete_module(&stored).await.map_err(api)?;
+        self.inner.catalog.module_changed(&stored);
         self.inner.connectors.remove_module(&stored);
         self.inner.sinks.remove_module(&stored);
         dispatch::evict(
@@ -936,6 +970,7 @@ impl Backend for Platform {
         let (new, abi) = self.new_function(module, &upload)?;
         let checked = self.check_on_workers(&new, abi, &upload).await?;
         let row = self.inner.store.create_function(new).await.map_err(api)?;
+        self.inner.catalog.function_changed(module, &row.name);
         tracing::info!(function = %format!("{module}/{}", row.name), hash = %row.hash, ?abi, "function created");
         let workers = match checked {
             Some(report) => report,
@@ -973,6 +1008,8 @@ impl Backend for Platform {
             .update_function(function, new)
             .await
             .map_err(api)?;
+        self.inner.catalog.function_changed(module, &old.name);
+        self.inner.catalog.function_changed(module, &row.name);
         if row.name != old.name {
             // Renamed: the old name's connectors and sinks go; the new name's start below.
             self.inner.connectors.remove(module, &old.name);
@@ -1023,6 +1060,7 @@ impl Backend for Platform {
             .delete_function(module, name)
             .await
             .map_err(api)?;
+        self.inner.catalog.function_changed(module, name);
         self.inner.connectors.remove(module, name);
         self.inner.sinks.remove(module, name);
         dispatch::evict(&self.inner.workers, vec![row.hash]);
@@ -1037,16 +1075,25 @@ impl Backend for Platform {
         args_json: String,
         script: Option<String>,
     ) -> ApiResult<Invocation> {
+        let looking_up = Instant::now();
         let prepared = self.prepare(who, module, name, script).await?;
+        let lookup = looking_up.elapsed();
         let (result, finished) = self.execute(&prepared, args_json).await;
         let activation_id =
             self.inner
                 .activations
                 .record(who.id, &prepared.module, &prepared.name, finished);
-        result.map(|(output_json, worker)| Invocation {
-            output_json,
-            worker,
-            activation_id,
+        result.map(|answered| {
+            let mut timings = Timings::default();
+            timings.push("lookup", lookup);
+            timings.0.extend(answered.timings.0);
+            timings.push("record", answered.dispatched.elapsed());
+            Invocation {
+                output_json: answered.output_json,
+                worker: answered.worker,
+                activation_id,
+                timings,
+            }
         })
     }
 
@@ -1269,6 +1316,35 @@ fn script_info(row: ScriptRow, parsed: Option<&Script>) -> AppScriptInfo {
 }
 
 /// The identity of a stored function's code version.
+/// A successful run as the invocation path hands it on.
+struct Answered {
+    output_json: Arc<String>,
+    worker: String,
+    /// The dispatch's stages.
+    timings: Timings,
+    /// When the dispatch ended (what follows is recording it).
+    dispatched: Instant,
+}
+
+/// The stages of a dispatch: choosing the worker, the cluster hop there and back (the call's
+/// round trip less the worker's own share), and the worker's share split into starting its
+/// invoker actor, Wasmtime (instantiate and run) and the rest (code lookup, slot, metrics).
+fn hops(ran: &dispatch::Ran) -> Timings {
+    let micros = std::time::Duration::from_micros;
+    let output = &ran.output;
+    let worker = micros(output.worker_us);
+    let mut timings = Timings::default();
+    timings.push("schedule", ran.schedule);
+    timings.push("cluster", ran.call.saturating_sub(worker));
+    timings.push("spawn", micros(output.spawn_us));
+    timings.push("run", micros(output.run_us));
+    timings.push(
+        "worker",
+        worker.saturating_sub(micros(output.spawn_us + output.run_us)),
+    );
+    timings
+}
+
 fn function_id(row: &FunctionRow) -> FunctionId {
     FunctionId {
         module: row.module.clone(),

@@ -61,7 +61,7 @@ pub fn shown_module(stored: &str) -> &str {
 }
 
 /// A module.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct ModuleRow {
     /// Database id.
     pub id: i64,
@@ -74,7 +74,7 @@ pub struct ModuleRow {
 }
 
 /// A function as listed: everything but its code.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct FunctionRow {
     /// Database id.
     pub id: i64,

@@ -91,8 +91,9 @@ impl Actor for Gateway {
         match message {
             WorkerMessage::Invoke(request, reply) => match state.invocations() {
                 Some(invocations) => {
+                    let received = std::time::Instant::now();
                     invocations
-                        .invoke(state.runtime.clone(), request, reply)
+                        .invoke(state.runtime.clone(), request, received, reply)
                         .await;
                 }
                 None => {

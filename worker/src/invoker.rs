@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use funless_actors::Wire;
 use funless_actors::protocol::{CachePush, CacheReply, InvokeError, InvokeReply, InvokeRequest};
@@ -151,8 +152,8 @@ impl Actor for Invocations {
 
 /// The work of one invoker.
 pub(crate) enum Work {
-    /// Run a function.
-    Invoke(Wire<InvokeRequest>),
+    /// Run a function (received by the gateway at that instant).
+    Invoke(Wire<InvokeRequest>, Instant),
     /// Compile and cache pushed code.
     Cache(Wire<CachePush>),
 }
@@ -206,13 +207,18 @@ impl Actor for Invoker {
     ) -> Result<(), ActorProcessingErr> {
         let id = myself.get_id();
         match state.work.take() {
-            Some(Work::Invoke(request)) => {
-                let answer = match request.into_inner() {
+            Some(Work::Invoke(request, received)) => {
+                let spawn_us = received.elapsed().as_micros() as u64;
+                let mut answer = match request.into_inner() {
                     Ok(request) => state.runtime.invoke(request).await,
                     Err(e) => InvokeReply::Failed(InvokeError::Worker {
                         message: e.to_string(),
                     }),
                 };
+                if let InvokeReply::Done(output) = &mut answer {
+                    output.spawn_us = spawn_us;
+                    output.worker_us = received.elapsed().as_micros() as u64;
+                }
                 if let Some(Caller::Invoke(port)) = state.pending.take(id) {
                     // The caller may have given up (time-out); nothing to do then.
                     let _ = port.send(Wire::new(answer));
@@ -242,10 +248,15 @@ impl InvocationsHandle {
         &self,
         runtime: Arc<Runtime>,
         request: Wire<InvokeRequest>,
+        received: Instant,
         reply: RpcReplyPort<Wire<InvokeReply>>,
     ) {
-        self.spawn(runtime, Work::Invoke(request), Caller::Invoke(reply))
-            .await;
+        self.spawn(
+            runtime,
+            Work::Invoke(request, received),
+            Caller::Invoke(reply),
+        )
+        .await;
     }
 
     /// Starts an invoker for a code push; it answers `reply` itself.

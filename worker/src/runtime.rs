@@ -1016,6 +1016,8 @@ impl Ran {
             output_json: output,
             logs: logs.into_lines(),
             run_us,
+            spawn_us: 0,
+            worker_us: 0,
             source: CodeSource::Memory,
         })
     }

@@ -218,6 +218,99 @@ fn postgres_store_serves_the_same_api() {
     drop(core);
 }
 
+/// A warm invocation reads nothing from the store: with the functions and modules tables
+/// locked by another session, a store read blocks (proved first with a lookup that must read
+/// the store), yet the function answers. Once unlocked, an update is seen by the very next
+/// invocation: the in-memory metadata is dropped on every change.
+#[test]
+fn warm_invocations_read_no_store_row() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::Duration;
+
+    let db = crate::harness::TempDatabase::create();
+    let core = Core::start(CoreOptions {
+        embedded_worker: true,
+        database_url: Some(db.url.clone()),
+        ..CoreOptions::default()
+    });
+    core.wait_for_workers(&["embedded"]);
+    let user = core.client();
+    let (status, _) = user.post_json("/v1/fn", &json!({"module": {"name": "pg"}}));
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = user.upload("pg", "hello", example("hello_fl"), false);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = user.invoke("pg", "hello", json!({"name": "warm"}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Another session takes both tables and keeps them until its stdin closes.
+    let mut psql = std::process::Command::new("psql")
+        .arg(&db.url)
+        .args(["-q", "-v", "ON_ERROR_STOP=1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running psql");
+    let mut stdin = psql.stdin.take().unwrap();
+    writeln!(
+        stdin,
+        "BEGIN; LOCK TABLE functions, modules IN ACCESS EXCLUSIVE MODE; SELECT 'tables-locked';"
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    let mut line = String::new();
+    let mut stdout = BufReader::new(psql.stdout.take().unwrap());
+    while !line.contains("tables-locked") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "psql ended before locking"
+        );
+    }
+
+    let quick = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let token = user.token.clone().unwrap();
+    // The lock holds: reading the function's row (GET) waits for it.
+    let blocked = quick
+        .get(format!("{}/v1/fn/pg/hello", user.base))
+        .bearer_auth(&token)
+        .send();
+    assert!(
+        blocked.is_err_and(|e| e.is_timeout()),
+        "a store read was not blocked by the lock"
+    );
+    // The invocation is not.
+    let started = std::time::Instant::now();
+    let answer = quick
+        .post(format!("{}/v1/fn/pg/hello", user.base))
+        .bearer_auth(&token)
+        .json(&json!({"args": {"name": "locked"}}))
+        .send()
+        .expect("the warm invocation waited for the store");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body: serde_json::Value = answer.json().unwrap();
+    assert_eq!(body, json!({"data": {"payload": "Hello locked!"}}));
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    drop(stdin);
+    let _ = psql.wait();
+    // An update is visible at once.
+    let (status, body) = user.upload("pg", "hello", example("fail_fl"), true);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = user.invoke("pg", "hello", json!({"name": "after"}));
+    assert_ne!(
+        status,
+        StatusCode::OK,
+        "the old code still answered: {body}"
+    );
+    let (status, _) = user.delete("/v1/fn/pg/hello");
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = user.invoke("pg", "hello", json!({}));
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 #[test]
 fn quick_start_with_fl() {
     let core = embedded();

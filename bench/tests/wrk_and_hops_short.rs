@@ -1,0 +1,99 @@
+//! `funless-bench wrk` and `funless-bench hops` in a short run, end to end, so the comparison
+//! and the per-hop table cannot silently rot: both start their own platforms from the binaries
+//! `cargo test --workspace` builds (debug: the figures mean nothing, the shape does).
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn target_dir() -> PathBuf {
+    // .../target/debug/deps/wrk_and_hops_short-<hash> → .../target/debug
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn bench(args: &[&str]) -> String {
+    let bin_dir = target_dir();
+    for binary in ["funless-core", "funless-worker"] {
+        assert!(
+            bin_dir.join(binary).exists(),
+            "{} is missing: run the suite with `cargo test --workspace` (it builds every binary)",
+            bin_dir.join(binary).display()
+        );
+    }
+    // Builds the examples (and the wasi:http hello for the peer).
+    funless_testkit::example_path("hello_fl");
+    let output = Command::new(env!("CARGO_BIN_EXE_funless-bench"))
+        .args(args)
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?} failed: {stderr}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn the_wrk_comparison_measures_every_path_without_errors() {
+    // wrk comes from Debian (.ci/run installs it).
+    let table = bench(&["wrk", "--secs", "1", "--concurrency", "1,4"]);
+    for row in [
+        "| plain axum JSON hello (HTTP floor) |",
+        "| Core + 1 Worker (two processes) |",
+        "| Core `--embedded-worker` (one process) |",
+    ] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no row {row:?} in:\n{table}"));
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | path | c=1 req/s | p50 | p99 | c=4 req/s | p50 | p99 | errors |
+        assert_eq!(cells.len(), 10, "{line}");
+        assert_eq!(cells[8], "0", "errors in {line}");
+        for rate in [cells[2], cells[5]] {
+            assert!(rate.parse::<f64>().unwrap() > 0.0, "{line}");
+        }
+    }
+}
+
+#[test]
+fn the_hop_table_adds_up_to_the_measured_median() {
+    let table = bench(&["hops", "--requests", "200"]);
+    for layout in [
+        "**Core + 1 Worker (two processes)**",
+        "**Core `--embedded-worker` (one process)**",
+    ] {
+        let section = table
+            .split(layout)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {layout} in:\n{table}"));
+        for stage in [
+            "| auth |",
+            "| lookup |",
+            "| schedule |",
+            "| run |",
+            "| record |",
+        ] {
+            assert!(
+                section.contains(stage),
+                "no {stage} under {layout}:\n{table}"
+            );
+        }
+        let value = |row: &str| -> f64 {
+            let line = section.lines().find(|l| l.starts_with(row)).unwrap();
+            line.split('|')
+                .nth(3)
+                .unwrap()
+                .trim()
+                .trim_matches('*')
+                .parse()
+                .unwrap()
+        };
+        let (sum, measured) = (
+            value("| **sum of the hops**"),
+            value("| **measured median**"),
+        );
+        assert!(sum > 0.0 && measured > 0.0, "{table}");
+    }
+}
