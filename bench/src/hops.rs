@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 
+use crate::cluster_floor;
 use crate::floors::PlainServer;
-use crate::platform::{Layout, Platform};
+use crate::platform::{COOKIE, Layout, Platform};
 use crate::stats::percentile;
 
 /// Arguments of `funless-bench hops`.
@@ -125,8 +126,37 @@ async fn measure(args: &HopsArgs) -> anyhow::Result<String> {
             args.requests,
         )
         .await?;
+        let floor = match platform.worker_cluster_port {
+            Some(port) => Some(
+                cluster_floor::measure(port, COOKIE, &hello, warmup, args.requests)
+                    .await
+                    .context("measuring the cluster floor")?,
+            ),
+            None => None,
+        };
         drop(platform);
         out.push_str(&table(what, &samples, &floor_samples.client));
+        if let Some(floor) = floor {
+            let cluster = samples
+                .stages
+                .get("cluster")
+                .map_or(Duration::ZERO, |v| median(v));
+            let _ = writeln!(
+                out,
+                "The cluster alone (this process joins the worker's node with the cookie and \
+                 calls its gateway as the Core does; no Core, no HTTP), {} round trips each:\n\n\
+                 | call | median µs | p99 µs |\n|---|---|---|\n\
+                 | `Status` (ractor_cluster's floor: encode, two node sessions, TCP, decode, the gateway) | {:.1} | {:.1} |\n\
+                 | `Invoke` hello (the floor + the worker's share) | {:.1} | {:.1} |\n\
+                 | the Core's `cluster` stage above, for comparison | {:.1} | |\n",
+                args.requests,
+                us(median(&floor.status)),
+                us(p99(&floor.status)),
+                us(median(&floor.invoke)),
+                us(p99(&floor.invoke)),
+                us(cluster),
+            );
+        }
     }
     if let Some(path) = &args.out {
         std::fs::write(path, &out).with_context(|| format!("writing {}", path.display()))?;
@@ -202,6 +232,12 @@ fn median(values: &[Duration]) -> Duration {
     let mut sorted = values.to_vec();
     sorted.sort_unstable();
     percentile(&sorted, 50.0)
+}
+
+fn p99(values: &[Duration]) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    percentile(&sorted, 99.0)
 }
 
 fn us(d: Duration) -> f64 {

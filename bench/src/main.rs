@@ -5,6 +5,7 @@
 // A command-line tool: its report goes to stdout.
 #![allow(clippy::print_stdout)]
 
+mod cluster_floor;
 mod eval;
 mod floors;
 mod hops;

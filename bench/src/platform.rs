@@ -93,6 +93,9 @@ pub(crate) enum Layout {
     Embedded,
 }
 
+/// The cluster cookie of the platforms the bench starts.
+pub(crate) const COOKIE: &str = "funless-eval";
+
 /// A running Core and Worker.
 pub(crate) struct Platform {
     // Dropped in this order: worker, core, then the directory.
@@ -103,6 +106,8 @@ pub(crate) struct Platform {
     pub(crate) api: String,
     /// The default user's token.
     pub(crate) token: String,
+    /// The worker's cluster port (two processes only).
+    pub(crate) worker_cluster_port: Option<u16>,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
 }
@@ -137,7 +142,7 @@ impl Platform {
             .args(["--listen", &format!("127.0.0.1:{api_port}")])
             .args(["--cluster-listen", "127.0.0.1"])
             .args(["--cluster-port", &cluster_port.to_string()])
-            .args(["--cookie", "funless-eval"])
+            .args(["--cookie", COOKIE])
             .env("RUST_LOG", "warn");
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
@@ -177,14 +182,19 @@ impl Platform {
             }
         };
 
-        let worker = match layout {
+        let worker_cluster_port = match layout {
             Layout::Embedded => None,
-            Layout::TwoProcesses => {
+            Layout::TwoProcesses => Some(free_port()?),
+        };
+        let worker = match worker_cluster_port {
+            None => None,
+            Some(worker_port) => {
                 let mut command = Command::new(bin_dir.join("funless-worker"));
                 command
                     .args(["--core", &format!("127.0.0.1:{cluster_port}")])
-                    .args(["--cookie", "funless-eval", "--name", "w1"])
+                    .args(["--cookie", COOKIE, "--name", "w1"])
                     .args(["--cluster-listen", "127.0.0.1"])
+                    .args(["--cluster-port", &worker_port.to_string()])
                     .arg("--cache-dir")
                     .arg(dir.path().join("cache"))
                     .env("RUST_LOG", "warn");
@@ -204,6 +214,7 @@ impl Platform {
             core,
             api,
             token,
+            worker_cluster_port,
             client,
             _dir: dir,
         };

@@ -96,4 +96,8 @@ fn the_hop_table_adds_up_to_the_measured_median() {
         );
         assert!(sum > 0.0 && measured > 0.0, "{table}");
     }
+    // Between two processes, the cluster hop is also measured alone.
+    for row in ["| `Status` (ractor_cluster's floor", "| `Invoke` hello"] {
+        assert!(table.contains(row), "no {row:?} in:\n{table}");
+    }
 }

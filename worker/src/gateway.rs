@@ -3,7 +3,10 @@
 //! The gateway only dispatches: every invocation and every compile runs in its own
 //! short-lived [`Invoker`](crate::invoker::Invoker) actor under the invocation supervisor, so
 //! no request ever waits in this mailbox behind another one's work, and a crashed run is
-//! answered by that supervisor at once.
+//! answered by that supervisor at once. Even starting an invoker (ractor's `spawn_linked`
+//! waits for the new actor's first poll) happens off the mailbox, in a task the gateway's state
+//! owns: under load the runtime's run queue is long, and a mailbox that waited for each start
+//! in turn would pace every invocation of the worker by it.
 
 use std::sync::Arc;
 
@@ -11,6 +14,7 @@ use funless_actors::protocol::{CacheReply, InvokeError, InvokeReply, TreeNode, W
 use funless_actors::supervisor::{SupervisorMessage, no_reply, path_exists};
 use funless_actors::{WORKER_GROUP, Wire};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
+use tokio::task::JoinSet;
 
 use crate::invoker::{InvocationsHandle, InvocationsSlot};
 use crate::runtime::Runtime;
@@ -41,6 +45,9 @@ pub struct GatewayState {
     runtime: Arc<Runtime>,
     invocations: InvocationsSlot,
     fault_injection: bool,
+    /// Invokers being started. Owned here, so they end with the gateway (a `JoinSet` aborts
+    /// its tasks when dropped) and a panicking one is seen.
+    starting: JoinSet<()>,
 }
 
 impl GatewayState {
@@ -51,6 +58,16 @@ impl GatewayState {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Starts an invoker off the mailbox, and reaps the starts that are done.
+    fn start(&mut self, starting: impl Future<Output = ()> + Send + 'static) {
+        self.starting.spawn(starting);
+        while let Some(done) = self.starting.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "starting an invoker panicked");
+            }
+        }
     }
 }
 
@@ -70,6 +87,7 @@ impl Actor for Gateway {
             runtime: args.runtime,
             invocations: args.invocations,
             fault_injection: args.fault_injection,
+            starting: JoinSet::new(),
         })
     }
 
@@ -92,9 +110,10 @@ impl Actor for Gateway {
             WorkerMessage::Invoke(request, reply) => match state.invocations() {
                 Some(invocations) => {
                     let received = std::time::Instant::now();
-                    invocations
-                        .invoke(state.runtime.clone(), request, received, reply)
-                        .await;
+                    let runtime = state.runtime.clone();
+                    state.start(async move {
+                        invocations.invoke(runtime, request, received, reply).await;
+                    });
                 }
                 None => {
                     let _ = reply.send(Wire::new(InvokeReply::Failed(InvokeError::Crashed {
@@ -104,7 +123,10 @@ impl Actor for Gateway {
             },
             WorkerMessage::Cache(push, reply) => match state.invocations() {
                 Some(invocations) => {
-                    invocations.cache(state.runtime.clone(), push, reply).await;
+                    let runtime = state.runtime.clone();
+                    state.start(async move {
+                        invocations.cache(runtime, push, reply).await;
+                    });
                 }
                 None => {
                     let _ = reply.send(Wire::new(CacheReply::Failed {
