@@ -53,6 +53,14 @@ pub(crate) enum Compiles<'a> {
     InChild(&'a std::path::Path),
 }
 
+/// Instances whose memory, tables and stacks are decommitted together (see `pooling_engine`).
+/// Small: up to this many finished instances' pages stay resident until the batch fills
+/// (about 1 MB each for a Rust function), which an idle worker's RSS shows.
+const DECOMMIT_BATCH: usize = 8;
+
+/// Bytes of each table zeroed in place instead of decommitted.
+const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
+
 /// An engine with the pooling allocator; `probe`: also compile and instantiate a module once
 /// (needs `compiler`).
 pub(crate) fn pooling_engine(
@@ -68,7 +76,16 @@ pub(crate) fn pooling_engine(
         .total_memories(settings.pool_slots)
         .total_tables(settings.pool_slots)
         .total_stacks(settings.pool_slots)
-        .max_memory_size(settings.max_memory_bytes);
+        .max_memory_size(settings.max_memory_bytes)
+        // Every finished instance gives its memory, table and stack back with madvise, and
+        // each madvise flushes the TLB of every CPU running this process (an interrupt to
+        // each): with the Core in the same process (--embedded-worker) that was a third of the
+        // CPU under load (perf, docs/BENCHMARKS.md). Batching the decommits makes one flush
+        // serve many instances; a slot waiting in the batch is reclaimed at once when the
+        // pool runs short.
+        .decommit_batch_size(DECOMMIT_BATCH)
+        // Small tables are zeroed in place rather than decommitted.
+        .table_keep_resident(TABLE_KEEP_RESIDENT);
     let mut config = base_config(compiler);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     let engine = Engine::new(&config)?;
