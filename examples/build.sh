@@ -15,6 +15,7 @@ MODULES=(
     regex_fl
     network_benchmark_fl
     sdk_http_fl
+    ticker_service
 )
 # WASI 0.2 components: the WASI commands again, the functions that need wasi:sockets or
 # wasi:http, and hello_http, a wasi:http/proxy server component (for `wasmtime serve`).

@@ -45,13 +45,17 @@ pub(crate) fn json() -> &'static str {
         list_modules, create_module, get_module, rename_module, delete_module, create_function,
         get_function, update_function, delete_function, invoke, list_activations,
         get_activation,
+        crate::services::doc::list_services, crate::services::doc::create_service,
+        crate::services::doc::get_service, crate::services::doc::delete_service,
+        crate::services::doc::service_logs,
     ),
-    components(schemas(ErrorBody, FunctionForm, AppScriptForm, Health)),
+    components(schemas(ErrorBody, FunctionForm, AppScriptForm, Health, crate::services::doc::ServiceForm)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
         (name = "functions", description = "Modules, functions and invocations"),
         (name = "app", description = "APP scheduling scripts"),
+        (name = "services", description = "Long-running services kept alive under a child spec"),
         (name = "admin", description = "Subjects, workers and nodes (admin token)"),
         (name = "platform", description = "Liveness, health, metrics and this document"),
     )

@@ -1,0 +1,145 @@
+//! Stored long-running services: code, child spec (JSON) and whether the service failed.
+
+use super::{Pool, Result, Store, StoreError, code_size, is_unique_violation, now_ms};
+
+/// A stored service.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ServiceRow {
+    /// Store id.
+    pub id: i64,
+    /// Stored name (a subject's services are namespaced like its modules: `name~<id>`).
+    pub name: String,
+    /// The subject that created it.
+    pub owner_id: Option<i64>,
+    /// The program.
+    pub code: Vec<u8>,
+    /// SHA-256 of the code, lower-case hex.
+    pub hash: String,
+    /// `wasi_command` or `wasi_component`.
+    pub abi: String,
+    /// Size of the code, bytes.
+    pub size: i64,
+    /// The child spec, JSON text.
+    pub spec: String,
+    /// `running` or `failed`.
+    pub state: String,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// Creation time, unix milliseconds.
+    pub created_at: i64,
+    /// Last change of its state, unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// A service to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewService {
+    /// Stored name.
+    pub name: String,
+    /// The subject creating it.
+    pub owner_id: Option<i64>,
+    /// The program.
+    pub code: Vec<u8>,
+    /// SHA-256 of the code.
+    pub hash: String,
+    /// Its form.
+    pub abi: String,
+    /// The child spec, JSON text.
+    pub spec: String,
+}
+
+const COLUMNS: &str =
+    "id, name, owner_id, code, hash, abi, size, spec, state, reason, created_at, updated_at";
+
+impl Store {
+    /// Stores a new service (state `running`). `Conflict` if the name is taken.
+    pub async fn create_service(&self, new: NewService) -> Result<ServiceRow> {
+        const SQL: &str = "INSERT INTO services \
+             (name, owner_id, code, hash, abi, size, spec, state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $8) RETURNING id";
+        let now = now_ms();
+        let size = code_size(&new.code)?;
+        let id: i64 = on_pool!(self, p => sqlx::query_scalar(SQL)
+            .bind(&new.name)
+            .bind(new.owner_id)
+            .bind(&new.code)
+            .bind(&new.hash)
+            .bind(&new.abi)
+            .bind(size)
+            .bind(&new.spec)
+            .bind(now)
+            .fetch_one(p)
+            .await)
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!(
+                    "service '{}' already exists",
+                    super::shown_module(&new.name)
+                ))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(ServiceRow {
+            id,
+            name: new.name,
+            owner_id: new.owner_id,
+            code: new.code,
+            hash: new.hash,
+            abi: new.abi,
+            size,
+            spec: new.spec,
+            state: "running".into(),
+            reason: None,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Every service with its code, by name.
+    pub async fn list_services(&self) -> Result<Vec<ServiceRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM services ORDER BY name");
+        Ok(on_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await?))
+    }
+
+    /// One service.
+    pub async fn get_service(&self, name: &str) -> Result<Option<ServiceRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM services WHERE name = $1");
+        Ok(on_pool!(self, p => sqlx::query_as(&sql).bind(name).fetch_optional(p).await?))
+    }
+
+    /// Records a service's state (`running`, or `failed` with the reason).
+    pub async fn set_service_state(
+        &self,
+        name: &str,
+        state: &str,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        const SQL: &str =
+            "UPDATE services SET state = $2, reason = $3, updated_at = $4 WHERE name = $1";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(name)
+            .bind(state)
+            .bind(reason)
+            .bind(now_ms())
+            .execute(p)
+            .await?);
+        Ok(())
+    }
+
+    /// Deletes a service. `NotFound`.
+    pub async fn delete_service(&self, name: &str) -> Result<()> {
+        let deleted = on_pool!(self, p => sqlx::query("DELETE FROM services WHERE name = $1")
+            .bind(name)
+            .execute(p)
+            .await?
+            .rows_affected());
+        if deleted == 0 {
+            return Err(StoreError::NotFound(format!(
+                "service '{}' not found",
+                super::shown_module(name)
+            )));
+        }
+        Ok(())
+    }
+}
