@@ -86,7 +86,7 @@ impl ServicesBackend for Platform {
             )));
         }
         let spec = super::resolve(spec).map_err(ApiError::BadRequest)?;
-        crate::platform::allow_hosts(Some(&spec.allow_hosts))?;
+        crate::platform::allow_hosts(Some(spec.allow_hosts.as_slice()))?;
         let stored = stored_name(who, name);
         let services = self.services();
         services

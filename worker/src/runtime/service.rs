@@ -56,7 +56,7 @@ impl Runtime {
         let mut builder = WasiCtxBuilder::new();
         builder
             .args(&[label.as_str()])
-            .envs(&start.env)
+            .envs(start.env.as_slice())
             .stdout(LogStream::stdout(ring.clone(), start.id.clone()))
             .stderr(LogStream::stderr(ring, start.id.clone()));
         let (outcome, hit_memory) = match (&compiled.pre, compiled.abi) {

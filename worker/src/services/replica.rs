@@ -46,25 +46,28 @@ struct ExitReport {
 impl Drop for ExitReport {
     fn drop(&mut self) {
         let id = self.start.id.clone();
-        self.runtime.services().unregister(&id);
         let (normal, reason) = self
             .outcome
             .take()
             .unwrap_or_else(|| (false, "the replica was stopped or killed".into()));
         tracing::info!(replica = %id, normal, %reason, "service replica ended");
+        // The exit leaves before the replica leaves the registry, so no report sent after it
+        // can reach the Core first and make the replica look vanished.
         super::report_exit(ReplicaExited {
             worker: self.runtime.name().to_string(),
-            id,
+            id: id.clone(),
             normal,
             reason,
         });
+        self.runtime.services().unregister(&id);
     }
 }
 
-/// The replica's state: its task (aborted on drop) and its exit report (sent on drop).
+/// The replica's state: its task (aborted on drop, first) and its exit report (sent on drop,
+/// after).
 pub(crate) struct ReplicaState {
-    exit: ExitReport,
     _task: TaskGuard,
+    exit: ExitReport,
 }
 
 impl Actor for Replica {
