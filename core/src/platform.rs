@@ -228,7 +228,7 @@ impl Platform {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                services: crate::services::Services::new(store.clone(), workers.clone()),
+                services: crate::services::Services::new(store.clone(), workers.clone(), &metrics),
                 store,
                 workers,
                 metrics,

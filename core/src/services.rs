@@ -23,6 +23,7 @@ use funless_actors::supervisor::{ChildSpec, start_actor};
 use funless_api::types::{ReplicaInfo, ServiceInfo, ServiceSpec, ServiceSpecRequest};
 use ractor::ActorRef;
 
+use crate::metrics::Metrics;
 use crate::store::{ServiceRow, Store};
 use crate::workers::Workers;
 
@@ -275,6 +276,50 @@ impl Service {
     }
 }
 
+/// Labels of the replica gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+/// The services' metrics.
+#[derive(Debug, Default)]
+struct ServiceMetrics {
+    replicas: prometheus_client::metrics::family::Family<
+        StateLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    restarts: prometheus_client::metrics::counter::Counter,
+    failures: prometheus_client::metrics::counter::Counter,
+}
+
+impl ServiceMetrics {
+    /// Sets the replica gauge from the table.
+    fn count(&self, table: &HashMap<String, Service>) {
+        let mut counts: HashMap<&'static str, i64> = [
+            State::Pending,
+            State::Starting,
+            State::Running,
+            State::Backoff,
+            State::Exited,
+            State::Stopped,
+        ]
+        .into_iter()
+        .map(|s| (s.as_str(), 0))
+        .collect();
+        for replica in table.values().flat_map(|s| &s.replicas) {
+            *counts.entry(replica.state.as_str()).or_default() += 1;
+        }
+        for (state, n) in counts {
+            self.replicas
+                .get_or_create(&StateLabels {
+                    state: state.into(),
+                })
+                .set(n);
+        }
+    }
+}
+
 /// The services table and the way to the manager; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Services {
@@ -285,18 +330,36 @@ pub struct Services {
 struct Shared {
     store: Store,
     workers: Workers,
+    metrics: ServiceMetrics,
     /// Written by the manager only; the API reads it.
     table: RwLock<HashMap<String, Service>>,
     manager: RwLock<Option<ActorRef<ServicesMessage>>>,
 }
 
 impl Services {
-    /// The services of this store, placed on these workers.
-    pub fn new(store: Store, workers: Workers) -> Self {
+    /// The services of this store, placed on these workers, counted in `metrics`.
+    pub fn new(store: Store, workers: Workers, metrics: &Metrics) -> Self {
+        let service_metrics = ServiceMetrics::default();
+        metrics.register(
+            "service_replicas",
+            "Replicas of long-running services by state (pending, starting, running, backoff, exited, stopped)",
+            service_metrics.replicas.clone(),
+        );
+        metrics.register(
+            "service_restarts",
+            "Restarts of service replicas by their child specs (in place or on another worker)",
+            service_metrics.restarts.clone(),
+        );
+        metrics.register(
+            "service_failures",
+            "Services failed for exceeding their restart intensity",
+            service_metrics.failures.clone(),
+        );
         Self {
             inner: Arc::new(Shared {
                 store,
                 workers,
+                metrics: service_metrics,
                 table: RwLock::default(),
                 manager: RwLock::default(),
             }),

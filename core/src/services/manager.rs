@@ -128,6 +128,8 @@ impl Actor for Manager {
                 }
                 state.check_workers();
                 state.place(&myself);
+                let services = &state.services;
+                services.inner.metrics.count(&services.table());
             }
         }
         Ok(())
@@ -400,6 +402,7 @@ impl ManagerState {
                     other.started = None;
                 }
                 service.failed = Some(why.clone());
+                self.services.inner.metrics.failures.inc();
                 persist = Some(why);
             } else {
                 service.recent.push_back(now);
@@ -411,6 +414,7 @@ impl ManagerState {
                 };
                 replica.streak = replica.streak.saturating_add(1);
                 replica.restarts += 1;
+                self.services.inner.metrics.restarts.inc();
                 replica.state = State::Backoff;
                 replica.next_start = Some(now + delay);
                 tracing::info!(replica = %id, ?delay, "service replica restarts after its back-off");
