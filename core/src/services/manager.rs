@@ -325,6 +325,7 @@ impl ManagerState {
             Ok(()) => {
                 let mut table = self.services.table_mut();
                 if let Some(replica) = replica_of(&mut table, id)
+                    && replica.incarnation == id.incarnation
                     && replica.state == State::Starting
                 {
                     replica.state = State::Running;
