@@ -33,8 +33,10 @@ pub trait ServicesBackend: Send + Sync + 'static {
         spec: ServiceSpecRequest,
     ) -> impl Future<Output = ApiResult<ServiceInfo>> + Send;
     /// The caller's services.
-    fn list_services(&self, who: &Subject)
-    -> impl Future<Output = ApiResult<Vec<ServiceInfo>>> + Send;
+    fn list_services(
+        &self,
+        who: &Subject,
+    ) -> impl Future<Output = ApiResult<Vec<ServiceInfo>>> + Send;
     /// One service with its replicas' state.
     fn get_service(
         &self,
@@ -42,8 +44,11 @@ pub trait ServicesBackend: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = ApiResult<ServiceInfo>> + Send;
     /// Stops every replica and deletes the service.
-    fn delete_service(&self, who: &Subject, name: &str)
-    -> impl Future<Output = ApiResult<()>> + Send;
+    fn delete_service(
+        &self,
+        who: &Subject,
+        name: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
     /// The newest output lines of the service's replicas, oldest first.
     fn service_logs(
         &self,

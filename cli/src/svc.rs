@@ -122,9 +122,7 @@ pub(crate) async fn run(
                 allow_hosts: (!allow_hosts.is_empty()).then_some(allow_hosts),
                 env: (!env.is_empty()).then(|| env.into_iter().collect::<BTreeMap<_, _>>()),
             };
-            let reply = client
-                .create_service(&name, code, file_name, &spec)
-                .await?;
+            let reply = client.create_service(&name, code, file_name, &spec).await?;
             output::reply(out, json, &reply, |out, info| {
                 writeln!(out, "created service {}", info.name)?;
                 service(out, &info)
@@ -177,7 +175,12 @@ pub(crate) async fn run(
                     return Ok(());
                 }
                 for line in reply.data()? {
-                    let key = (line.worker.clone(), line.replica, line.at_ms, line.line.clone());
+                    let key = (
+                        line.worker.clone(),
+                        line.replica,
+                        line.at_ms,
+                        line.line.clone(),
+                    );
                     if seen.insert(key) {
                         log_line(out, &line)?;
                     }
@@ -212,7 +215,11 @@ fn service(out: &mut dyn Write, info: &ServiceInfo) -> std::io::Result<()> {
         info.spec.backoff_ms,
         info.spec.memory_bytes
     )?;
-    writeln!(out, "code:     {} ({}, {} bytes)", info.hash, info.abi, info.size)?;
+    writeln!(
+        out,
+        "code:     {} ({}, {} bytes)",
+        info.hash, info.abi, info.size
+    )?;
     for replica in &info.replicas {
         let uptime = replica
             .uptime_ms

@@ -101,9 +101,7 @@ pub fn resolve(request: ServiceSpecRequest) -> Result<ServiceSpec, String> {
     for (key, value) in &spec.env {
         let key_ok = !key.is_empty()
             && key.len() <= 256
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !key_ok {
             return Err(format!(
                 "environment variable name {key:?} must be 1 to 256 letters, digits or _"
@@ -217,8 +215,8 @@ impl Service {
             serde_json::from_str(&row.spec).map_err(|e| format!("stored spec: {e}"))?;
         let spec = resolve(request)?;
         let restart = Restart::parse(&spec.restart).unwrap_or(Restart::Permanent);
-        let failed = (row.state == "failed")
-            .then(|| row.reason.clone().unwrap_or_else(|| "failed".into()));
+        let failed =
+            (row.state == "failed").then(|| row.reason.clone().unwrap_or_else(|| "failed".into()));
         let mut replicas = vec![Replica::new(); spec.replicas as usize];
         if failed.is_some() {
             for replica in &mut replicas {

@@ -23,7 +23,7 @@ use funless_actors::protocol::{
     SERVICES_GROUP, ServicesMessage,
 };
 use funless_actors::supervisor::{
-    ChildSpec, Restart, Supervisor, SupervisorArgs, SupervisorMessage, StartFn, Strategy,
+    ChildSpec, Restart, StartFn, Strategy, Supervisor, SupervisorArgs, SupervisorMessage,
     start_actor,
 };
 use ractor::{Actor, ActorCell, ActorRef};
@@ -94,7 +94,9 @@ impl LogRing {
 
 impl Ring {
     fn push(&mut self, id: &ReplicaId, stream: usize, line: &[u8]) {
-        let line = String::from_utf8_lossy(line).trim_end_matches('\r').to_string();
+        let line = String::from_utf8_lossy(line)
+            .trim_end_matches('\r')
+            .to_string();
         self.bytes += line.len();
         self.lines.push_back(LogLine {
             index: id.index,
@@ -365,7 +367,9 @@ pub(crate) async fn stop(runtime: &Arc<Runtime>, stop: ReplicaStop) -> u32 {
         }
     }
     if stop.forget_logs {
-        registry.logs().retain(|(service, _), _| *service != stop.service);
+        registry
+            .logs()
+            .retain(|(service, _), _| *service != stop.service);
     }
     stopped
 }
@@ -439,10 +443,7 @@ mod tests {
         }
         let tail = ring.tail(usize::MAX);
         assert_eq!(tail.len(), MAX_LINES);
-        assert_eq!(
-            tail.last().unwrap().line,
-            format!("line {}", MAX_LINES + 9)
-        );
+        assert_eq!(tail.last().unwrap().line, format!("line {}", MAX_LINES + 9));
     }
 
     #[test]

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use funless_actors::Wire;
 use funless_actors::protocol::{LogsRequest, ReplicaStop, ServicesMessage, WorkerMessage};
-use funless_api::types::{
-    Abi, Language, ServiceInfo, ServiceLogLine, ServiceSpecRequest,
-};
+use funless_api::types::{Abi, Language, ServiceInfo, ServiceLogLine, ServiceSpecRequest};
 use funless_api::{ApiError, ApiResult, ServicesBackend, Subject};
 use futures::future::join_all;
 use ractor::rpc::CallResult;

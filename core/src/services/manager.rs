@@ -68,7 +68,12 @@ impl Actor for Manager {
         myself.send_interval(TICK, || ServicesMessage::Tick);
         // Workers report every second, once connected; one that was cut off redials within
         // the heartbeat time-out.
-        let grace = services.inner.workers.comeback().max(Duration::from_secs(3)) * 2;
+        let grace = services
+            .inner
+            .workers
+            .comeback()
+            .max(Duration::from_secs(3))
+            * 2;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -223,9 +228,9 @@ impl ManagerState {
                 for index in 0..service.replicas.len() {
                     let due = match service.replicas[index].state {
                         State::Pending => !adopting,
-                        State::Backoff => service.replicas[index]
-                            .next_start
-                            .is_none_or(|t| t <= now),
+                        State::Backoff => {
+                            service.replicas[index].next_start.is_none_or(|t| t <= now)
+                        }
                         _ => false,
                     };
                     if !due {
@@ -304,13 +309,12 @@ impl ManagerState {
                     )
                     .await;
                 let result = match answer {
-                    Ok(CallResult::Success(reply)) => {
-                        reply.into_inner().map_err(|e| e.to_string()).and_then(|r| r)
-                    }
+                    Ok(CallResult::Success(reply)) => reply
+                        .into_inner()
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r),
                     Ok(CallResult::Timeout) => Err("the worker did not answer in time".into()),
-                    Ok(CallResult::SenderError) | Err(_) => {
-                        Err("the worker is unreachable".into())
-                    }
+                    Ok(CallResult::SenderError) | Err(_) => Err("the worker is unreachable".into()),
                 };
                 let _ = me.cast(ServicesMessage::Started(Wire::new((worker, id, result))));
             });
@@ -332,7 +336,12 @@ impl ManagerState {
                     replica.started = Some(Instant::now());
                 }
             }
-            Err(e) => self.ended(id, false, format!("could not start on {worker}: {e}"), false),
+            Err(e) => self.ended(
+                id,
+                false,
+                format!("could not start on {worker}: {e}"),
+                false,
+            ),
         }
     }
 
@@ -439,7 +448,13 @@ impl ManagerState {
     }
 
     /// Asks a worker to stop replicas (in a task; the answer is only logged).
-    fn stop(&mut self, worker: &str, service: String, index: Option<u32>, incarnation: Option<u64>) {
+    fn stop(
+        &mut self,
+        worker: &str,
+        service: String,
+        index: Option<u32>,
+        incarnation: Option<u64>,
+    ) {
         let Some(entry) = self
             .services
             .inner
@@ -490,8 +505,18 @@ impl ManagerState {
                     continue;
                 };
                 match states.get(worker) {
-                    Some(&"lost") => lost.push((service.name.clone(), index, replica.incarnation, format!("worker {worker} lost"))),
-                    None => lost.push((service.name.clone(), index, replica.incarnation, format!("worker {worker} left the cluster"))),
+                    Some(&"lost") => lost.push((
+                        service.name.clone(),
+                        index,
+                        replica.incarnation,
+                        format!("worker {worker} lost"),
+                    )),
+                    None => lost.push((
+                        service.name.clone(),
+                        index,
+                        replica.incarnation,
+                        format!("worker {worker} left the cluster"),
+                    )),
                     Some(_) => {}
                 }
             }
@@ -531,8 +556,10 @@ impl ManagerState {
                     replica.state = State::Running;
                     replica.worker = Some(worker.clone());
                     replica.incarnation = id.incarnation;
-                    replica.started =
-                        Some(now.checked_sub(Duration::from_millis(*uptime_ms)).unwrap_or(now));
+                    replica.started = Some(
+                        now.checked_sub(Duration::from_millis(*uptime_ms))
+                            .unwrap_or(now),
+                    );
                 } else {
                     stale.push(id.clone());
                 }
@@ -556,7 +583,12 @@ impl ManagerState {
         }
         for id in stale {
             tracing::info!(replica = %id, %worker, "stopping a replica the manager does not want");
-            self.stop(&worker, id.service.clone(), Some(id.index), Some(id.incarnation));
+            self.stop(
+                &worker,
+                id.service.clone(),
+                Some(id.index),
+                Some(id.incarnation),
+            );
         }
         for id in missing {
             let reason = format!("no longer running on {worker}");

@@ -15,10 +15,7 @@ const HEARTBEAT_MS: u64 = 2000;
 
 fn core() -> Core {
     Core::start(CoreOptions {
-        extra: vec![
-            "--heartbeat-timeout-ms".into(),
-            HEARTBEAT_MS.to_string(),
-        ],
+        extra: vec!["--heartbeat-timeout-ms".into(), HEARTBEAT_MS.to_string()],
         ..CoreOptions::default()
     })
 }
@@ -127,9 +124,11 @@ fn a_permanent_service_runs_on_two_workers_and_moves_off_a_killed_one() {
     );
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["data"]["spec"]["restart"], "permanent", "{body}");
-    wait_until(Duration::from_secs(30), "two replicas on two workers", || {
-        both_running_apart(&service(&client, "ticker"))
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "two replicas on two workers",
+        || both_running_apart(&service(&client, "ticker")),
+    );
     // The live tree shows each replica under its worker's services supervisor.
     for worker in ["w1", "w2"] {
         let replicas = tree_replicas(&core, worker);
@@ -173,13 +172,17 @@ fn a_permanent_service_runs_on_two_workers_and_moves_off_a_killed_one() {
         "replica 0 took {moved:?} to run again (heartbeat time-out {HEARTBEAT_MS} ms)"
     );
     // Its output continues, from the surviving worker.
-    wait_until(Duration::from_secs(5), "replica 0's output after the move", || {
-        logs(&client, "ticker").iter().any(|l| {
-            l["replica"] == 0
-                && l["worker"] == survivor
-                && l["at_ms"].as_u64().unwrap() > killed_ms
-        })
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "replica 0's output after the move",
+        || {
+            logs(&client, "ticker").iter().any(|l| {
+                l["replica"] == 0
+                    && l["worker"] == survivor
+                    && l["at_ms"].as_u64().unwrap() > killed_ms
+            })
+        },
+    );
     let info = service(&client, "ticker");
     assert_eq!(info["replicas"][0]["restarts"], 1, "{info}");
     assert!(
@@ -292,12 +295,19 @@ fn delete_stops_every_replica_within_the_grace_period() {
     wait_until(Duration::from_secs(30), "two replicas running", || {
         both_running_apart(&service(&client, "doomed"))
     });
-    assert_eq!(tree_replicas(&core, "w1").len() + tree_replicas(&core, "w2").len(), 2);
+    assert_eq!(
+        tree_replicas(&core, "w1").len() + tree_replicas(&core, "w2").len(),
+        2
+    );
     let started = Instant::now();
     let (status, body) = client.delete("/v1/svc/doomed");
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     // The grace period of a stop is 10 s; the answer comes once every replica stopped.
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(tree_replicas(&core, "w1").is_empty());
     assert!(tree_replicas(&core, "w2").is_empty());
     let (status, _) = client.get("/v1/svc/doomed");
@@ -324,10 +334,7 @@ fn a_restarted_core_adopts_running_replicas_instead_of_restarting_them() {
 
     let restarted_at = Instant::now();
     let core = core.restart(CoreOptions {
-        extra: vec![
-            "--heartbeat-timeout-ms".into(),
-            HEARTBEAT_MS.to_string(),
-        ],
+        extra: vec!["--heartbeat-timeout-ms".into(), HEARTBEAT_MS.to_string()],
         ..CoreOptions::default()
     });
     let client = core.client().with_token(&token);
@@ -362,7 +369,10 @@ fn bad_services_are_refused_with_clear_errors() {
     let client = core.client();
     let (status, body) = create(&client, "x", json!({ "restart": "sometimes" }));
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(crate::harness::detail(&body).contains("restart must be"), "{body}");
+    assert!(
+        crate::harness::detail(&body).contains("restart must be"),
+        "{body}"
+    );
     let (status, body) = create(&client, "x", json!({ "replicas": 99 }));
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, body) = create(&client, "x", json!({ "colour": "red" }));
@@ -380,7 +390,10 @@ fn bad_services_are_refused_with_clear_errors() {
         .concat(),
     );
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(crate::harness::detail(&body).contains("WASI command"), "{body}");
+    assert!(
+        crate::harness::detail(&body).contains("WASI command"),
+        "{body}"
+    );
     let (status, body) = create(&client, "dup", json!({}));
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, body) = create(&client, "dup", json!({}));

@@ -148,6 +148,9 @@ mod tests {
         assert!(!normal && reason.starts_with("trapped"), "{reason}");
         let oom = wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached);
         let (normal, reason) = exit_of(Err(oom), true, 1024);
-        assert!(!normal && reason.contains("memory limit of 1024"), "{reason}");
+        assert!(
+            !normal && reason.contains("memory limit of 1024"),
+            "{reason}"
+        );
     }
 }
