@@ -48,8 +48,12 @@ pub struct NewService {
     pub spec: String,
 }
 
-const COLUMNS: &str =
-    "id, name, owner_id, code, hash, abi, size, spec, state, reason, created_at, updated_at";
+/// The columns of a [`ServiceRow`].
+macro_rules! service_columns {
+    () => {
+        "id, name, owner_id, code, hash, abi, size, spec, state, reason, created_at, updated_at"
+    };
+}
 
 impl Store {
     /// Stores a new service (state `running`). `Conflict` if the name is taken.
@@ -98,14 +102,22 @@ impl Store {
 
     /// Every service with its code, by name.
     pub async fn list_services(&self) -> Result<Vec<ServiceRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM services ORDER BY name");
-        Ok(on_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await?))
+        const SQL: &str = concat!(
+            "SELECT ",
+            service_columns!(),
+            " FROM services ORDER BY name"
+        );
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await?))
     }
 
     /// One service.
     pub async fn get_service(&self, name: &str) -> Result<Option<ServiceRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM services WHERE name = $1");
-        Ok(on_pool!(self, p => sqlx::query_as(&sql).bind(name).fetch_optional(p).await?))
+        const SQL: &str = concat!(
+            "SELECT ",
+            service_columns!(),
+            " FROM services WHERE name = $1"
+        );
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(name).fetch_optional(p).await?))
     }
 
     /// Records a service's state (`running`, or `failed` with the reason).
