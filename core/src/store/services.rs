@@ -155,3 +155,42 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Run on both back ends by the store's suite.
+    pub(in crate::store) async fn suite(store: &Store) {
+        let new = NewService {
+            name: "svc".into(),
+            owner_id: None,
+            code: vec![0, 97, 115, 109],
+            hash: "h".into(),
+            abi: "wasi_command".into(),
+            spec: "{}".into(),
+        };
+        let row = store.create_service(new.clone()).await.unwrap();
+        assert_eq!((row.state.as_str(), row.size), ("running", 4));
+        assert!(matches!(
+            store.create_service(new).await,
+            Err(StoreError::Conflict(m)) if m == "service 'svc' already exists"
+        ));
+        store
+            .set_service_state("svc", "failed", Some("too many restarts"))
+            .await
+            .unwrap();
+        let stored = store.get_service("svc").await.unwrap().unwrap();
+        assert_eq!(stored.state, "failed");
+        assert_eq!(stored.reason.as_deref(), Some("too many restarts"));
+        assert_eq!(stored.code, [0, 97, 115, 109]);
+        assert_eq!(store.list_services().await.unwrap().len(), 1);
+        store.delete_service("svc").await.unwrap();
+        assert!(matches!(
+            store.delete_service("svc").await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(store.list_services().await.unwrap().is_empty());
+    }
+}
