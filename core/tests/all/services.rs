@@ -384,8 +384,8 @@ fn bad_services_are_refused_with_clear_errors() {
         "multipart/form-data; boundary=b",
         [
             &b"--b\r\nContent-Disposition: form-data; name=\"code\"; filename=\"f.wasm\"\r\n\r\n"[..],
-            &example("hello_fl"),
-            b"\r\n--b--\r\n",
+            example("hello_fl").as_slice(),
+            &b"\r\n--b--\r\n"[..],
         ]
         .concat(),
     );
