@@ -88,7 +88,8 @@ impl Actor for Manager {
             adopt_until: Instant::now() + grace,
             loaded: false,
         };
-        state.reload().await;
+        // A failure is logged there and retried every tick.
+        let _ = state.reload().await;
         Ok(state)
     }
 
@@ -129,6 +130,7 @@ impl Actor for Manager {
             ServicesMessage::Tick => {
                 while state.tasks.try_join_next().is_some() {}
                 if !state.loaded {
+                    // Logged there; tried again next tick.
                     let _ = state.reload().await;
                 }
                 state.check_workers();
@@ -275,6 +277,7 @@ impl ManagerState {
                         index: index as u32,
                         incarnation: self.next_incarnation,
                     };
+                    let env = service.env();
                     let replica = &mut service.replicas[index];
                     replica.state = State::Starting;
                     replica.worker = Some(worker.clone());
@@ -287,7 +290,7 @@ impl ManagerState {
                         code: service.code.as_ref().clone(),
                         memory_limit_bytes: need,
                         allow_hosts: service.spec.allow_hosts.clone(),
-                        env: service.env(),
+                        env,
                         restart: service.spec.restart.clone(),
                         restarts: replica.restarts,
                     };

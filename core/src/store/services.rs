@@ -135,7 +135,8 @@ impl Store {
             .bind(reason)
             .bind(now_ms())
             .execute(p)
-            .await?);
+            .await
+            .map(drop)?);
         Ok(())
     }
 
