@@ -204,6 +204,9 @@ struct Service {
     spec: ServiceSpec,
     restart: Restart,
     failed: Option<String>,
+    /// Stored before the manager started: its replicas may be running already, so they wait
+    /// for the workers' reports (the adoption grace) before being started.
+    adopt: bool,
     /// Restarts within the intensity's period.
     recent: VecDeque<Instant>,
     replicas: Vec<Replica>,
@@ -234,6 +237,7 @@ impl Service {
             spec,
             restart,
             failed,
+            adopt: false,
             recent: VecDeque::new(),
             replicas,
         })

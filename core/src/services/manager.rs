@@ -40,7 +40,8 @@ pub(crate) struct ManagerState {
     /// Start calls under way, by incarnation (aborted when their service is deleted).
     starts: HashMap<u64, AbortHandle>,
     next_incarnation: u64,
-    /// Until then, unplaced replicas wait: workers report what runs, to be adopted.
+    /// Until then, unplaced replicas of the services stored before the manager started wait:
+    /// workers report what runs, to be adopted.
     adopt_until: Instant,
     /// Whether the stored services were read (retried every tick until they are).
     loaded: bool,
@@ -90,6 +91,9 @@ impl Actor for Manager {
         };
         // A failure is logged there and retried every tick.
         let _ = state.reload().await;
+        for service in state.services.table_mut().values_mut() {
+            service.adopt = true;
+        }
         Ok(state)
     }
 
@@ -229,7 +233,7 @@ impl ManagerState {
                 }
                 for index in 0..service.replicas.len() {
                     let due = match service.replicas[index].state {
-                        State::Pending => !adopting,
+                        State::Pending => !(adopting && service.adopt),
                         State::Backoff => {
                             service.replicas[index].next_start.is_none_or(|t| t <= now)
                         }

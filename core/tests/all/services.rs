@@ -167,6 +167,7 @@ fn a_permanent_service_runs_on_two_workers_and_moves_off_a_killed_one() {
         || replica(&service(&client, "ticker"), 0) == ("running".into(), survivor.into()),
     );
     let moved = killed_at.elapsed();
+    eprintln!("replica 0 ran again on {survivor} {moved:?} after kill -9 of {victim}");
     assert!(
         moved <= Duration::from_millis(HEARTBEAT_MS + 1000),
         "replica 0 took {moved:?} to run again (heartbeat time-out {HEARTBEAT_MS} ms)"

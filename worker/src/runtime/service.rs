@@ -113,7 +113,8 @@ impl Runtime {
 /// Whether a program's end was normal, and how it ended.
 fn exit_of(outcome: wasmtime::Result<()>, hit_memory: bool, memory_limit: usize) -> (bool, String) {
     let error = match outcome {
-        Ok(()) => return (true, "exited".into()),
+        // Returning from `_start` (or `run`) is exit code 0, as WASI sees it.
+        Ok(()) => return (true, "exit code 0".into()),
         Err(e) => e,
     };
     if hit_memory {
@@ -138,7 +139,7 @@ mod tests {
 
     #[test]
     fn exits_are_told_apart() {
-        assert_eq!(exit_of(Ok(()), false, 1), (true, "exited".into()));
+        assert_eq!(exit_of(Ok(()), false, 1), (true, "exit code 0".into()));
         let zero = wasmtime::Error::new(wasmtime_wasi::I32Exit(0));
         assert_eq!(exit_of(Err(zero), false, 1), (true, "exit code 0".into()));
         let one = wasmtime::Error::new(wasmtime_wasi::I32Exit(1));
