@@ -415,3 +415,56 @@ fn bad_services_are_refused_with_clear_errors() {
     let (code, _, err) = core.fl(&["svc", "delete", "dup"]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+#[test]
+fn a_killed_replica_is_restarted_by_its_spec_and_the_tree_shows_it() {
+    let core = Core::start(CoreOptions {
+        extra: vec!["--fault-injection".into()],
+        ..CoreOptions::default()
+    });
+    let _w1 = Worker::start_with("w1", &core, &["--fault-injection"]);
+    core.wait_for_workers(&["w1"]);
+    let admin = core.admin();
+    let (status, body) = create(&admin, "kept", json!({ "env": { "TICK_MS": "100" } }));
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_until(Duration::from_secs(30), "the replica running", || {
+        replica(&service(&admin, "kept"), 0).0 == "running"
+    });
+    let replicas = tree_replicas(&core, "w1");
+    assert_eq!(replicas.len(), 1, "{replicas:?}");
+    assert_eq!(replicas[0]["name"], "kept.0");
+    assert!(
+        replicas[0]["role"]
+            .as_str()
+            .unwrap()
+            .contains("permanent, 0 restarts"),
+        "{replicas:?}"
+    );
+    let (status, body) = admin.post_json(
+        "/v1/admin/crash",
+        &json!({ "node": "w1", "actor": "services/kept.0" }),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_until(Duration::from_secs(10), "the replica restarted", || {
+        let info = service(&admin, "kept");
+        info["replicas"][0]["restarts"] == 1 && replica(&info, 0).0 == "running"
+    });
+    let info = service(&admin, "kept");
+    assert_eq!(
+        info["replicas"][0]["last_exit"], "the replica was stopped or killed",
+        "{info}"
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the new replica in the tree",
+        || {
+            tree_replicas(&core, "w1").iter().any(|r| {
+                r["name"] == "kept.0"
+                    && r["role"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("permanent, 1 restarts")
+            })
+        },
+    );
+}
