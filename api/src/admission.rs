@@ -56,7 +56,8 @@ fn rule(method: &Method, path: &str, limits: &HttpLimits) -> (Access, usize) {
     let upload = (method == Method::POST
         && segments.len() == 3
         && (segments[1] == "fn" || segments[1] == "svc"))
-        || (method == Method::PUT && segments.len() == 4 && segments[1] == "fn");
+        || (method == Method::PUT && segments.len() == 4 && segments[1] == "fn")
+        || (method == Method::PUT && segments.len() == 3 && segments[1] == "svc");
     let limit = if upload {
         limits.max_upload_bytes
     } else {
@@ -325,6 +326,7 @@ mod tests {
             (Method::PUT, "/v1/fn/m/f", Access::User, up),
             (Method::POST, "/v1/fn/m/f", Access::User, small),
             (Method::POST, "/v1/svc/s", Access::User, up),
+            (Method::PUT, "/v1/svc/s", Access::User, up),
             (Method::GET, "/v1/svc/s/logs", Access::User, small),
             (Method::GET, "/v1/scripts/app", Access::User, small),
             (Method::POST, "/v1/scripts/app", Access::User, small),

@@ -32,6 +32,16 @@ pub trait ServicesBackend: Send + Sync + 'static {
         code: Vec<u8>,
         spec: ServiceSpecRequest,
     ) -> impl Future<Output = ApiResult<ServiceInfo>> + Send;
+    /// Replaces a service's code (when given) and spec (when given; missing fields take
+    /// their defaults) and restarts its replicas one at a time with the new version; a failed
+    /// service runs again.
+    fn update_service(
+        &self,
+        who: &Subject,
+        name: &str,
+        code: Option<Vec<u8>>,
+        spec: Option<ServiceSpecRequest>,
+    ) -> impl Future<Output = ApiResult<ServiceInfo>> + Send;
     /// The caller's services.
     fn list_services(
         &self,
@@ -67,6 +77,7 @@ pub(crate) fn routes<B: Backend>(upload_limit: axum::extract::DefaultBodyLimit) 
             "/v1/svc/{name}",
             get(get_one::<B>)
                 .post(create::<B>.layer(upload_limit))
+                .put(update::<B>.layer(upload_limit))
                 .delete(delete::<B>),
         )
         .route("/v1/svc/{name}/logs", get(logs::<B>))
@@ -111,13 +122,46 @@ async fn create<B: Backend>(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Response> {
     crate::names::validate("service", &name).map_err(ApiError::BadRequest)?;
+    let (code, spec) = read_form(multipart).await?;
+    let code = code.ok_or_else(|| ApiError::BadRequest("missing form field 'code'".into()))?;
+    data(
+        StatusCode::CREATED,
+        backend
+            .create_service(&who, &name, code, spec.unwrap_or_default())
+            .await?,
+    )
+}
+
+/// Multipart `code` and `spec`, each optional (at least one).
+async fn update<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path(name): Path<String>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<Response> {
+    let (code, spec) = read_form(multipart).await?;
+    if code.is_none() && spec.is_none() {
+        return Err(ApiError::BadRequest(
+            "give a new 'code', a new 'spec', or both".into(),
+        ));
+    }
+    data(
+        StatusCode::OK,
+        backend.update_service(&who, &name, code, spec).await?,
+    )
+}
+
+/// The service form: `code` (not empty) and `spec`, as given.
+async fn read_form(
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> ApiResult<(Option<Vec<u8>>, Option<ServiceSpecRequest>)> {
     let mut multipart = multipart.map_err(|rejection| {
         ApiError::BadRequest(format!(
             "expected a multipart/form-data body with 'code' and 'spec' ({})",
             rejection.into_response().status()
         ))
     })?;
-    let (mut code, mut spec) = (None, ServiceSpecRequest::default());
+    let (mut code, mut spec) = (None, None);
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
@@ -128,7 +172,7 @@ async fn create<B: Backend>(
         let bytes = field.bytes().await.map_err(multipart_error)?;
         match field_name.as_str() {
             "code" => code = Some(bytes.to_vec()),
-            "spec" => spec = json_body(&bytes, "spec")?,
+            "spec" => spec = Some(json_body(&bytes, "spec")?),
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown form field {other:?} (expected code, spec)"
@@ -136,14 +180,10 @@ async fn create<B: Backend>(
             }
         }
     }
-    let code = code.ok_or_else(|| ApiError::BadRequest("missing form field 'code'".into()))?;
-    if code.is_empty() {
+    if code.as_ref().is_some_and(Vec::is_empty) {
         return Err(ApiError::BadRequest("the 'code' file is empty".into()));
     }
-    data(
-        StatusCode::CREATED,
-        backend.create_service(&who, &name, code, spec).await?,
-    )
+    Ok((code, spec))
 }
 
 async fn delete<B: Backend>(
@@ -194,9 +234,10 @@ pub(crate) mod doc {
     /// The multipart form of a service upload.
     #[derive(ToSchema)]
     pub struct ServiceForm {
-        /// The program: a WASI command module (`_start`) or a `wasi:cli/run` component.
-        #[schema(value_type = String, format = Binary)]
-        code: Vec<u8>,
+        /// The program: a WASI command module (`_start`) or a `wasi:cli/run` component
+        /// (needed on create).
+        #[schema(value_type = Option<String>, format = Binary)]
+        code: Option<Vec<u8>>,
         /// JSON text of `ServiceSpecRequest`: restart, max_restarts, period_ms, backoff_ms,
         /// replicas, memory_bytes, allow_hosts, env.
         spec: Option<String>,
@@ -222,6 +263,14 @@ pub(crate) mod doc {
         responses((status = 201, description = "Stored; its replicas are being placed", body = Data<ServiceInfo>),
             (status = "default", description = ERROR, body = ErrorBody)))]
     pub fn create_service() {}
+
+    #[utoipa::path(put, path = "/v1/svc/{name}", tag = "services",
+        params(("name" = String, Path, description = "Service name")),
+        request_body(content = ServiceForm, content_type = "multipart/form-data",
+            description = "A new `code`, a new `spec` (replacing the whole spec), or both"),
+        responses((status = 200, description = "Updated; its replicas are replaced one at a time (a failed service runs again)", body = Data<ServiceInfo>),
+            (status = "default", description = ERROR, body = ErrorBody)))]
+    pub fn update_service() {}
 
     #[utoipa::path(get, path = "/v1/svc/{name}", tag = "services",
         params(("name" = String, Path, description = "Service name")),
@@ -254,6 +303,15 @@ mod tests {
             _: &str,
             _: Vec<u8>,
             _: ServiceSpecRequest,
+        ) -> ApiResult<ServiceInfo> {
+            panic!("broken")
+        }
+        async fn update_service(
+            &self,
+            _: &Subject,
+            _: &str,
+            _: Option<Vec<u8>>,
+            _: Option<ServiceSpecRequest>,
         ) -> ApiResult<ServiceInfo> {
             panic!("broken")
         }

@@ -2,11 +2,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use funless_api::types::{ServiceInfo, ServiceLogLine, ServiceSpecRequest};
 
 use crate::client::Client;
@@ -25,31 +25,18 @@ pub(crate) enum SvcCommand {
         name: String,
         /// The program
         file: PathBuf,
-        /// permanent (always restarted), transient (only after an abnormal exit) or
-        /// temporary (never)
-        #[arg(long, value_parser = ["permanent", "transient", "temporary"])]
-        restart: Option<String>,
-        /// How many copies run, on different workers when possible
-        #[arg(long)]
-        replicas: Option<u32>,
-        /// Most restarts within --period-ms before the service is failed
-        #[arg(long)]
-        max_restarts: Option<u32>,
-        /// The window of --max-restarts, milliseconds
-        #[arg(long)]
-        period_ms: Option<u64>,
-        /// First restart delay of a replica, milliseconds (doubling, up to 30 s)
-        #[arg(long)]
-        backoff_ms: Option<u64>,
-        /// Memory per replica, bytes
-        #[arg(long)]
-        memory_bytes: Option<u64>,
-        /// A host (or host:port) the program may reach; repeat for more
-        #[arg(long = "allow-host", value_name = "HOST")]
-        allow_hosts: Vec<String>,
-        /// An environment variable of the program, KEY=VALUE; repeat for more
-        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
-        env: Vec<(String, String)>,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Replace a service's program and/or spec (the options given replace the whole spec);
+    /// its replicas restart one at a time, and a failed service runs again
+    Update {
+        /// Service name
+        name: String,
+        /// The new program (default: keep it)
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        spec: SpecArgs,
     },
     /// List the services
     List,
@@ -76,6 +63,63 @@ pub(crate) enum SvcCommand {
     },
 }
 
+/// A service's child spec on the command line.
+#[derive(Debug, Args)]
+pub(crate) struct SpecArgs {
+    /// permanent (always restarted), transient (only after an abnormal exit) or temporary
+    /// (never)
+    #[arg(long, value_parser = ["permanent", "transient", "temporary"])]
+    restart: Option<String>,
+    /// How many copies run, on different workers when possible
+    #[arg(long)]
+    replicas: Option<u32>,
+    /// Most restarts within --period-ms before the service is failed
+    #[arg(long)]
+    max_restarts: Option<u32>,
+    /// The window of --max-restarts, milliseconds
+    #[arg(long)]
+    period_ms: Option<u64>,
+    /// First restart delay of a replica, milliseconds (doubling, up to 30 s)
+    #[arg(long)]
+    backoff_ms: Option<u64>,
+    /// Memory per replica, bytes
+    #[arg(long)]
+    memory_bytes: Option<u64>,
+    /// A host (or host:port) the program may reach; repeat for more
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
+    /// An environment variable of the program, KEY=VALUE; repeat for more
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+}
+
+impl SpecArgs {
+    /// The spec the options give; `None` when none was given.
+    fn request(self) -> Option<ServiceSpecRequest> {
+        let request = ServiceSpecRequest {
+            restart: self.restart,
+            max_restarts: self.max_restarts,
+            period_ms: self.period_ms,
+            backoff_ms: self.backoff_ms,
+            replicas: self.replicas,
+            memory_bytes: self.memory_bytes,
+            allow_hosts: (!self.allow_hosts.is_empty()).then_some(self.allow_hosts),
+            env: (!self.env.is_empty()).then(|| self.env.into_iter().collect::<BTreeMap<_, _>>()),
+        };
+        (request != ServiceSpecRequest::default()).then_some(request)
+    }
+}
+
+/// The program in `file`, with its file name.
+fn program(file: &Path) -> Result<(Vec<u8>, String)> {
+    let code = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let file_name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "service.wasm".into());
+    Ok((code, file_name))
+}
+
 fn parse_name(s: &str) -> Result<String, String> {
     funless_api::names::validate("the", s).map(|()| s.to_string())
 }
@@ -94,37 +138,28 @@ pub(crate) async fn run(
     out: &mut dyn Write,
 ) -> Result<()> {
     match command {
-        SvcCommand::Create {
-            name,
-            file,
-            restart,
-            replicas,
-            max_restarts,
-            period_ms,
-            backoff_ms,
-            memory_bytes,
-            allow_hosts,
-            env,
-        } => {
-            let code =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let file_name = file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "service.wasm".into());
-            let spec = ServiceSpecRequest {
-                restart,
-                max_restarts,
-                period_ms,
-                backoff_ms,
-                replicas,
-                memory_bytes,
-                allow_hosts: (!allow_hosts.is_empty()).then_some(allow_hosts),
-                env: (!env.is_empty()).then(|| env.into_iter().collect::<BTreeMap<_, _>>()),
-            };
+        SvcCommand::Create { name, file, spec } => {
+            let (code, file_name) = program(&file)?;
+            let spec = spec.request().unwrap_or_default();
             let reply = client.create_service(&name, code, file_name, &spec).await?;
             output::reply(out, json, &reply, |out, info| {
                 writeln!(out, "created service {}", info.name)?;
+                service(out, &info)
+            })
+        }
+        SvcCommand::Update { name, file, spec } => {
+            let code = file.as_deref().map(program).transpose()?;
+            let spec = spec.request();
+            if code.is_none() && spec.is_none() {
+                anyhow::bail!("give a new program file, spec options, or both");
+            }
+            let reply = client.update_service(&name, code, spec.as_ref()).await?;
+            output::reply(out, json, &reply, |out, info| {
+                writeln!(
+                    out,
+                    "updated service {} (its replicas restart one at a time)",
+                    info.name
+                )?;
                 service(out, &info)
             })
         }

@@ -200,6 +200,8 @@ struct Service {
     abi: String,
     size: u64,
     created_at: i64,
+    /// The stored version (moves on every update).
+    updated_at: i64,
     code: Arc<Vec<u8>>,
     spec: ServiceSpec,
     restart: Restart,
@@ -207,6 +209,10 @@ struct Service {
     /// Stored before the manager started: its replicas may be running already, so they wait
     /// for the workers' reports (the adoption grace) before being started.
     adopt: bool,
+    /// Replicas still to be replaced by a rolling restart (an update), in order.
+    rolling: VecDeque<u32>,
+    /// The replica being replaced now: the next waits until it runs again.
+    rolling_now: Option<u32>,
     /// Restarts within the intensity's period.
     recent: VecDeque<Instant>,
     replicas: Vec<Replica>,
@@ -233,11 +239,14 @@ impl Service {
             abi: row.abi,
             size: row.size.max(0) as u64,
             created_at: row.created_at,
+            updated_at: row.updated_at,
             code: Arc::new(row.code),
             spec,
             restart,
             failed,
             adopt: false,
+            rolling: VecDeque::new(),
+            rolling_now: None,
             recent: VecDeque::new(),
             replicas,
         })
@@ -267,6 +276,81 @@ impl Service {
                 .collect(),
             created_at: crate::platform::rfc3339(self.created_at),
         }
+    }
+
+    /// Takes a new stored version (code, spec; an update also revives a failed service):
+    /// replicas past the new count are dropped (returned, to be stopped where they run), the
+    /// others are replaced one at a time by [`Service::roll`].
+    fn update(&mut self, row: ServiceRow) -> Result<Vec<(String, u32, u64)>, String> {
+        let new = Service::from_row(row)?;
+        let count = new.replicas.len();
+        let stops = self
+            .replicas
+            .iter()
+            .enumerate()
+            .skip(count)
+            .filter_map(|(index, r)| match (&r.worker, r.state) {
+                (Some(worker), State::Starting | State::Running) => {
+                    Some((worker.clone(), index as u32, r.incarnation))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut replicas = std::mem::take(&mut self.replicas);
+        replicas.truncate(count);
+        let kept = replicas.len() as u32;
+        replicas.resize(count, Replica::new());
+        for replica in &mut replicas {
+            if matches!(replica.state, State::Stopped | State::Exited) {
+                replica.state = State::Pending;
+                replica.streak = 0;
+            }
+        }
+        *self = Service {
+            replicas,
+            rolling: (0..kept).collect(),
+            ..new
+        };
+        Ok(stops)
+    }
+
+    /// One step of a rolling restart: once the replica being replaced runs again, the next one
+    /// is taken down and made pending (the manager starts it with the new version). Returns
+    /// the incarnation to stop, with its worker and index.
+    fn roll(&mut self) -> Option<(String, u32, u64)> {
+        if self.failed.is_some() {
+            self.rolling.clear();
+            self.rolling_now = None;
+            return None;
+        }
+        if let Some(index) = self.rolling_now {
+            let waiting = self
+                .replicas
+                .get(index as usize)
+                .is_some_and(|r| matches!(r.state, State::Pending | State::Starting));
+            if waiting {
+                return None;
+            }
+            self.rolling_now = None;
+        }
+        let index = self.rolling.pop_front()?;
+        let replica = self.replicas.get_mut(index as usize)?;
+        let stop = match (&replica.worker, replica.state) {
+            (Some(worker), State::Starting | State::Running) => {
+                Some((worker.clone(), index, replica.incarnation))
+            }
+            _ => None,
+        };
+        replica.state = State::Pending;
+        replica.incarnation = 0;
+        replica.started = None;
+        replica.next_start = None;
+        if stop.is_some() {
+            replica.restarts += 1;
+            replica.last_exit = Some("replaced by an update".into());
+        }
+        self.rolling_now = Some(index);
+        stop
     }
 
     fn env(&self) -> Vec<(String, String)> {

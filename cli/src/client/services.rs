@@ -29,6 +29,34 @@ impl Client {
         .await
     }
 
+    /// `PUT /v1/svc/:name` (multipart `code` and/or `spec`): a rolling restart with the new
+    /// version.
+    pub(crate) async fn update_service(
+        &self,
+        name: &str,
+        code: Option<(Vec<u8>, String)>,
+        spec: Option<&ServiceSpecRequest>,
+    ) -> Result<Reply<ServiceInfo>, ClientError> {
+        let mut form = Form::new();
+        if let Some((code, file_name)) = code {
+            let part = Part::bytes(code)
+                .file_name(file_name)
+                .mime_str("application/wasm")
+                .map_err(|e| ClientError::Request(e.to_string()))?;
+            form = form.part("code", part);
+        }
+        if let Some(spec) = spec {
+            let spec =
+                serde_json::to_string(spec).map_err(|e| ClientError::Request(e.to_string()))?;
+            form = form.text("spec", spec);
+        }
+        self.send(
+            self.request(Method::PUT, &format!("/v1/svc/{name}"))
+                .multipart(form),
+        )
+        .await
+    }
+
     /// `GET /v1/svc`.
     pub(crate) async fn list_services(&self) -> Result<Reply<Vec<ServiceInfo>>, ClientError> {
         self.send(self.request(Method::GET, "/v1/svc")).await

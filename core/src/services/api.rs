@@ -67,6 +67,26 @@ impl Services {
     }
 }
 
+/// The form of a service's code: a WASI command or a `wasi:cli/run` component (400 otherwise).
+fn service_abi(code: &[u8]) -> ApiResult<Abi> {
+    let abi = crate::validate::validate(code, Some(Language::Wasm))
+        .map_err(|e| ApiError::BadRequest(format!("invalid code: {e}")))?;
+    if !matches!(abi, Abi::WasiCommand | Abi::WasiComponent) {
+        return Err(ApiError::BadRequest(format!(
+            "a service must be a WASI command (exporting _start) or a wasi:cli/run component, not {}",
+            abi.as_str()
+        )));
+    }
+    Ok(abi)
+}
+
+/// A child spec with its defaults, checked (400 otherwise).
+fn checked_spec(spec: ServiceSpecRequest) -> ApiResult<funless_api::types::ServiceSpec> {
+    let spec = super::resolve(spec).map_err(ApiError::BadRequest)?;
+    crate::platform::allow_hosts(Some(spec.allow_hosts.as_slice()))?;
+    Ok(spec)
+}
+
 impl ServicesBackend for Platform {
     async fn create_service(
         &self,
@@ -75,16 +95,8 @@ impl ServicesBackend for Platform {
         code: Vec<u8>,
         spec: ServiceSpecRequest,
     ) -> ApiResult<ServiceInfo> {
-        let abi = crate::validate::validate(&code, Some(Language::Wasm))
-            .map_err(|e| ApiError::BadRequest(format!("invalid code: {e}")))?;
-        if !matches!(abi, Abi::WasiCommand | Abi::WasiComponent) {
-            return Err(ApiError::BadRequest(format!(
-                "a service must be a WASI command (exporting _start) or a wasi:cli/run component, not {}",
-                abi.as_str()
-            )));
-        }
-        let spec = super::resolve(spec).map_err(ApiError::BadRequest)?;
-        crate::platform::allow_hosts(Some(spec.allow_hosts.as_slice()))?;
+        let abi = service_abi(&code)?;
+        let spec = checked_spec(spec)?;
         let stored = stored_name(who, name);
         let services = self.services();
         services
@@ -105,6 +117,46 @@ impl ServicesBackend for Platform {
         services.info(&stored).ok_or_else(|| {
             ApiError::Internal("the service manager did not take the service".into())
         })
+    }
+
+    async fn update_service(
+        &self,
+        who: &Subject,
+        name: &str,
+        code: Option<Vec<u8>>,
+        spec: Option<ServiceSpecRequest>,
+    ) -> ApiResult<ServiceInfo> {
+        let services = self.services();
+        let stored = services.visible(who, name)?;
+        let code = match code {
+            Some(code) => {
+                let abi = service_abi(&code)?;
+                let hash = hex::encode(Sha256::digest(&code));
+                Some((code, hash, abi.as_str().to_string()))
+            }
+            None => None,
+        };
+        let spec = match spec {
+            Some(spec) => checked_spec(spec)?,
+            None => services
+                .table()
+                .get(&stored)
+                .map(|s| s.spec.clone())
+                .ok_or_else(|| not_found(name))?,
+        };
+        services
+            .inner
+            .store
+            .update_service(
+                &stored,
+                code,
+                &stored_spec(&spec).map_err(ApiError::Internal)?,
+            )
+            .await
+            .map_err(store_error)?;
+        tracing::info!(service = %stored, "service updated");
+        services.reload().await?;
+        services.info(&stored).ok_or_else(|| not_found(name))
     }
 
     async fn list_services(&self, who: &Subject) -> ApiResult<Vec<ServiceInfo>> {

@@ -128,6 +128,7 @@ impl Actor for Manager {
             }
             ServicesMessage::Reload(reply) => {
                 let answer = state.reload().await;
+                state.roll();
                 state.place(&myself);
                 let _ = reply.send(Wire::new(answer));
             }
@@ -138,6 +139,7 @@ impl Actor for Manager {
                     let _ = state.reload().await;
                 }
                 state.check_workers();
+                state.roll();
                 state.place(&myself);
                 let services = &state.services;
                 services.inner.metrics.count(&services.table());
@@ -149,7 +151,7 @@ impl Actor for Manager {
 
 impl ManagerState {
     /// Reads the stored services: adds new ones, forgets deleted ones (the API stops their
-    /// replicas), keeps the rest as they are.
+    /// replicas), takes updated ones (a rolling restart follows), keeps the rest as they are.
     async fn reload(&mut self) -> Result<(), String> {
         let rows = match self.services.inner.store.list_services().await {
             Ok(rows) => rows,
@@ -176,8 +178,23 @@ impl ManagerState {
                 tracing::info!(service = %name, "service deleted");
             }
         }
+        let mut stops = Vec::new();
         for row in rows {
-            if table.contains_key(&row.name) {
+            if let Some(service) = table.get_mut(&row.name) {
+                if service.updated_at != row.updated_at {
+                    let name = row.name.clone();
+                    match service.update(row) {
+                        Ok(dropped) => {
+                            tracing::info!(service = %name, "service updated: rolling restart");
+                            stops.extend(
+                                dropped.into_iter().map(|(w, i, n)| (w, name.clone(), i, n)),
+                            );
+                        }
+                        Err(e) => {
+                            tracing::error!(service = %name, error = %e, "updated service unusable")
+                        }
+                    }
+                }
                 continue;
             }
             let name = row.name.clone();
@@ -188,7 +205,29 @@ impl ManagerState {
                 Err(e) => tracing::error!(service = %name, error = %e, "stored service unusable"),
             }
         }
+        drop(table);
+        for (worker, service, index, incarnation) in stops {
+            self.stop(&worker, service, Some(index), Some(incarnation));
+        }
         Ok(())
+    }
+
+    /// Moves every rolling restart on by a step.
+    fn roll(&mut self) {
+        let stops: Vec<(String, String, u32, u64)> = self
+            .services
+            .table_mut()
+            .iter_mut()
+            .filter_map(|(name, service)| {
+                service
+                    .roll()
+                    .map(|(worker, index, incarnation)| (worker, name.clone(), index, incarnation))
+            })
+            .collect();
+        for (worker, service, index, incarnation) in stops {
+            tracing::info!(%service, index, %worker, "rolling restart: replacing a replica");
+            self.stop(&worker, service, Some(index), Some(incarnation));
+        }
     }
 
     /// Starts every replica that waits for a worker or whose back-off is over.
@@ -549,6 +588,10 @@ impl ManagerState {
         {
             let mut table = self.services.table_mut();
             for (id, uptime_ms) in &report.running {
+                // Only a service stored before the manager started may have replicas the
+                // manager did not start (an update's rolling restart leaves replicas pending
+                // whose earlier incarnation still runs: those are stale).
+                let adoptable = table.get(&id.service).is_some_and(|s| s.adopt);
                 let Some(replica) = replica_of(&mut table, id) else {
                     stale.push(id.clone());
                     continue;
@@ -558,7 +601,7 @@ impl ManagerState {
                 {
                     replica.state = State::Running;
                     replica.worker = Some(worker.clone());
-                } else if replica.state == State::Pending {
+                } else if replica.state == State::Pending && adoptable {
                     tracing::info!(replica = %id, %worker, "adopting a running service replica");
                     replica.state = State::Running;
                     replica.worker = Some(worker.clone());

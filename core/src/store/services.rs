@@ -27,7 +27,7 @@ pub struct ServiceRow {
     pub reason: Option<String>,
     /// Creation time, unix milliseconds.
     pub created_at: i64,
-    /// Last change of its state, unix milliseconds.
+    /// Last change of its code or spec (create or update), unix milliseconds.
     pub updated_at: i64,
 }
 
@@ -120,23 +120,72 @@ impl Store {
         Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(name).fetch_optional(p).await?))
     }
 
-    /// Records a service's state (`running`, or `failed` with the reason).
+    /// Records a service's state (`running`, or `failed` with the reason); `updated_at` stays,
+    /// since it tells the service manager of updates.
     pub async fn set_service_state(
         &self,
         name: &str,
         state: &str,
         reason: Option<&str>,
     ) -> Result<()> {
-        const SQL: &str =
-            "UPDATE services SET state = $2, reason = $3, updated_at = $4 WHERE name = $1";
+        const SQL: &str = "UPDATE services SET state = $2, reason = $3 WHERE name = $1";
         on_pool!(self, p => sqlx::query(SQL)
             .bind(name)
             .bind(state)
             .bind(reason)
-            .bind(now_ms())
             .execute(p)
             .await
             .map(drop)?);
+        Ok(())
+    }
+
+    /// Replaces a service's code (when given: code, hash, form) and spec, and marks it
+    /// `running` again (an update restarts a failed service). `NotFound`.
+    pub async fn update_service(
+        &self,
+        name: &str,
+        code: Option<(Vec<u8>, String, String)>,
+        spec: &str,
+    ) -> Result<()> {
+        // `updated_at` always moves forward, even for two updates within one millisecond: it is
+        // how the service manager tells an update.
+        const SQL: &str = "UPDATE services SET spec = $2, state = 'running', reason = NULL, \
+             updated_at = CASE WHEN updated_at < $3 THEN $3 ELSE updated_at + 1 END \
+             WHERE name = $1";
+        const CODE_SQL: &str = "UPDATE services SET code = $2, hash = $3, abi = $4, size = $5, \
+             spec = $6, state = 'running', reason = NULL, \
+             updated_at = CASE WHEN updated_at < $7 THEN $7 ELSE updated_at + 1 END \
+             WHERE name = $1";
+        let now = now_ms();
+        let updated = match code {
+            None => on_pool!(self, p => sqlx::query(SQL)
+                .bind(name)
+                .bind(spec)
+                .bind(now)
+                .execute(p)
+                .await?
+                .rows_affected()),
+            Some((code, hash, abi)) => {
+                let size = code_size(&code)?;
+                on_pool!(self, p => sqlx::query(CODE_SQL)
+                    .bind(name)
+                    .bind(&code)
+                    .bind(&hash)
+                    .bind(&abi)
+                    .bind(size)
+                    .bind(spec)
+                    .bind(now)
+                    .execute(p)
+                    .await?
+                    .rows_affected())
+            }
+        };
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!(
+                "service '{}' not found",
+                super::shown_module(name)
+            )));
+        }
         Ok(())
     }
 
@@ -186,6 +235,26 @@ pub(super) mod tests {
         assert_eq!(stored.state, "failed");
         assert_eq!(stored.reason.as_deref(), Some("too many restarts"));
         assert_eq!(stored.code, [0, 97, 115, 109]);
+        store
+            .update_service(
+                "svc",
+                Some((vec![1, 2], "h2".into(), "wasi_command".into())),
+                "{\"replicas\":2}",
+            )
+            .await
+            .unwrap();
+        let updated = store.get_service("svc").await.unwrap().unwrap();
+        assert_eq!((updated.state.as_str(), updated.reason), ("running", None));
+        assert_eq!((updated.hash.as_str(), updated.size), ("h2", 2));
+        assert_eq!(updated.spec, "{\"replicas\":2}");
+        store.update_service("svc", None, "{}").await.unwrap();
+        let again = store.get_service("svc").await.unwrap().unwrap();
+        assert_eq!(again.hash, "h2");
+        assert!(again.updated_at > updated.updated_at);
+        assert!(matches!(
+            store.update_service("nope", None, "{}").await,
+            Err(StoreError::NotFound(_))
+        ));
         assert_eq!(store.list_services().await.unwrap().len(), 1);
         store.delete_service("svc").await.unwrap();
         assert!(matches!(

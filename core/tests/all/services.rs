@@ -468,3 +468,89 @@ fn a_killed_replica_is_restarted_by_its_spec_and_the_tree_shows_it() {
         },
     );
 }
+
+/// `PUT /v1/svc/{name}` with a new spec only.
+fn update_spec(client: &Client, name: &str, spec: Value) -> (StatusCode, Value) {
+    let boundary = "funless-test-boundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"spec\"\r\n\r\n{spec}\r\n--{boundary}--\r\n"
+    );
+    client.send(
+        reqwest::Method::PUT,
+        &format!("/v1/svc/{name}"),
+        &format!("multipart/form-data; boundary={boundary}"),
+        body.into_bytes(),
+    )
+}
+
+#[test]
+fn an_update_replaces_the_replicas_one_at_a_time_and_revives_a_failed_service() {
+    let core = core();
+    let _w1 = Worker::start("w1", &core);
+    let _w2 = Worker::start("w2", &core);
+    core.wait_for_workers(&["w1", "w2"]);
+    let client = core.client();
+    let (status, body) = create(
+        &client,
+        "rolled",
+        json!({ "replicas": 2, "env": { "TICK_MS": "100", "LABEL": "v1" } }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_until(Duration::from_secs(30), "two replicas running", || {
+        both_running_apart(&service(&client, "rolled"))
+    });
+    let (status, body) = update_spec(
+        &client,
+        "rolled",
+        json!({ "replicas": 2, "env": { "TICK_MS": "100", "LABEL": "v2" } }),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["spec"]["env"]["LABEL"], "v2", "{body}");
+    // One at a time: while the update rolls, a replica always runs.
+    let newest = |index: u64| {
+        logs(&client, "rolled")
+            .iter()
+            .rev()
+            .find(|l| l["replica"] == index && l["stream"] == "stdout")
+            .and_then(|l| l["line"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(20), "both replicas on v2", || {
+        let info = service(&client, "rolled");
+        let running = (0..2).filter(|i| replica(&info, *i).0 == "running").count();
+        assert!(running >= 1, "no replica running during the update: {info}");
+        running == 2 && newest(0).ends_with(" v2") && newest(1).ends_with(" v2")
+    });
+    let info = service(&client, "rolled");
+    for index in 0..2 {
+        assert_eq!(info["replicas"][index]["restarts"], 1, "{info}");
+        assert_eq!(
+            info["replicas"][index]["last_exit"], "replaced by an update",
+            "{info}"
+        );
+    }
+
+    // A failed service runs again after an update that fixes it.
+    let (status, body) = create(
+        &client,
+        "fixed",
+        json!({ "env": { "EXIT_CODE": "3" }, "max_restarts": 0 }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_until(Duration::from_secs(20), "the service failed", || {
+        service(&client, "fixed")["state"] == "failed"
+    });
+    let (status, body) = update_spec(&client, "fixed", json!({ "env": { "TICK_MS": "100" } }));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_until(Duration::from_secs(20), "the fixed service running", || {
+        let info = service(&client, "fixed");
+        info["state"] == "running" && replica(&info, 0).0 == "running"
+    });
+    let (status, body) = client.send(
+        reqwest::Method::PUT,
+        "/v1/svc/fixed",
+        "multipart/form-data; boundary=b",
+        b"--b--\r\n".to_vec(),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

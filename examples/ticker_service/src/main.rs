@@ -2,7 +2,8 @@
 //! service's `env`):
 //!
 //! - `TICK_MS` (default 1000): prints `tick N from REPLICA` on stdout every TICK_MS
-//!   milliseconds, forever (REPLICA is `argv[0]`, which the worker sets to `service.index`).
+//!   milliseconds, forever (REPLICA is `argv[0]`, which the worker sets to `service.index`),
+//!   followed by ` LABEL` when `LABEL` is set.
 //! - `TICKS`: stops after that many ticks, with `EXIT_CODE` (default 0).
 //! - `EXIT_CODE` without `TICKS`: writes a line on stderr and exits with it at once (a service
 //!   that fails on start, or a transient one that finishes).
@@ -26,12 +27,15 @@ fn main() -> ExitCode {
         return ExitCode::from(code);
     }
     let every = Duration::from_millis(env_u64("TICK_MS").unwrap_or(1000));
+    let label = std::env::var("LABEL")
+        .map(|l| format!(" {l}"))
+        .unwrap_or_default();
     let mut n: u64 = 0;
     loop {
         n += 1;
         let mut out = std::io::stdout().lock();
         // A closed stdout is no reason to stop a service.
-        let _ = writeln!(out, "tick {n} from {me}");
+        let _ = writeln!(out, "tick {n} from {me}{label}");
         let _ = out.flush();
         drop(out);
         if ticks.is_some_and(|t| n >= t) {
