@@ -278,6 +278,16 @@ fn a_transient_service_that_exits_0_is_not_restarted() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(ticks(&logs(&client, "oneshot"), 0, "w1"), [1, 2]);
+    let (code, out, err) = core.fl(&["svc", "logs", "oneshot"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "[w1.0 stdout] tick 1 from oneshot.0",
+            "[w1.0 stdout] tick 2 from oneshot.0"
+        ],
+        "{out}"
+    );
 }
 
 #[test]

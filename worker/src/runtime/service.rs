@@ -52,7 +52,7 @@ impl Runtime {
             allow,
             client: Some(self.http.clone()),
         };
-        let label = format!("{}.{}", start.id.service, start.id.index);
+        let label = format!("{}.{}", shown(&start.id.service), start.id.index);
         let mut builder = WasiCtxBuilder::new();
         builder
             .args(&[label.as_str()])
@@ -110,6 +110,15 @@ impl Runtime {
     }
 }
 
+/// A service's name as its owner knows it: subjects' services are stored in their own
+/// namespace (`name~<owner id>`), which the program need not see in its `argv[0]`.
+fn shown(stored: &str) -> &str {
+    match stored.rsplit_once('~') {
+        Some((name, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => stored,
+    }
+}
+
 /// Whether a program's end was normal, and how it ended.
 fn exit_of(outcome: wasmtime::Result<()>, hit_memory: bool, memory_limit: usize) -> (bool, String) {
     let error = match outcome {
@@ -135,7 +144,14 @@ fn exit_of(outcome: wasmtime::Result<()>, hit_memory: bool, memory_limit: usize)
 
 #[cfg(test)]
 mod tests {
-    use super::exit_of;
+    use super::{exit_of, shown};
+
+    #[test]
+    fn programs_see_their_services_own_name() {
+        assert_eq!(shown("ticker~12"), "ticker");
+        assert_eq!(shown("ticker"), "ticker");
+        assert_eq!(shown("a~b"), "a~b");
+    }
 
     #[test]
     fn exits_are_told_apart() {
