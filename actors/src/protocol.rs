@@ -352,6 +352,9 @@ pub struct ReplicaStart {
     pub restart: String,
     /// Times the Core restarted this replica before, for the tree view.
     pub restarts: u64,
+    /// How long a stopping replica has to end by itself once its stdin reaches end-of-file,
+    /// milliseconds, before it is killed.
+    pub stop_grace_ms: u64,
 }
 
 /// Which replicas to stop: every replica of `service`, or one, or one incarnation.

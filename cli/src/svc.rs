@@ -91,6 +91,9 @@ pub(crate) struct SpecArgs {
     /// An environment variable of the program, KEY=VALUE; repeat for more
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     env: Vec<(String, String)>,
+    /// How long a stopping replica may take to end after its stdin closes, milliseconds
+    #[arg(long)]
+    stop_grace_ms: Option<u64>,
 }
 
 impl SpecArgs {
@@ -105,6 +108,7 @@ impl SpecArgs {
             memory_bytes: self.memory_bytes,
             allow_hosts: (!self.allow_hosts.is_empty()).then_some(self.allow_hosts),
             env: (!self.env.is_empty()).then(|| self.env.into_iter().collect::<BTreeMap<_, _>>()),
+            stop_grace_ms: self.stop_grace_ms,
         };
         (request != ServiceSpecRequest::default()).then_some(request)
     }

@@ -31,6 +31,9 @@ use crate::workers::Workers;
 pub const MAX_REPLICAS: u32 = 16;
 /// Longest back-off between restarts, milliseconds.
 const MAX_BACKOFF_MS: u64 = 30_000;
+/// Longest stop grace period, milliseconds: within the 5 s a worker's supervisor gives a
+/// child to stop before killing it.
+const MAX_STOP_GRACE_MS: u64 = 4000;
 /// Most environment variables of a service.
 const MAX_ENV: usize = 64;
 
@@ -73,6 +76,7 @@ pub fn resolve(request: ServiceSpecRequest) -> Result<ServiceSpec, String> {
         memory_bytes: request.memory_bytes.unwrap_or(64 * 1024 * 1024),
         allow_hosts: request.allow_hosts.unwrap_or_default(),
         env: request.env.unwrap_or_default(),
+        stop_grace_ms: request.stop_grace_ms.unwrap_or(1000),
     };
     if Restart::parse(&spec.restart).is_none() {
         return Err(format!(
@@ -94,6 +98,9 @@ pub fn resolve(request: ServiceSpecRequest) -> Result<ServiceSpec, String> {
     }
     if !(1024 * 1024..=(4u64 << 30)).contains(&spec.memory_bytes) {
         return Err("memory_bytes must be 1 MiB to 4 GiB".into());
+    }
+    if spec.stop_grace_ms > MAX_STOP_GRACE_MS {
+        return Err(format!("stop_grace_ms must be at most {MAX_STOP_GRACE_MS}"));
     }
     if spec.env.len() > MAX_ENV {
         return Err(format!("at most {MAX_ENV} environment variables"));
@@ -523,6 +530,7 @@ fn stored_spec(spec: &ServiceSpec) -> Result<String, String> {
         memory_bytes: Some(spec.memory_bytes),
         allow_hosts: Some(spec.allow_hosts.clone()),
         env: Some(spec.env.clone()),
+        stop_grace_ms: Some(spec.stop_grace_ms),
     };
     serde_json::to_string(&request).map_err(|e| e.to_string())
 }

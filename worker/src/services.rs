@@ -171,10 +171,67 @@ impl tokio::io::AsyncWrite for LogStream {
     }
 }
 
+/// A replica's stdin, and how it is asked to stop: open and empty while it runs (a read
+/// waits), at end-of-file once [`StopSignal::fire`] was called. Every stream made from it shares
+/// that state, as WASI wants.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StopSignal {
+    inner: Arc<Mutex<(bool, Vec<std::task::Waker>)>>,
+}
+
+impl StopSignal {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, Vec<std::task::Waker>)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the stdin: every read under way or to come ends with end-of-file.
+    pub(crate) fn fire(&self) {
+        let wakers = {
+            let mut state = self.lock();
+            state.0 = true;
+            std::mem::take(&mut state.1)
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for StopSignal {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdinStream for StopSignal {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncRead for StopSignal {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        _buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let mut state = self.lock();
+        if state.0 {
+            // Nothing put in `buf`: end-of-file.
+            return Poll::Ready(Ok(()));
+        }
+        if !state.1.iter().any(|w| w.will_wake(cx.waker())) {
+            state.1.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
 /// A running replica as the worker knows it.
 struct Running {
     id: ReplicaId,
     started: Instant,
+    stop: StopSignal,
 }
 
 /// The worker's replicas: the running ones, their logs, and the current `services`
@@ -230,12 +287,13 @@ impl Registry {
         ring
     }
 
-    fn register(&self, id: &ReplicaId) {
+    fn register(&self, id: &ReplicaId, stop: StopSignal) {
         self.running().insert(
             (id.service.clone(), id.index),
             Running {
                 id: id.clone(),
                 started: Instant::now(),
+                stop,
             },
         );
     }
@@ -338,7 +396,8 @@ pub(crate) async fn start(runtime: &Arc<Runtime>, start: ReplicaStart) -> Result
     }
 }
 
-/// Stops the replicas that match; returns how many.
+/// Stops the replicas that match; returns how many. All of them are signalled first (their
+/// stdin closes), so their grace periods run together.
 pub(crate) async fn stop(runtime: &Arc<Runtime>, stop: ReplicaStop) -> u32 {
     let registry = runtime.services();
     let names: Vec<String> = registry
@@ -349,7 +408,10 @@ pub(crate) async fn stop(runtime: &Arc<Runtime>, stop: ReplicaStop) -> u32 {
                 && stop.index.is_none_or(|i| i == r.id.index)
                 && stop.incarnation.is_none_or(|n| n == r.id.incarnation)
         })
-        .map(|r| child_name(&r.id.service, r.id.index))
+        .map(|r| {
+            r.stop.fire();
+            child_name(&r.id.service, r.id.index)
+        })
         .collect();
     let mut stopped = 0;
     if let Some(supervisor) = registry.supervisor() {

@@ -28,6 +28,10 @@ pub struct ServiceSpecRequest {
     pub allow_hosts: Option<Vec<String>>,
     /// Environment variables of the program (its configuration).
     pub env: Option<BTreeMap<String, String>>,
+    /// How long a replica asked to stop (delete, update) may take to end by itself,
+    /// milliseconds (default 1000, at most 4000): its stdin, open and empty while it runs,
+    /// reaches end-of-file, and once the grace period is over it is killed.
+    pub stop_grace_ms: Option<u64>,
 }
 
 /// A service's child spec with every default filled in.
@@ -50,6 +54,8 @@ pub struct ServiceSpec {
     pub allow_hosts: Vec<String>,
     /// Environment variables of the program.
     pub env: BTreeMap<String, String>,
+    /// How long a stopping replica may take to end after its stdin closes, milliseconds.
+    pub stop_grace_ms: u64,
 }
 
 /// One replica of a service (`GET /v1/svc/{name}`).

@@ -336,6 +336,7 @@ impl ManagerState {
                         env,
                         restart: service.spec.restart.clone(),
                         restarts: replica.restarts,
+                        stop_grace_ms: service.spec.stop_grace_ms,
                     };
                     tracing::info!(replica = %id, %worker, "starting a service replica");
                     starts.push((entry.clone(), worker, start));

@@ -564,3 +564,45 @@ fn an_update_replaces_the_replicas_one_at_a_time_and_revives_a_failed_service() 
     );
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[test]
+fn a_stopping_replica_is_signalled_and_may_end_by_itself_within_its_grace() {
+    let core = core();
+    let _w1 = Worker::start("w1", &core);
+    core.wait_for_workers(&["w1"]);
+    let client = core.client();
+    let spec = json!({ "env": { "STOP_ON_EOF": "1" }, "stop_grace_ms": 3000 });
+    let (status, body) = create(&client, "polite", spec.clone());
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let said = |text: &str| {
+        logs(&client, "polite")
+            .iter()
+            .filter(|l| l["line"].as_str().unwrap_or_default().ends_with(text))
+            .count()
+    };
+    wait_until(Duration::from_secs(30), "the replica waiting", || {
+        said("waiting for the stop signal") == 1
+    });
+    // An update replaces it: its stdin closes and it ends by itself, long before its grace
+    // period would have it killed (a killed replica writes nothing more).
+    let updated = Instant::now();
+    let (status, body) = update_spec(&client, "polite", spec);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_until(Duration::from_millis(2500), "the graceful stop", || {
+        said("stopping gracefully") == 1
+    });
+    assert!(updated.elapsed() < Duration::from_secs(3));
+    wait_until(Duration::from_secs(10), "the new replica waiting", || {
+        said("waiting for the stop signal") == 2
+            && replica(&service(&client, "polite"), 0).0 == "running"
+    });
+    // A delete answers as soon as the program ended, not after the grace period.
+    let deleted = Instant::now();
+    let (status, body) = client.delete("/v1/svc/polite");
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(
+        deleted.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        deleted.elapsed()
+    );
+}

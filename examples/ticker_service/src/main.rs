@@ -7,10 +7,12 @@
 //! - `TICKS`: stops after that many ticks, with `EXIT_CODE` (default 0).
 //! - `EXIT_CODE` without `TICKS`: writes a line on stderr and exits with it at once (a service
 //!   that fails on start, or a transient one that finishes).
+//! - `STOP_ON_EOF`: instead of ticking, waits for the platform's stop signal (its stdin, open
+//!   and empty while it runs, reaches end-of-file when it is asked to stop), says so and exits 0.
 //!
 //! `std::thread::sleep` is WASI `poll_oneoff`: a sleeping replica holds no worker thread.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,6 +27,13 @@ fn main() -> ExitCode {
     if let (Some(code), None) = (exit_code, ticks) {
         eprintln!("{me}: exiting with code {code} on start");
         return ExitCode::from(code);
+    }
+    if std::env::var_os("STOP_ON_EOF").is_some() {
+        println!("{me} waiting for the stop signal");
+        let mut rest = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut rest);
+        println!("{me} stopping gracefully");
+        return ExitCode::SUCCESS;
     }
     let every = Duration::from_millis(env_u64("TICK_MS").unwrap_or(1000));
     let label = std::env::var("LABEL")

@@ -11,7 +11,7 @@ use super::{Prepared, Runtime, trap_message};
 use crate::abi::Abi;
 use crate::cache::Pre;
 use crate::host::{self, ComponentState, EgressHooks, FunlessIo, GuestLimits, HostState};
-use crate::services::{LogRing, LogStream};
+use crate::services::{LogRing, LogStream, StopSignal};
 
 /// The module name services' code is cached under (outside the naming rule of modules).
 const SERVICE_MODULE: &str = "~svc";
@@ -23,6 +23,7 @@ impl Runtime {
         &self,
         start: &ReplicaStart,
         ring: Arc<LogRing>,
+        stdin: StopSignal,
     ) -> (bool, String) {
         let function = FunctionId {
             module: SERVICE_MODULE.into(),
@@ -57,6 +58,7 @@ impl Runtime {
         builder
             .args(&[label.as_str()])
             .envs(start.env.as_slice())
+            .stdin(stdin)
             .stdout(LogStream::stdout(ring.clone(), start.id.clone()))
             .stderr(LogStream::stderr(ring, start.id.clone()));
         let (outcome, hit_memory) = match (&compiled.pre, compiled.abi) {

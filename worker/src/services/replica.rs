@@ -7,7 +7,8 @@
 //! effect within a tick. Whichever way the replica ends, its state's drop tells the Core how.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use funless_actors::protocol::{ReplicaExited, ReplicaStart};
 use funless_actors::supervisor::TaskGuard;
@@ -15,6 +16,7 @@ use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
 
+use super::StopSignal;
 use crate::runtime::Runtime;
 
 /// The replica actor.
@@ -29,18 +31,22 @@ pub(crate) struct ReplicaArgs {
     pub(crate) start: Arc<ReplicaStart>,
 }
 
-/// Its one message: the program ended (`true`: normally), and how.
+/// Its one message: the program ended, and how (the outcome itself is kept for the exit
+/// report).
 #[derive(Debug, RactorMessage)]
 pub(crate) enum ReplicaMessage {
-    Exited(bool, String),
+    Exited(String),
 }
+
+/// How the program ended, once it did (set by the task that runs it).
+type Outcome = Arc<Mutex<Option<(bool, String)>>>;
 
 /// Reports the replica's end to the Core when dropped, with the outcome if the program's end
 /// was seen, else as an abnormal end of the actor (stopped or killed).
 struct ExitReport {
     runtime: Arc<Runtime>,
     start: Arc<ReplicaStart>,
-    outcome: Option<(bool, String)>,
+    outcome: Outcome,
 }
 
 impl Drop for ExitReport {
@@ -48,6 +54,8 @@ impl Drop for ExitReport {
         let id = self.start.id.clone();
         let (normal, reason) = self
             .outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .take()
             .unwrap_or_else(|| (false, "the replica was stopped or killed".into()));
         tracing::info!(replica = %id, normal, %reason, "service replica ended");
@@ -63,11 +71,13 @@ impl Drop for ExitReport {
     }
 }
 
-/// The replica's state: its task (aborted on drop, first) and its exit report (sent on drop,
-/// after).
+/// The replica's state: its task (aborted on drop, first), its exit report (sent on drop,
+/// after), and its stop signal with the grace period it gives.
 pub(crate) struct ReplicaState {
-    _task: TaskGuard,
-    exit: ExitReport,
+    task: TaskGuard,
+    _exit: ExitReport,
+    stop: StopSignal,
+    grace: Duration,
 }
 
 impl Actor for Replica {
@@ -82,23 +92,30 @@ impl Actor for Replica {
     ) -> Result<Self::State, ActorProcessingErr> {
         let registry = args.runtime.services();
         let ring = registry.ring(&args.start.id);
-        registry.register(&args.start.id);
+        let stop = StopSignal::default();
+        registry.register(&args.start.id, stop.clone());
         tracing::info!(replica = %args.start.id, "service replica starting");
         let (runtime, start) = (args.runtime.clone(), args.start.clone());
+        let outcome = Outcome::default();
+        let (seen, stdin) = (outcome.clone(), stop.clone());
         let task = tokio::spawn(async move {
-            let (normal, reason) = AssertUnwindSafe(runtime.run_service(&start, ring))
+            let (normal, reason) = AssertUnwindSafe(runtime.run_service(&start, ring, stdin))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| (false, "the replica's runner panicked".into()));
-            let _ = myself.cast(ReplicaMessage::Exited(normal, reason));
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((normal, reason.clone()));
+            // The actor's stop follows; its exit report reads the outcome.
+            let _ = myself.cast(ReplicaMessage::Exited(reason));
         });
         Ok(ReplicaState {
-            exit: ExitReport {
+            task: TaskGuard(task),
+            _exit: ExitReport {
                 runtime: args.runtime,
-                start: args.start,
-                outcome: None,
+                start: args.start.clone(),
+                outcome,
             },
-            _task: TaskGuard(task),
+            stop,
+            grace: Duration::from_millis(args.start.stop_grace_ms),
         })
     }
 
@@ -106,13 +123,24 @@ impl Actor for Replica {
         &self,
         myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        state: &mut Self::State,
+        _state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ReplicaMessage::Exited(normal, reason) => {
-                state.exit.outcome = Some((normal, reason.clone()));
-                myself.stop(Some(reason));
-            }
+            ReplicaMessage::Exited(reason) => myself.stop(Some(reason)),
+        }
+        Ok(())
+    }
+
+    /// Asked to stop (not killed): the program's stdin closes, and it has its grace period to
+    /// end by itself before the task is aborted with the state.
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if !state.task.0.is_finished() {
+            state.stop.fire();
+            let _ = tokio::time::timeout(state.grace, &mut state.task.0).await;
         }
         Ok(())
     }
