@@ -23,6 +23,7 @@ COMPONENTS=(
     hello_wasi sleep_wasi matrix_mult_wasi fail_wasi
     server_reply_wasi network_benchmark_wasi
     hello_http
+    poller_service
 )
 
 # The guest targets, added once if this toolchain lacks them.

@@ -22,6 +22,11 @@ fn core() -> Core {
 
 /// `POST /v1/svc/{name}`: the example service with this spec.
 fn create(client: &Client, name: &str, spec: Value) -> (StatusCode, Value) {
+    create_with(client, name, &example("ticker_service"), spec)
+}
+
+/// `POST /v1/svc/{name}`: this program with this spec.
+fn create_with(client: &Client, name: &str, code: &[u8], spec: Value) -> (StatusCode, Value) {
     let boundary = "funless-test-boundary";
     let mut body = Vec::new();
     body.extend_from_slice(
@@ -31,7 +36,7 @@ fn create(client: &Client, name: &str, spec: Value) -> (StatusCode, Value) {
         )
         .as_bytes(),
     );
-    body.extend_from_slice(&example("ticker_service"));
+    body.extend_from_slice(code);
     body.extend_from_slice(
         format!(
             "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"spec\"\r\n\r\n{spec}\r\n--{boundary}--\r\n"
@@ -604,5 +609,74 @@ fn a_stopping_replica_is_signalled_and_may_end_by_itself_within_its_grace() {
         deleted.elapsed() < Duration::from_millis(2500),
         "{:?}",
         deleted.elapsed()
+    );
+}
+
+#[test]
+fn a_component_service_posts_to_a_local_collector_and_goes_on_after_its_worker_is_killed() {
+    let servers = funless_testkit::Servers::start();
+    let received = funless_testkit::Received::default();
+    let collector = funless_testkit::Collector::start(0, received);
+    let core = core();
+    let mut w1 = Worker::start("w1", &core);
+    let mut w2 = Worker::start("w2", &core);
+    core.wait_for_workers(&["w1", "w2"]);
+    let client = core.client();
+    let (status, body) = create_with(
+        &client,
+        "poller",
+        &example("poller_service_p2"),
+        json!({
+            "replicas": 2,
+            "allow_hosts": [servers.http.to_string(), format!("127.0.0.1:{}", collector.port)],
+            "env": {
+                "POLL_URL": servers.bucket_url("status"),
+                "WEBHOOK_URL": format!("http://127.0.0.1:{}/summaries", collector.port),
+                "EVERY_MS": "100",
+            },
+        }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["data"]["abi"], "wasi_component", "{body}");
+    wait_until(
+        Duration::from_secs(30),
+        "two replicas on two workers",
+        || both_running_apart(&service(&client, "poller")),
+    );
+    // Summaries of polls, from each replica, arrive at the collector.
+    let from = |replica: &str| {
+        collector
+            .bodies()
+            .iter()
+            .filter_map(|b| serde_json::from_slice::<Value>(b).ok())
+            .filter(|s| s["from"] == replica && s["status"].as_u64().is_some_and(|c| c > 0))
+            .count()
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "summaries of both replicas",
+        || from("poller.0") >= 3 && from("poller.1") >= 3,
+    );
+    let polls = servers.http_requests();
+    assert!(polls >= 6, "{polls}");
+
+    let (_, victim) = replica(&service(&client, "poller"), 0);
+    let killed_at = Instant::now();
+    if victim == "w1" {
+        w1.process.kill();
+    } else {
+        w2.process.kill();
+    }
+    let before = from("poller.0");
+    wait_until(
+        Duration::from_millis(HEARTBEAT_MS + 5000),
+        "replica 0's summaries after the kill",
+        || from("poller.0") >= before + 3,
+    );
+    let resumed = killed_at.elapsed();
+    eprintln!("replica 0 posted again {resumed:?} after kill -9 of {victim}");
+    assert!(
+        resumed <= Duration::from_millis(HEARTBEAT_MS + 1000) + Duration::from_millis(500),
+        "replica 0 posted again only {resumed:?} after the kill"
     );
 }
