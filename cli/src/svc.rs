@@ -94,6 +94,9 @@ pub(crate) struct SpecArgs {
     /// How long a stopping replica may take to end after its stdin closes, milliseconds
     #[arg(long)]
     stop_grace_ms: Option<u64>,
+    /// Run only on workers with this name or --tag
+    #[arg(long)]
+    tag: Option<String>,
 }
 
 impl SpecArgs {
@@ -109,6 +112,7 @@ impl SpecArgs {
             allow_hosts: (!self.allow_hosts.is_empty()).then_some(self.allow_hosts),
             env: (!self.env.is_empty()).then(|| self.env.into_iter().collect::<BTreeMap<_, _>>()),
             stop_grace_ms: self.stop_grace_ms,
+            tag: self.tag,
         };
         (request != ServiceSpecRequest::default()).then_some(request)
     }

@@ -77,6 +77,7 @@ pub fn resolve(request: ServiceSpecRequest) -> Result<ServiceSpec, String> {
         allow_hosts: request.allow_hosts.unwrap_or_default(),
         env: request.env.unwrap_or_default(),
         stop_grace_ms: request.stop_grace_ms.unwrap_or(1000),
+        tag: request.tag.filter(|t| !t.is_empty()),
     };
     if Restart::parse(&spec.restart).is_none() {
         return Err(format!(
@@ -98,6 +99,9 @@ pub fn resolve(request: ServiceSpecRequest) -> Result<ServiceSpec, String> {
     }
     if !(1024 * 1024..=(4u64 << 30)).contains(&spec.memory_bytes) {
         return Err("memory_bytes must be 1 MiB to 4 GiB".into());
+    }
+    if spec.tag.as_ref().is_some_and(|t| t.len() > 256) {
+        return Err("tag must be at most 256 bytes".into());
     }
     if spec.stop_grace_ms > MAX_STOP_GRACE_MS {
         return Err(format!("stop_grace_ms must be at most {MAX_STOP_GRACE_MS}"));
@@ -531,6 +535,7 @@ fn stored_spec(spec: &ServiceSpec) -> Result<String, String> {
         allow_hosts: Some(spec.allow_hosts.clone()),
         env: Some(spec.env.clone()),
         stop_grace_ms: Some(spec.stop_grace_ms),
+        tag: spec.tag.clone(),
     };
     serde_json::to_string(&request).map_err(|e| e.to_string())
 }

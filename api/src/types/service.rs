@@ -32,6 +32,8 @@ pub struct ServiceSpecRequest {
     /// milliseconds (default 1000, at most 4000): its stdin, open and empty while it runs,
     /// reaches end-of-file, and once the grace period is over it is killed.
     pub stop_grace_ms: Option<u64>,
+    /// Run only on workers with this name or `--tag` (default: any worker).
+    pub tag: Option<String>,
 }
 
 /// A service's child spec with every default filled in.
@@ -56,6 +58,8 @@ pub struct ServiceSpec {
     pub env: BTreeMap<String, String>,
     /// How long a stopping replica may take to end after its stdin closes, milliseconds.
     pub stop_grace_ms: u64,
+    /// Only workers with this name or tag run it.
+    pub tag: Option<String>,
 }
 
 /// One replica of a service (`GET /v1/svc/{name}`).

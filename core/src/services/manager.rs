@@ -298,6 +298,13 @@ impl ManagerState {
                         .iter()
                         .filter(|e| {
                             let name = e.name();
+                            let tagged = service.spec.tag.as_ref().is_none_or(|tag| {
+                                *tag == name
+                                    || e.status.as_ref().is_some_and(|s| s.tags.contains(tag))
+                            });
+                            if !tagged {
+                                return false;
+                            }
                             let free = e.status.as_ref().map_or(0, |s| s.memory_free);
                             free.saturating_sub(reserved.get(&name).copied().unwrap_or(0)) >= need
                         })

@@ -255,6 +255,29 @@ fn a_service_failing_on_start_is_restarted_with_backoff_until_it_fails() {
 }
 
 #[test]
+fn replicas_run_only_on_workers_with_the_services_tag() {
+    let core = core();
+    let _w1 = Worker::start("w1", &core);
+    let _w2 = Worker::start_with("w2", &core, &["--tag", "edge"]);
+    core.wait_for_workers(&["w1", "w2"]);
+    let client = core.client();
+    let (status, body) = create(
+        &client,
+        "tagged",
+        json!({ "replicas": 2, "tag": "edge", "env": { "TICK_MS": "100" } }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_until(Duration::from_secs(30), "both replicas running", || {
+        let info = service(&client, "tagged");
+        replica(&info, 0).0 == "running" && replica(&info, 1).0 == "running"
+    });
+    let info = service(&client, "tagged");
+    assert_eq!(replica(&info, 0).1, "w2", "{info}");
+    assert_eq!(replica(&info, 1).1, "w2", "{info}");
+    assert!(tree_replicas(&core, "w1").is_empty());
+}
+
+#[test]
 fn a_transient_service_that_exits_0_is_not_restarted() {
     let core = core();
     let _w1 = Worker::start("w1", &core);
