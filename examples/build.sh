@@ -15,6 +15,7 @@ MODULES=(
     regex_fl
     network_benchmark_fl
     sdk_http_fl
+    ticker_service
 )
 # WASI 0.2 components: the WASI commands again, the functions that need wasi:sockets or
 # wasi:http, and hello_http, a wasi:http/proxy server component (for `wasmtime serve`).
@@ -22,6 +23,7 @@ COMPONENTS=(
     hello_wasi sleep_wasi matrix_mult_wasi fail_wasi
     server_reply_wasi network_benchmark_wasi
     hello_http
+    poller_service
 )
 
 # The guest targets, added once if this toolchain lacks them.

@@ -1,8 +1,9 @@
 //! Everything Core and Worker say to each other.
 //!
-//! Two remotable actors exist per role and nothing else crosses the network: the worker's
-//! gateway (it receives [`WorkerMessage`] and joins [`WORKER_GROUP`]) and the core's registry
-//! (it receives [`CoreMessage`] and joins [`CORE_GROUP`]). Per-invocation work stays local to a
+//! Few remotable actors exist and nothing else crosses the network: the worker's gateway (it
+//! receives [`WorkerMessage`] and joins [`WORKER_GROUP`]), the core's registry (it receives
+//! [`CoreMessage`] and joins [`CORE_GROUP`]) and the core's service manager (it receives
+//! [`ServicesMessage`] and joins [`SERVICES_GROUP`]). Per-invocation work stays local to a
 //! node. Payloads travel as [`Wire`] values (see [`crate::codec`]); variants are matched by name on
 //! the wire, so renaming one is a protocol change.
 
@@ -279,6 +280,17 @@ pub enum WorkerMessage {
     /// `invocations/*`). Refused unless the worker was started with fault injection on.
     #[rpc]
     Crash(Wire<String>, RpcReplyPort<Wire<Result<String, String>>>),
+    /// Start (or replace) a replica of a long-running service under the worker's `services`
+    /// supervisor; answered once its actor runs (its code is compiled inside it, and a failure
+    /// there is reported as the replica's exit).
+    #[rpc]
+    StartReplica(Wire<ReplicaStart>, RpcReplyPort<Wire<Result<(), String>>>),
+    /// Stop the replicas that match; answers how many were stopped.
+    #[rpc]
+    StopReplicas(Wire<ReplicaStop>, RpcReplyPort<Wire<u32>>),
+    /// The newest output lines a service's replicas left on this worker.
+    #[rpc]
+    ReplicaLogs(Wire<LogsRequest>, RpcReplyPort<Wire<Vec<LogLine>>>),
 }
 
 /// One actor of a supervision tree, as the live view shows it.
@@ -304,6 +316,131 @@ pub struct TreeNode {
     pub linked: u64,
     /// Its children, for supervisors.
     pub children: Vec<TreeNode>,
+}
+
+/// Process group of the Core's service manager; workers send it their replicas' exits and
+/// lists of what they run ([`ServicesMessage`]).
+pub const SERVICES_GROUP: &str = "funless.services";
+
+/// One incarnation of one replica of a service. The Core gives every start a new
+/// `incarnation`, so a late report about an earlier one is told apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplicaId {
+    /// The service's stored name.
+    pub service: String,
+    /// Which replica (0-based).
+    pub index: u32,
+    /// Unique per start.
+    pub incarnation: u64,
+}
+
+impl std::fmt::Display for ReplicaId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}#{}", self.service, self.index, self.incarnation)
+    }
+}
+
+/// Run a replica of a service (a WASI command or `wasi:cli/run` component) until it exits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaStart {
+    /// Which replica and incarnation.
+    pub id: ReplicaId,
+    /// SHA-256 of the code, lower-case hex.
+    pub hash: String,
+    /// The code.
+    pub code: Vec<u8>,
+    /// Largest linear memory the replica may grow to, bytes.
+    pub memory_limit_bytes: u64,
+    /// Hosts the replica may reach (components: wasi:http and sockets); empty: none.
+    pub allow_hosts: Vec<String>,
+    /// Environment variables of the program (its configuration).
+    pub env: Vec<(String, String)>,
+    /// `permanent`, `transient` or `temporary`, for the tree view.
+    pub restart: String,
+    /// Times the Core restarted this replica before, for the tree view.
+    pub restarts: u64,
+    /// How long a stopping replica has to end by itself once its stdin reaches end-of-file,
+    /// milliseconds, before it is killed.
+    pub stop_grace_ms: u64,
+}
+
+/// Which replicas to stop: every replica of `service`, or one, or one incarnation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaStop {
+    /// The service's stored name.
+    pub service: String,
+    /// Only this replica.
+    pub index: Option<u32>,
+    /// Only this incarnation.
+    pub incarnation: Option<u64>,
+    /// Forget the replicas' logs too (the service was deleted).
+    pub forget_logs: bool,
+}
+
+/// Asks for a service's newest output lines on one worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// The service's stored name.
+    pub service: String,
+    /// Most lines per replica.
+    pub lines: u32,
+}
+
+/// One line a replica wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Which replica.
+    pub index: u32,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// When the line was written, unix milliseconds.
+    pub at_ms: u64,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The line, without its newline (cut at 4 KiB).
+    pub line: String,
+}
+
+/// A replica ended on a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaExited {
+    /// The worker it ran on.
+    pub worker: String,
+    /// Which replica and incarnation.
+    pub id: ReplicaId,
+    /// A normal exit (`_start` returned, or exit code 0), which a `transient` service does
+    /// not restart.
+    pub normal: bool,
+    /// How it ended: `exit code 1: ...`, a trap, `memory limit`, `killed`, ...
+    pub reason: String,
+}
+
+/// Everything a worker runs, sent every report interval: the Core adopts what it does not
+/// know yet (after its own restart) and stops what it no longer wants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaReport {
+    /// The worker.
+    pub worker: String,
+    /// Its running replicas and their uptimes, milliseconds.
+    pub running: Vec<(ReplicaId, u64)>,
+}
+
+/// Messages to the Core's service manager.
+#[derive(RactorClusterMessage)]
+pub enum ServicesMessage {
+    /// A replica ended.
+    Exited(Wire<ReplicaExited>),
+    /// What a worker runs now.
+    Running(Wire<ReplicaReport>),
+    /// A start request finished (from the manager's own start tasks): `Err` when the worker
+    /// did not take the replica.
+    Started(Wire<(String, ReplicaId, Result<(), String>)>),
+    /// The stored services changed (from the API): read them again; answered once the
+    /// manager acts on what it read (starts new services, forgets deleted ones).
+    #[rpc]
+    Reload(RpcReplyPort<Wire<Result<(), String>>>),
+    /// Time to look at placements, back-offs and lost workers.
+    Tick,
 }
 
 /// Messages to the Core's registry.

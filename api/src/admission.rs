@@ -54,8 +54,11 @@ enum Access {
 /// access again (extractors); this copy only lets a refusal come before the body is read.
 fn rule(method: &Method, path: &str, limits: &HttpLimits) -> (Access, usize) {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let upload = (method == Method::POST && segments.len() == 3 && segments[1] == "fn")
-        || (method == Method::PUT && segments.len() == 4 && segments[1] == "fn");
+    let upload = (method == Method::POST
+        && segments.len() == 3
+        && (segments[1] == "fn" || segments[1] == "svc"))
+        || (method == Method::PUT && segments.len() == 4 && segments[1] == "fn")
+        || (method == Method::PUT && segments.len() == 3 && segments[1] == "svc");
     let limit = if upload {
         limits.max_upload_bytes
     } else {
@@ -343,6 +346,9 @@ mod tests {
             (Method::POST, "/v1/fn/m", Access::User, up),
             (Method::PUT, "/v1/fn/m/f", Access::User, up),
             (Method::POST, "/v1/fn/m/f", Access::User, small),
+            (Method::POST, "/v1/svc/s", Access::User, up),
+            (Method::PUT, "/v1/svc/s", Access::User, up),
+            (Method::GET, "/v1/svc/s/logs", Access::User, small),
             (Method::GET, "/v1/scripts/app", Access::User, small),
             (Method::POST, "/v1/scripts/app", Access::User, small),
             (Method::DELETE, "/v1/scripts/app/site", Access::Admin, small),

@@ -80,8 +80,9 @@ impl Timings {
 }
 
 /// What the API needs from the Core. Every method answers an [`crate::ApiError`] that the router
-/// turns into the FunLess status code and error body.
-pub trait Backend: Send + Sync + 'static {
+/// turns into the FunLess status code and error body. The service routes' methods are in
+/// [`crate::ServicesBackend`].
+pub trait Backend: crate::services::ServicesBackend + Send + Sync + 'static {
     /// Resolves a bearer token to its subject (401 when unknown).
     fn authenticate(&self, token: &str) -> impl Future<Output = ApiResult<Subject>> + Send;
     /// Modules visible to `who`.

@@ -24,6 +24,8 @@ mod openapi;
 mod routes;
 #[cfg(feature = "server")]
 mod serve;
+#[cfg(feature = "server")]
+mod services;
 
 #[cfg(feature = "server")]
 pub use backend::{Backend, FunctionUpload, Invocation, Subject, Timings};
@@ -35,3 +37,5 @@ pub use limits::{HttpLimits, MAX_INVOKE_BODY, MAX_UPLOAD_BYTES, UPLOAD_BYTES_CEI
 pub use routes::{router, router_with};
 #[cfg(feature = "server")]
 pub use serve::{Server, serve};
+#[cfg(feature = "server")]
+pub use services::{MAX_LOG_LINES, ServicesBackend};

@@ -82,6 +82,7 @@ pub fn router_with<B: Backend>(backend: Arc<B>, limits: HttpLimits) -> Router {
             get(list_activations::<B>),
         )
         .route("/v1/activations/{id}", get(get_activation::<B>))
+        .merge(crate::services::routes::<B>(upload_limit))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(gate, admit::<B>))

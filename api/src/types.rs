@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod service;
+pub use service::{ReplicaInfo, ServiceInfo, ServiceLogLine, ServiceSpec, ServiceSpecRequest};
+
 /// `{"data": T}`: the envelope of every successful answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]

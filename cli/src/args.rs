@@ -61,6 +61,9 @@ pub(crate) enum Command {
     /// Records of invocations: result, error, timing, worker, logs
     #[command(subcommand)]
     Activation(ActivationCommand),
+    /// Long-running services kept alive under a child spec (restart, intensity, replicas)
+    #[command(subcommand)]
+    Svc(crate::svc::SvcCommand),
     /// Read or write the config file (~/.fl/config, or $FL_CONFIG)
     #[command(subcommand, visible_aliases = ["cfg", "c"])]
     Config(ConfigCommand),

@@ -18,6 +18,8 @@ use serde_json::{Map, Value};
 
 use crate::error::ClientError;
 
+mod services;
+
 /// How long to wait for a TCP connection before reporting the host unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -12,6 +12,7 @@ mod client;
 mod config;
 mod error;
 mod output;
+mod svc;
 mod templates;
 
 use std::io::{self, Write};
@@ -118,6 +119,7 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Mod(command) => mod_command(&settings.user_client()?, json, command, out).await,
         Command::Fn(command) => fn_command(&settings.user_client()?, json, command, out).await,
         Command::App(command) => app_command(&settings, json, command, out).await,
+        Command::Svc(command) => svc::run(&settings.user_client()?, json, command, out).await,
         Command::Activation(command) => {
             activation_command(&settings.user_client()?, json, command, out).await
         }

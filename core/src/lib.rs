@@ -3,7 +3,8 @@
 //! Supervision tree of a Core process (one-for-one, restart-limited, see [`start`]): the
 //! root [`Supervisor`](funless_actors::supervisor::Supervisor) supervises the cluster node,
 //! gossip, the worker [`registry`] (the one remotable Core actor), the supervisors of the
-//! event connectors ([`events`]) and sinks ([`sinks`]), and the API's acceptor; [`tree`]
+//! event connectors ([`events`]) and sinks ([`sinks`]), the manager of users' long-running
+//! [`services`], and the API's acceptor; [`tree`]
 //! shows the live trees. The API serves requests on their own tasks and reaches workers
 //! directly ([`dispatch`]) using the table the registry keeps ([`workers`]).
 #![deny(missing_docs)]
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod platform;
 pub mod registry;
 pub mod scheduler;
+pub mod services;
 pub mod sinks;
 pub mod store;
 pub mod tokens;

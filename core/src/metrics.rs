@@ -219,6 +219,19 @@ impl Metrics {
         *self.gossip.lock().unwrap_or_else(|p| p.into_inner()) = Some(stats);
     }
 
+    /// Registers a metric kept by another part of the Core (the service manager's).
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .register(name, help, metric);
+    }
+
     /// The text exposition.
     pub fn encode(&self) -> String {
         let gossip = self

@@ -67,6 +67,8 @@ struct Inner {
     connectors: Connectors,
     /// Where functions' results go.
     sinks: Sinks,
+    /// Users' long-running services.
+    services: crate::services::Services,
     /// The Core's cluster node, for connecting to nodes by hand (set once it runs).
     node: std::sync::OnceLock<funless_actors::node::Node>,
     /// The Core's root supervisor and whether it obeys crash requests (set once it runs).
@@ -111,7 +113,7 @@ fn api(e: StoreError) -> ApiError {
     }
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     // Civil-from-days (H. Hinnant), to avoid a date crate for one format.
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -154,7 +156,7 @@ fn function_info(row: FunctionRow) -> FunctionInfo {
 }
 
 /// The egress allow-list as stored (JSON), after checking each entry is `host` or `host:port`.
-fn allow_hosts(hosts: Option<&[String]>) -> ApiResult<String> {
+pub(crate) fn allow_hosts(hosts: Option<&[String]>) -> ApiResult<String> {
     let hosts = hosts.unwrap_or_default();
     for entry in hosts {
         let (host, port) = match entry.rsplit_once(':') {
@@ -229,6 +231,7 @@ impl Platform {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                services: crate::services::Services::new(store.clone(), workers.clone(), &metrics),
                 store,
                 workers,
                 metrics,
@@ -256,12 +259,19 @@ impl Platform {
         let _ = self.inner.tree.set((root, fault_injection));
     }
 
-    /// The supervisors of the function's event connectors and sinks, children of the root.
+    /// The supervisors of the function's event connectors and sinks, and the service
+    /// manager: children of the root.
     pub fn supervised(&self) -> Vec<funless_actors::supervisor::ChildSpec> {
         vec![
             self.inner.connectors.child_spec(),
             self.inner.sinks.child_spec(),
+            self.inner.services.child_spec(),
         ]
+    }
+
+    /// Users' long-running services.
+    pub fn services(&self) -> &crate::services::Services {
+        &self.inner.services
     }
 
     fn root(

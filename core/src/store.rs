@@ -203,6 +203,9 @@ macro_rules! in_module {
     };
 }
 
+mod services;
+pub use services::{NewService, ServiceRow};
+
 /// Runs `migrator` on `conn`. `Migrator::run_direct` (public, though hidden from sqlx's docs) is
 /// sqlx's own way around `Migrator::run` making the caller's future non-`Send` ("implementation
 /// of `Acquire` is not general enough"), which would keep [`Store::open`] off `tokio::spawn`.

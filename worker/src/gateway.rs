@@ -146,6 +146,33 @@ impl Actor for Gateway {
                 let tree = describe_root(myself.get_cell()).await;
                 let _ = reply.send(Wire::new(tree));
             }
+            WorkerMessage::StartReplica(start, reply) => {
+                let answer = match start.into_inner() {
+                    Ok(start) => crate::services::start(&state.runtime, start).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(Wire::new(answer));
+            }
+            WorkerMessage::StopReplicas(stop, reply) => {
+                let stopped = match stop.into_inner() {
+                    Ok(stop) => crate::services::stop(&state.runtime, stop).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable stop request");
+                        0
+                    }
+                };
+                let _ = reply.send(Wire::new(stopped));
+            }
+            WorkerMessage::ReplicaLogs(request, reply) => {
+                let lines = match request.into_inner() {
+                    Ok(request) => crate::services::logs(&state.runtime, &request),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable logs request");
+                        Vec::new()
+                    }
+                };
+                let _ = reply.send(Wire::new(lines));
+            }
             WorkerMessage::Crash(path, reply) => {
                 let answer = match path.into_inner() {
                     Ok(path) if state.fault_injection => crash(myself.get_cell(), path).await,

@@ -5,7 +5,8 @@
 //!   components with `wasi:http` and sockets).
 //! - [`gateway`]: the worker's one remotable actor; it hands every invocation to its own
 //!   short-lived invoker actor under the invocation supervisor (`invoker`).
-//! - [`reporter`]: pushes the worker's status to the Core.
+//! - [`reporter`]: pushes the worker's status (and the service replicas it runs) to the Core.
+//! - `services`: the `services` supervisor and the replicas of users' long-running services.
 //! - [`start`]: builds the worker's actors; the binary adds the cluster node around it.
 #![deny(missing_docs)]
 
@@ -25,6 +26,7 @@ mod memory;
 mod metrics;
 pub mod reporter;
 pub mod runtime;
+mod services;
 mod slices;
 
 use std::sync::Arc;
@@ -102,9 +104,9 @@ pub async fn start(config: RuntimeConfig, report_every: Duration) -> Result<Work
 /// none needs another one restarted with it. In order: the options' `before` children (the
 /// binary's `cluster` supervisor: node, discovery, Core link, `rest_for_one` among
 /// themselves), `code-cache` (owns the code table, preloads it from disk before the gateway
-/// joins), `invocations` (the invocation supervisor, one invoker per request), `gateway` (the
-/// remotable actor), `reporter` (status pushes), then the `after` children (metrics
-/// endpoint). A gateway or cache restart does not touch invocations in flight. At most
+/// joins), `invocations` (the invocation supervisor, one invoker per request), `services`
+/// (one temporary actor per replica of a long-running service), `gateway` (the remotable
+/// actor), `reporter` (status pushes), then the `after` children (metrics endpoint). A gateway or cache restart does not touch invocations in flight. At most
 /// `options.intensity` restarts (default 5 in 30 s); beyond that the root fails and `done`
 /// ends.
 pub async fn start_with(runtime: Arc<Runtime>, options: WorkerOptions) -> Result<WorkerHandle> {
@@ -145,6 +147,7 @@ fn tree_args(runtime: &Arc<Runtime>, options: &WorkerOptions) -> SupervisorArgs 
         "invocation supervisor: one linked invoker per request",
         start_actor(move || (invoker::Invocations, slot.clone())),
     ));
+    children.push(services::supervisor_child(runtime.clone()));
     let gateway_args = gateway::GatewayArgs {
         runtime: runtime.clone(),
         invocations,

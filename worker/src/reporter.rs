@@ -66,7 +66,10 @@ impl Actor for Reporter {
         (runtime, _watch): &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ReporterMessage::Report => push_status(runtime),
+            ReporterMessage::Report => {
+                push_status(runtime);
+                crate::services::push_report(runtime);
+            }
         }
         Ok(())
     }

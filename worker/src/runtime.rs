@@ -135,6 +135,8 @@ pub struct Runtime {
     slots: Option<(tokio::sync::Semaphore, u32)>,
     /// Compiles under way, by code hash: concurrent requests for one code version share one.
     flights: std::sync::Mutex<HashMap<String, Flight>>,
+    /// Service replicas running here and their logs ([`crate::services`]).
+    services: crate::services::Registry,
 }
 
 /// One compile under way, which every request for its code version awaits.
@@ -207,12 +209,18 @@ impl Runtime {
             children,
             flights: std::sync::Mutex::default(),
             slots,
+            services: crate::services::Registry::default(),
         })
     }
 
     /// The worker's name.
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The service replicas running here.
+    pub(crate) fn services(&self) -> &crate::services::Registry {
+        &self.services
     }
 
     /// The instance allocator in use.
@@ -1081,6 +1089,8 @@ fn tail(bytes: &[u8], max: usize) -> String {
     let start = bytes.len().saturating_sub(max);
     String::from_utf8_lossy(&bytes[start..]).trim().to_string()
 }
+
+mod service;
 
 #[cfg(test)]
 mod hostile;

@@ -58,6 +58,7 @@ async fn suite(url: &str, backend: &str) {
     functions_suite(&store).await;
     subjects_suite(&store).await;
     scripts_suite(&store).await;
+    super::services::tests::suite(&store).await;
     concurrency_suite(&store).await;
     store.close().await;
 }

@@ -20,6 +20,7 @@ mod limits;
 mod network;
 mod scheduling;
 mod sdk_http;
+mod services;
 mod sinks;
 mod supervision;
 mod tenancy;

@@ -1,0 +1,175 @@
+//! Running a service's replica: a WASI command or `wasi:cli/run` component run until it exits,
+//! with no time limit, its stdout and stderr streamed into the replica's log ring.
+
+use std::sync::Arc;
+
+use funless_actors::protocol::{FunctionId, ReplicaStart};
+use wasmtime::Store;
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::{Prepared, Runtime, trap_message};
+use crate::abi::Abi;
+use crate::cache::Pre;
+use crate::host::{self, ComponentState, EgressHooks, FunlessIo, GuestLimits, HostState};
+use crate::services::{LogRing, LogStream, StopSignal};
+
+/// The module name services' code is cached under (outside the naming rule of modules).
+const SERVICE_MODULE: &str = "~svc";
+
+impl Runtime {
+    /// Runs a replica until its program ends; answers whether that end was normal (returned
+    /// from `_start` or `run`, or exit code 0) and how it ended.
+    pub(crate) async fn run_service(
+        &self,
+        start: &ReplicaStart,
+        ring: Arc<LogRing>,
+        stdin: StopSignal,
+    ) -> (bool, String) {
+        let function = FunctionId {
+            module: SERVICE_MODULE.into(),
+            name: start.id.service.clone(),
+            hash: start.hash.clone(),
+        };
+        let compiled = match self.prepare(&function, Some(start.code.clone())).await {
+            Ok(Prepared::Ready(compiled, _)) => compiled,
+            Ok(Prepared::NoCode) => return (false, "the worker has no code for it".into()),
+            Err(e) => return (false, e.to_string()),
+        };
+        // A replica holds an instance slot for as long as it runs.
+        let _slot = match &self.slots {
+            Some((free, _)) => free.acquire().await.ok(),
+            None => None,
+        };
+        let memory_limit = match usize::try_from(start.memory_limit_bytes) {
+            Ok(0) | Err(_) => self.config.max_memory_bytes,
+            Ok(limit) => limit.min(self.config.max_memory_bytes),
+        };
+        let allow = if start.allow_hosts.is_empty() {
+            self.config.allow_hosts.clone()
+        } else {
+            start.allow_hosts.clone()
+        };
+        let egress = host::Egress {
+            allow,
+            client: Some(self.http.clone()),
+        };
+        let label = format!("{}.{}", shown(&start.id.service), start.id.index);
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .args(&[label.as_str()])
+            .envs(start.env.as_slice())
+            .stdin(stdin)
+            .stdout(LogStream::stdout(ring.clone(), start.id.clone()))
+            .stderr(LogStream::stderr(ring, start.id.clone()));
+        let (outcome, hit_memory) = match (&compiled.pre, compiled.abi) {
+            (Pre::Module(pre), Abi::WasiCommand) => {
+                let state = HostState {
+                    wasi: builder.build_p1(),
+                    fl: FunlessIo::default(),
+                    limits: GuestLimits::new(memory_limit),
+                    egress,
+                };
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|state| &mut state.limits);
+                self.slices.install(&mut store);
+                let outcome = async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let run = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+                    run.call_async(&mut store, ()).await
+                }
+                .await;
+                (outcome, store.data().limits.hit_memory)
+            }
+            (Pre::Component(pre), _) => {
+                host::grant_network(&mut builder, &egress);
+                let state = ComponentState::new(
+                    builder.build(),
+                    EgressHooks::new(egress, self.http_pool.clone()),
+                    GuestLimits::new(memory_limit),
+                );
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|state| &mut state.limits);
+                self.slices.install(&mut store);
+                let outcome = async {
+                    let command = pre.instantiate_async(&mut store).await?;
+                    match command.wasi_cli_run().call_run(&mut store).await? {
+                        Ok(()) => Ok(()),
+                        Err(()) => Err(wasmtime::Error::new(wasmtime_wasi::I32Exit(1))),
+                    }
+                }
+                .await;
+                (outcome, store.data().limits.hit_memory)
+            }
+            _ => {
+                return (
+                    false,
+                    "a service must be a WASI command (exporting _start) or a wasi:cli/run component"
+                        .into(),
+                );
+            }
+        };
+        exit_of(outcome, hit_memory, memory_limit)
+    }
+}
+
+/// A service's name as its owner knows it: subjects' services are stored in their own
+/// namespace (`name~<owner id>`), which the program need not see in its `argv[0]`.
+fn shown(stored: &str) -> &str {
+    match stored.rsplit_once('~') {
+        Some((name, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => stored,
+    }
+}
+
+/// Whether a program's end was normal, and how it ended.
+fn exit_of(outcome: wasmtime::Result<()>, hit_memory: bool, memory_limit: usize) -> (bool, String) {
+    let error = match outcome {
+        // Returning from `_start` (or `run`) is exit code 0, as WASI sees it.
+        Ok(()) => return (true, "exit code 0".into()),
+        Err(e) => e,
+    };
+    if hit_memory {
+        return (
+            false,
+            format!("exceeded its memory limit of {memory_limit} bytes"),
+        );
+    }
+    match error
+        .downcast_ref::<wasmtime_wasi::I32Exit>()
+        .map(|exit| exit.0)
+    {
+        Some(0) => (true, "exit code 0".into()),
+        Some(code) => (false, format!("exit code {code}")),
+        None => (false, format!("trapped: {}", trap_message(&error))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{exit_of, shown};
+
+    #[test]
+    fn programs_see_their_services_own_name() {
+        assert_eq!(shown("ticker~12"), "ticker");
+        assert_eq!(shown("ticker"), "ticker");
+        assert_eq!(shown("a~b"), "a~b");
+    }
+
+    #[test]
+    fn exits_are_told_apart() {
+        assert_eq!(exit_of(Ok(()), false, 1), (true, "exit code 0".into()));
+        let zero = wasmtime::Error::new(wasmtime_wasi::I32Exit(0));
+        assert_eq!(exit_of(Err(zero), false, 1), (true, "exit code 0".into()));
+        let one = wasmtime::Error::new(wasmtime_wasi::I32Exit(1));
+        assert_eq!(exit_of(Err(one), false, 1), (false, "exit code 1".into()));
+        let trap = wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached);
+        let (normal, reason) = exit_of(Err(trap), false, 1);
+        assert!(!normal && reason.starts_with("trapped"), "{reason}");
+        let oom = wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached);
+        let (normal, reason) = exit_of(Err(oom), true, 1024);
+        assert!(
+            !normal && reason.contains("memory limit of 1024"),
+            "{reason}"
+        );
+    }
+}
