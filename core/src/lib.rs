@@ -5,11 +5,13 @@
 //! gossip, the worker [`registry`] (the one remotable Core actor), the supervisors of the
 //! event connectors ([`events`]) and sinks ([`sinks`]), and the API's acceptor; [`tree`]
 //! shows the live trees. The API serves requests on their own tasks and reaches workers
-//! directly ([`dispatch`]) using the table the registry keeps ([`workers`]).
+//! directly ([`dispatch`]) using the table the registry keeps ([`workers`]). The same address
+//! serves the web [`console`] at `/ui`.
 #![deny(missing_docs)]
 
 pub mod activations;
 mod children;
+pub mod console;
 pub mod dispatch;
 pub mod egress;
 pub mod events;
