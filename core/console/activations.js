@@ -3,7 +3,7 @@
 // appear when they finish.
 
 import { ApiError, fnPath, functionNames, get, pool } from "./api.js";
-import { errorBox, facts, field, fnLink, h, ms, pretty, statusText, when } from "./ui.js";
+import { errorBox, facts, field, fill, fnLink, h, ms, pretty, statusText, when } from "./ui.js";
 
 /** Functions read for "all functions" (each is one request per refresh). */
 const MAX_SCANNED = 50;
@@ -128,7 +128,7 @@ export async function one({ root, parts, page }) {
     try {
       const a = (await get(`/v1/activations/${encodeURIComponent(id)}`)).data;
       const [text, cls] = statusText(a.status);
-      box.replaceChildren(h("p", null, h("span", { class: cls, "data-field": "status" }, text)), body(a));
+      fill(box, h("p", null, h("span", { class: cls, "data-field": "status" }, text)), body(a));
       done = a.status !== "running";
     } catch (e) {
       box.replaceChildren(errorBox(e));

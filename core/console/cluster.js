@@ -2,7 +2,7 @@
 // APP scheduling scripts, and (admin) the subjects and their tokens.
 
 import { call, del, enc, get, post } from "./api.js";
-import { confirmButton, errorBox, field, h, notify, row, table, uptime } from "./ui.js";
+import { confirmButton, errorBox, field, fill, h, notify, row, table, uptime } from "./ui.js";
 
 const TREE_MS = 5000;
 
@@ -34,7 +34,8 @@ export async function show({ root, admin, page }) {
         if (d.open) closed.delete(d.dataset.path);
         else closed.add(d.dataset.path);
       }
-      body.replaceChildren(
+      fill(
+        body,
         nodeTree("core", data.core, closed),
         data.workers.map((w) =>
           w.tree

@@ -3,7 +3,7 @@
 
 import { ApiError, call, del, fnPath, functionInfos, functionNames, get } from "./api.js";
 import {
-  bytes, confirmButton, errorBox, facts, field, fnLink, formName, h, ms, notify, pretty, row,
+  add, bytes, confirmButton, errorBox, facts, field, fnLink, formName, h, ms, notify, pretty, row,
   shortHash, statusText, table, when,
 } from "./ui.js";
 import { uploadForm } from "./upload.js";
@@ -24,7 +24,8 @@ const COLUMNS = [
 export async function list({ root }) {
   const listing = h("div", { id: "functions", "aria-busy": "true" }, h("p", null, "Loading…"));
   const uploadSlot = h("div");
-  root.append(
+  add(
+    root,
     h("h1", null, "Functions"),
     h("details", { class: "panel", id: "upload" }, h("summary", null, h("strong", null, "Upload a function")), uploadSlot),
     h("h2", null, "All functions"),
@@ -72,7 +73,8 @@ export async function detail({ root, parts }) {
   const [module, name] = parts;
   if (!module || !name) throw new ApiError(404, "no function named in the address");
   const info = (await get(fnPath(module, name))).data;
-  root.append(
+  add(
+    root,
     h("p", null, h("a", { href: "#/functions" }, "← Functions")),
     h("h1", null, `${module}/${name}`),
     facts([

@@ -5,7 +5,7 @@
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   setAttrs(el, attrs);
-  add(el, children);
+  addAll(el, children);
   return el;
 }
 
@@ -13,7 +13,7 @@ export function h(tag, attrs, ...children) {
 export function svg(tag, attrs, ...children) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
   setAttrs(el, attrs);
-  add(el, children);
+  addAll(el, children);
   return el;
 }
 
@@ -32,7 +32,20 @@ function setAttrs(el, attrs) {
   }
 }
 
-function add(el, children) {
+/** Appends children to `el`, skipping null, undefined and false, flattening arrays. */
+export function add(el, ...children) {
+  addAll(el, children);
+  return el;
+}
+
+/** Replaces the children of `el` (as `add`). */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  addAll(el, children);
+  return el;
+}
+
+function addAll(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     el.append(child instanceof Node ? child : String(child));

@@ -5,7 +5,7 @@
 import { functionInfos, functionNames, get, metricsText } from "./api.js";
 import { LineChart } from "./chart.js";
 import { parse, rates, totals } from "./metrics.js";
-import { bytes, errorBox, facts, h, ms } from "./ui.js";
+import { add, bytes, errorBox, facts, h, ms } from "./ui.js";
 
 const PERIOD_MS = 2000;
 
@@ -29,7 +29,8 @@ export async function show({ root, admin, page }) {
   const list = h("div", { id: "workers", class: "cards-grid", "aria-live": "off" });
   const listProblem = h("div");
   const updated = h("p", { class: "muted", id: "workers-updated" }, "");
-  root.append(
+  add(
+    root,
     h("h1", null, "Workers"),
     updated,
     h("section", { "aria-label": "Core metrics" }, h("div", { class: "cards-grid" }, h("div", { class: "card" }, rate.el), h("div", { class: "card" }, latency.el)), metricsProblem),
