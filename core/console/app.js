@@ -139,6 +139,9 @@ function showLogin(message) {
 /** Checks the token with the Core, learns whether it is the admin's, and keeps it. */
 async function signIn(token) {
   if (!token) throw new Error("Enter a token.");
+  if (/[^\x21-\x7e]/.test(token)) {
+    throw new Error("A token has no spaces or accented letters: check what was pasted.");
+  }
   try {
     await get("/v1/fn", { token });
   } catch (e) {

@@ -138,8 +138,7 @@ fn the_console_works_in_a_real_browser() {
     );
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(60);
-    let load: Vec<_> = [("sleep", json!({ "ms": 1500 })); 3]
-        .into_iter()
+    let load: Vec<_> = std::iter::repeat_n(("sleep", json!({ "ms": 1500 })), 3)
         .chain([("hello", json!({ "name": "load" }))])
         .map(|(name, args)| {
             let (client, stop) = (admin.clone(), stop.clone());
@@ -184,8 +183,8 @@ fn the_console_works_in_a_real_browser() {
     // created in the page (the subject's token, shown once, works).
     browser.click(r#"#nav a[data-page="cluster"]"#);
     browser.wait_contains(r#"#tree [data-node="core"]"#, "registry");
-    let tree = browser.wait_contains(r#"#tree [data-node="w1"]"#, "restarts");
-    assert!(tree.contains("running"), "{tree}");
+    let tree = browser.wait_contains(r#"#tree [data-node="w1"]"#, "running");
+    assert!(tree.contains("restart"), "{tree}");
     browser.fill("#script-name", "site");
     browser.fill(
         "#script-text",
@@ -240,4 +239,20 @@ fn the_console_works_in_a_real_browser() {
         Vec::new(),
     );
     assert!(kept.is_null(), "{kept}");
+
+    // A user's token: no admin pages; revoked while signed in, the next request signs the
+    // tab out saying why.
+    browser.fill("#login-token", token.trim());
+    browser.click("#login-submit");
+    browser.wait_contains("#who", "a user token");
+    browser.click(r#"#nav a[data-page="workers"]"#);
+    browser.wait_contains(".page-workers", "needs the admin token");
+    let (status, body) = admin.delete("/v1/admin/subjects/alice");
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    browser.click(r#"#nav a[data-page="functions"]"#);
+    browser.wait_contains("#login-error", "no longer accepts this token");
+    assert_eq!(
+        browser.js("return document.getElementById('nav').hidden", Vec::new()),
+        json!(true)
+    );
 }
