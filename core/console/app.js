@@ -2,7 +2,7 @@
 // life of a page (its timers stop when another page is shown or the tab is hidden).
 
 import { ApiError, get, onRefused, session } from "./api.js";
-import { errorBox, field, h } from "./ui.js";
+import { errorBox, field, h, staleNotice } from "./ui.js";
 import * as functions from "./functions.js";
 import * as activations from "./activations.js";
 import * as workers from "./workers.js";
@@ -70,6 +70,7 @@ async function render() {
   }
   const { name, parts, params } = route();
   const show = pages[name] ?? functions.list;
+  staleNotice();
   chrome(true, navOf[name] ?? name);
   const page = new Page();
   current = page;

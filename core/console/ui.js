@@ -67,16 +67,23 @@ export function errorBox(error, prefix) {
 }
 
 let noticeTimer;
+let noticeAt = 0;
 
 /** A short message under the header, read out politely; gone after a while. */
 export function notify(text) {
   const box = document.getElementById("notice");
   box.textContent = text;
   box.hidden = false;
+  noticeAt = Date.now();
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(() => {
     box.hidden = true;
   }, 8000);
+}
+
+/** Hides the message unless it was just given (it may announce the page being opened). */
+export function staleNotice() {
+  if (Date.now() - noticeAt > 1500) document.getElementById("notice").hidden = true;
 }
 
 /**

@@ -113,15 +113,15 @@ class WorkerCard {
   update(w, names) {
     const [state, cls] = STATES[w.state] ?? [w.state, ""];
     const used = w.memory_total - w.memory_free;
-    const load = w.cpu_load_permille / 10;
+    const load = w.cpu_load_permille / 1000;
     const cached = w.cached.map((hash) => names.get(hash) ?? `${hash.slice(0, 12)}…`);
     this.body.replaceChildren(facts([
       ["State", h("span", { class: cls }, state), "state"],
       ["Tags", w.tags.length ? w.tags.join(", ") : "none", "tags"],
       ["Memory", h("span", null, h("meter", { min: 0, max: w.memory_total, value: used, "aria-hidden": "true" }),
         `${bytes(used)} used of ${bytes(w.memory_total)} (${bytes(w.memory_free)} free)`), "memory"],
-      ["CPU load", h("span", null, h("meter", { min: 0, max: 100, value: Math.min(100, load), "aria-hidden": "true" }),
-        `${load.toFixed(0)}% of ${w.cpus} CPU${w.cpus === 1 ? "" : "s"} (1-minute average)`), "cpu"],
+      ["CPU load", h("span", null, h("meter", { min: 0, max: 1, high: 0.8, value: Math.min(1, load), "aria-hidden": "true" }),
+        `${load.toFixed(2)} per CPU (1-minute average, ${w.cpus} CPU${w.cpus === 1 ? "" : "s"})`), "cpu"],
       ["In flight", String(w.in_flight), "in_flight"],
       ["Cached code", `${w.cached.length} module${w.cached.length === 1 ? "" : "s"}, ${bytes(w.cache_bytes)} of ${bytes(w.cache_capacity)}; ${w.cache_evictions} evicted`, "cache"],
       ["Holds", cached.length ? cached.join(", ") : "nothing yet", "cached"],

@@ -275,7 +275,10 @@ mod tests {
         let response = get("/ui/app.js", None).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[header::CONTENT_TYPE], JS);
-        let etag = response.headers()[header::ETAG].to_str().unwrap().to_string();
+        let etag = response.headers()[header::ETAG]
+            .to_str()
+            .unwrap()
+            .to_string();
 
         // Unchanged: 304 without a body.
         let response = get("/ui/app.js", Some(&etag)).await;

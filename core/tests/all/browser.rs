@@ -142,10 +142,12 @@ impl Browser {
         self.run("running a script", self.client().execute(script, args))
     }
 
-    /// The visible text of the first element matching `css`, if there is one.
+    /// The visible text of the first element matching `css` (an SVG element's text), if there
+    /// is one.
     pub fn text(&self, css: &str) -> Option<String> {
         self.js(
-            "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+            "const e = document.querySelector(arguments[0]); \
+             return e ? (e.innerText ?? e.textContent) : null;",
             vec![json!(css)],
         )
         .as_str()
@@ -230,9 +232,19 @@ impl Browser {
         );
     }
 
-    /// Saves a screenshot of the window as `docs/console/<name>.png`.
+    /// Saves a screenshot of the whole page (the window grown to its height, up to 2,400
+    /// pixels, then put back) as `docs/console/<name>.png`.
     pub fn screenshot(&self, name: &str) {
+        let (width, height) = self.run("reading the window size", self.client().get_window_size());
+        let wanted = self.js(
+            "window.scrollTo(0, 0); return document.documentElement.scrollHeight \
+             + window.outerHeight - window.innerHeight",
+            Vec::new(),
+        );
+        let wanted = wanted.as_u64().unwrap_or(height).clamp(height, 2400);
+        self.resize(width as u32, wanted as u32);
         let png = self.run("taking a screenshot", self.client().screenshot());
+        self.resize(width as u32, height as u32);
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
         std::fs::write(self.screenshots.join(format!("{name}.png")), png).unwrap();
     }

@@ -40,10 +40,7 @@ fn the_console_works_in_a_real_browser() {
     browser.click("#login-submit");
     let refusal = browser.wait_contains("#login-error", "refused this token");
     assert!(refusal.contains("Check it and try again"), "{refusal}");
-    let kept = browser.js(
-        "return sessionStorage.getItem('funless.token')",
-        Vec::new(),
-    );
+    let kept = browser.js("return sessionStorage.getItem('funless.token')", Vec::new());
     assert!(kept.is_null(), "a refused token was kept: {kept}");
     browser.screenshot("login-refused");
 
@@ -54,10 +51,7 @@ fn the_console_works_in_a_real_browser() {
     browser.wait_contains("#functions", "No functions yet");
     browser.wait_contains("#who", "admin token");
     assert!(!browser.url().contains(&core.admin_token));
-    let kept = browser.js(
-        "return sessionStorage.getItem('funless.token')",
-        Vec::new(),
-    );
+    let kept = browser.js("return sessionStorage.getItem('funless.token')", Vec::new());
     assert_eq!(kept, json!(core.admin_token));
 
     // The navigation is keyboard reachable: Tab from the skip link walks its links.
@@ -65,7 +59,10 @@ fn the_console_works_in_a_real_browser() {
     let mut reached = Vec::new();
     for _ in 0..2 {
         browser.press("\u{e004}");
-        let focused = browser.js("return document.activeElement.textContent.trim()", Vec::new());
+        let focused = browser.js(
+            "return document.activeElement.textContent.trim()",
+            Vec::new(),
+        );
         reached.push(focused.as_str().unwrap_or_default().to_string());
     }
     assert_eq!(reached, ["Functions", "Activations"]);
@@ -98,7 +95,9 @@ fn the_console_works_in_a_real_browser() {
             .unwrap(),
         "w1"
     );
-    let time = browser.text(r#"#invoke-result [data-field="time"]"#).unwrap();
+    let time = browser
+        .text(r#"#invoke-result [data-field="time"]"#)
+        .unwrap();
     assert!(time.contains("ms") || time.contains("µs"), "{time}");
     // Arguments that are not a JSON object are stopped in the page, with the reason.
     browser.fill("#invoke-args", "[1, 2]");
@@ -118,10 +117,19 @@ fn the_console_works_in_a_real_browser() {
     browser.click(r#"#act-filter button[type="submit"]"#);
     browser.wait_contains("#activations details summary", "success");
     let summary = browser.text("#activations details summary").unwrap();
-    assert!(summary.contains("_/hello") && summary.contains("w1"), "{summary}");
+    assert!(
+        summary.contains("_/hello") && summary.contains("w1"),
+        "{summary}"
+    );
     browser.click("#activations details summary");
-    browser.wait_contains(r#"#activations details [data-field="logs"]"#, "name=Browser");
-    browser.wait_contains(r#"#activations details [data-field="result"]"#, "Hello Browser!");
+    browser.wait_contains(
+        r#"#activations details [data-field="logs"]"#,
+        "name=Browser",
+    );
+    browser.wait_contains(
+        r#"#activations details [data-field="result"]"#,
+        "Hello Browser!",
+    );
     browser.screenshot("activations");
 
     // Workers: w1 ready and idle; under load its in-flight figure and the Core's invocations
@@ -168,6 +176,15 @@ fn the_console_works_in_a_real_browser() {
         "a latency figure",
         |t| t.contains("ms") || t.contains("µs") || t.contains(" s"),
     );
+    // A few readings drawn, for the screenshot to show lines rather than dots.
+    browser.wait_text("#chart-rate polyline", "four readings in the chart", |_| {
+        let points = browser.js(
+            "return document.querySelector('#chart-rate polyline')\
+                 .getAttribute('points').split(' ').length",
+            Vec::new(),
+        );
+        points.as_u64().unwrap_or(0) >= 4
+    });
     browser.screenshot("workers");
     stop.store(true, Ordering::Relaxed);
     let calls: usize = load.into_iter().map(|t| t.join().unwrap()).sum();
@@ -234,10 +251,7 @@ fn the_console_works_in_a_real_browser() {
     // Log out: the sign-in form again, and the token gone from the tab.
     browser.click("#logout");
     browser.wait_for("#login-token");
-    let kept = browser.js(
-        "return sessionStorage.getItem('funless.token')",
-        Vec::new(),
-    );
+    let kept = browser.js("return sessionStorage.getItem('funless.token')", Vec::new());
     assert!(kept.is_null(), "{kept}");
 
     // A user's token: no admin pages; revoked while signed in, the next request signs the
