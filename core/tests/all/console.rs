@@ -1,8 +1,9 @@
 //! The web console (`/ui`) in a real browser: headless Chromium through WebDriver against a
 //! real Core and Worker. One browser session walks the pages as an operator would: a wrong
 //! token refused, sign-in, upload, invoke, the activation and its logs, the worker's figures
-//! moving under load, the cluster's trees, scripts and subjects, a phone-sized screen, delete,
-//! log out. The screenshots it takes are the ones in docs/console/.
+//! moving under load, the cluster's trees, scripts and subjects, a phone-sized screen, update,
+//! delete, log out, a user's token revoked while signed in. The screenshots it takes are the
+//! ones in docs/console/.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::browser::Browser;
-use crate::harness::{Core, CoreOptions, Worker, example, example_path};
+use crate::harness::{Core, CoreOptions, Worker, example, example_path, js_example_path};
 
 /// The number at the start of a text ("3", "12.5/s" → 12.5).
 fn number(text: &str) -> f64 {
@@ -238,8 +239,19 @@ fn the_console_works_in_a_real_browser() {
     browser.screenshot("phone-functions");
     browser.resize(1280, 900);
 
-    // Delete hello, asked twice; it is gone from the list and from the API.
+    // Update hello with JavaScript and a time limit; then delete it, asked twice; it is gone
+    // from the list and from the API.
     browser.click(r#"tr[data-fn="_/hello"] a"#);
+    browser.click(".page-function details.panel summary");
+    browser.choose_file("#update-code", &js_example_path("hello"));
+    browser.fill("#update-timeout", "5000");
+    browser.click("#update-submit");
+    let saved = browser.wait_contains("#update-result", "Saved");
+    assert!(saved.contains("JavaScript"), "{saved}");
+    let (status, body) = admin.get("/v1/fn/_/hello");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["abi"], "javascript", "{body}");
+    assert_eq!(body["data"]["metadata"]["timeout_ms"], 5000, "{body}");
     browser.click("#fn-delete");
     browser.click("#fn-delete-confirm");
     browser.wait_contains("#notice", "Deleted _/hello");
