@@ -231,7 +231,8 @@ fn api_child(
     let listener = Arc::new(listener);
     // One router and one connection cap for every start: bodies in flight and open
     // connections stay counted across a restart of the acceptor.
-    let app = funless_api::router_with(Arc::new(platform), limits.clone());
+    let app = funless_api::router_with(Arc::new(platform), limits.clone())
+        .merge(crate::console::router());
     let server = funless_api::Server::new(limits);
     service("api", "HTTP API: accepts connections", move || {
         let listener = listener.try_clone();

@@ -6,12 +6,14 @@
 //! event connectors ([`events`]) and sinks ([`sinks`]), the manager of users' long-running
 //! [`services`], and the API's acceptor; [`tree`]
 //! shows the live trees. The API serves requests on their own tasks and reaches workers
-//! directly ([`dispatch`]) using the table the registry keeps ([`workers`]).
+//! directly ([`dispatch`]) using the table the registry keeps ([`workers`]). The same address
+//! serves the web [`console`] at `/ui`.
 #![deny(missing_docs)]
 
 pub mod activations;
 pub mod catalog;
 mod children;
+pub mod console;
 pub mod dispatch;
 pub mod egress;
 pub mod events;

@@ -5,9 +5,11 @@
 mod abuse;
 mod activations;
 mod api;
+mod browser;
 mod cluster;
 mod compat;
 mod concurrency;
+mod console;
 mod discovery;
 mod events;
 mod faults;
