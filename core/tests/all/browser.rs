@@ -96,7 +96,13 @@ impl Browser {
             })
             .unwrap_or_else(|_| panic!("Chromium did not start within 60 s:\n{}", logs.text()))
             .unwrap_or_else(|e| panic!("starting Chromium: {e}\n{}", logs.text()));
-        let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/console");
+        // The suite writes its screenshots beside its own build, so a test run leaves the
+        // checkout as it was; FUNLESS_CONSOLE_SCREENSHOTS=docs/console refreshes the committed
+        // ones (a relative path is taken from the repository's root).
+        let screenshots = match std::env::var_os("FUNLESS_CONSOLE_SCREENSHOTS") {
+            Some(dir) => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir),
+            None => std::env::temp_dir().join(format!("funless-console-{}", std::process::id())),
+        };
         std::fs::create_dir_all(&screenshots).unwrap();
         Self {
             runtime,
@@ -233,7 +239,7 @@ impl Browser {
     }
 
     /// Saves a screenshot of the whole page (the window grown to its height, up to 2,400
-    /// pixels, then put back) as `docs/console/<name>.png`.
+    /// pixels, then put back) as `<name>.png` in the screenshot folder (see `start`).
     pub fn screenshot(&self, name: &str) {
         let (width, height) = self.run("reading the window size", self.client().get_window_size());
         let wanted = self.js(

@@ -3,7 +3,8 @@
 //! token refused, sign-in, upload, invoke, the activation and its logs, the worker's figures
 //! moving under load, the cluster's trees, scripts and subjects, a phone-sized screen, update,
 //! delete, log out, a user's token revoked while signed in. The screenshots it takes are the
-//! ones in docs/console/.
+//! ones in docs/console/ when run with `FUNLESS_CONSOLE_SCREENSHOTS=docs/console` (otherwise
+//! they go to a temporary folder, so the suite leaves the checkout as it was).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
