@@ -3,27 +3,13 @@
 //! checks the report.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn target_dir() -> PathBuf {
-    // .../target/debug/deps/eval_short-<hash> → .../target/debug
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
+mod common;
 
 #[test]
 fn the_short_evaluation_runs_every_workload() {
-    let bin_dir = target_dir();
-    for binary in ["funless-core", "funless-worker"] {
-        assert!(
-            bin_dir.join(binary).exists(),
-            "{} is missing: run the suite with `cargo test --workspace` (it builds every binary)",
-            bin_dir.join(binary).display()
-        );
-    }
-    // Builds the examples (and the wasi:http hello for the peer).
-    funless_testkit::example_path("hello_fl");
+    let bin_dir = common::bin_dir();
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_funless-bench"))
         .arg("eval")

@@ -3,26 +3,12 @@
 //! `cargo test --workspace` builds (debug: the figures mean nothing, the shape does).
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn target_dir() -> PathBuf {
-    // .../target/debug/deps/wrk_and_hops_short-<hash> → .../target/debug
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
+mod common;
 
 fn bench(args: &[&str]) -> String {
-    let bin_dir = target_dir();
-    for binary in ["funless-core", "funless-worker"] {
-        assert!(
-            bin_dir.join(binary).exists(),
-            "{} is missing: run the suite with `cargo test --workspace` (it builds every binary)",
-            bin_dir.join(binary).display()
-        );
-    }
-    // Builds the examples (and the wasi:http hello for the peer).
-    funless_testkit::example_path("hello_fl");
+    let bin_dir = common::bin_dir();
     let output = Command::new(env!("CARGO_BIN_EXE_funless-bench"))
         .args(args)
         .arg("--bin-dir")
