@@ -21,6 +21,29 @@ const SECRETS: &[&str] = &["cookie"];
 /// Arguments that are about loading settings, not settings.
 const META: &[&str] = &["config", "print_config", "help", "version"];
 
+/// The root supervisor's restart intensity, the same flags on the Core and the worker.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RestartFlags {
+    /// Restart intensity of the root supervisor: more than this many restarts within
+    /// --restart-period-secs and the process gives up and exits with code 1 (OTP's
+    /// intensity).
+    #[arg(long, env = "FUNLESS_RESTART_INTENSITY", default_value_t = 5)]
+    pub restart_intensity: usize,
+    /// The window of --restart-intensity, seconds (OTP's period).
+    #[arg(long, env = "FUNLESS_RESTART_PERIOD_SECS", default_value_t = 30)]
+    pub restart_period_secs: u64,
+}
+
+impl RestartFlags {
+    /// The supervisor's intensity these flags give (a period of at least a second).
+    pub fn intensity(&self) -> crate::supervisor::Intensity {
+        crate::supervisor::Intensity {
+            max_restarts: self.restart_intensity,
+            within: std::time::Duration::from_secs(self.restart_period_secs.max(1)),
+        }
+    }
+}
+
 /// Egress of functions, shared by the worker and the Core's embedded worker.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct EgressFlags {

@@ -86,14 +86,8 @@ struct Args {
     /// production.
     #[arg(long, env = "FUNLESS_FAULT_INJECTION")]
     fault_injection: bool,
-    /// Restart intensity of the root supervisor: more than this many restarts within
-    /// --restart-period-secs and the process gives up and exits with code 1 (OTP's
-    /// intensity).
-    #[arg(long, env = "FUNLESS_RESTART_INTENSITY", default_value_t = 5)]
-    restart_intensity: usize,
-    /// The window of --restart-intensity, seconds (OTP's period).
-    #[arg(long, env = "FUNLESS_RESTART_PERIOD_SECS", default_value_t = 30)]
-    restart_period_secs: u64,
+    #[command(flatten)]
+    restart: funless_actors::settings::RestartFlags,
     /// Egress of the embedded worker's functions (as funless-worker's flags).
     #[command(flatten)]
     egress: funless_actors::settings::EgressFlags,
@@ -134,7 +128,7 @@ async fn core_main() -> anyhow::Result<()> {
         args.tls_cert.as_deref(),
         args.tls_key.as_deref(),
     )?;
-    let intensity = intensity(&args);
+    let intensity = args.restart.intensity();
     let given = match &args.cookie_file {
         Some(file) => Some(funless_actors::node::cookie_from_file(file)?),
         None => args.cookie,
@@ -185,13 +179,6 @@ async fn core_main() -> anyhow::Result<()> {
             Ok(())
         }
         _ = &mut supervisor_done => Err(anyhow::anyhow!("the Core's supervision tree gave up (restart intensity exceeded)")),
-    }
-}
-
-fn intensity(args: &Args) -> funless_actors::supervisor::Intensity {
-    funless_actors::supervisor::Intensity {
-        max_restarts: args.restart_intensity,
-        within: std::time::Duration::from_secs(args.restart_period_secs.max(1)),
     }
 }
 

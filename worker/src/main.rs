@@ -120,14 +120,8 @@ struct Args {
     /// actor of this worker's tree. For tests and drills; off in production.
     #[arg(long, env = "FUNLESS_FAULT_INJECTION")]
     fault_injection: bool,
-    /// Restart intensity of the root supervisor: more than this many restarts within
-    /// --restart-period-secs and the process gives up and exits with code 1 (OTP's
-    /// intensity).
-    #[arg(long, env = "FUNLESS_RESTART_INTENSITY", default_value_t = 5)]
-    restart_intensity: usize,
-    /// The window of --restart-intensity, seconds (OTP's period).
-    #[arg(long, env = "FUNLESS_RESTART_PERIOD_SECS", default_value_t = 30)]
-    restart_period_secs: u64,
+    #[command(flatten)]
+    restart: funless_actors::settings::RestartFlags,
     #[command(flatten)]
     egress: funless_actors::settings::EgressFlags,
     #[command(flatten)]
@@ -239,10 +233,7 @@ async fn worker_main() -> anyhow::Result<()> {
         WorkerOptions {
             report_every: Duration::from_millis(args.report_ms.max(50)),
             fault_injection: args.fault_injection,
-            intensity: funless_actors::supervisor::Intensity {
-                max_restarts: args.restart_intensity,
-                within: Duration::from_secs(args.restart_period_secs.max(1)),
-            },
+            intensity: args.restart.intensity(),
             before,
             after,
         },
