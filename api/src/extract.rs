@@ -2,8 +2,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::body::Bytes;
+use axum::extract::multipart::MultipartError;
+use axum::extract::{FromRequestParts, Multipart};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::response::IntoResponse;
 use serde::de::DeserializeOwned;
 
 use crate::admission::bearer;
@@ -46,4 +50,40 @@ impl<B: Backend> FromRequestParts<Arc<B>> for Admin {
 /// Parses a JSON body, answering 400 with serde's message when it does not fit `T`.
 pub(crate) fn json_body<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid {what}: {e}")))
+}
+
+/// The fields of a multipart form in order, each as its name and bytes. `expected` completes
+/// the refusal of a body that is no multipart form ("expected a multipart/form-data body
+/// {expected}"). Every field is read whole: the route's body limit bounds them together.
+pub(crate) async fn form_fields(
+    multipart: Result<Multipart, impl IntoResponse>,
+    expected: &str,
+) -> Result<Vec<(String, Bytes)>, ApiError> {
+    let mut multipart = multipart.map_err(|rejection| {
+        ApiError::BadRequest(format!(
+            "expected a multipart/form-data body{expected} ({})",
+            rejection.into_response().status()
+        ))
+    })?;
+    let mut fields = Vec::new();
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or_default().to_string();
+        let bytes = field.bytes().await.map_err(multipart_error)?;
+        fields.push((name, bytes));
+    }
+    Ok(fields)
+}
+
+/// A form field's text (400 when it is not UTF-8).
+pub(crate) fn field_text(name: &str, bytes: &[u8]) -> Result<String, ApiError> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::BadRequest(format!("field '{name}' is not UTF-8")))
+}
+
+fn multipart_error(e: MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge("the upload is larger than allowed".into())
+    } else {
+        ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+    }
 }

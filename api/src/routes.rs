@@ -14,7 +14,7 @@ use axum::routing::get;
 use crate::admission::{Admitted, Gate, admit};
 use crate::backend::{Backend, FunctionUpload, Timings};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Admin, Auth, json_body};
+use crate::extract::{Admin, Auth, field_text, form_fields, json_body};
 use crate::limits::HttpLimits;
 use crate::names;
 use crate::types::{
@@ -147,7 +147,7 @@ fn json_response(status: StatusCode, json: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
-fn data<T: serde::Serialize>(status: StatusCode, value: T) -> ApiResult<Response> {
+pub(crate) fn data<T: serde::Serialize>(status: StatusCode, value: T) -> ApiResult<Response> {
     let json = serde_json::to_string(&Data::new(value))
         .map_err(|e| ApiError::Internal(format!("encoding a response: {e}")))?;
     Ok(json_response(status, json))
@@ -278,23 +278,9 @@ async fn create_app_script<B: Backend>(
     _: Auth,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Response> {
-    let mut multipart = multipart.map_err(|rejection| {
-        ApiError::BadRequest(format!(
-            "expected a multipart/form-data body with 'name' and 'file' ({})",
-            rejection.into_response().status()
-        ))
-    })?;
     let (mut name, mut file) = (None, None);
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => return Err(multipart_error(e)),
-        };
-        let field_name = field.name().unwrap_or_default().to_string();
-        let bytes = field.bytes().await.map_err(multipart_error)?;
-        let text = String::from_utf8(bytes.to_vec())
-            .map_err(|_| ApiError::BadRequest(format!("field '{field_name}' is not UTF-8")))?;
+    for (field_name, bytes) in form_fields(multipart, " with 'name' and 'file'").await? {
+        let text = field_text(&field_name, &bytes)?;
         match field_name.as_str() {
             "name" => name = Some(text.trim().to_string()),
             "file" => file = Some(text),
@@ -339,25 +325,9 @@ async fn delete_app_script<B: Backend>(
 /// Reads FunLess's multipart function form: `name`, `code`, and optional `metadata`, `events`,
 /// `sinks`, `wait_for_workers`.
 async fn read_upload(multipart: Result<Multipart, impl IntoResponse>) -> ApiResult<UploadForm> {
-    let mut multipart = multipart.map_err(|rejection| {
-        ApiError::BadRequest(format!(
-            "expected a multipart/form-data body ({})",
-            rejection.into_response().status()
-        ))
-    })?;
     let mut form = UploadForm::default();
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => return Err(multipart_error(e)),
-        };
-        let field_name = field.name().unwrap_or_default().to_string();
-        let bytes = field.bytes().await.map_err(multipart_error)?;
-        let text = || {
-            String::from_utf8(bytes.to_vec())
-                .map_err(|_| ApiError::BadRequest(format!("field '{field_name}' is not UTF-8")))
-        };
+    for (field_name, bytes) in form_fields(multipart, "").await? {
+        let text = || field_text(&field_name, &bytes);
         match field_name.as_str() {
             "name" => form.name = Some(text()?.trim().to_string()),
             "code" => form.code = Some(bytes.to_vec()),
@@ -392,14 +362,6 @@ async fn read_upload(multipart: Result<Multipart, impl IntoResponse>) -> ApiResu
         }
     }
     Ok(form)
-}
-
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge("the upload is larger than allowed".into())
-    } else {
-        ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
-    }
 }
 
 struct UploadForm {
@@ -578,7 +540,7 @@ async fn invoke<B: Backend>(
     json.push_str("{\"data\":");
     json.push_str(&invocation.output_json);
     json.push('}');
-    let mut timings = Timings::default();
+    let mut timings = Timings(Vec::with_capacity(4 + invocation.timings.0.len()));
     if let Some(axum::Extension(admitted)) = &admitted {
         timings.push("auth", admitted.auth);
         timings.push("body", admitted.body);

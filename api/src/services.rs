@@ -15,7 +15,8 @@ use axum::routing::get;
 
 use crate::backend::{Backend, Subject};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Auth, json_body};
+use crate::extract::{Auth, form_fields, json_body};
+use crate::routes::data;
 use crate::types::{ServiceInfo, ServiceLogLine, ServiceSpecRequest};
 
 /// Most log lines one request returns (per replica and worker).
@@ -83,25 +84,6 @@ pub(crate) fn routes<B: Backend>(upload_limit: axum::extract::DefaultBodyLimit) 
         .route("/v1/svc/{name}/logs", get(logs::<B>))
 }
 
-fn data<T: serde::Serialize>(status: StatusCode, value: T) -> ApiResult<Response> {
-    let json = serde_json::to_string(&crate::types::Data::new(value))
-        .map_err(|e| ApiError::Internal(format!("encoding a response: {e}")))?;
-    Ok((
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        json,
-    )
-        .into_response())
-}
-
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge("the upload is larger than allowed".into())
-    } else {
-        ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
-    }
-}
-
 async fn list<B: Backend>(State(backend): State<Arc<B>>, Auth(who): Auth) -> ApiResult<Response> {
     data(StatusCode::OK, backend.list_services(&who).await?)
 }
@@ -155,21 +137,8 @@ async fn update<B: Backend>(
 async fn read_form(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<(Option<Vec<u8>>, Option<ServiceSpecRequest>)> {
-    let mut multipart = multipart.map_err(|rejection| {
-        ApiError::BadRequest(format!(
-            "expected a multipart/form-data body with 'code' and 'spec' ({})",
-            rejection.into_response().status()
-        ))
-    })?;
     let (mut code, mut spec) = (None, None);
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => return Err(multipart_error(e)),
-        };
-        let field_name = field.name().unwrap_or_default().to_string();
-        let bytes = field.bytes().await.map_err(multipart_error)?;
+    for (field_name, bytes) in form_fields(multipart, " with 'code' and 'spec'").await? {
         match field_name.as_str() {
             "code" => code = Some(bytes.to_vec()),
             "spec" => spec = Some(json_body(&bytes, "spec")?),
