@@ -192,24 +192,32 @@ fn wasi_command_functions_run_and_fail_cleanly() {
     assert_eq!(body["data"]["n"], 20);
 }
 
-#[test]
-fn postgres_store_serves_the_same_api() {
+/// A Core with its embedded worker on a fresh PostgreSQL database, with module `pg` holding
+/// `hello` (the database lives as long as the value returned with it).
+fn postgres_core_with_hello() -> (crate::harness::TempDatabase, Core) {
     let db = crate::harness::TempDatabase::create();
     let core = Core::start(CoreOptions {
         embedded_worker: true,
         database_url: Some(db.url.clone()),
         ..CoreOptions::default()
     });
-    assert!(
-        core.process.logs.contains("backend=\"postgres\"")
-            || core.process.logs.contains("backend=postgres")
-    );
     core.wait_for_workers(&["embedded"]);
     let user = core.client();
     let (status, _) = user.post_json("/v1/fn", &json!({"module": {"name": "pg"}}));
     assert_eq!(status, StatusCode::CREATED);
     let (status, body) = user.upload("pg", "hello", example("hello_fl"), false);
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    (db, core)
+}
+
+#[test]
+fn postgres_store_serves_the_same_api() {
+    let (_db, core) = postgres_core_with_hello();
+    assert!(
+        core.process.logs.contains("backend=\"postgres\"")
+            || core.process.logs.contains("backend=postgres")
+    );
+    let user = core.client();
     let (status, body) = user.invoke("pg", "hello", json!({"name": "pg"}));
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"data": {"payload": "Hello pg!"}}));
@@ -227,18 +235,8 @@ fn warm_invocations_read_no_store_row() {
     use std::io::{BufRead, BufReader, Write};
     use std::time::Duration;
 
-    let db = crate::harness::TempDatabase::create();
-    let core = Core::start(CoreOptions {
-        embedded_worker: true,
-        database_url: Some(db.url.clone()),
-        ..CoreOptions::default()
-    });
-    core.wait_for_workers(&["embedded"]);
+    let (db, core) = postgres_core_with_hello();
     let user = core.client();
-    let (status, _) = user.post_json("/v1/fn", &json!({"module": {"name": "pg"}}));
-    assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = user.upload("pg", "hello", example("hello_fl"), false);
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, body) = user.invoke("pg", "hello", json!({"name": "warm"}));
     assert_eq!(status, StatusCode::OK, "{body}");
 

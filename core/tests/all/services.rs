@@ -22,6 +22,17 @@ fn core() -> Core {
     })
 }
 
+/// A Core and these workers (by name), all joined.
+fn cluster(names: &[&str]) -> (Core, Vec<Worker>) {
+    let core = core();
+    let workers = names
+        .iter()
+        .map(|name| Worker::start(name, &core))
+        .collect();
+    core.wait_for_workers(names);
+    (core, workers)
+}
+
 /// `POST /v1/svc/{name}`: the example service with this spec.
 fn create(client: &Client, name: &str, spec: Value) -> (StatusCode, Value) {
     create_with(client, name, &example("ticker_service"), spec)
@@ -206,9 +217,7 @@ fn a_permanent_service_runs_on_two_workers_and_moves_off_a_killed_one() {
 
 #[test]
 fn a_service_failing_on_start_is_restarted_with_backoff_until_it_fails() {
-    let core = core();
-    let _w1 = Worker::start("w1", &core);
-    core.wait_for_workers(&["w1"]);
+    let (core, _workers) = cluster(&["w1"]);
     let client = core.client();
     let (status, body) = create(
         &client,
@@ -281,9 +290,7 @@ fn replicas_run_only_on_workers_with_the_services_tag() {
 
 #[test]
 fn a_transient_service_that_exits_0_is_not_restarted() {
-    let core = core();
-    let _w1 = Worker::start("w1", &core);
-    core.wait_for_workers(&["w1"]);
+    let (core, _workers) = cluster(&["w1"]);
     let client = core.client();
     let (status, body) = create(
         &client,
@@ -322,10 +329,7 @@ fn a_transient_service_that_exits_0_is_not_restarted() {
 
 #[test]
 fn delete_stops_every_replica_within_the_grace_period() {
-    let core = core();
-    let _w1 = Worker::start("w1", &core);
-    let _w2 = Worker::start("w2", &core);
-    core.wait_for_workers(&["w1", "w2"]);
+    let (core, _workers) = cluster(&["w1", "w2"]);
     let client = core.client();
     let (status, body) = create(
         &client,
@@ -360,9 +364,7 @@ fn delete_stops_every_replica_within_the_grace_period() {
 
 #[test]
 fn a_restarted_core_adopts_running_replicas_instead_of_restarting_them() {
-    let core = core();
-    let _w1 = Worker::start("w1", &core);
-    core.wait_for_workers(&["w1"]);
+    let (core, _workers) = cluster(&["w1"]);
     let client = core.client();
     let (status, body) = create(&client, "steady", json!({ "env": { "TICK_MS": "100" } }));
     assert_eq!(status, StatusCode::CREATED, "{body}");

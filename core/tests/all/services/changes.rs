@@ -19,10 +19,7 @@ fn update_spec(client: &Client, name: &str, spec: Value) -> (StatusCode, Value) 
 
 #[test]
 fn an_update_replaces_the_replicas_one_at_a_time_and_revives_a_failed_service() {
-    let core = core();
-    let _w1 = Worker::start("w1", &core);
-    let _w2 = Worker::start("w2", &core);
-    core.wait_for_workers(&["w1", "w2"]);
+    let (core, _workers) = cluster(&["w1", "w2"]);
     let client = core.client();
     let (status, body) = create(
         &client,
@@ -91,9 +88,7 @@ fn an_update_replaces_the_replicas_one_at_a_time_and_revives_a_failed_service() 
 
 #[test]
 fn a_stopping_replica_is_signalled_and_may_end_by_itself_within_its_grace() {
-    let core = core();
-    let _w1 = Worker::start("w1", &core);
-    core.wait_for_workers(&["w1"]);
+    let (core, _workers) = cluster(&["w1"]);
     let client = core.client();
     let spec = json!({ "env": { "STOP_ON_EOF": "1" }, "stop_grace_ms": 3000 });
     let (status, body) = create(&client, "polite", spec.clone());
