@@ -1094,7 +1094,7 @@ impl Backend for Platform {
                 .activations
                 .record(who.id, &prepared.module, &prepared.name, finished);
         result.map(|answered| {
-            let mut timings = Timings::default();
+            let mut timings = Timings(Vec::with_capacity(2 + answered.timings.0.len()));
             timings.push("lookup", lookup);
             timings.0.extend(answered.timings.0);
             timings.push("record", answered.dispatched.elapsed());
@@ -1343,7 +1343,7 @@ fn hops(ran: &dispatch::Ran) -> Timings {
     let micros = std::time::Duration::from_micros;
     let output = &ran.output;
     let worker = micros(output.worker_us);
-    let mut timings = Timings::default();
+    let mut timings = Timings(Vec::with_capacity(5));
     timings.push("schedule", ran.schedule);
     timings.push("cluster", ran.call.saturating_sub(worker));
     timings.push("spawn", micros(output.spawn_us));
