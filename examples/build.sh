@@ -18,12 +18,13 @@ MODULES=(
     ticker_service
 )
 # WASI 0.2 components: the WASI commands again, the functions that need wasi:sockets or
-# wasi:http, and hello_http, a wasi:http/proxy server component (for `wasmtime serve`).
+# wasi:http, hello_http, a wasi:http/proxy server component (for `wasmtime serve`), and the
+# component services.
 COMPONENTS=(
     hello_wasi sleep_wasi matrix_mult_wasi fail_wasi
     server_reply_wasi network_benchmark_wasi
     hello_http
-    poller_service
+    poller_service line_bridge_service
 )
 
 # The guest targets, added once if this toolchain lacks them.

@@ -25,7 +25,7 @@ pub const MAX_LOG_LINES: usize = 1000;
 /// What the service routes need from the Core.
 pub trait ServicesBackend: Send + Sync + 'static {
     /// Stores a service and starts its replicas (409 when the name is taken, 400 for code
-    /// that is not a WASI command or component, or a spec out of bounds).
+    /// that is not a WASI command, a component or JavaScript, or a spec out of bounds).
     fn create_service(
         &self,
         who: &Subject,
@@ -203,8 +203,9 @@ pub(crate) mod doc {
     /// The multipart form of a service upload.
     #[derive(ToSchema)]
     pub struct ServiceForm {
-        /// The program: a WASI command module (`_start`) or a `wasi:cli/run` component
-        /// (needed on create).
+        /// The program: a WASI command module (`_start`), a `wasi:cli/run` component, or
+        /// JavaScript source whose `fl_main(config, service)` (or default export) runs until it
+        /// returns (needed on create).
         #[schema(value_type = Option<String>, format = Binary)]
         code: Option<Vec<u8>>,
         /// JSON text of `ServiceSpecRequest`: restart, max_restarts, period_ms, backoff_ms,

@@ -18,7 +18,8 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 /// `fl svc ...`
 #[derive(Debug, Subcommand)]
 pub(crate) enum SvcCommand {
-    /// Upload a service (a WASI command .wasm, or a wasi:cli/run component) and start it
+    /// Upload a service (a WASI command .wasm, a wasi:cli/run component, or a .js file whose
+    /// main runs until it returns) and start it
     Create {
         /// Service name
         #[arg(value_parser = parse_name)]

@@ -173,6 +173,16 @@ struct Replica {
     next_start: Option<Instant>,
 }
 
+/// What a replica went through, as stored (`services.replicas`): kept across Core restarts,
+/// so a restarted Core shows the same restart counts and goes on with the same back-off.
+/// The intensity's window is not kept: as in OTP, a restarted supervisor starts it afresh.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct ReplicaHistory {
+    restarts: u64,
+    streak: u32,
+    last_exit: Option<String>,
+}
+
 impl Replica {
     fn new() -> Self {
         Self {
@@ -184,6 +194,14 @@ impl Replica {
             streak: 0,
             last_exit: None,
             next_start: None,
+        }
+    }
+
+    fn history(&self) -> ReplicaHistory {
+        ReplicaHistory {
+            restarts: self.restarts,
+            streak: self.streak,
+            last_exit: self.last_exit.clone(),
         }
     }
 
@@ -238,6 +256,17 @@ impl Service {
         let failed =
             (row.state == "failed").then(|| row.reason.clone().unwrap_or_else(|| "failed".into()));
         let mut replicas = vec![Replica::new(); spec.replicas as usize];
+        // An unreadable history is not worth losing the service over: it starts from zero.
+        let history: Vec<ReplicaHistory> = row
+            .replicas
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
+        for (replica, history) in replicas.iter_mut().zip(history) {
+            replica.restarts = history.restarts;
+            replica.streak = history.streak;
+            replica.last_exit = history.last_exit;
+        }
         if failed.is_some() {
             for replica in &mut replicas {
                 replica.state = State::Stopped;
@@ -362,6 +391,12 @@ impl Service {
         }
         self.rolling_now = Some(index);
         stop
+    }
+
+    /// Its replicas' histories as stored (JSON).
+    fn history(&self) -> String {
+        let history: Vec<ReplicaHistory> = self.replicas.iter().map(Replica::history).collect();
+        serde_json::to_string(&history).unwrap_or_else(|_| "[]".into())
     }
 
     fn env(&self) -> Vec<(String, String)> {

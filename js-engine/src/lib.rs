@@ -7,6 +7,11 @@
 //! `__invoke`, which evaluates the source, calls `fl_main(input)` (or the default export),
 //! drives promises and timers until the result settles, and hands the JSON result or the
 //! error to the host. Every invocation gets a fresh instance, so nothing leaks between them.
+//!
+//! A long-running service is the same source run through `__run_service`: its main gets its
+//! configuration and a `service` object (`stopping`, and `stopped`, a promise that settles when
+//! the platform asks it to stop), and the event loop runs until its promise settles (or, for a
+//! main that returns at once, until no timer is left).
 
 use std::cell::OnceCell;
 use std::time::Duration;
@@ -23,6 +28,8 @@ const PRELUDE: &str = include_str!("prelude.js");
 const FILENAME: &str = "function.js";
 /// Most bytes of a response body `fetch` reads.
 const MAX_FETCH_BODY: usize = 1024 * 1024;
+/// Longest sleep of a service's event loop between looks at the platform's stop request.
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// The function's source, provided by the worker.
 mod source {
@@ -32,6 +39,14 @@ mod source {
         pub(crate) fn __source_len() -> i32;
         /// Writes the function's source at `ptr` (exactly `__source_len()` bytes).
         pub(crate) fn __get_source(ptr: i32);
+        /// 1 once the platform asked the service this instance runs to stop (0 otherwise,
+        /// and always 0 for a function).
+        pub(crate) fn __stopping() -> i32;
+    }
+
+    pub(crate) fn stopping() -> bool {
+        // SAFETY: plain host call without pointers.
+        unsafe { __stopping() != 0 }
     }
 
     pub(crate) fn read() -> Result<String, String> {
@@ -80,17 +95,9 @@ impl Engine {
     fn invoke(&self, source: &str, input: &[u8]) -> Result<String, String> {
         self.context.with(|ctx| {
             let main = load(&ctx, source)?;
-            let args = if input.iter().all(u8::is_ascii_whitespace) {
-                Object::new(ctx.clone())
-                    .map(Object::into_value)
-                    .map_err(|e| e.to_string())?
-            } else {
-                ctx.json_parse(input.to_vec())
-                    .catch(&ctx)
-                    .map_err(|e| format!("invalid JSON input: {}", describe(&e)))?
-            };
+            let args = parse_input(&ctx, input)?;
             let returned: Value = main.call((args,)).catch(&ctx).map_err(|e| report(&e))?;
-            let value = settle(&ctx, returned)?;
+            let value = settle(&ctx, returned, Mode::Function)?;
             let text = ctx
                 .json_stringify(value)
                 .catch(&ctx)
@@ -99,6 +106,23 @@ impl Engine {
                 Some(text) => text.to_string().map_err(|e| e.to_string()),
                 None => Ok("null".into()),
             }
+        })
+    }
+
+    /// Runs a service's main on its JSON configuration, with the `service` object, until it
+    /// ends; the error message if it threw.
+    fn run_service(&self, source: &str, input: &[u8]) -> Result<(), String> {
+        self.context.with(|ctx| {
+            let main = load(&ctx, source)?;
+            let config = parse_input(&ctx, input)?;
+            let control: Value = event_loop(&ctx)?
+                .get("service")
+                .map_err(|e| format!("the engine's service object is missing: {e}"))?;
+            let returned: Value = main
+                .call((config, control))
+                .catch(&ctx)
+                .map_err(|e| report(&e))?;
+            settle(&ctx, returned, Mode::Service).map(drop)
         })
     }
 
@@ -180,7 +204,7 @@ fn load<'js>(ctx: &Ctx<'js>, source: &str) -> Result<Function<'js>, String> {
             .map_err(|e| report(&e))?;
         let (module, evaluated) = declared.eval().catch(ctx).map_err(|e| report(&e))?;
         // Top-level await: the module is ready when its evaluation promise settles.
-        settle(ctx, evaluated.into_value())?;
+        settle(ctx, evaluated.into_value(), Mode::Function)?;
         vec![
             module.get("default").unwrap_or_else(|_| Value::new_undefined(ctx.clone())),
             module.get("fl_main").unwrap_or_else(|_| Value::new_undefined(ctx.clone())),
@@ -238,47 +262,98 @@ fn compile_script(ctx: &Ctx<'_>, source: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The JSON input as a value (an empty input is an empty object).
+fn parse_input<'js>(ctx: &Ctx<'js>, input: &[u8]) -> Result<Value<'js>, String> {
+    if input.iter().all(u8::is_ascii_whitespace) {
+        Object::new(ctx.clone())
+            .map(Object::into_value)
+            .map_err(|e| e.to_string())
+    } else {
+        ctx.json_parse(input.to_vec())
+            .catch(ctx)
+            .map_err(|e| format!("invalid JSON input: {}", describe(&e)))
+    }
+}
+
+/// The prelude's event loop (`__fl_loop`).
+fn event_loop<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>, String> {
+    ctx.globals()
+        .get("__fl_loop")
+        .map_err(|e| format!("the engine's event loop is missing: {e}"))
+}
+
+/// What the event loop runs for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// An invocation: until the result settles.
+    Function,
+    /// A service: also until no timer is left when main returned no promise, looking at the
+    /// platform's stop request at least every [`STOP_POLL`].
+    Service,
+}
+
 /// Drives promises and timers until `value` (when it is a promise) settles.
-fn settle<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> Result<Value<'js>, String> {
-    let Some(promise) = value.clone().into_promise() else {
+fn settle<'js>(ctx: &Ctx<'js>, value: Value<'js>, mode: Mode) -> Result<Value<'js>, String> {
+    let promise = value.clone().into_promise();
+    if promise.is_none() && mode == Mode::Function {
         while ctx.execute_pending_job() {}
         return Ok(value);
-    };
-    let timers: Object = ctx
-        .globals()
-        .get("__fl_loop")
-        .map_err(|e| format!("the engine's event loop is missing: {e}"))?;
+    }
+    let timers = event_loop(ctx)?;
     let next: Function = timers.get("next").map_err(|e| e.to_string())?;
     let fire: Function = timers.get("fire").map_err(|e| e.to_string())?;
+    let stop: Function = timers.get("stop").map_err(|e| e.to_string())?;
+    let mut stopped = false;
     loop {
         while ctx.execute_pending_job() {}
-        match promise.state() {
-            PromiseState::Resolved => {
+        if mode == Mode::Service && !stopped && source::stopping() {
+            stopped = true;
+            stop.call::<_, ()>(()).catch(ctx).map_err(|e| report(&e))?;
+            continue;
+        }
+        match promise.as_ref().map(|p| (p, p.state())) {
+            Some((promise, PromiseState::Resolved)) => {
                 return promise
                     .result::<Value>()
                     .unwrap_or_else(|| Ok(Value::new_undefined(ctx.clone())))
                     .catch(ctx)
                     .map_err(|e| report(&e));
             }
-            PromiseState::Rejected => {
+            Some((promise, PromiseState::Rejected)) => {
                 let reason = promise
                     .result::<Value>()
                     .map(|r| r.catch(ctx).err())
                     .unwrap_or(None);
                 return Err(reason.map_or_else(|| "the promise was rejected".into(), |e| report(&e)));
             }
-            PromiseState::Pending => {}
+            Some((_, PromiseState::Pending)) | None => {}
         }
         let wait: f64 = next.call(()).catch(ctx).map_err(|e| report(&e))?;
-        if wait < 0.0 {
-            return Err(
-                "the function's promise never settles: no timer or job is left to settle it"
-                    .into(),
-            );
-        }
-        if wait > 0.0 {
-            // A WASI sleep: the worker parks this invocation without holding a thread.
-            std::thread::sleep(Duration::from_micros((wait * 1000.0) as u64));
+        let pause = match (mode, wait < 0.0) {
+            // A service's main that returned at once is done when no timer is left.
+            (Mode::Service, true) if promise.is_none() => return Ok(value),
+            // A service may be waiting for `service.stopped`: until it was asked, wait for it.
+            (Mode::Service, true) if !stopped => STOP_POLL,
+            (Mode::Function, true) => {
+                return Err(
+                    "the function's promise never settles: no timer or job is left to settle it"
+                        .into(),
+                );
+            }
+            (Mode::Service, true) => {
+                return Err(
+                    "the service's promise never settles: it was asked to stop and no timer or job is left to settle it"
+                        .into(),
+                );
+            }
+            (Mode::Function, false) => Duration::from_micros((wait * 1000.0) as u64),
+            (Mode::Service, false) => {
+                Duration::from_micros((wait * 1000.0) as u64).min(STOP_POLL)
+            }
+        };
+        if !pause.is_zero() {
+            // A WASI sleep: the worker parks this instance without holding a thread.
+            std::thread::sleep(pause);
         }
         fire.call::<_, ()>(()).catch(ctx).map_err(|e| report(&e))?;
     }
@@ -351,6 +426,26 @@ pub extern "C" fn __invoke(input_len: i32) -> i32 {
             fl_sdk::respond(json.as_bytes());
             0
         }
+        Err(message) => {
+            fl_sdk::error(&message);
+            1
+        }
+    }
+}
+
+/// Runs a service (the source's main, given its JSON configuration) until it ends: 0 when it
+/// returned or its promise resolved, 1 with the error reported when it threw.
+#[unsafe(no_mangle)]
+pub extern "C" fn __run_service(input_len: i32) -> i32 {
+    let outcome = usize::try_from(input_len)
+        .map_err(|_| format!("invalid input length {input_len}"))
+        .map(fl_sdk::read_input)
+        .and_then(|input| {
+            let source = source::read()?;
+            with_engine(|engine| engine.run_service(&source, &input))
+        });
+    match outcome {
+        Ok(()) => 0,
         Err(message) => {
             fl_sdk::error(&message);
             1

@@ -46,9 +46,23 @@
   g.sleep = (ms) => new Promise((resolve) => addTimer(resolve, ms, [], false));
   g.queueMicrotask = (callback) => void Promise.resolve().then(callback);
 
+  // What a service's main gets as its second argument: whether the platform asked it to stop,
+  // and a promise that settles then (to race against its own waits).
+  let stopping = false;
+  let stopRequested;
+  const stopped = new Promise((resolve) => { stopRequested = resolve; });
+  const service = Object.freeze({ get stopping() { return stopping; }, stopped });
+
   Object.defineProperty(g, "__fl_loop", {
     enumerable: false,
     value: Object.freeze({
+      service,
+      // The platform asked the service to stop.
+      stop() {
+        if (stopping) return;
+        stopping = true;
+        stopRequested();
+      },
       // Milliseconds until the next timer is due, or -1 when none is pending.
       next() {
         let first = Infinity;

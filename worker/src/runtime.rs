@@ -1032,7 +1032,7 @@ impl Ran {
 }
 
 /// What a JavaScript function that exhausted the stack gets.
-const JS_STACK_OVERFLOW: &str =
+pub(crate) const JS_STACK_OVERFLOW: &str =
     "RangeError: Maximum call stack size exceeded (the function recursed too deeply)";
 
 /// Most characters of a trap's message.

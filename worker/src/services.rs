@@ -184,6 +184,11 @@ impl StopSignal {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether [`StopSignal::fire`] was called.
+    pub(crate) fn fired(&self) -> bool {
+        self.lock().0
+    }
+
     /// Closes the stdin: every read under way or to come ends with end-of-file.
     pub(crate) fn fire(&self) {
         let wakers = {
@@ -224,6 +229,26 @@ impl tokio::io::AsyncRead for StopSignal {
             state.1.push(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+/// A JavaScript replica's side of the engine: its console lines go to its log ring (stdout),
+/// and the engine's event loop looks at its stop signal (JavaScript reads no stdin).
+#[derive(Debug)]
+pub(crate) struct ServiceIo {
+    pub(crate) out: LogStream,
+    pub(crate) stop: StopSignal,
+}
+
+impl ServiceIo {
+    /// One console line (or several, when it holds line breaks).
+    pub(crate) fn log(&self, bytes: &[u8]) {
+        self.out.ring.write(&self.out.id, self.out.stream, bytes);
+        self.out.ring.write(&self.out.id, self.out.stream, b"\n");
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.fired()
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use funless_actors::Wire;
 use funless_actors::protocol::{LogsRequest, ReplicaStop, ServicesMessage, WorkerMessage};
-use funless_api::types::{Abi, Language, ServiceInfo, ServiceLogLine, ServiceSpecRequest};
+use funless_api::types::{Abi, ServiceInfo, ServiceLogLine, ServiceSpecRequest};
 use funless_api::{ApiError, ApiResult, ServicesBackend, Subject};
 use futures::future::join_all;
 use ractor::rpc::CallResult;
@@ -69,13 +69,15 @@ impl Services {
     }
 }
 
-/// The form of a service's code: a WASI command or a `wasi:cli/run` component (400 otherwise).
+/// The form of a service's code: a WASI command, a `wasi:cli/run` component, or JavaScript
+/// whose main (`fl_main` or the default export) runs until it returns (400 otherwise).
 fn service_abi(code: &[u8]) -> ApiResult<Abi> {
-    let abi = crate::validate::validate(code, Some(Language::Wasm))
+    let abi = crate::validate::validate(code, None)
         .map_err(|e| ApiError::BadRequest(format!("invalid code: {e}")))?;
-    if !matches!(abi, Abi::WasiCommand | Abi::WasiComponent) {
+    if !matches!(abi, Abi::WasiCommand | Abi::WasiComponent | Abi::JavaScript) {
         return Err(ApiError::BadRequest(format!(
-            "a service must be a WASI command (exporting _start) or a wasi:cli/run component, not {}",
+            "a service must be a WASI command (exporting _start), a wasi:cli/run component or \
+             JavaScript, not {}",
             abi.as_str()
         )));
     }

@@ -3,7 +3,9 @@
 //! spec. Calls to workers run in tasks the manager owns (a `JoinSet` in its state, aborted
 //! with it), which answer back through its mailbox, so it never waits on the network.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use funless_actors::Wire;
@@ -47,6 +49,10 @@ pub(crate) struct ManagerState {
     adopt_until: Instant,
     /// Whether the stored services were read (retried every tick until they are).
     loaded: bool,
+    /// Services whose replicas' histories changed since they were last stored.
+    dirty: HashSet<String>,
+    /// Set while a task stores histories: one at a time, so an older write never lands last.
+    storing: Arc<AtomicBool>,
 }
 
 impl Actor for Manager {
@@ -90,6 +96,8 @@ impl Actor for Manager {
             next_incarnation: now_ms << 12,
             adopt_until: Instant::now() + grace,
             loaded: false,
+            dirty: HashSet::new(),
+            storing: Arc::default(),
         };
         // A failure is logged there and retried every tick.
         let _ = state.reload().await;
@@ -143,6 +151,7 @@ impl Actor for Manager {
                 state.check_workers();
                 state.roll();
                 state.place(&myself);
+                state.store_histories();
                 let services = &state.services;
                 services.inner.metrics.count(&services.table());
             }
@@ -228,6 +237,7 @@ impl ManagerState {
             .collect();
         for (worker, service, index, incarnation) in stops {
             tracing::info!(%service, index, %worker, "rolling restart: replacing a replica");
+            self.dirty.insert(service.clone());
             self.stop(&worker, service, Some(index), Some(incarnation));
         }
     }
@@ -435,6 +445,7 @@ impl ManagerState {
             }
             let ran = replica.started.map(|t| t.elapsed()).unwrap_or_default();
             replica.last_exit = Some(reason.clone());
+            self.dirty.insert(id.service.clone());
             replica.started = None;
             if !restart.restarts(normal) {
                 replica.state = State::Exited;
@@ -501,6 +512,30 @@ impl ManagerState {
                 }
             });
         }
+    }
+
+    /// Stores the histories that changed (in a task, one at a time: the next tick takes what
+    /// changed meanwhile).
+    fn store_histories(&mut self) {
+        if self.dirty.is_empty() || self.storing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let writes: Vec<(String, String)> = {
+            let table = self.services.table();
+            self.dirty
+                .drain()
+                .filter_map(|name| table.get(&name).map(|s| (name, s.history())))
+                .collect()
+        };
+        let (store, storing) = (self.services.inner.store.clone(), self.storing.clone());
+        self.tasks.spawn(async move {
+            for (name, history) in writes {
+                if let Err(e) = store.set_service_replicas(&name, &history).await {
+                    tracing::warn!(service = %name, error = %e, "cannot record the replicas' restarts");
+                }
+            }
+            storing.store(false, Ordering::Release);
+        });
     }
 
     /// Asks a worker to stop replicas (in a task; the answer is only logged).

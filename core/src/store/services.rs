@@ -29,6 +29,9 @@ pub struct ServiceRow {
     pub created_at: i64,
     /// Last change of its code or spec (create or update), unix milliseconds.
     pub updated_at: i64,
+    /// Each replica's restarts, back-off streak and last exit (JSON), as the service manager
+    /// last recorded them.
+    pub replicas: Option<String>,
 }
 
 /// A service to create.
@@ -51,7 +54,8 @@ pub struct NewService {
 /// The columns of a [`ServiceRow`].
 macro_rules! service_columns {
     () => {
-        "id, name, owner_id, code, hash, abi, size, spec, state, reason, created_at, updated_at"
+        "id, name, owner_id, code, hash, abi, size, spec, state, reason, created_at, updated_at, \
+         replicas"
     };
 }
 
@@ -97,6 +101,7 @@ impl Store {
             reason: None,
             created_at: now,
             updated_at: now,
+            replicas: None,
         })
     }
 
@@ -133,6 +138,18 @@ impl Store {
             .bind(name)
             .bind(state)
             .bind(reason)
+            .execute(p)
+            .await
+            .map(drop)?);
+        Ok(())
+    }
+
+    /// Records what its replicas went through (JSON); `updated_at` stays, as for the state.
+    pub async fn set_service_replicas(&self, name: &str, replicas: &str) -> Result<()> {
+        const SQL: &str = "UPDATE services SET replicas = $2 WHERE name = $1";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(name)
+            .bind(replicas)
             .execute(p)
             .await
             .map(drop)?);

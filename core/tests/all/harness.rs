@@ -336,6 +336,20 @@ impl Core {
         )
     }
 
+    /// Starts `fl` against this Core with its stdout piped (a command that runs until
+    /// killed, such as `svc logs -f`); the caller kills it.
+    pub fn fl_spawn(&self, args: &[&str]) -> Child {
+        Command::new(bin("fl"))
+            .args(args)
+            .env_clear()
+            .env("FL_CONFIG", self.fl_config())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// A client of a new subject `name`, created by the admin.
     pub fn subject(&self, name: &str) -> Client {
         let (status, body) = self.admin().post_json(

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use crate::harness::{Client, Core, CoreOptions, Worker, example, wait_until};
 
+mod bridge;
 mod changes;
+mod javascript;
 
 /// The Core's heartbeat time-out in these tests, milliseconds.
 const HEARTBEAT_MS: u64 = 2000;
@@ -366,6 +368,21 @@ fn delete_stops_every_replica_within_the_grace_period() {
 fn a_restarted_core_adopts_running_replicas_instead_of_restarting_them() {
     let (core, _workers) = cluster(&["w1"]);
     let client = core.client();
+    // A service with a history: two restarts, then failed.
+    let (status, body) = create(
+        &client,
+        "crashy",
+        json!({ "env": { "TICKS": "1", "EXIT_CODE": "3" }, "max_restarts": 2, "period_ms": 60000, "backoff_ms": 100 }),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_until(
+        Duration::from_secs(30),
+        "the crashing service failed",
+        || service(&client, "crashy")["state"] == "failed",
+    );
+    let crashy = service(&client, "crashy")["replicas"][0].clone();
+    assert_eq!(crashy["restarts"], 2, "{crashy}");
+    assert_eq!(crashy["last_exit"], "exit code 3", "{crashy}");
     let (status, body) = create(&client, "steady", json!({ "env": { "TICK_MS": "100" } }));
     assert_eq!(status, StatusCode::CREATED, "{body}");
     wait_until(Duration::from_secs(30), "the replica running", || {
@@ -385,6 +402,11 @@ fn a_restarted_core_adopts_running_replicas_instead_of_restarting_them() {
     wait_until(Duration::from_secs(30), "the replica adopted", || {
         replica(&service(&client, "steady"), 0) == ("running".into(), "w1".into())
     });
+    // The history outlives the Core (stored within a tick of each exit, long before this).
+    let after = service(&client, "crashy");
+    assert_eq!(after["state"], "failed", "{after}");
+    assert_eq!(after["replicas"][0]["restarts"], 2, "{after}");
+    assert_eq!(after["replicas"][0]["last_exit"], "exit code 3", "{after}");
     let info = service(&client, "steady");
     // The same run: no restart, and it has been up since before the Core's restart.
     assert_eq!(info["replicas"][0]["restarts"], 0, "{info}");

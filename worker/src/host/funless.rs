@@ -24,6 +24,9 @@ pub(crate) struct FunlessIo {
     pub(crate) output_too_large: bool,
     /// A JavaScript function's source, read by the engine through `fl_js` (none otherwise).
     pub(crate) source: Option<std::sync::Arc<[u8]>>,
+    /// Set when this instance runs a JavaScript service's replica: its console lines go to
+    /// the replica's log ring as they come, and the engine asks it whether to stop.
+    pub(crate) service: Option<crate::services::ServiceIo>,
 }
 
 pub(super) fn memory(caller: &mut Caller<'_, HostState>, import: &str) -> wasmtime::Result<Memory> {
@@ -124,7 +127,11 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "__console_log",
         |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<()> {
             let bytes = read_guest(&mut caller, ptr, len, "__console_log", MAX_RESPONSE_BYTES)?;
-            caller.data_mut().fl.logs.push(&bytes);
+            let fl = &mut caller.data_mut().fl;
+            match &fl.service {
+                Some(service) => service.log(&bytes),
+                None => fl.logs.push(&bytes),
+            }
             Ok(())
         },
     )?;

@@ -1,5 +1,6 @@
 //! The `fl_js` imports of the JavaScript engine: the function's source, handed to the one
-//! engine module shared by every JavaScript function. Pointers are checked as in `fl_imps`.
+//! engine module shared by every JavaScript function, and a service's stop request. Pointers
+//! are checked as in `fl_imps`.
 
 use wasmtime::{Caller, Linker};
 
@@ -29,6 +30,20 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             let range = range(data.len(), ptr, len, "__get_source")?;
             data[range].copy_from_slice(source);
             Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        "fl_js",
+        "__stopping",
+        |caller: Caller<'_, HostState>| -> i32 {
+            i32::from(
+                caller
+                    .data()
+                    .fl
+                    .service
+                    .as_ref()
+                    .is_some_and(|s| s.stopping()),
+            )
         },
     )?;
     Ok(())

@@ -1,5 +1,7 @@
-//! Running a service's replica: a WASI command or `wasi:cli/run` component run until it exits,
-//! with no time limit, its stdout and stderr streamed into the replica's log ring.
+//! Running a service's replica: a WASI command, a `wasi:cli/run` component or a JavaScript
+//! main run until it exits, with no time limit, its output streamed into the replica's log
+//! ring. A JavaScript replica gets its environment as its configuration object, and the stop
+//! request through the engine (its `service.stopped` promise) rather than on stdin.
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use super::{Prepared, Runtime, trap_message};
 use crate::abi::Abi;
 use crate::cache::Pre;
 use crate::host::{self, ComponentState, EgressHooks, FunlessIo, GuestLimits, HostState};
-use crate::services::{LogRing, LogStream, StopSignal};
+use crate::services::{LogRing, LogStream, ServiceIo, StopSignal};
 
 /// The module name services' code is cached under (outside the naming rule of modules).
 const SERVICE_MODULE: &str = "~svc";
@@ -58,10 +60,61 @@ impl Runtime {
         builder
             .args(&[label.as_str()])
             .envs(start.env.as_slice())
-            .stdin(stdin)
+            .stdin(stdin.clone())
             .stdout(LogStream::stdout(ring.clone(), start.id.clone()))
-            .stderr(LogStream::stderr(ring, start.id.clone()));
+            .stderr(LogStream::stderr(ring.clone(), start.id.clone()));
         let (outcome, hit_memory) = match (&compiled.pre, compiled.abi) {
+            (Pre::Script { engine, source }, _) => {
+                let config: serde_json::Map<String, serde_json::Value> = start
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect();
+                let state = HostState {
+                    wasi: builder.build_p1(),
+                    fl: FunlessIo {
+                        input: serde_json::Value::Object(config).to_string().into_bytes(),
+                        source: Some(source.clone()),
+                        service: Some(ServiceIo {
+                            out: LogStream::stdout(ring, start.id.clone()),
+                            stop: stdin,
+                        }),
+                        ..FunlessIo::default()
+                    },
+                    limits: GuestLimits::new(memory_limit),
+                    egress,
+                };
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|state| &mut state.limits);
+                self.slices.install(&mut store);
+                let outcome = async {
+                    let instance = engine.pre.instantiate_async(&mut store).await?;
+                    let len = i32::try_from(store.data().fl.input.len())
+                        .map_err(|_| wasmtime::format_err!("configuration too large"))?;
+                    let run = instance.get_typed_func::<i32, i32>(&mut store, "__run_service")?;
+                    run.call_async(&mut store, len).await
+                }
+                .await;
+                let state = store.into_data();
+                let outcome = match (outcome, state.fl.error) {
+                    (Ok(0), _) => Ok(()),
+                    (Ok(_), error) => Err(wasmtime::Error::new(ScriptError(error.map_or_else(
+                        || "the script failed".into(),
+                        |e| String::from_utf8_lossy(&e).into_owned(),
+                    )))),
+                    // QuickJS has no stack check on WASI: deep recursion ends in Wasmtime's.
+                    (Err(e), _)
+                        if e.downcast_ref::<wasmtime::Trap>()
+                            == Some(&wasmtime::Trap::StackOverflow) =>
+                    {
+                        Err(wasmtime::Error::new(ScriptError(
+                            super::JS_STACK_OVERFLOW.into(),
+                        )))
+                    }
+                    (Err(e), _) => Err(e),
+                };
+                (outcome, state.limits.hit_memory)
+            }
             (Pre::Module(pre), Abi::WasiCommand) => {
                 let state = HostState {
                     wasi: builder.build_p1(),
@@ -103,7 +156,7 @@ impl Runtime {
             _ => {
                 return (
                     false,
-                    "a service must be a WASI command (exporting _start) or a wasi:cli/run component"
+                    "a service must be a WASI command (exporting _start), a wasi:cli/run component or JavaScript"
                         .into(),
                 );
             }
@@ -111,6 +164,18 @@ impl Runtime {
         exit_of(outcome, hit_memory, memory_limit)
     }
 }
+
+/// What a JavaScript service's main threw (or how its engine failed).
+#[derive(Debug)]
+struct ScriptError(String);
+
+impl std::fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ScriptError {}
 
 /// A service's name as its owner knows it: subjects' services are stored in their own
 /// namespace (`name~<owner id>`), which the program need not see in its `argv[0]`.
@@ -133,6 +198,9 @@ fn exit_of(outcome: wasmtime::Result<()>, hit_memory: bool, memory_limit: usize)
             false,
             format!("exceeded its memory limit of {memory_limit} bytes"),
         );
+    }
+    if let Some(ScriptError(message)) = error.downcast_ref::<ScriptError>() {
+        return (false, format!("uncaught {message}"));
     }
     match error
         .downcast_ref::<wasmtime_wasi::I32Exit>()
@@ -165,6 +233,11 @@ mod tests {
         let trap = wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached);
         let (normal, reason) = exit_of(Err(trap), false, 1);
         assert!(!normal && reason.starts_with("trapped"), "{reason}");
+        let thrown = wasmtime::Error::new(super::ScriptError("Error: no sensor".into()));
+        assert_eq!(
+            exit_of(Err(thrown), false, 1),
+            (false, "uncaught Error: no sensor".into())
+        );
         let oom = wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached);
         let (normal, reason) = exit_of(Err(oom), true, 1024);
         assert!(
