@@ -249,6 +249,12 @@ pub(super) mod tests {
             .await
             .unwrap();
         let stored = store.get_service("svc").await.unwrap().unwrap();
+        assert_eq!(stored.replicas, None);
+        let history = r#"[{"restarts":3,"streak":1,"last_exit":"exit code 1"}]"#;
+        store.set_service_replicas("svc", history).await.unwrap();
+        let with_history = store.get_service("svc").await.unwrap().unwrap();
+        assert_eq!(with_history.replicas.as_deref(), Some(history));
+        assert_eq!(with_history.updated_at, stored.updated_at);
         assert_eq!(stored.state, "failed");
         assert_eq!(stored.reason.as_deref(), Some("too many restarts"));
         assert_eq!(stored.code, [0, 97, 115, 109]);
