@@ -33,7 +33,8 @@ pub enum ApiError {
     /// 413: the body is larger than allowed.
     #[error("{0}")]
     PayloadTooLarge(String),
-    /// 429: this client holds too much of a shared resource (request bodies in flight).
+    /// 429: this client holds too much of a shared resource (request bodies in flight), or a
+    /// subject is at one of its quotas.
     #[error("{0}")]
     TooManyRequests(String),
     /// 422: the function ran and failed; `reason` names the kind (sent in the

@@ -130,7 +130,7 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-const ERROR: &str = "The error (`{\"errors\": {\"detail\": \"...\"}}`): 400 bad input, 401 no or unknown token, 403 not allowed, 404 not found, 409 name taken, 413 body too large, 500 our fault, 502 a node cannot be reached, 503 no worker can run it now, 504 the worker did not answer in time";
+const ERROR: &str = "The error (`{\"errors\": {\"detail\": \"...\"}}`): 400 bad input, 401 no or unknown token, 403 not allowed, 404 not found, 409 name taken, 413 body too large, 429 a quota of the subject (or of the client's bodies in flight) is reached, 500 our fault, 502 a node cannot be reached, 503 no worker can run it now, 504 the worker did not answer in time";
 
 #[utoipa::path(get, path = "/v1", tag = "platform", security(()),
     responses((status = 200, description = "The API is up", content_type = "text/plain", body = String)))]

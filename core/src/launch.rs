@@ -52,6 +52,8 @@ pub struct CoreConfig {
     pub http: funless_api::HttpLimits,
     /// Where sinks and event connectors may connect.
     pub egress: crate::egress::EgressPolicy,
+    /// Per-subject quotas.
+    pub quotas: crate::quotas::QuotaLimits,
     /// Announce the cluster address by multicast gossip (`None`: off).
     pub gossip: Option<GossipSettings>,
     /// Obey `POST /v1/admin/crash` for the Core's own actors (tests and drills only).
@@ -144,6 +146,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         metrics.clone(),
         config.max_timeout_ms,
         config.activations,
+        config.quotas,
     );
     platform.set_node(node.clone());
     platform.set_egress(config.egress.clone());

@@ -20,6 +20,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod platform;
+pub mod quotas;
 pub mod registry;
 pub mod scheduler;
 pub mod services;

@@ -95,6 +95,8 @@ struct Args {
     http: funless_core::http::HttpArgs,
     #[command(flatten)]
     core_egress: funless_core::egress::EgressArgs,
+    #[command(flatten)]
+    quotas: funless_core::quotas::QuotaArgs,
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -161,6 +163,7 @@ async fn core_main() -> anyhow::Result<()> {
         },
         http: args.http.limits()?,
         egress: args.core_egress.policy(),
+        quotas: args.quotas.limits(),
         gossip: args.gossip.then_some(funless_core::GossipSettings {
             group: args.gossip_addr,
             interface: args.gossip_interface.clone(),

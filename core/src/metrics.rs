@@ -50,6 +50,7 @@ pub struct Metrics {
     event_messages: Counter,
     sink_results: Family<OutcomeLabels, Gauge>,
     gossip_datagrams: Family<OutcomeLabels, Gauge>,
+    quota_refusals: Family<QuotaLabels, Counter>,
     gossip: Arc<Mutex<Option<Arc<funless_actors::discovery::GossipStats>>>>,
 }
 
@@ -58,6 +59,14 @@ pub struct Metrics {
 pub struct OutcomeLabels {
     /// `delivered`, `failed_attempt` or `dropped`.
     pub outcome: String,
+}
+
+/// Labels of the quota refusals.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuotaLabels {
+    /// `modules`, `functions`, `stored_bytes`, `sinks`, `connectors` or
+    /// `concurrent_invocations`.
+    pub quota: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -138,10 +147,17 @@ impl Metrics {
             "Gossip datagrams received (with --gossip): accepted, undecryptable (another cookie), malformed, stale, replayed",
             gossip_datagrams.clone(),
         );
+        let quota_refusals = Family::<QuotaLabels, Counter>::default();
+        registry.register(
+            "quota_refusals",
+            "Creates, uploads and invocations refused with 429 by a per-subject quota, by quota",
+            quota_refusals.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             sink_results,
             gossip_datagrams,
+            quota_refusals,
             gossip: Arc::default(),
             invocations,
             latency,
@@ -207,6 +223,15 @@ impl Metrics {
     /// Counts a message (or tick) that started an invocation.
     pub fn event_message(&self) {
         self.event_messages.inc();
+    }
+
+    /// Counts a refusal by the per-subject quota `quota`.
+    pub fn quota_refused(&self, quota: &str) {
+        self.quota_refusals
+            .get_or_create(&QuotaLabels {
+                quota: quota.to_string(),
+            })
+            .inc();
     }
 
     /// Counts an invocation retried on another worker.

@@ -20,6 +20,7 @@ use crate::catalog::{CachedFunction, Catalog};
 use crate::dispatch::{self, DispatchError, Target};
 use crate::events::{self, Connectors};
 use crate::metrics::Metrics;
+use crate::quotas::{Footprint, QuotaLimits, Quotas, Turn, Usage};
 use crate::scheduler::NoWorker;
 use crate::scheduler::app::Script;
 use crate::sinks::{self, Sinks};
@@ -69,6 +70,8 @@ struct Inner {
     sinks: Sinks,
     /// Users' long-running services.
     services: crate::services::Services,
+    /// Per-subject quotas and the invocations counted against them.
+    quotas: Quotas,
     /// The Core's cluster node, for connecting to nodes by hand (set once it runs).
     node: std::sync::OnceLock<funless_actors::node::Node>,
     /// The Core's root supervisor and whether it obeys crash requests (set once it runs).
@@ -188,6 +191,12 @@ fn refuse_own_default(stored: &str, what: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Whether an upload's code is checked by the workers before it is stored: JavaScript, whose
+/// syntax only the workers' engine knows, when the caller waits for the workers.
+fn checked_on_workers(abi: Abi, upload: &FunctionUpload) -> bool {
+    abi == Abi::JavaScript && upload.wait_for_workers
+}
+
 /// A 422 and its metrics outcome, both named by `reason`.
 fn function_failed(reason: &'static str, message: String) -> (ApiError, &'static str) {
     (ApiError::FunctionError { reason, message }, reason)
@@ -221,17 +230,20 @@ fn not_found_function(module: &str, name: &str) -> ApiError {
 
 impl Platform {
     /// A platform over this store and worker table; functions may ask for at most
-    /// `max_timeout_ms` per invocation; activation records are kept within `activations`.
+    /// `max_timeout_ms` per invocation; activation records are kept within `activations`;
+    /// subjects are held to `quotas`.
     pub fn new(
         store: Store,
         workers: Workers,
         metrics: Metrics,
         max_timeout_ms: u64,
         activations: ActivationLimits,
+        quotas: QuotaLimits,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 services: crate::services::Services::new(store.clone(), workers.clone(), &metrics),
+                quotas: Quotas::new(quotas, metrics.clone()),
                 store,
                 workers,
                 metrics,
@@ -483,7 +495,7 @@ impl Platform {
         abi: Abi,
         upload: &FunctionUpload,
     ) -> ApiResult<Option<BroadcastReport>> {
-        if abi != Abi::JavaScript || !upload.wait_for_workers {
+        if !checked_on_workers(abi, upload) {
             return Ok(None);
         }
         let function = FunctionId {
@@ -503,6 +515,99 @@ impl Platform {
             )));
         }
         Ok(Some(report))
+    }
+
+    /// Refuses a new module `stored` of `who` past its module quota (409 when it exists
+    /// already); called in `who`'s turn.
+    async fn module_quota(&self, who: &Subject, stored: &str, name: &str) -> ApiResult<()> {
+        let quotas = &self.inner.quotas;
+        if !quotas.limits_modules(who) {
+            return Ok(());
+        }
+        let own = own_default_module(who);
+        let owned = self.inner.store.owned_modules(who.id).await.map_err(api)?;
+        if owned.iter().any(|m| m == stored) {
+            return Err(ApiError::Conflict(format!(
+                "module '{name}' already exists"
+            )));
+        }
+        quotas.check_module(who, owned.iter().filter(|m| **m != own).count() as u64)
+    }
+
+    /// Refuses the function `name` of footprint `new` in the stored module `module` past
+    /// `who`'s quotas, replacing `replacing` (an update) or none (a create); 409 when another
+    /// function has that name already. Called in `who`'s turn.
+    async fn function_quota(
+        &self,
+        who: &Subject,
+        module: &str,
+        name: &str,
+        replacing: Option<&FunctionRow>,
+        new: Footprint,
+    ) -> ApiResult<()> {
+        let quotas = &self.inner.quotas;
+        if !quotas.limits_functions(who) {
+            return Ok(());
+        }
+        let rows = self
+            .inner
+            .store
+            .owned_functions(who.id)
+            .await
+            .map_err(api)?;
+        let replaced = replacing.map(|r| (r.module.as_str(), r.name.as_str()));
+        let taken = rows
+            .iter()
+            .any(|r| r.module == module && r.name == name && Some((module, name)) != replaced);
+        if taken {
+            return Err(ApiError::Conflict(format!(
+                "function '{}/{name}' already exists",
+                shown_module(module)
+            )));
+        }
+        let old = replaced.map(|(module, name)| {
+            rows.iter()
+                .find(|r| r.module == module && r.name == name)
+                .map(Footprint::of_stored)
+                .unwrap_or_default()
+        });
+        quotas.check_function(who, Usage::of(&rows, replaced), old, new)
+    }
+
+    /// Checks an upload against `who`'s quotas before any worker sees its code, then has the
+    /// workers check it (JavaScript), then checks the quotas again in `who`'s turn, which the
+    /// caller holds until the function is stored: two uploads cannot both take the last slot.
+    async fn admit_upload(
+        &self,
+        who: &Subject,
+        new: &NewFunction,
+        abi: Abi,
+        upload: &FunctionUpload,
+        replacing: Option<&FunctionRow>,
+    ) -> ApiResult<(Option<BroadcastReport>, Turn)> {
+        let footprint =
+            Footprint::of_upload(&upload.code, upload.events.as_ref(), upload.sinks.as_ref());
+        let (module, name) = (new.module.as_str(), new.name.as_str());
+        let turn = self.inner.quotas.turn(who).await;
+        self.function_quota(who, module, name, replacing, footprint)
+            .await?;
+        if !checked_on_workers(abi, upload) {
+            return Ok((None, turn));
+        }
+        // The workers' check can take long: the subject's other writes are not held up by it.
+        drop(turn);
+        let checked = self.check_on_workers(new, abi, upload).await?;
+        let turn = self.inner.quotas.turn(who).await;
+        if let Err(e) = self
+            .function_quota(who, module, name, replacing, footprint)
+            .await
+        {
+            if replacing.is_none_or(|old| old.hash != new.hash) {
+                dispatch::evict(&self.inner.workers, vec![new.hash.clone()]);
+            }
+            return Err(e);
+        }
+        Ok((checked, turn))
     }
 
     /// Sends the new code to every worker; waits for them when asked to.
@@ -899,10 +1004,10 @@ impl Backend for Platform {
         {
             return Err(conflict());
         }
-        match store
-            .create_module(&stored_module(who, name), Some(who.id))
-            .await
-        {
+        let stored = stored_module(who, name);
+        let _turn = self.inner.quotas.turn(who).await;
+        self.module_quota(who, &stored, name).await?;
+        match store.create_module(&stored, Some(who.id)).await {
             Ok(_) => Ok(()),
             Err(StoreError::Conflict(_)) => Err(conflict()),
             Err(e) => Err(api(e)),
@@ -978,8 +1083,9 @@ impl Backend for Platform {
     ) -> ApiResult<FunctionCreated> {
         let module = &self.module_for(who, module).await?;
         let (new, abi) = self.new_function(module, &upload)?;
-        let checked = self.check_on_workers(&new, abi, &upload).await?;
+        let (checked, turn) = self.admit_upload(who, &new, abi, &upload, None).await?;
         let row = self.inner.store.create_function(new).await.map_err(api)?;
+        drop(turn);
         self.inner.catalog.function_changed(module, &row.name);
         tracing::info!(function = %format!("{module}/{}", row.name), hash = %row.hash, ?abi, "function created");
         let workers = match checked {
@@ -1011,13 +1117,16 @@ impl Backend for Platform {
         let module = &self.module_for(who, module).await?;
         let (new, abi) = self.new_function(module, &upload)?;
         let old = self.function_row(module, function).await?;
-        let checked = self.check_on_workers(&new, abi, &upload).await?;
+        let (checked, turn) = self
+            .admit_upload(who, &new, abi, &upload, Some(&old))
+            .await?;
         let row = self
             .inner
             .store
             .update_function(function, new)
             .await
             .map_err(api)?;
+        drop(turn);
         self.inner.catalog.function_changed(module, &old.name);
         self.inner.catalog.function_changed(module, &row.name);
         if row.name != old.name {
@@ -1086,6 +1195,9 @@ impl Backend for Platform {
         script: Option<String>,
     ) -> ApiResult<Invocation> {
         let looking_up = Instant::now();
+        // Counted until this call ends, however it ends (the caller gone included: the
+        // request's future, and the slot with it, is dropped).
+        let _slot = self.inner.quotas.invocation(who)?;
         let prepared = self.prepare(who, module, name, script).await?;
         let lookup = looking_up.elapsed();
         let (result, finished) = self.execute(&prepared, args_json).await;
@@ -1116,6 +1228,7 @@ impl Backend for Platform {
         script: Option<String>,
     ) -> ApiResult<String> {
         // Everything the caller can get wrong is answered now; only the run is deferred.
+        let slot = self.inner.quotas.invocation(who)?;
         let prepared = self.prepare(who, module, name, script).await?;
         let id = self
             .inner
@@ -1126,6 +1239,7 @@ impl Backend for Platform {
         tokio::spawn(async move {
             let (_, finished) = platform.execute(&prepared, args_json).await;
             platform.inner.activations.finish(&activation, finished);
+            drop(slot);
         });
         Ok(id)
     }

@@ -137,6 +137,21 @@ pub struct NewFunction {
     pub sinks: Option<String>,
 }
 
+/// What a subject's function holds against its quotas (`Store::owned_functions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct OwnedFunction {
+    /// Name of its module.
+    pub module: String,
+    /// Name.
+    pub name: String,
+    /// Size of the code in bytes.
+    pub size: i64,
+    /// Events that trigger it, JSON text.
+    pub events: Option<String>,
+    /// Where its results go, JSON text.
+    pub sinks: Option<String>,
+}
+
 /// A subject: an identity that holds an API token.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SubjectRow {
@@ -632,6 +647,20 @@ impl Store {
             .fetch_optional(p)
             .await?);
         deleted.ok_or_else(|| function_not_found(module, name))
+    }
+
+    /// The names of the modules `owner_id` owns, ordered: what counts against its quota.
+    pub async fn owned_modules(&self, owner_id: i64) -> Result<Vec<String>> {
+        const SQL: &str = "SELECT name FROM modules WHERE owner_id = $1 ORDER BY name";
+        Ok(on_pool!(self, p => sqlx::query_scalar(SQL).bind(owner_id).fetch_all(p).await?))
+    }
+
+    /// The functions of every module `owner_id` owns: what counts against its quotas.
+    pub async fn owned_functions(&self, owner_id: i64) -> Result<Vec<OwnedFunction>> {
+        const SQL: &str = "SELECT m.name AS module, f.name AS name, f.size AS size, \
+            f.events AS events, f.sinks AS sinks \
+            FROM functions f JOIN modules m ON m.id = f.module_id WHERE m.owner_id = $1";
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(owner_id).fetch_all(p).await?))
     }
 
     /// Creates a subject whose token hashes to `token_hash`. `Conflict` if the name is taken.

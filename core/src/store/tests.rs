@@ -59,6 +59,7 @@ async fn suite(url: &str, backend: &str) {
     subjects_suite(&store).await;
     scripts_suite(&store).await;
     super::services::tests::suite(&store).await;
+    owned_suite(&store).await;
     concurrency_suite(&store).await;
     store.close().await;
 }
@@ -455,6 +456,74 @@ async fn scripts_suite(store: &Store) {
     ));
 }
 
+/// What counts against a subject's quotas: its modules (but the one named), and the functions
+/// of every module it owns, whatever their names.
+async fn owned_suite(store: &Store) {
+    let who = store
+        .create_subject("quota-owner", "quota-owner-hash", false)
+        .await
+        .expect("create subject");
+    let other = store
+        .create_subject("quota-other", "quota-other-hash", false)
+        .await
+        .expect("create subject");
+    assert!(store.owned_modules(who.id).await.expect("owned").is_empty());
+    assert_eq!(store.owned_functions(who.id).await.expect("owned"), []);
+    let own_default = format!("_~{}", who.id);
+    for module in [own_default.as_str(), "q1~x", "q2~x"] {
+        store
+            .create_module(module, Some(who.id))
+            .await
+            .expect("create");
+    }
+    store
+        .create_module("q3~y", Some(other.id))
+        .await
+        .expect("create");
+    let mut mine = vec![own_default.clone(), "q1~x".to_string(), "q2~x".to_string()];
+    mine.sort();
+    assert_eq!(store.owned_modules(who.id).await.expect("owned"), mine);
+    let mut f = new_function("q1~x", "a", b"12345");
+    f.events = Some(r#"[{"type":"cron","params":{"schedule":"* * * * *"}}]"#.into());
+    store.create_function(f).await.expect("create a");
+    let mut f = new_function(&own_default, "b", b"123");
+    f.sinks = Some(r#"[{"type":"webhook","params":{"url":"http://example.org/"}}]"#.into());
+    store.create_function(f.clone()).await.expect("create b");
+    store
+        .create_function(new_function("q3~y", "c", b"1"))
+        .await
+        .expect("create c");
+    let mut owned = store.owned_functions(who.id).await.expect("owned");
+    owned.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(
+        owned,
+        [
+            OwnedFunction {
+                module: "q1~x".into(),
+                name: "a".into(),
+                size: 5,
+                events: Some(r#"[{"type":"cron","params":{"schedule":"* * * * *"}}]"#.into()),
+                sinks: None,
+            },
+            OwnedFunction {
+                module: own_default.clone(),
+                name: "b".into(),
+                size: 3,
+                events: None,
+                sinks: f.sinks.clone(),
+            },
+        ]
+    );
+    assert_eq!(
+        store.owned_functions(other.id).await.expect("owned").len(),
+        1
+    );
+    for module in [own_default.as_str(), "q1~x", "q2~x", "q3~y"] {
+        store.delete_module(module).await.expect("delete");
+    }
+    assert_eq!(store.owned_functions(who.id).await.expect("owned"), []);
+}
+
 async fn concurrency_suite(store: &Store) {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
@@ -497,7 +566,7 @@ async fn sqlite_store() {
     suite(&url, "sqlite").await;
     // The data survives a reopen.
     let store = Store::open(&url).await.expect("reopen");
-    assert_eq!(store.count_subjects().await.expect("count"), 4);
+    assert_eq!(store.count_subjects().await.expect("count"), 6);
     store.close().await;
 }
 

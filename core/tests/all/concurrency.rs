@@ -11,7 +11,11 @@ use crate::harness::{Core, CoreOptions, Worker, example};
 
 #[test]
 fn a_thousand_concurrent_sleeps_on_one_worker_finish_within_four_seconds() {
-    let core = Core::start(CoreOptions::default());
+    // One subject makes all 1,000 calls: its quota of calls in flight is lifted.
+    let core = Core::start(CoreOptions {
+        extra: vec!["--quota-concurrent-invocations".into(), "0".into()],
+        ..CoreOptions::default()
+    });
     let _w1 = Worker::start("w1", &core);
     core.wait_for_workers(&["w1"]);
     let client = core.client();

@@ -24,6 +24,7 @@ pub(crate) fn config(dir: &Path, cookie: &str, heartbeat_timeout: Duration) -> C
         egress: funless_core::egress::EgressPolicy::allowing(vec![
             "127.0.0.0/8".parse().expect("a CIDR"),
         ]),
+        quotas: Default::default(),
         gossip: None,
         fault_injection: false,
         intensity: Default::default(),

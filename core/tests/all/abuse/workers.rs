@@ -24,8 +24,14 @@ fn variant(code: &[u8], n: u32) -> Vec<u8> {
 
 #[test]
 fn calls_past_every_free_instance_slot_are_503_never_a_trap() {
+    // One subject fills every slot here: its own quota of calls in flight is lifted.
     let core = Core::start(CoreOptions {
-        extra: vec!["--max-timeout-ms".into(), "60000".into()],
+        extra: vec![
+            "--max-timeout-ms".into(),
+            "60000".into(),
+            "--quota-concurrent-invocations".into(),
+            "0".into(),
+        ],
         ..CoreOptions::default()
     });
     let _w1 = Worker::start_with("w1", &core, &["--pool-slots", "1000"]);
