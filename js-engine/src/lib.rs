@@ -80,6 +80,7 @@ impl Engine {
         let runtime = Runtime::new().map_err(|e| format!("cannot start QuickJS: {e}"))?;
         let context = Context::full(&runtime).map_err(|e| format!("cannot start QuickJS: {e}"))?;
         context.with(|ctx| {
+            enable_stack_check(&ctx, JS_STACK_BYTES);
             install_natives(&ctx).catch(&ctx).map_err(|e| describe(&e))?;
             ctx.eval::<(), _>(PRELUDE)
                 .catch(&ctx)
@@ -138,6 +139,51 @@ impl Engine {
                 compile_script(&ctx, source)
             }
         })
+    }
+}
+
+/// Shadow-stack bytes JavaScript may use before a call throws `RangeError` (see
+/// [`enable_stack_check`]): about 900 levels of plain recursion (~280 bytes each), within
+/// the ~1,300 the worker's Wasm stack allows (~780 bytes of it each), so the script can catch
+/// the error before Wasmtime's stack limit would end the instance.
+const JS_STACK_BYTES: usize = 256 * 1024;
+
+/// Turns QuickJS's stack check on. QuickJS leaves it off on WASI (`update_stack_limit` in
+/// quickjs.c sets no limit for `__wasi__`), so deep recursion runs into Wasmtime's stack limit
+/// instead: a trap that no script can catch, ending the instance. The check itself works on
+/// wasm32, where C's stack (the shadow stack in linear memory) grows down from a fixed top, so
+/// the limit is written into the runtime here: `JS_SetMaxStackSize` stores a marker in its
+/// `stack_size` field, which locates the three fields `stack_size, stack_top, stack_limit`
+/// (declared in that order in `struct JSRuntime`), and `stack_limit` becomes `stack_top -
+/// bytes`. Nothing is written unless the marker is found exactly once, with an unset limit
+/// after it and a top near this frame, as `JS_NewRuntime` recorded it. Runs before the
+/// snapshot, so every instance starts with the limit in place. Returns whether it is on.
+fn enable_stack_check(ctx: &Ctx<'_>, bytes: usize) -> bool {
+    const MARKER: usize = 0x5a17_c0de;
+    /// How far into the runtime the fields may be, in words (past its allocator and arena
+    /// state: a few hundred in).
+    const SCAN_WORDS: usize = 2048;
+    let here = 0u8;
+    let here = std::hint::black_box(&here) as *const u8 as usize;
+    // SAFETY: the runtime pointer comes from a live context; the words read lie within linear
+    // memory (a wasm32 load cannot reach outside it, and the runtime is far from its end),
+    // and the one word written is `stack_limit`, located and checked as described above.
+    unsafe {
+        let rt = qjs::JS_GetRuntime(ctx.as_raw().as_ptr());
+        qjs::JS_SetMaxStackSize(rt, MARKER as _);
+        let words = rt.cast::<usize>();
+        let found: Vec<usize> = (0..SCAN_WORDS)
+            .filter(|&i| words.add(i).read() == MARKER)
+            .collect();
+        if let [at] = found[..] {
+            let (top, limit) = (words.add(at + 1).read(), words.add(at + 2).read());
+            if limit == 0 && top > bytes && top.abs_diff(here) < 64 * 1024 {
+                words.add(at + 2).write(top - bytes);
+                return true;
+            }
+        }
+        qjs::JS_SetMaxStackSize(rt, 0);
+        false
     }
 }
 

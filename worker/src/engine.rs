@@ -36,8 +36,16 @@ fn base_config(compiler: bool) -> Config {
     config.epoch_interruption(true);
     config.memory_init_cow(true);
     config.enable_compiler(compiler);
+    // Twice Wasmtime's default: room for about 1,300 levels of plain JavaScript recursion in
+    // the engine, so that QuickJS's own limit (`js-engine` `JS_STACK_BYTES`, ~900 levels)
+    // throws a catchable RangeError before Wasmtime's trap ends the instance. Within the
+    // 2 MiB async stack each run has; only the pages a guest touches are committed.
+    config.max_wasm_stack(WASM_STACK_BYTES);
     config
 }
+
+/// The most stack a guest's Wasm may use.
+const WASM_STACK_BYTES: usize = 1024 * 1024;
 
 /// `(module (memory 1))` in the binary format.
 const PROBE_MODULE: &[u8] = b"\0asm\x01\0\0\0\x05\x03\x01\x00\x01";

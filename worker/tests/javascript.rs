@@ -193,6 +193,13 @@ async fn unbounded_recursion_is_a_short_range_error() {
         }
         other => panic!("unexpected {other:?}"),
     }
+    // The script can catch it: QuickJS's own stack check fires before Wasmtime's limit.
+    let catching = b"function down(n) { return down(n + 1) + 1; }\nfunction fl_main() { try { return { depth: down(0) }; } catch (e) { return { caught: `${e.name}: ${e.message}` }; } }\n";
+    let (out, _) = done(&rt, catching, "{}").await;
+    assert_eq!(
+        out["caught"],
+        "RangeError: Maximum call stack size exceeded"
+    );
     // The worker goes on serving.
     let (out, _) = done(&rt, &js_example("hello"), r#"{"name": "after"}"#).await;
     assert_eq!(out["payload"], "Hello after!");

@@ -54,6 +54,39 @@ fn javascript_examples_run_through_core_and_worker() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(detail(&body).contains("Error: failed on purpose"), "{body}");
 
+    // Unbounded recursion throws a RangeError the script can catch (QuickJS's stack check,
+    // turned on in the engine, fires before Wasmtime's stack limit), at a useful depth; left
+    // uncaught it is the function's error, with a short message and no Wasm backtrace.
+    let deep = "function fl_main(input) {\n\
+         function f(n) { return n === 0 ? 0 : 1 + f(n - 1); }\n\
+         function g(n) { return n === 0 ? 0 : [n].map((x) => g(x - 1))[0] + 1; }\n\
+         const r = input.map ? g : f;\n\
+         if (input.uncaught) return { depth: r(input.n) };\n\
+         try { return { depth: r(input.n) }; } catch (e) { return { caught: String(e) }; }\n\
+         }";
+    let (status, body) = user.upload("_", "deep", deep.as_bytes().to_vec(), false);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = user.invoke("_", "deep", json!({ "n": 500 }));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["depth"], 500, "{body}");
+    for args in [json!({ "n": 100000 }), json!({ "n": 100000, "map": true })] {
+        let (status, body) = user.invoke("_", "deep", args);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["data"]["caught"], "RangeError: Maximum call stack size exceeded",
+            "{body}"
+        );
+    }
+    let (status, body, reason) =
+        user.invoke_with_reason("_", "deep", json!({ "n": 100000, "uncaught": true }));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(reason.as_deref(), Some("function_error"), "{body}");
+    assert!(
+        detail(&body).starts_with("RangeError: Maximum call stack size exceeded")
+            && detail(&body).len() < 200,
+        "{body}"
+    );
+
     // fetch: refused without the server on the allow-list (nothing reaches it), then allowed.
     let servers = Servers::start();
     let args = json!({ "url": servers.reply_url(), "method": "POST", "body": { "n": 1 } });
