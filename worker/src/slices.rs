@@ -8,6 +8,13 @@
 //! median). Here the yielding guest's waker is handed to the ticker thread, which wakes it from
 //! outside the runtime: tokio then queues the task on its global queue, which every idle thread
 //! drains in order, so busy guests take turns across all threads.
+//!
+//! Before that, the yield steps aside for everything else (tokio's `yield_now`: the task is
+//! woken only once its thread has run the tasks that are ready and polled its I/O driver).
+//! Without it a thread running busy guests looked for network events only every 61 tasks
+//! (tokio's event interval), each a 10 ms slice: a call arriving beside busy guests waited
+//! that long at every hop. Measured with `bench/fairness.sh` (docs/BENCHMARKS.md): another
+//! function's hello beside eight busy loops on two workers.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -45,10 +52,16 @@ impl TimeSlices {
         let requeue = self.requeue.clone();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
+            let requeue = requeue.clone();
             Ok(UpdateDeadline::YieldCustom(
                 1,
-                Box::pin(Requeue {
-                    requeue: Some(requeue.clone()),
+                Box::pin(async move {
+                    // Ready tasks and network events first, then the next turn.
+                    tokio::task::yield_now().await;
+                    Requeue {
+                        requeue: Some(requeue),
+                    }
+                    .await
                 }),
             ))
         });

@@ -1,9 +1,11 @@
 //! Abuse through real processes, each case with the bound it must now respect (listed in
 //! docs/SECURITY.md, "Resource abuse"): the HTTP front ([`front`]), workers' slots, compilers
 //! and the upload broadcast ([`workers`]), names and tokens of tenants ([`tenants`]), what
-//! the Core connects to for users ([`egress`]), and per-subject quotas ([`quotas`]).
+//! the Core connects to for users ([`egress`]), per-subject quotas ([`quotas`]), and CPU
+//! fairness between tenants ([`fairness`]).
 
 mod egress;
+mod fairness;
 mod front;
 mod quotas;
 mod tenants;
