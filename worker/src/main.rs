@@ -199,6 +199,16 @@ async fn worker_main() -> anyhow::Result<()> {
             })
         },
     )];
+    // The default cap follows the memory this process may use (its cgroup's limit, if lower
+    // than the machine's): logged, so an operator sees what a small board or container got.
+    let compile = args.compile.limits();
+    tracing::info!(
+        concurrency = compile.concurrency,
+        timeout_ms = compile.timeout.as_millis() as u64,
+        memory_mb = compile.memory_bytes >> 20,
+        "compiler children: at most {} at once",
+        compile.concurrency
+    );
     let runtime = Arc::new(
         Runtime::new(RuntimeConfig {
             name: name.clone(),
@@ -220,7 +230,7 @@ async fn worker_main() -> anyhow::Result<()> {
             },
             allow_hosts: args.egress.allow_hosts,
             egress_roots: args.egress.egress_ca,
-            compile: args.compile.limits(),
+            compile,
         })
         .context("starting the worker's runtime")?,
     );

@@ -417,6 +417,8 @@ pub struct Worker {
     extra: Vec<String>,
     /// How it finds the Core (default `--core <the core's cluster address>`).
     find: Option<Vec<String>>,
+    /// A command that runs before the worker and `exec`s it (the same process id).
+    wrapper: Vec<String>,
 }
 
 impl Worker {
@@ -454,6 +456,21 @@ impl Worker {
         )
     }
 
+    /// A worker started by `wrapper` (a command that ends with `exec "$@"`, given the worker's
+    /// command line), e.g. to place it in a cgroup before its first instruction.
+    pub fn start_wrapped(name: &str, core: &Core, wrapper: &[&str], extra: &[&str]) -> Self {
+        let wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+        Self::launch_wrapped(
+            name,
+            core,
+            &core.cookie,
+            Arc::new(tempfile::tempdir().unwrap()),
+            extra,
+            None,
+            wrapper,
+        )
+    }
+
     pub fn start_with_cookie(name: &str, core: &Core, cookie: &str) -> Self {
         Self::launch(
             name,
@@ -469,9 +486,10 @@ impl Worker {
         let (name, dir) = (self.name.clone(), self.cache_dir.clone());
         let extra: Vec<String> = self.extra.clone();
         let find = self.find.clone();
+        let wrapper = self.wrapper.clone();
         drop(self);
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        Self::launch_finding(&name, core, &core.cookie, dir, &extra, find)
+        Self::launch_wrapped(&name, core, &core.cookie, dir, &extra, find, wrapper)
     }
 
     fn launch(
@@ -492,7 +510,26 @@ impl Worker {
         extra: &[&str],
         find: Option<Vec<String>>,
     ) -> Self {
-        let mut command = Command::new(bin("funless-worker"));
+        Self::launch_wrapped(name, core, cookie, cache_dir, extra, find, Vec::new())
+    }
+
+    fn launch_wrapped(
+        name: &str,
+        core: &Core,
+        cookie: &str,
+        cache_dir: Arc<tempfile::TempDir>,
+        extra: &[&str],
+        find: Option<Vec<String>>,
+        wrapper: Vec<String>,
+    ) -> Self {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(bin("funless-worker"));
+                command
+            }
+            None => Command::new(bin("funless-worker")),
+        };
         match &find {
             Some(find) => command.args(find),
             None => command.args(["--core", &core.cluster.to_string()]),
@@ -534,6 +571,7 @@ impl Worker {
             name: name.to_string(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             find,
+            wrapper,
         }
     }
 
