@@ -286,6 +286,11 @@ impl Platform {
         &self.inner.services
     }
 
+    /// The per-subject quotas.
+    pub(crate) fn quotas(&self) -> &Quotas {
+        &self.inner.quotas
+    }
+
     fn root(
         &self,
     ) -> ApiResult<&(

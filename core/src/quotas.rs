@@ -1,5 +1,5 @@
-//! Per-subject quotas: how many modules, functions, sinks and event connectors a subject may
-//! have, how many bytes of function code it may store, and how many of its invocations may be
+//! Per-subject quotas: how many modules, functions, sinks, event connectors and long-running
+//! services a subject may have, how many bytes of function code it may store, and how many of its invocations may be
 //! in flight on the Core at once. Without them one user token could fill the store, start
 //! unbounded connectors and sink queues, or hold every invocation the Core can carry.
 //!
@@ -34,6 +34,8 @@ pub const DEFAULT_CONNECTORS: u64 = 100;
 pub const DEFAULT_STORED_BYTES: u64 = 1 << 30;
 /// Default most invocations of one subject in flight on the Core at once.
 pub const DEFAULT_CONCURRENT_INVOCATIONS: u64 = 256;
+/// Default most long-running services of one subject.
+pub const DEFAULT_SERVICES: u64 = 100;
 
 /// Flags of the quotas, flattened into the Core's settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -60,6 +62,9 @@ pub struct QuotaArgs {
     /// at once; past it a call is refused with 429; 0: unlimited.
     #[arg(long, env = "FUNLESS_QUOTA_CONCURRENT_INVOCATIONS", default_value_t = DEFAULT_CONCURRENT_INVOCATIONS)]
     pub quota_concurrent_invocations: u64,
+    /// Most long-running services (`/v1/svc`) one subject may have; 0: unlimited.
+    #[arg(long, env = "FUNLESS_QUOTA_SERVICES", default_value_t = DEFAULT_SERVICES)]
+    pub quota_services: u64,
 }
 
 impl QuotaArgs {
@@ -72,6 +77,7 @@ impl QuotaArgs {
             connectors: self.quota_connectors,
             stored_bytes: self.quota_stored_bytes,
             concurrent_invocations: self.quota_concurrent_invocations,
+            services: self.quota_services,
         }
     }
 }
@@ -91,6 +97,8 @@ pub struct QuotaLimits {
     pub stored_bytes: u64,
     /// Invocations of one subject in flight on the Core at once.
     pub concurrent_invocations: u64,
+    /// Long-running services of one subject.
+    pub services: u64,
 }
 
 impl Default for QuotaLimits {
@@ -102,6 +110,7 @@ impl Default for QuotaLimits {
             connectors: DEFAULT_CONNECTORS,
             stored_bytes: DEFAULT_STORED_BYTES,
             concurrent_invocations: DEFAULT_CONCURRENT_INVOCATIONS,
+            services: DEFAULT_SERVICES,
         }
     }
 }
@@ -116,6 +125,7 @@ impl QuotaLimits {
             connectors: 0,
             stored_bytes: 0,
             concurrent_invocations: 0,
+            services: 0,
         }
     }
 
@@ -134,6 +144,7 @@ pub(crate) enum Quota {
     Sinks,
     Connectors,
     ConcurrentInvocations,
+    Services,
 }
 
 impl Quota {
@@ -146,6 +157,7 @@ impl Quota {
             Quota::Sinks => "sinks",
             Quota::Connectors => "connectors",
             Quota::ConcurrentInvocations => "concurrent_invocations",
+            Quota::Services => "services",
         }
     }
 
@@ -158,6 +170,7 @@ impl Quota {
             Quota::Sinks => "quota-sinks",
             Quota::Connectors => "quota-connectors",
             Quota::ConcurrentInvocations => "quota-concurrent-invocations",
+            Quota::Services => "quota-services",
         }
     }
 }
@@ -285,10 +298,15 @@ impl Quotas {
         !who.admin && self.limits.limits_functions()
     }
 
+    /// Whether `who` is held to the services quota.
+    pub(crate) fn limits_services(&self, who: &Subject) -> bool {
+        !who.admin && self.limits.services > 0
+    }
+
     /// Waits for `who`'s turn for a quota-checked write (none needed for the admin or with
     /// no store quota set).
     pub(crate) async fn turn(&self, who: &Subject) -> Turn {
-        if !self.limits_modules(who) && !self.limits_functions(who) {
+        if !self.limits_modules(who) && !self.limits_functions(who) && !self.limits_services(who) {
             return None;
         }
         let lock = self.turns.entry(who.id).or_default().clone();
@@ -299,6 +317,21 @@ impl Quotas {
     fn refuse(&self, quota: Quota, message: String) -> ApiError {
         self.metrics.quota_refused(quota.label());
         ApiError::TooManyRequests(format!("quota exceeded ({}): {message}", quota.setting()))
+    }
+
+    /// Whether `who`, which has `owned` services, may create one more.
+    pub(crate) fn check_service(&self, who: &Subject, owned: u64) -> ApiResult<()> {
+        let limit = self.limits.services;
+        if self.limits_services(who) && owned.saturating_add(1) > limit {
+            return Err(self.refuse(
+                Quota::Services,
+                format!(
+                    "a subject may have at most {limit} services, and this one has {owned}; \
+                     delete one first"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether `who`, which has `owned` modules, may create one more.
@@ -461,7 +494,23 @@ mod tests {
             connectors: 2,
             stored_bytes: 100,
             concurrent_invocations: 2,
+            services: 2,
         }
+    }
+
+    #[test]
+    fn services_are_counted_for_subjects_only() {
+        let q = quotas(small());
+        assert!(q.check_service(&user(3), 1).is_ok());
+        let refused = q.check_service(&user(3), 2).unwrap_err().to_string();
+        assert!(
+            refused.contains("quota exceeded (quota-services)")
+                && refused.contains("at most 2 services"),
+            "{refused}"
+        );
+        assert!(q.check_service(&admin(), 100).is_ok());
+        let unlimited = quotas(QuotaLimits::unlimited());
+        assert!(unlimited.check_service(&user(3), 10_000).is_ok());
     }
 
     fn row(

@@ -19,8 +19,6 @@ use super::{Services, stored_name, stored_spec};
 use crate::platform::Platform;
 use crate::store::{NewService, StoreError};
 
-/// Most services one subject may have.
-pub(crate) const MAX_SERVICES_PER_SUBJECT: usize = 100;
 /// How long the manager has to act on a change.
 const RELOAD_TIMEOUT_MS: u64 = 10_000;
 /// How long a worker has to stop a service's replicas (the grace period of a delete).
@@ -101,17 +99,16 @@ impl ServicesBackend for Platform {
     ) -> ApiResult<ServiceInfo> {
         let abi = service_abi(&code)?;
         let spec = checked_spec(spec)?;
+        // Counted and stored in the subject's turn, so racing creates cannot both take the
+        // last slot (the table is reloaded before the turn ends).
+        let _turn = self.quotas().turn(who).await;
         let owned = self
             .services()
             .table()
             .values()
             .filter(|s| s.owner_id == Some(who.id))
             .count();
-        if owned >= MAX_SERVICES_PER_SUBJECT {
-            return Err(ApiError::TooManyRequests(format!(
-                "a subject may have at most {MAX_SERVICES_PER_SUBJECT} services; delete one first"
-            )));
-        }
+        self.quotas().check_service(who, owned as u64)?;
         let stored = stored_name(who, name);
         let services = self.services();
         services

@@ -478,3 +478,72 @@ fn concurrent_invocations_past_the_quota_are_429_while_the_others_run() {
     }
     assert!(refusals(&core, "concurrent_invocations") >= 2);
 }
+
+/// `POST /v1/svc/{name}`: the ticker service example, no spec.
+fn create_service(client: &Client, name: &str) -> (StatusCode, Value) {
+    let boundary = "quota-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"code\"; filename=\"s.wasm\"\r\n\
+         Content-Type: application/wasm\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&example("ticker_service"));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    client.send(
+        reqwest::Method::POST,
+        &format!("/v1/svc/{name}"),
+        &format!("multipart/form-data; boundary={boundary}"),
+        body,
+    )
+}
+
+fn services_of(client: &Client) -> Vec<String> {
+    let (status, body) = client.get("/v1/svc");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    names(&body["data"])
+}
+
+#[test]
+fn services_past_their_quota_are_429_and_nothing_is_stored() {
+    // No worker: a service is stored and waits for one, which is all a quota counts.
+    let core = Core::start(CoreOptions {
+        extra: vec!["--quota-services".into(), "2".into()],
+        ..CoreOptions::default()
+    });
+    let user = core.subject("svc_user");
+    // Racing creates for the two slots: exactly two are stored.
+    let racers: Vec<_> = (0..4)
+        .map(|i| {
+            let user = user.clone();
+            std::thread::spawn(move || create_service(&user, &format!("s{i}")).0)
+        })
+        .collect();
+    let statuses: Vec<StatusCode> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((created, refused), (2, 2), "{statuses:?}");
+    let mut stored = services_of(&user);
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_refused(
+        create_service(&user, "one_more"),
+        "quota-services",
+        "delete one first",
+    );
+    assert_eq!(services_of(&user).len(), 2);
+    assert_eq!(refusals(&core, "services"), 3);
+    // Another subject and the admin are not held by this one's services.
+    let other = core.subject("svc_other");
+    assert_eq!(create_service(&other, "mine").0, StatusCode::CREATED);
+    assert_eq!(create_service(&core.admin(), "ops").0, StatusCode::CREATED);
+    // A delete frees a slot.
+    stored.sort();
+    let (status, body) = user.delete(&format!("/v1/svc/{}", stored[0]));
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(create_service(&user, "one_more").0, StatusCode::CREATED);
+}
