@@ -11,8 +11,8 @@
 //!
 //! Before that, the yield steps aside for everything else (tokio's `yield_now`: the task is
 //! woken only once its thread has run the tasks that are ready and polled its I/O driver).
-//! Without it a thread running busy guests looked for network events only every 61 tasks
-//! (tokio's event interval), each a 10 ms slice: a call arriving beside busy guests waited
+//! Without it a thread running busy guests looks for network events only every 61 tasks
+//! (tokio's event interval), each a 10 ms slice: a call arriving beside busy guests waits
 //! that long at every hop. Measured with `bench/fairness.sh` (docs/BENCHMARKS.md): another
 //! function's hello beside eight busy loops on two workers.
 
