@@ -323,12 +323,7 @@ impl Core {
 
     /// Runs `fl` against this Core (its first-start config): exit code, stdout, stderr.
     pub fn fl(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let out = Command::new(bin("fl"))
-            .args(args)
-            .env_clear()
-            .env("FL_CONFIG", self.fl_config())
-            .output()
-            .unwrap();
+        let out = self.fl_command(args).output().unwrap();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -336,13 +331,21 @@ impl Core {
         )
     }
 
+    /// `fl` with these arguments, against this Core (its first-start config) and nothing
+    /// from the caller's environment.
+    fn fl_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(bin("fl"));
+        command
+            .args(args)
+            .env_clear()
+            .env("FL_CONFIG", self.fl_config());
+        command
+    }
+
     /// Starts `fl` against this Core with its stdout piped (a command that runs until
     /// killed, such as `svc logs -f`); the caller kills it.
     pub fn fl_spawn(&self, args: &[&str]) -> Child {
-        Command::new(bin("fl"))
-            .args(args)
-            .env_clear()
-            .env("FL_CONFIG", self.fl_config())
+        self.fl_command(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
