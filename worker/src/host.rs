@@ -35,6 +35,23 @@ pub(crate) struct HostState {
 /// thousand).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
+/// A store's data that carries its guest's [`GuestLimits`] (both forms of host state).
+pub(crate) trait Limited {
+    fn limits(&mut self) -> &mut GuestLimits;
+}
+
+impl Limited for HostState {
+    fn limits(&mut self) -> &mut GuestLimits {
+        &mut self.limits
+    }
+}
+
+impl Limited for ComponentState {
+    fn limits(&mut self) -> &mut GuestLimits {
+        &mut self.limits
+    }
+}
+
 /// The store's resource limits. Unlike Wasmtime's `StoreLimits` it remembers that the guest
 /// hit its memory limit, so the failure that follows (usually an abort in the guest's
 /// allocator) is reported as `memory_limit`, not as an anonymous trap.

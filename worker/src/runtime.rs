@@ -308,6 +308,14 @@ impl Runtime {
         Ok(compiled)
     }
 
+    /// A fresh store for one guest run: its memory limiter, and the time slices it yields at.
+    pub(crate) fn guest_store<T: host::Limited + Send + 'static>(&self, state: T) -> Store<T> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| state.limits());
+        self.slices.install(&mut store);
+        store
+    }
+
     /// The JavaScript engine, made ready once (concurrent first callers wait for one build).
     async fn js_engine(&self) -> Result<Arc<JsEngine>, InvokeError> {
         self.js
@@ -350,9 +358,7 @@ impl Runtime {
             limits: GuestLimits::new(self.config.max_memory_bytes),
             egress: host::Egress::default(),
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
-        self.slices.install(&mut store);
+        let mut store = self.guest_store(state);
         let call = async {
             let instance = engine.pre.instantiate_async(&mut store).await?;
             let check = instance.get_typed_func::<(), i32>(&mut store, "__check")?;
@@ -820,9 +826,7 @@ impl Runtime {
             limits: GuestLimits::new(guest.memory_limit),
             egress: guest.egress,
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
-        self.slices.install(&mut store);
+        let mut store = self.guest_store(state);
 
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
@@ -854,9 +858,7 @@ impl Runtime {
             EgressHooks::new(guest.egress, self.http_pool.clone()),
             GuestLimits::new(guest.memory_limit),
         );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
-        self.slices.install(&mut store);
+        let mut store = self.guest_store(state);
 
         let call = async {
             let command = pre.instantiate_async(&mut store).await?;
@@ -1035,7 +1037,7 @@ impl Ran {
 pub(crate) const JS_STACK_OVERFLOW: &str =
     "RangeError: Maximum call stack size exceeded (the function recursed too deeply)";
 
-/// Most characters of a trap's message.
+/// Most characters of a trap's message (and of a service's exit reason).
 const MAX_TRAP_MESSAGE: usize = 512;
 
 /// A trap's message without Wasmtime's backtrace (kilobytes of frame addresses that mean
@@ -1055,11 +1057,16 @@ fn trap_message(e: &wasmtime::Error) -> String {
     {
         message.push_str(&format!(" (in {name})"));
     }
-    if let Some((cut, _)) = message.char_indices().nth(MAX_TRAP_MESSAGE) {
-        message.truncate(cut);
-        message.push('…');
+    shorten(message, MAX_TRAP_MESSAGE)
+}
+
+/// `text` cut to at most `max` characters, the cut marked.
+fn shorten(mut text: String, max: usize) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(max) {
+        text.truncate(cut);
+        text.push('…');
     }
-    message
+    text
 }
 
 /// The function's output as JSON text: JSON as is, any other UTF-8 as a JSON string.

@@ -51,6 +51,11 @@ pub struct NewService {
     pub spec: String,
 }
 
+/// The error for a service that is not stored, named as its owner knows it.
+fn not_found(name: &str) -> StoreError {
+    StoreError::NotFound(format!("service '{}' not found", super::shown_module(name)))
+}
+
 /// The columns of a [`ServiceRow`].
 macro_rules! service_columns {
     () => {
@@ -198,10 +203,7 @@ impl Store {
             }
         };
         if updated == 0 {
-            return Err(StoreError::NotFound(format!(
-                "service '{}' not found",
-                super::shown_module(name)
-            )));
+            return Err(not_found(name));
         }
         Ok(())
     }
@@ -214,10 +216,7 @@ impl Store {
             .await?
             .rows_affected());
         if deleted == 0 {
-            return Err(StoreError::NotFound(format!(
-                "service '{}' not found",
-                super::shown_module(name)
-            )));
+            return Err(not_found(name));
         }
         Ok(())
     }

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use funless_actors::protocol::{FunctionId, ReplicaStart};
-use wasmtime::Store;
 use wasmtime_wasi::WasiCtxBuilder;
 
 use super::{Prepared, Runtime, trap_message};
@@ -84,9 +83,7 @@ impl Runtime {
                     limits: GuestLimits::new(memory_limit),
                     egress,
                 };
-                let mut store = Store::new(&self.engine, state);
-                store.limiter(|state| &mut state.limits);
-                self.slices.install(&mut store);
+                let mut store = self.guest_store(state);
                 let outcome = async {
                     let instance = engine.pre.instantiate_async(&mut store).await?;
                     let len = i32::try_from(store.data().fl.input.len())
@@ -122,9 +119,7 @@ impl Runtime {
                     limits: GuestLimits::new(memory_limit),
                     egress,
                 };
-                let mut store = Store::new(&self.engine, state);
-                store.limiter(|state| &mut state.limits);
-                self.slices.install(&mut store);
+                let mut store = self.guest_store(state);
                 let outcome = async {
                     let instance = pre.instantiate_async(&mut store).await?;
                     let run = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
@@ -140,9 +135,7 @@ impl Runtime {
                     EgressHooks::new(egress, self.http_pool.clone()),
                     GuestLimits::new(memory_limit),
                 );
-                let mut store = Store::new(&self.engine, state);
-                store.limiter(|state| &mut state.limits);
-                self.slices.install(&mut store);
+                let mut store = self.guest_store(state);
                 let outcome = async {
                     let command = pre.instantiate_async(&mut store).await?;
                     match command.wasi_cli_run().call_run(&mut store).await? {
@@ -199,8 +192,13 @@ fn exit_of(outcome: wasmtime::Result<()>, hit_memory: bool, memory_limit: usize)
             format!("exceeded its memory limit of {memory_limit} bytes"),
         );
     }
+    // What a script threw is the user's text, of any length (up to the 8 MiB an error may
+    // be): the reason is kept in the services table, stored and shown, so it is cut.
     if let Some(ScriptError(message)) = error.downcast_ref::<ScriptError>() {
-        return (false, format!("uncaught {message}"));
+        return (
+            false,
+            super::shorten(format!("uncaught {message}"), super::MAX_TRAP_MESSAGE),
+        );
     }
     match error
         .downcast_ref::<wasmtime_wasi::I32Exit>()
@@ -238,6 +236,9 @@ mod tests {
             exit_of(Err(thrown), false, 1),
             (false, "uncaught Error: no sensor".into())
         );
+        let long = wasmtime::Error::new(super::ScriptError("x".repeat(100_000)));
+        let (normal, reason) = exit_of(Err(long), false, 1);
+        assert!(!normal && reason.chars().count() <= 520, "{}", reason.len());
         let oom = wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached);
         let (normal, reason) = exit_of(Err(oom), true, 1024);
         assert!(
