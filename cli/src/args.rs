@@ -140,7 +140,8 @@ pub(crate) enum FnCommand {
     #[command(visible_alias = "d")]
     Delete(FnTarget),
     /// Build a function's source folder into the file to upload (Rust: a .wasm with cargo;
-    /// JavaScript: the source itself, nothing to compile)
+    /// JavaScript: the source itself, nothing to compile; Python: a .wasm with componentize-py,
+    /// from a folder or one .py file)
     #[command(visible_alias = "b")]
     Build(BuildArgs),
     /// Start a new function from a template shipped inside fl (no network needed)
@@ -154,7 +155,7 @@ pub(crate) struct BuildArgs {
     /// Function name (the output is NAME.wasm or NAME.js)
     #[arg(value_parser = parse_name)]
     pub(crate) name: String,
-    /// The function's source folder
+    /// The function's source folder (or one Python file)
     pub(crate) source: PathBuf,
     /// Folder to write the built file to
     #[arg(short, long, default_value = ".")]
@@ -216,15 +217,16 @@ pub(crate) struct UploadArgs {
     /// Function name
     #[arg(value_parser = parse_name)]
     pub(crate) name: String,
-    /// The code: a WebAssembly module or component (.wasm), JavaScript source (.js), or (for
-    /// `create`) a source folder to build first
+    /// The code: a WebAssembly module or component (.wasm), JavaScript source (.js), a Python
+    /// file defining main(args) (.py, built first), or (for `create`) a source folder to
+    /// build first
     pub(crate) file: PathBuf,
     #[command(flatten)]
     pub(crate) module: ModuleOpt,
     /// The code's language: wasm or js (default: from the file's extension, .js/.mjs = js,
     /// else the server tells WebAssembly from JavaScript by content); for a source folder,
-    /// a template language (rust, js)
-    #[arg(short, long, visible_alias = "language", value_name = "LANG", value_parser = ["wasm", "js", "rust"])]
+    /// a template language (rust, js, python)
+    #[arg(short, long, visible_alias = "language", value_name = "LANG", value_parser = ["wasm", "js", "rust", "python"])]
     pub(crate) lang: Option<String>,
     /// Answer at once instead of waiting for the workers to cache the code
     #[arg(long)]

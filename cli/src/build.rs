@@ -1,24 +1,35 @@
-//! `fl fn build`: a function's source folder to the file that is uploaded, by its language's
-//! build step ([`crate::templates::BuildStep`]).
+//! `fl fn build`: a function's source folder (or one Python file) to the file that is
+//! uploaded, by its language's build step ([`crate::templates::BuildStep`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+use crate::python;
 use crate::templates::{self, BuildStep, Language};
 
 /// The WebAssembly target functions are built for.
 pub(crate) const WASM_TARGET: &str = "wasm32-wasip1";
 
-/// Builds `source` and returns the file to upload (in the source's build output, or the
-/// source file itself) and its language.
-pub(crate) fn build(
-    source: &Path,
-    language: Option<&'static Language>,
-) -> Result<(PathBuf, &'static Language)> {
+/// What a build produced.
+#[derive(Debug)]
+pub(crate) struct Built {
+    /// The file to upload: in the source's build output, the source file itself, or in a
+    /// scratch folder that lives as long as this value.
+    pub(crate) path: PathBuf,
+    /// The source's language.
+    pub(crate) language: &'static Language,
+    _scratch: Option<python::Scratch>,
+}
+
+/// Builds `source` (a function's folder, or one `.py` file) into the file to upload.
+pub(crate) fn build(source: &Path, language: Option<&'static Language>) -> Result<Built> {
+    if source.is_file() && python::is_python_file(source) {
+        return build_python_file(source);
+    }
     if !source.is_dir() {
-        bail!("{} is not a folder", source.display());
+        bail!("{} is not a folder (nor a .py file)", source.display());
     }
     let language = match language {
         Some(language) => language,
@@ -37,17 +48,33 @@ pub(crate) fn build(
         BuildStep::Source { entry, .. } => {
             source.join(source_entry(source)?.unwrap_or(entry.into()))
         }
+        BuildStep::Python => python::build_folder(source)?,
     };
     if !built.is_file() {
         bail!("{} was not found after the build", built.display());
     }
-    Ok((built, language))
+    Ok(Built {
+        path: built,
+        language,
+        _scratch: None,
+    })
+}
+
+/// Builds one `.py` file defining `main(args)` (`fl fn upload NAME hello.py`).
+pub(crate) fn build_python_file(file: &Path) -> Result<Built> {
+    let scratch = python::Scratch::new()?;
+    let path = python::build_file(file, &scratch)?;
+    Ok(Built {
+        path,
+        language: templates::parse_language("python").map_err(anyhow::Error::msg)?,
+        _scratch: Some(scratch),
+    })
 }
 
 /// The extension of what a language's build produces.
 pub(crate) fn extension(language: &Language) -> &'static str {
     match language.build {
-        BuildStep::Cargo => "wasm",
+        BuildStep::Cargo | BuildStep::Python => "wasm",
         BuildStep::Source { extension, .. } => extension,
     }
 }
@@ -136,8 +163,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let js = templates::parse_language("js").expect("js");
         let made = templates::create(js, "hi", dir.path(), dir.path()).expect("creates");
-        let (built, language) = build(&made, None).expect("builds");
-        assert_eq!((built, language.name), (made.join("index.js"), "js"));
+        let built = build(&made, None).expect("builds");
+        assert_eq!(
+            (built.path, built.language.name),
+            (made.join("index.js"), "js")
+        );
         assert!(build(dir.path(), None).is_err(), "no marker file");
     }
 }

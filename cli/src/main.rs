@@ -12,6 +12,7 @@ mod client;
 mod config;
 mod error;
 mod output;
+mod python;
 mod svc;
 mod templates;
 
@@ -256,7 +257,7 @@ async fn fn_command(
         FnCommand::Upload(upload) => {
             if upload.file.is_dir() {
                 bail!(
-                    "{} is a folder: upload takes a .wasm or .js file (`fl fn create` builds a folder first)",
+                    "{} is a folder: upload takes a .wasm, .js or .py file (`fl fn create` builds a folder first)",
                     upload.file.display()
                 );
             }
@@ -293,14 +294,17 @@ async fn fn_command(
             })
         }
         FnCommand::Build(args) => {
-            let (built, language) = build::build(&args.source, args.language)?;
+            let built = build::build(&args.source, args.language)?;
             std::fs::create_dir_all(&args.destination)
                 .with_context(|| format!("creating {}", args.destination.display()))?;
-            let dest =
-                args.destination
-                    .join(format!("{}.{}", args.name, build::extension(language)));
-            std::fs::copy(&built, &dest)
-                .with_context(|| format!("copying {} to {}", built.display(), dest.display()))?;
+            let dest = args.destination.join(format!(
+                "{}.{}",
+                args.name,
+                build::extension(built.language)
+            ));
+            std::fs::copy(&built.path, &dest).with_context(|| {
+                format!("copying {} to {}", built.path.display(), dest.display())
+            })?;
             writeln!(out, "built {}", dest.display())?;
             Ok(())
         }
@@ -408,17 +412,25 @@ fn built_upload(mut args: UploadArgs) -> Result<Upload> {
         .map(templates::parse_language)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let (built, language) = build::build(&args.file, language)?;
-    args.lang = Some(match build::extension(language) {
+    let built = build::build(&args.file, language)?;
+    args.lang = Some(match build::extension(built.language) {
         "wasm" => "wasm".to_string(),
-        _ => language.name.to_string(),
+        _ => built.language.name.to_string(),
     });
-    args.file = built;
+    args.file = built.path.clone();
     read_upload(args)
 }
 
-/// Reads the .wasm or .js named on the command line into an upload.
-fn read_upload(args: UploadArgs) -> Result<Upload> {
+/// Reads the .wasm or .js named on the command line into an upload; a .py file is built
+/// first (a Python function is uploaded as the WebAssembly it builds to).
+fn read_upload(mut args: UploadArgs) -> Result<Upload> {
+    let python = python::is_python_file(&args.file)
+        .then(|| build::build_python_file(&args.file))
+        .transpose()?;
+    if let Some(built) = &python {
+        args.file = built.path.clone();
+        args.lang = Some("wasm".into());
+    }
     let code = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     if code.is_empty() {
@@ -429,11 +441,14 @@ fn read_upload(args: UploadArgs) -> Result<Upload> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| format!("{}.wasm", args.name));
-    // A source language names the upload's: Rust builds to WebAssembly.
+    // A source language names the upload's: Rust and Python build to WebAssembly.
     let language = args
         .lang
         .clone()
-        .map(|lang| if lang == "rust" { "wasm".into() } else { lang })
+        .map(|lang| match lang.as_str() {
+            "rust" | "python" => "wasm".into(),
+            _ => lang,
+        })
         .or_else(|| match args.file.extension().and_then(|e| e.to_str()) {
             Some("js" | "mjs") => Some("js".to_string()),
             Some("wasm") => Some("wasm".to_string()),

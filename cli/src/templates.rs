@@ -27,6 +27,9 @@ pub(crate) enum BuildStep {
         /// The uploaded file's extension.
         extension: &'static str,
     },
+    /// componentize-py: `app.py`'s `main(args)`, CPython and the requirements packed into
+    /// one WebAssembly component ([`crate::python`]).
+    Python,
 }
 
 /// A language functions can be written in.
@@ -85,12 +88,32 @@ pub(crate) static LANGUAGES: &[Language] = &[
             },
         ],
     },
+    Language {
+        name: "python",
+        marker: crate::python::ENTRY,
+        build: BuildStep::Python,
+        files: &[
+            TemplateFile {
+                path: "app.py",
+                text: include_str!("../templates/python/app.py"),
+            },
+            TemplateFile {
+                path: "requirements.txt",
+                text: include_str!("../templates/python/requirements.txt"),
+            },
+            TemplateFile {
+                path: ".gitignore",
+                text: include_str!("../templates/python/gitignore"),
+            },
+        ],
+    },
 ];
 
-/// `-l LANG`: a language of [`LANGUAGES`] (`javascript` is `js`).
+/// `-l LANG`: a language of [`LANGUAGES`] (`javascript` is `js`, `py` is `python`).
 pub(crate) fn parse_language(s: &str) -> Result<&'static Language, String> {
     let wanted = match s.trim().to_ascii_lowercase().as_str() {
         "javascript" => "js".to_string(),
+        "py" => "python".to_string(),
         other => other.to_string(),
     };
     LANGUAGES.iter().find(|l| l.name == wanted).ok_or_else(|| {
@@ -192,6 +215,7 @@ mod tests {
             );
         }
         assert_eq!(parse_language("JavaScript").map(|l| l.name), Ok("js"));
+        assert_eq!(parse_language("py").map(|l| l.name), Ok("python"));
         assert!(parse_language("cobol").is_err());
     }
 
@@ -214,5 +238,15 @@ mod tests {
         let made = create(js, "echo", dir.path(), &dir.path().join("out")).expect("creates");
         assert!(made.join("main.js").is_file());
         assert!(!made.join("index.js").exists());
+
+        // Python: the user's main, the requirements, nothing of the platform's plumbing.
+        let python = parse_language("python").expect("python");
+        let made = create(python, "greet", dir.path(), dir.path()).expect("creates");
+        let app = fs::read_to_string(made.join("app.py")).expect("app.py");
+        assert!(app.contains("def main(args: dict) -> dict:"), "{app}");
+        assert!(app.contains("`greet`") && !app.contains("{{"), "{app}");
+        assert!(made.join("requirements.txt").is_file());
+        assert_eq!(detect(&made).map(|l| l.name).ok(), Some("python"));
+        assert_eq!(fs::read_dir(&made).expect("lists").count(), 3);
     }
 }

@@ -1,6 +1,7 @@
 //! `fl` as a FunLess user runs it: FunLess's `~/.fl/config`, FunLess's command lines and
 //! aliases (fl-cli v0.4), and `fn new` / `fn build` / `fn create` from the templates inside
-//! `fl`, for Rust and JavaScript, with no network.
+//! `fl`, for Rust and JavaScript with no network, and for Python with componentize-py (and
+//! `fn upload NAME file.py`).
 
 mod common;
 
@@ -310,4 +311,157 @@ fn a_rust_function_from_new_to_create_builds_offline() {
     assert_eq!(request.path, "/v1/fn/_");
     assert_eq!(request.text_field("language").as_deref(), Some("wasm"));
     assert_eq!(request.fields.get("code").expect("code").bytes, wasm);
+}
+
+/// Whether componentize-py can build Python functions here; when it cannot, a test that needs
+/// it fails under FUNLESS_REQUIRE_PYTHON=1 and is skipped (with a note) otherwise.
+fn python_available() -> bool {
+    let found = Command::new("componentize-py")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !found {
+        assert_ne!(
+            std::env::var("FUNLESS_REQUIRE_PYTHON").as_deref(),
+            Ok("1"),
+            "FUNLESS_REQUIRE_PYTHON=1 but componentize-py is not installed"
+        );
+        eprintln!("skipped: componentize-py is not installed (pip install componentize-py)");
+    }
+    found
+}
+
+/// The environment componentize-py and pip need (the tests run `fl` with a clean one).
+fn with_python(fl: Fl) -> Fl {
+    ["PATH", "HOME", "PYENV_ROOT", "PYENV_VERSION", "CARGO_HOME"]
+        .into_iter()
+        .filter_map(|key| std::env::var_os(key).map(|value| (key, value)))
+        .fold(fl, |fl, (key, value)| fl.env(key, value))
+}
+
+/// Whether `code` is a component exporting `wasi:cli/run` (the name is in its type section).
+fn is_run_component(code: &[u8]) -> bool {
+    let has = |needle: &[u8]| code.windows(needle.len()).any(|w| w == needle);
+    // A component's preamble: magic, then version 0x0d and layer 1.
+    code.starts_with(b"\0asm\x0d\0\x01\0") && has(b"wasi:cli/run@")
+}
+
+#[test]
+fn a_python_function_from_new_to_create_and_one_file_uploaded() {
+    if !python_available() {
+        return;
+    }
+    let setup = Setup::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().to_str().expect("utf-8");
+    let run = setup
+        .fl()
+        .run(&["fn", "new", "hello", "-l", "python", "-o", out])
+        .ok();
+    assert!(
+        run.stdout.starts_with("created python function hello"),
+        "{run:#?}"
+    );
+    let source = dir.path().join("hello");
+    let app = std::fs::read_to_string(source.join("app.py")).expect("app.py");
+    assert!(app.contains("def main(args: dict) -> dict:"), "{app}");
+
+    // Build: componentize-py packs CPython, the entry fl adds and app.py into one component.
+    let dest = dir.path().join("out");
+    let started = std::time::Instant::now();
+    let run = with_python(setup.fl())
+        .run(&[
+            "fn",
+            "build",
+            "hello",
+            source.to_str().expect("utf-8"),
+            "-d",
+            dest.to_str().expect("utf-8"),
+        ])
+        .ok();
+    assert!(run.stdout.contains("hello.wasm"), "{run:#?}");
+    let built = std::fs::read(dest.join("hello.wasm")).expect("built");
+    eprintln!(
+        "fl fn build (python hello): {} bytes in {:?}",
+        built.len(),
+        started.elapsed()
+    );
+    assert!(is_run_component(&built), "not a wasi:cli/run component");
+    // Nothing of the build's plumbing is left in the user's folder but its output.
+    let mut names: Vec<String> = std::fs::read_dir(&source)
+        .expect("lists")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".gitignore", "app.py", "build", "requirements.txt"]);
+
+    // create = build + upload, as WebAssembly; then invoke (the fake server knows `hello`).
+    with_python(setup.fl())
+        .run(&["fn", "create", "hello", source.to_str().expect("utf-8")])
+        .ok();
+    let request = setup.server.one();
+    assert_eq!(request.path, "/v1/fn/_");
+    assert_eq!(request.text_field("name").as_deref(), Some("hello"));
+    assert_eq!(request.text_field("language").as_deref(), Some("wasm"));
+    assert!(is_run_component(
+        &request.fields.get("code").expect("code").bytes
+    ));
+    setup
+        .fl()
+        .run(&["fn", "invoke", "hello", "-a", "name=Py"])
+        .ok();
+    let request = setup.server.one();
+    assert_eq!(request.path, "/v1/fn/_/hello");
+    assert_eq!(request.json(), json!({"args": {"name": "Py"}}));
+
+    // One .py file defining main: built through the same entry and uploaded.
+    let file = dir.path().join("double.py");
+    std::fs::write(
+        &file,
+        "def main(args):\n    return {\"x\": 2 * args.get(\"x\", 0)}\n",
+    )
+    .expect("writes");
+    with_python(setup.fl())
+        .run(&["fn", "upload", "double", file.to_str().expect("utf-8")])
+        .ok();
+    let request = setup.server.one();
+    assert_eq!(request.text_field("language").as_deref(), Some("wasm"));
+    let field = request.fields.get("code").expect("code");
+    assert_eq!(field.file_name.as_deref(), Some("double.wasm"));
+    assert!(is_run_component(&field.bytes));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("lists").count(),
+        3,
+        "a file's build leaves nothing beside it"
+    );
+
+    // A file without main fails the build, saying so, and nothing is uploaded.
+    let file = dir.path().join("nomain.py");
+    std::fs::write(&file, "def handler(args):\n    return args\n").expect("writes");
+    let run =
+        with_python(setup.fl()).run(&["fn", "upload", "nomain", file.to_str().expect("utf-8")]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(run.stderr.contains("must define main(args)"), "{run:#?}");
+    assert!(setup.server.take().is_empty());
+}
+
+#[test]
+fn without_componentize_py_a_python_build_says_how_to_install_it() {
+    let setup = Setup::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("hello.py");
+    std::fs::write(&file, "def main(args):\n    return args\n").expect("writes");
+    // A PATH with nothing on it.
+    let run = setup.fl().env("PATH", dir.path()).run(&[
+        "fn",
+        "upload",
+        "hello",
+        file.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr.contains("pip install componentize-py"),
+        "{run:#?}"
+    );
+    assert!(setup.server.take().is_empty());
 }

@@ -59,7 +59,11 @@ pub(crate) struct FakeServer {
 impl FakeServer {
     pub(crate) fn start() -> Self {
         let log = Log::default();
-        let app = Router::new().fallback(handle).with_state(log.clone());
+        // Python functions upload ~18 MB: more than axum's default 2 MB for a form.
+        let app = Router::new()
+            .fallback(handle)
+            .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+            .with_state(log.clone());
         let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
