@@ -18,8 +18,60 @@ pub const WORKER_GROUP: &str = "funless.workers";
 /// Process group of the Core's registry; workers push their status to its members.
 pub const CORE_GROUP: &str = "funless.core";
 
-/// Largest cluster frame any FunLess node accepts (code travels inside one), bytes.
+/// Largest cluster frame any FunLess node accepts, bytes. Code larger than one
+/// [`CODE_CHUNK_BYTES`] never travels in one frame (see [`Code`]).
 pub const MAX_FRAME_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Largest piece of code one message carries. Larger code is sent as [`CodeChunk`]s, one at a
+/// time and each acknowledged, so a 64 MiB function costs the sender and the link about one
+/// chunk of memory per worker at a time, not several copies of the whole code.
+pub const CODE_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Code carried by a message: inline when it fits one chunk, else assembled on the worker from
+/// the [`CodeChunk`]s sent just before under `transfer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Code {
+    /// The code itself (at most [`CODE_CHUNK_BYTES`]).
+    Inline(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Code staged on the worker by [`WorkerMessage::Chunk`] messages.
+    Staged {
+        /// The transfer the chunks were sent under (chosen by the sender, unique per send).
+        transfer: u64,
+        /// The code's length, bytes.
+        len: u64,
+    },
+}
+
+impl Code {
+    /// The code's length, bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Inline(bytes) => bytes.len() as u64,
+            Self::Staged { len, .. } => *len,
+        }
+    }
+
+    /// True for empty inline code.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One piece of code larger than a chunk, staged on the worker until a [`Code::Staged`]
+/// message names its transfer. Chunks of one transfer arrive in order (each is acknowledged
+/// before the next is sent).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeChunk {
+    /// The transfer (chosen by the sender, unique per send).
+    pub transfer: u64,
+    /// Length of the whole code, bytes.
+    pub total: u64,
+    /// Where this chunk starts in the code.
+    pub offset: u64,
+    /// The chunk's bytes (at most [`CODE_CHUNK_BYTES`]).
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
 
 /// Names a function and the exact code version meant to run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,7 +98,7 @@ pub struct InvokeRequest {
     /// Arguments, JSON text.
     pub args_json: String,
     /// The code, when the Core re-sends after a [`InvokeReply::NoCode`].
-    pub code: Option<Vec<u8>>,
+    pub code: Option<Code>,
     /// Wall-clock limit of the run, milliseconds.
     pub timeout_ms: u64,
     /// Largest linear memory the run may grow to, bytes (the worker's own cap applies too).
@@ -180,7 +232,7 @@ pub struct CachePush {
     /// The function and code version.
     pub function: FunctionId,
     /// The code.
-    pub code: Vec<u8>,
+    pub code: Code,
 }
 
 /// The worker's answer to [`CachePush`].
@@ -268,6 +320,9 @@ pub enum WorkerMessage {
     /// Compile and cache code; answered when ready.
     #[rpc]
     Cache(Wire<CachePush>, RpcReplyPort<Wire<CacheReply>>),
+    /// Stage one chunk of code larger than [`CODE_CHUNK_BYTES`]; answered once it is held.
+    #[rpc]
+    Chunk(Wire<CodeChunk>, RpcReplyPort<Wire<Result<(), String>>>),
     /// Drop code from the cache.
     Evict(Wire<Evict>),
     /// Report the worker's status now.
@@ -348,7 +403,7 @@ pub struct ReplicaStart {
     /// SHA-256 of the code, lower-case hex.
     pub hash: String,
     /// The code.
-    pub code: Vec<u8>,
+    pub code: Code,
     /// Largest linear memory the replica may grow to, bytes.
     pub memory_limit_bytes: u64,
     /// Hosts the replica may reach (components: wasi:http and sockets); empty: none.
@@ -467,5 +522,40 @@ mod code_refusal_tests {
             message: "no engine".into(),
         };
         assert_eq!(CacheReply::code_refusal(&worker.to_string()), None);
+    }
+}
+
+#[cfg(test)]
+mod code_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    #[test]
+    fn code_and_chunks_travel_unchanged_and_a_chunk_fits_a_frame() {
+        let chunk = CodeChunk {
+            transfer: u64::MAX,
+            total: 3 * CODE_CHUNK_BYTES as u64,
+            offset: CODE_CHUNK_BYTES as u64,
+            bytes: (0..CODE_CHUNK_BYTES).map(|i| i as u8).collect(),
+        };
+        let encoded = encode(&chunk).unwrap();
+        assert!(encoded.len() < CODE_CHUNK_BYTES + 64, "{}", encoded.len());
+        assert!((encoded.len() as u64) < MAX_FRAME_BYTES);
+        let back: CodeChunk = decode(&encoded).unwrap();
+        assert_eq!(
+            (back.transfer, back.total, back.offset),
+            (chunk.transfer, chunk.total, chunk.offset)
+        );
+        assert_eq!(back.bytes, chunk.bytes);
+        for code in [
+            Code::Inline(b"\0asm".to_vec()),
+            Code::Staged {
+                transfer: 9,
+                len: 60 << 20,
+            },
+        ] {
+            assert_eq!(decode::<Code>(&encode(&code).unwrap()).unwrap(), code);
+        }
     }
 }

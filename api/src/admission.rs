@@ -42,6 +42,13 @@ impl<B> Gate<B> {
     }
 }
 
+/// A route's body limit and the Core setting that sets it (named in the 413).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limit {
+    bytes: usize,
+    setting: &'static str,
+}
+
 /// Who may use a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
@@ -52,7 +59,7 @@ enum Access {
 
 /// The access rule and body limit of a request, from its method and path. The handlers check
 /// access again (extractors); this copy only lets a refusal come before the body is read.
-fn rule(method: &Method, path: &str, limits: &HttpLimits) -> (Access, usize) {
+fn rule(method: &Method, path: &str, limits: &HttpLimits) -> (Access, Limit) {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let upload = (method == Method::POST
         && segments.len() == 3
@@ -60,9 +67,15 @@ fn rule(method: &Method, path: &str, limits: &HttpLimits) -> (Access, usize) {
         || (method == Method::PUT && segments.len() == 4 && segments[1] == "fn")
         || (method == Method::PUT && segments.len() == 3 && segments[1] == "svc");
     let limit = if upload {
-        limits.max_upload_bytes
+        Limit {
+            bytes: limits.max_upload_bytes,
+            setting: "max-upload-bytes, FUNLESS_MAX_UPLOAD_BYTES",
+        }
     } else {
-        limits.max_body_bytes
+        Limit {
+            bytes: limits.max_body_bytes,
+            setting: "max-body-bytes, FUNLESS_MAX_BODY_BYTES",
+        }
     };
     let access = match segments.as_slice() {
         ["v1", "admin", ..] | ["v1", "workers"] => Access::Admin,
@@ -137,13 +150,13 @@ pub(crate) async fn admit<B: Backend>(
         };
         if let Some(refusal) = refusal {
             // A body over the limit is not worth reading: the connection closes instead.
-            if declared.is_none_or(|n| n <= limit) {
-                discard(&parts.headers, body, limit, &gate.limits).await;
+            if declared.is_none_or(|n| n <= limit.bytes) {
+                discard(&parts.headers, body, limit.bytes, &gate.limits).await;
             }
             return refusal.into_response();
         }
     }
-    if declared.is_some_and(|n| n > limit) {
+    if declared.is_some_and(|n| n > limit.bytes) {
         return too_large(limit).into_response();
     }
     let ip = parts
@@ -156,7 +169,7 @@ pub(crate) async fn admit<B: Backend>(
     };
     let read = tokio::time::timeout(
         gate.limits.body_timeout,
-        collect(body, limit, declared.is_none(), &mut held),
+        collect(body, limit, declared, &mut held),
     )
     .await;
     let bytes = match read {
@@ -184,8 +197,11 @@ pub(crate) async fn admit<B: Backend>(
     response
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
+fn too_large(limit: Limit) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the request body is larger than {} bytes (the Core's {})",
+        limit.bytes, limit.setting
+    ))
 }
 
 /// A 503 or 429 for a full pool, with the time after which a retry may pass.
@@ -203,14 +219,16 @@ enum Refused {
 }
 
 /// Reads a body up to `limit` bytes, counting the bytes of a body of unknown length as they
-/// come.
+/// come. A declared length (already counted and within `limit`) is allocated at once: growing
+/// by doubling would briefly hold up to three times a large upload.
 async fn collect(
     mut body: Body,
-    limit: usize,
-    count_as_read: bool,
+    limit: Limit,
+    declared: Option<usize>,
     held: &mut Held,
 ) -> Result<Bytes, Refused> {
-    let mut bytes = Vec::new();
+    let count_as_read = declared.is_none();
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit.bytes));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             Refused::Error(ApiError::BadRequest(format!(
@@ -220,7 +238,7 @@ async fn collect(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if bytes.len() + data.len() > limit {
+        if bytes.len() + data.len() > limit.bytes {
             return Err(Refused::Error(too_large(limit)));
         }
         if count_as_read {
@@ -355,8 +373,9 @@ mod tests {
             (Method::POST, "/v1/admin/subjects", Access::Admin, small),
             (Method::GET, "/v1/workers", Access::Admin, small),
         ] {
+            let (got_access, got_limit) = rule(&method, path, &limits);
             assert_eq!(
-                rule(&method, path, &limits),
+                (got_access, got_limit.bytes),
                 (access, limit),
                 "{method} {path}"
             );

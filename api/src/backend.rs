@@ -24,8 +24,8 @@ pub struct Subject {
 pub struct FunctionUpload {
     /// Function name.
     pub name: String,
-    /// The Wasm binary or JavaScript source.
-    pub code: Vec<u8>,
+    /// The Wasm binary or JavaScript source (shared with the request body, not copied).
+    pub code: axum::body::Bytes,
     /// The language the upload named, if any.
     pub language: Option<crate::types::Language>,
     /// FunLess metadata.

@@ -3,14 +3,15 @@
 
 use std::time::Duration;
 
-/// Largest accepted function upload (multipart body) by default, bytes. Code travels to workers
-/// in one cluster frame, whose default cap is 16 MiB.
-pub const MAX_UPLOAD_BYTES: usize = 12 * 1024 * 1024;
+/// Largest accepted function upload (multipart body) by default, bytes: room for a Python
+/// function (CPython and the app in one component, ~20 MB) with its dependencies.
+pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// Largest accepted body of any other request (invocations included) by default, bytes.
 pub const MAX_INVOKE_BODY: usize = 1024 * 1024;
-/// The largest upload limit an operator may set: the code must fit one cluster frame (16 MiB)
-/// with room for the rest of the message.
-pub const UPLOAD_BYTES_CEILING: usize = 15 * 1024 * 1024;
+/// The largest upload limit an operator may set: what a worker stages of incoming code at once
+/// (`STAGING_BYTES` in worker/src/staging.rs; code travels in chunks, see
+/// `funless_actors::protocol::Code`).
+pub const UPLOAD_BYTES_CEILING: usize = 256 * 1024 * 1024;
 
 /// Bounds of the HTTP front (each a Core setting; see `funless-core --help`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +43,7 @@ impl Default for HttpLimits {
             max_upload_bytes: MAX_UPLOAD_BYTES,
             max_body_bytes: MAX_INVOKE_BODY,
             bodies_in_flight_bytes: 128 * 1024 * 1024,
-            bodies_in_flight_per_ip_bytes: 32 * 1024 * 1024,
+            bodies_in_flight_per_ip_bytes: 80 * 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),

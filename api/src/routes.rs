@@ -330,7 +330,7 @@ async fn read_upload(multipart: Result<Multipart, impl IntoResponse>) -> ApiResu
         let text = || field_text(&field_name, &bytes);
         match field_name.as_str() {
             "name" => form.name = Some(text()?.trim().to_string()),
-            "code" => form.code = Some(bytes.to_vec()),
+            "code" => form.code = Some(bytes.clone()),
             "language" => {
                 let text = text()?;
                 form.language = Some(Language::parse(&text).ok_or_else(|| {
@@ -366,7 +366,7 @@ async fn read_upload(multipart: Result<Multipart, impl IntoResponse>) -> ApiResu
 
 struct UploadForm {
     name: Option<String>,
-    code: Option<Vec<u8>>,
+    code: Option<Bytes>,
     language: Option<Language>,
     metadata: FunctionMetadata,
     events: Option<serde_json::Value>,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use funless_actors::node::{Node, NodeConfig, connect_once};
-use funless_actors::protocol::{FunctionId, InvokeReply, InvokeRequest, WorkerMessage};
+use funless_actors::protocol::{Code, FunctionId, InvokeReply, InvokeRequest, WorkerMessage};
 use funless_actors::{WORKER_GROUP, Wire};
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
@@ -83,7 +83,7 @@ pub(crate) async fn measure(
             hash: hex::encode(Sha256::digest(hello)),
         },
         args_json: r#"{"name":"bench"}"#.into(),
-        code,
+        code: code.map(Code::Inline),
         timeout_ms: 5_000,
         memory_limit_bytes: 0,
         allow_hosts: Vec::new(),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use axum::body::Bytes;
-use funless_actors::protocol::{FunctionId, InvokeReply, InvokeRequest};
+use funless_actors::protocol::{Code, FunctionId, InvokeReply, InvokeRequest};
 use funless_worker::runtime::code_hash;
 use funless_worker::{Runtime, RuntimeConfig};
 
@@ -32,7 +32,7 @@ pub(crate) async fn in_process(code: Vec<u8>, args_json: &str) -> anyhow::Result
             hash: code_hash(&code),
         },
         args_json: args_json.to_string(),
-        code: Some(code),
+        code: Some(Code::Inline(code)),
         timeout_ms: 30_000,
         memory_limit_bytes: 0,
         allow_hosts: Vec::new(),

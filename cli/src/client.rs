@@ -12,6 +12,8 @@ use funless_api::types::{
     Named, Scheduling, SchedulingLanguage, SubjectRequest,
 };
 use reqwest::multipart::{Form, Part};
+
+use crate::progress::{self, Reporter, Sent};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -62,8 +64,19 @@ pub(crate) struct Upload {
 }
 
 impl Upload {
-    fn into_form(self) -> Result<Form, ClientError> {
-        let code = Part::bytes(self.code)
+    /// The multipart form, and the count of code bytes sent when the code is large enough for
+    /// its progress to be reported.
+    fn into_form(self) -> Result<(Form, Option<(String, Sent)>), ClientError> {
+        let mut sent = None;
+        let code = if self.code.len() >= progress::REPORT_FROM_BYTES {
+            let len = self.code.len() as u64;
+            let (body, counted) = progress::counted_body(self.code);
+            sent = Some((self.name.clone(), counted));
+            Part::stream_with_length(body, len)
+        } else {
+            Part::bytes(self.code)
+        };
+        let code = code
             .file_name(self.file_name)
             .mime_str("application/octet-stream")
             .map_err(|e| ClientError::Request(e.to_string()))?;
@@ -82,7 +95,10 @@ impl Upload {
                 .map_err(|e| ClientError::Request(e.to_string()))?;
             form = form.text("metadata", metadata);
         }
-        Ok(form.text("wait_for_workers", self.wait_for_workers.to_string()))
+        Ok((
+            form.text("wait_for_workers", self.wait_for_workers.to_string()),
+            sent,
+        ))
     }
 }
 
@@ -160,7 +176,8 @@ impl Client {
         module: &str,
         upload: Upload,
     ) -> Result<Reply<FunctionCreated>, ClientError> {
-        let form = upload.into_form()?;
+        let (form, sent) = upload.into_form()?;
+        let _progress = sent.map(|(name, sent)| Reporter::start(name, sent));
         self.send(
             self.request(Method::POST, &format!("/v1/fn/{module}"))
                 .multipart(form),
@@ -176,7 +193,8 @@ impl Client {
         upload: Upload,
     ) -> Result<Reply<FunctionCreated>, ClientError> {
         let path = format!("/v1/fn/{module}/{function}");
-        let form = upload.into_form()?;
+        let (form, sent) = upload.into_form()?;
+        let _progress = sent.map(|(name, sent)| Reporter::start(name, sent));
         self.send(self.request(Method::PUT, &path).multipart(form))
             .await
     }

@@ -12,6 +12,7 @@ mod client;
 mod config;
 mod error;
 mod output;
+mod progress;
 mod python;
 mod svc;
 mod templates;

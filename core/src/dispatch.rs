@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use funless_actors::Wire;
 use funless_actors::protocol::{
     CachePush, CacheReply, Evict, FunctionId, InvokeError, InvokeOutput, InvokeReply,
@@ -17,13 +18,14 @@ use futures::future::join_all;
 use ractor::rpc::CallResult;
 use ractor::{ActorId, ActorRef};
 
+use crate::code_transfer::{self, TransferError};
 use crate::scheduler::NoWorker;
 use crate::workers::{Lease, Need, Policy, Workers};
 
 /// Extra time a worker gets beyond the function's own limit before the Core gives up on it.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);
 /// How long a broadcast waits for one worker to compile.
-const COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
+const COMPILE_TIMEOUT: Duration = Duration::from_secs(330);
 
 /// Why an invocation did not produce a result.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +134,7 @@ pub async fn invoke<F, Fut>(
 ) -> Result<Ran, DispatchError>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<u8>, String>>,
+    Fut: std::future::Future<Output = Result<Bytes, String>>,
 {
     let timeout = Duration::from_millis(target.timeout_ms) + ANSWER_MARGIN;
     let mut lost: Vec<String> = Vec::new();
@@ -199,6 +201,31 @@ where
         if let Attempt::Answered(InvokeReply::NoCode) = attempt {
             tracing::debug!(function = %target.function, worker = %lease.name, "worker lacks the code; sending it");
             let code = load_code().await.map_err(DispatchError::Code)?;
+            let actor = lease.actor.clone();
+            let code = tokio::select! {
+                staged = code_transfer::stage(&actor, &code) => staged,
+                () = lease.lost() => Err(TransferError::Lost),
+            };
+            let code = match code {
+                Ok(code) => code,
+                Err(TransferError::Lost) => {
+                    lost.push(lease.name.clone());
+                    lost_ids.push(lease.id);
+                    attempts -= 1;
+                    drop(lease);
+                    if attempts == 0
+                        || !wait_for_change(workers, &mut changes, deadline, true).await
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    return Err(DispatchError::Invoke(InvokeError::Worker {
+                        message: format!("worker {}: {e}", lease.name),
+                    }));
+                }
+            };
             let request = InvokeRequest {
                 function: target.function.clone(),
                 args_json: args_json.clone(),
@@ -304,23 +331,38 @@ pub struct Delivery {
 }
 
 /// Sends code to every connected worker and waits for each to compile it.
-pub async fn broadcast(workers: &Workers, function: &FunctionId, code: &[u8]) -> Vec<Delivery> {
+pub async fn broadcast(workers: &Workers, function: &FunctionId, code: &Bytes) -> Vec<Delivery> {
     let calls = workers.live().into_iter().map(|entry| {
-        let push = CachePush {
-            function: function.clone(),
-            code: code.to_vec(),
-        };
         async move {
             let worker = entry.name();
             let started = Instant::now();
             let mut lost = entry.lost_signal();
-            let call = entry.actor.call(
-                |port| WorkerMessage::Cache(Wire::new(push), port),
-                Some(COMPILE_TIMEOUT),
-            );
+            let call = async {
+                let code = match code_transfer::stage(&entry.actor, code).await {
+                    Ok(code) => code,
+                    Err(e) => return Err(e),
+                };
+                let push = CachePush {
+                    function: function.clone(),
+                    code,
+                };
+                Ok(entry
+                    .actor
+                    .call(
+                        |port| WorkerMessage::Cache(Wire::new(push), port),
+                        Some(COMPILE_TIMEOUT),
+                    )
+                    .await)
+            };
             // A worker declared lost (frozen, cut off) will not answer: stop waiting for it.
             let answer = tokio::select! {
-                answer = call => answer,
+                answer = call => match answer {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        tracing::debug!(%worker, function = %function, error = %e, "broadcast: code not staged");
+                        return Delivery { worker, result: Err(e.to_string()) };
+                    }
+                },
                 _ = lost.wait_for(|lost| *lost) => {
                     tracing::debug!(%worker, function = %function, "broadcast: worker lost");
                     return Delivery { worker, result: Err("worker lost".to_string()) };

@@ -8,8 +8,8 @@ use funless_api::{HttpLimits, UPLOAD_BYTES_CEILING};
 /// Flags of the HTTP front, flattened into the Core's settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {
-    /// Largest function upload (create or update), bytes; at most 15 MiB (the code travels to
-    /// workers in one cluster frame).
+    /// Largest function or service upload (create or update), bytes; at most 256 MiB (what a
+    /// worker stages of incoming code at once), and within the in-flight bounds below.
     #[arg(long, env = "FUNLESS_MAX_UPLOAD_BYTES", default_value_t = funless_api::MAX_UPLOAD_BYTES)]
     pub max_upload_bytes: usize,
     /// Largest body of any other request (invocation arguments included), bytes.
@@ -21,7 +21,7 @@ pub struct HttpArgs {
     pub bodies_in_flight_mb: usize,
     /// Bytes of request bodies one client address may have in the Core at once, MiB; past it
     /// new bodies are refused with 429 and Retry-After.
-    #[arg(long, env = "FUNLESS_BODIES_IN_FLIGHT_PER_IP_MB", default_value_t = 32)]
+    #[arg(long, env = "FUNLESS_BODIES_IN_FLIGHT_PER_IP_MB", default_value_t = 80)]
     pub bodies_in_flight_per_ip_mb: usize,
     /// A request's headers must arrive within this time of its first byte (or of the
     /// connection's opening), milliseconds; else the connection is closed.
@@ -54,6 +54,19 @@ impl HttpArgs {
             "max-connections must be at least 1"
         );
         let mib = |n: usize| n.saturating_mul(1024 * 1024);
+        // An upload at the limit must be admissible: its body counts against both pools.
+        anyhow::ensure!(
+            mib(self.bodies_in_flight_per_ip_mb) >= self.max_upload_bytes,
+            "bodies-in-flight-per-ip-mb ({} MiB) must hold one upload of max-upload-bytes ({} bytes)",
+            self.bodies_in_flight_per_ip_mb,
+            self.max_upload_bytes
+        );
+        anyhow::ensure!(
+            self.bodies_in_flight_mb >= self.bodies_in_flight_per_ip_mb,
+            "bodies-in-flight-mb ({}) must be at least bodies-in-flight-per-ip-mb ({})",
+            self.bodies_in_flight_mb,
+            self.bodies_in_flight_per_ip_mb
+        );
         let ms = |n: u64| Duration::from_millis(n.max(1));
         Ok(HttpLimits {
             max_upload_bytes: self.max_upload_bytes,
@@ -86,7 +99,29 @@ mod tests {
             args.http.limits().unwrap(),
             funless_api::HttpLimits::default()
         );
-        let args = Args::try_parse_from(["core", "--max-upload-bytes", "20000000"]).unwrap();
+        let args = Args::try_parse_from(["core", "--max-upload-bytes", "300000000"]).unwrap();
         assert!(args.http.limits().is_err());
+        // An upload at the limit would never fit the per-client pool.
+        let args = Args::try_parse_from([
+            "core",
+            "--max-upload-bytes",
+            "100000000",
+            "--bodies-in-flight-per-ip-mb",
+            "80",
+        ])
+        .unwrap();
+        let refusal = args.http.limits().unwrap_err().to_string();
+        assert!(refusal.contains("bodies-in-flight-per-ip-mb"), "{refusal}");
+        let args = Args::try_parse_from([
+            "core",
+            "--max-upload-bytes",
+            "100000000",
+            "--bodies-in-flight-per-ip-mb",
+            "100",
+            "--bodies-in-flight-mb",
+            "200",
+        ])
+        .unwrap();
+        assert_eq!(args.http.limits().unwrap().max_upload_bytes, 100_000_000);
     }
 }

@@ -13,6 +13,7 @@
 pub mod activations;
 pub mod catalog;
 mod children;
+pub mod code_transfer;
 pub mod console;
 pub mod dispatch;
 pub mod egress;

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use bytes::Bytes;
 use funless_actors::protocol::{CacheReply, FunctionId, InvokeError};
 use funless_api::types::{
     Abi, ActivationInfo, AppScriptInfo, BroadcastReport, ClusterTree, ConnectorInfo, Crashed,
@@ -616,7 +617,7 @@ impl Platform {
     }
 
     /// Sends the new code to every worker; waits for them when asked to.
-    async fn distribute(&self, function: FunctionId, code: Vec<u8>, wait: bool) -> BroadcastReport {
+    async fn distribute(&self, function: FunctionId, code: Bytes, wait: bool) -> BroadcastReport {
         let workers = self.inner.workers.clone();
         if !wait {
             tokio::spawn(async move {
@@ -821,7 +822,7 @@ impl Platform {
         let hash = &target.function.hash;
         let load_code = || async {
             match store.function_code(module, name).await {
-                Ok(Some((stored, code))) if stored == *hash => Ok(code),
+                Ok(Some((stored, code))) if stored == *hash => Ok(Bytes::from(code)),
                 Ok(Some(_)) => Err("the function was updated during the invocation".to_string()),
                 Ok(None) => Err("the function was deleted during the invocation".to_string()),
                 Err(e) => Err(e.to_string()),

@@ -231,7 +231,7 @@ struct Service {
     created_at: i64,
     /// The stored version (moves on every update).
     updated_at: i64,
-    code: Arc<Vec<u8>>,
+    code: bytes::Bytes,
     spec: ServiceSpec,
     restart: Restart,
     failed: Option<String>,
@@ -280,7 +280,7 @@ impl Service {
             size: row.size.max(0) as u64,
             created_at: row.created_at,
             updated_at: row.updated_at,
-            code: Arc::new(row.code),
+            code: bytes::Bytes::from(row.code),
             spec,
             restart,
             failed,

@@ -10,6 +10,7 @@
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::TryStreamExt;
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
@@ -115,8 +116,8 @@ pub struct NewFunction {
     pub module: String,
     /// Name, unique within the module.
     pub name: String,
-    /// The Wasm code.
-    pub code: Vec<u8>,
+    /// The Wasm code (shared with the upload's body).
+    pub code: bytes::Bytes,
     /// SHA-256 of the code, lowercase hex.
     pub hash: String,
     /// The ABI the code implements.
@@ -255,6 +256,15 @@ fn function_not_found(module: &str, name: &str) -> StoreError {
         shown_module(module)
     ))
 }
+
+/// Bytes of code per `function_code` row (migration 0007): a store request holds about one row
+/// of it at a time, never the whole code.
+const CODE_ROW_BYTES: usize = 1024 * 1024;
+/// `functions.code`, which migration 0007 left empty: the code is in `function_code`.
+const EMPTY_CODE: &[u8] = b"";
+const INSERT_CODE_ROW: &str =
+    "INSERT INTO function_code (function_id, seq, chunk) VALUES ($1, $2, $3)";
+const DELETE_CODE_ROWS: &str = "DELETE FROM function_code WHERE function_id = $1";
 
 fn code_size(code: &[u8]) -> Result<i64> {
     i64::try_from(code.len()).map_err(|_| StoreError::Invalid("the code is too large".into()))
@@ -500,16 +510,25 @@ impl Store {
         module: &str,
         name: &str,
     ) -> Result<Option<(String, Vec<u8>)>> {
-        const SQL: &str = concat!(
-            "SELECT hash, code FROM functions WHERE ",
-            in_module!(),
-            " AND name = $2"
-        );
-        Ok(on_pool!(self, p => sqlx::query_as(SQL)
-            .bind(module)
-            .bind(name)
-            .fetch_optional(p)
-            .await?))
+        // One statement, so the hash and the chunks are of one version.
+        const SQL: &str = "SELECT f.hash, f.size, c.chunk FROM functions f \
+            JOIN function_code c ON c.function_id = f.id \
+            WHERE f.module_id = (SELECT id FROM modules WHERE name = $1) AND f.name = $2 \
+            ORDER BY c.seq";
+        let mut found: Option<(String, Vec<u8>)> = None;
+        on_pool!(self, p => {
+            let mut rows = sqlx::query_as::<_, (String, i64, Vec<u8>)>(SQL)
+                .bind(module)
+                .bind(name)
+                .fetch(p);
+            while let Some((hash, size, chunk)) = rows.try_next().await? {
+                let (_, code) = found.get_or_insert_with(|| {
+                    (hash, Vec::with_capacity(usize::try_from(size).unwrap_or(0)))
+                });
+                code.extend_from_slice(&chunk);
+            }
+        });
+        Ok(found)
     }
 
     /// Creates a function. `NotFound` if its module does not exist; `Conflict` if it exists.
@@ -521,10 +540,12 @@ impl Store {
             RETURNING id";
         let size = code_size(&f.code)?;
         let now = now_ms();
-        let id: Option<i64> = on_pool!(self, p => sqlx::query_scalar(SQL)
+        let id: Option<i64> = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let id: Option<i64> = sqlx::query_scalar(SQL)
             .bind(&f.module)
             .bind(&f.name)
-            .bind(&f.code)
+            .bind(EMPTY_CODE)
             .bind(&f.hash)
             .bind(&f.abi)
             .bind(size)
@@ -536,22 +557,35 @@ impl Store {
             .bind(f.retryable)
             .bind(f.timeout_ms)
             .bind(&f.allow_hosts)
-            .fetch_optional(p)
-            .await)
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(format!(
-                    "function '{}/{}' already exists",
-                    shown_module(&f.module),
-                    f.name
-                ))
-            } else if is_foreign_key_violation(&e) {
-                // The module was deleted while the function was being inserted.
-                module_not_found(&f.module)
-            } else {
-                e.into()
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!(
+                        "function '{}/{}' already exists",
+                        shown_module(&f.module),
+                        f.name
+                    ))
+                } else if is_foreign_key_violation(&e) {
+                    // The module was deleted while the function was being inserted.
+                    module_not_found(&f.module)
+                } else {
+                    e.into()
+                }
+            })?;
+            if let Some(id) = id {
+                for (seq, chunk) in f.code.chunks(CODE_ROW_BYTES).enumerate() {
+                    sqlx::query(INSERT_CODE_ROW)
+                        .bind(id)
+                        .bind(seq as i64)
+                        .bind(chunk)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
-        })?;
+            tx.commit().await?;
+            id
+        });
         let id = id.ok_or_else(|| module_not_found(&f.module))?;
         Ok(FunctionRow {
             id,
@@ -587,10 +621,12 @@ impl Store {
         );
         let size = code_size(&f.code)?;
         let now = now_ms();
-        let updated: Option<(i64, i64, i64)> = on_pool!(self, p => sqlx::query_as(SQL)
+        let updated: Option<(i64, i64, i64)> = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let updated: Option<(i64, i64, i64)> = sqlx::query_as(SQL)
             .bind(&f.module)
             .bind(&f.name)
-            .bind(&f.code)
+            .bind(EMPTY_CODE)
             .bind(&f.hash)
             .bind(&f.abi)
             .bind(size)
@@ -603,15 +639,29 @@ impl Store {
             .bind(f.timeout_ms)
             .bind(&f.allow_hosts)
             .bind(name)
-            .fetch_optional(p)
-            .await)
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(format!("function '{}/{}' already exists", f.module, f.name))
-            } else {
-                e.into()
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("function '{}/{}' already exists", f.module, f.name))
+                } else {
+                    StoreError::from(e)
+                }
+            })?;
+            if let Some((id, _, _)) = updated {
+                sqlx::query(DELETE_CODE_ROWS).bind(id).execute(&mut *tx).await?;
+                for (seq, chunk) in f.code.chunks(CODE_ROW_BYTES).enumerate() {
+                    sqlx::query(INSERT_CODE_ROW)
+                        .bind(id)
+                        .bind(seq as i64)
+                        .bind(chunk)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
-        })?;
+            tx.commit().await?;
+            updated
+        });
         let (id, created_at, updated_at) =
             updated.ok_or_else(|| function_not_found(&f.module, name))?;
         Ok(FunctionRow {

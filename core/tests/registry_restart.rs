@@ -75,7 +75,7 @@ async fn a_crashed_registry_is_restarted_and_the_core_keeps_serving() {
     let upload = FunctionUpload {
         language: None,
         name: "echo".into(),
-        code: wat::parse_str(ECHO).unwrap(),
+        code: wat::parse_str(ECHO).unwrap().into(),
         metadata: FunctionMetadata::default(),
         events: None,
         sinks: None,

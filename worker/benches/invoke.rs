@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use funless_actors::protocol::{CachePush, FunctionId, InvokeReply, InvokeRequest};
+use funless_actors::protocol::{CachePush, Code, FunctionId, InvokeReply, InvokeRequest};
 use funless_worker::runtime::code_hash;
 use funless_worker::{Runtime, RuntimeConfig};
 
@@ -58,7 +58,7 @@ async fn bench(path: PathBuf) {
     runtime
         .cache_code(CachePush {
             function: function.clone(),
-            code: code.clone(),
+            code: Code::Inline(code.clone()),
         })
         .await;
     let mut run = Vec::with_capacity(WARM_RUNS);

@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use funless_actors::protocol::{CachePush, FunctionId, InvokeReply, InvokeRequest};
+use funless_actors::protocol::{CachePush, Code, FunctionId, InvokeReply, InvokeRequest};
 use funless_testkit::Servers;
 use funless_worker::runtime::code_hash;
 use funless_worker::{Runtime, RuntimeConfig};
@@ -85,7 +85,7 @@ impl Function {
         runtime
             .cache_code(CachePush {
                 function: id.clone(),
-                code,
+                code: Code::Inline(code),
             })
             .await;
         Self {

@@ -78,8 +78,9 @@ pub struct CompileLimits {
 /// Address space a compiler child may use by default. Compiling a 12 MB module peaks well
 /// under it; the rest is headroom for glibc's per-thread arenas (reserved, not used).
 pub const DEFAULT_COMPILE_MEMORY_BYTES: u64 = 2 << 30;
-/// Time a compile may take by default.
-pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time a compile may take by default: a Python function (CPython in one component) takes
+/// ~25 s on two x86_64 cores, and several times that on a Raspberry-Pi-class board.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Time a child building the JavaScript engine may take.
 const ENGINE_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Memory one compiler child is budgeted when the default concurrency is derived.

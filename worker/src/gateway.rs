@@ -134,6 +134,15 @@ impl Actor for Gateway {
                     }));
                 }
             },
+            WorkerMessage::Chunk(chunk, reply) => {
+                // One copy of at most a chunk (1 MiB) into the staging table; the decode of
+                // the chunk happened in the node session already.
+                let answer = match chunk.into_inner() {
+                    Ok(chunk) => state.runtime.staging.add(chunk).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(Wire::new(answer));
+            }
             WorkerMessage::Evict(evict) => {
                 if let Ok(evict) = evict.into_inner() {
                     state.runtime.evict_through_owner(evict.hashes);

@@ -28,6 +28,7 @@ pub mod reporter;
 pub mod runtime;
 mod services;
 mod slices;
+pub mod staging;
 
 use std::sync::Arc;
 use std::time::Duration;

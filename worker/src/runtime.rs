@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use funless_actors::protocol::{
-    CachePush, CacheReply, CacheReport, CodeSource, FunctionId, InvokeError, InvokeOutput,
+    CachePush, CacheReply, CacheReport, Code, CodeSource, FunctionId, InvokeError, InvokeOutput,
     InvokeReply, InvokeRequest, WorkerStatus,
 };
 use sha2::{Digest, Sha256};
@@ -117,6 +117,8 @@ pub struct Runtime {
     cache_owner: std::sync::RwLock<Option<ractor::ActorRef<crate::cache_owner::CacheMessage>>>,
     disk: Option<Arc<DiskCache>>,
     in_flight: Arc<AtomicU64>,
+    /// Code arriving in chunks, until the message that uses it names it.
+    pub(crate) staging: crate::staging::Staging,
     metrics: WorkerMetrics,
     changed: Notify,
     /// Outgoing HTTP of FunLess-ABI functions (`__http_request`), one pool for all.
@@ -200,6 +202,7 @@ impl Runtime {
             cache_owner: std::sync::RwLock::new(None),
             disk,
             in_flight,
+            staging: crate::staging::Staging::default(),
             metrics,
             changed: Notify::new(),
             http,
@@ -546,12 +549,19 @@ impl Runtime {
         }
     }
 
-    /// Finds the code for a request: memory, then disk, then the code sent along.
+    /// Finds the code for a request: memory, then disk, then the code sent along (taken out of
+    /// staging first, so staged code never outlives the message that names it).
     async fn prepare(
         &self,
         function: &FunctionId,
-        code: Option<Vec<u8>>,
+        code: Option<Code>,
     ) -> Result<Prepared, InvokeError> {
+        let code = code
+            .map(|code| self.staging.take(code))
+            .transpose()
+            .map_err(|e| InvokeError::Worker {
+                message: e.to_string(),
+            })?;
         if let Some(compiled) = self.cache.get(&function.hash) {
             let source = if compiled.preloaded.swap(false, Ordering::Relaxed) {
                 self.touch_on_disk(&function.hash);

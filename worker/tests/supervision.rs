@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use funless_actors::protocol::{CodeSource, FunctionId, InvokeReply, InvokeRequest, WorkerMessage};
+use funless_actors::protocol::{
+    Code, CodeSource, FunctionId, InvokeReply, InvokeRequest, WorkerMessage,
+};
 use funless_actors::{WORKER_GROUP, Wire};
 use funless_worker::RuntimeConfig;
 use funless_worker::runtime::code_hash;
@@ -41,7 +43,7 @@ async fn invoke(
             hash: hash.into(),
         },
         args_json: r#"{"n":1}"#.into(),
-        code,
+        code: code.map(Code::Inline),
         timeout_ms: 5_000,
         memory_limit_bytes: 0,
         allow_hosts: Vec::new(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use funless_actors::Wire;
 use funless_actors::protocol::{
-    ReplicaExited, ReplicaId, ReplicaStart, ReplicaStop, SERVICES_GROUP, ServicesMessage,
+    Code, ReplicaExited, ReplicaId, ReplicaStart, ReplicaStop, SERVICES_GROUP, ServicesMessage,
     WorkerMessage,
 };
 use ractor::rpc::CallResult;
@@ -18,6 +18,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::{AbortHandle, JoinSet};
 
 use super::{Replica, Service, Services, State, backoff};
+use crate::code_transfer;
 use crate::workers::WorkerEntry;
 
 mod health;
@@ -349,7 +350,8 @@ impl ManagerState {
                     let start = ReplicaStart {
                         id: id.clone(),
                         hash: service.hash.clone(),
-                        code: service.code.as_ref().clone(),
+                        // Staged on the worker by the start's task (see below).
+                        code: Code::Inline(Vec::new()),
                         memory_limit_bytes: need,
                         allow_hosts: service.spec.allow_hosts.clone(),
                         env,
@@ -358,29 +360,39 @@ impl ManagerState {
                         stop_grace_ms: service.spec.stop_grace_ms,
                     };
                     tracing::info!(replica = %id, %worker, "starting a service replica");
-                    starts.push((entry.clone(), worker, start));
+                    starts.push((entry.clone(), worker, start, service.code.clone()));
                 }
             }
         }
-        for (entry, worker, start) in starts {
+        for (entry, worker, mut start, code) in starts {
             let me = myself.clone();
             let id = start.id.clone();
             let incarnation = id.incarnation;
             let handle = self.tasks.spawn(async move {
-                let answer = entry
-                    .actor
-                    .call(
-                        |port| WorkerMessage::StartReplica(Wire::new(start), port),
-                        Some(START_TIMEOUT),
-                    )
-                    .await;
-                let result = match answer {
-                    Ok(CallResult::Success(reply)) => reply
-                        .into_inner()
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r),
-                    Ok(CallResult::Timeout) => Err("the worker did not answer in time".into()),
-                    Ok(CallResult::SenderError) | Err(_) => Err("the worker is unreachable".into()),
+                let result = match code_transfer::stage(&entry.actor, &code).await {
+                    Ok(code) => {
+                        start.code = code;
+                        let answer = entry
+                            .actor
+                            .call(
+                                |port| WorkerMessage::StartReplica(Wire::new(start), port),
+                                Some(START_TIMEOUT),
+                            )
+                            .await;
+                        match answer {
+                            Ok(CallResult::Success(reply)) => reply
+                                .into_inner()
+                                .map_err(|e| e.to_string())
+                                .and_then(|r| r),
+                            Ok(CallResult::Timeout) => {
+                                Err("the worker did not answer in time".into())
+                            }
+                            Ok(CallResult::SenderError) | Err(_) => {
+                                Err("the worker is unreachable".into())
+                            }
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
                 };
                 let _ = me.cast(ServicesMessage::Started(Wire::new((worker, id, result))));
             });

@@ -12,7 +12,7 @@ fn new_function(module: &str, name: &str, code: &[u8]) -> NewFunction {
     NewFunction {
         module: module.to_string(),
         name: name.to_string(),
-        code: code.to_vec(),
+        code: bytes::Bytes::copy_from_slice(code),
         hash: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(code)),
         abi: "wasi-p1".to_string(),
         capacity_bytes: 64 << 20,
@@ -209,7 +209,8 @@ async fn functions_suite(store: &Store) {
     store.create_module("fns", None).await.expect("create fns");
     assert_eq!(store.list_functions("fns").await.expect("list"), []);
 
-    let code = blob(2 * 1024 * 1024);
+    // Three `function_code` rows, the last one short.
+    let code = blob(2 * 1024 * 1024 + 1234);
     let mut new = new_function("fns", "big", &code);
     new.tag = Some("gpu".into());
     new.events = Some(r#"[{"type":"mqtt","params":{"topic":"t"}}]"#.into());
@@ -225,7 +226,7 @@ async fn functions_suite(store: &Store) {
     assert_eq!(big.module, "fns");
     assert_eq!(big.name, "big");
     assert_eq!(big.hash, new.hash);
-    assert_eq!(big.size, 2 * 1024 * 1024);
+    assert_eq!(big.size, 2 * 1024 * 1024 + 1234);
     assert_eq!(big.capacity_bytes, 4096 << 20);
     assert!(!big.retryable);
     assert_eq!(big.timeout_ms, 5_000);

@@ -42,10 +42,14 @@ fn hostile_requests_get_precise_errors_and_change_nothing() {
 
     // Oversize upload: the Core answers 413 as soon as the limit is passed; the client may be
     // cut off before it reads that answer, so a few tries are allowed to see it.
-    let (ct, big) = multipart(&[("name", b"big"), ("code", &vec![0u8; 13 << 20])]);
+    let (ct, big) = multipart(&[("name", b"big"), ("code", &vec![0u8; (64 << 20) + 1])]);
     let refused = (0..20).find_map(|_| user.try_send(Method::POST, "/v1/fn/_", &ct, big.clone()));
     let (status, body) = refused.expect("no answer to the oversize upload in twenty tries");
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body.to_string().contains("max-upload-bytes"),
+        "the 413 names the setting: {body}"
+    );
     let huge_args = format!(r#"{{"args":{{"x":"{}"}}}}"#, "a".repeat(2 << 20)).into_bytes();
     let refused = (0..20).find_map(|_| {
         user.try_send(

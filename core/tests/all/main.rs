@@ -17,6 +17,7 @@ mod fuzz;
 mod harness;
 mod hostile;
 mod javascript;
+mod large_uploads;
 mod lifecycle;
 mod limits;
 mod network;

@@ -77,7 +77,7 @@ pub(super) fn request(wat: &str, args: &str, with_code: bool) -> InvokeRequest {
             hash: code_hash(&code),
         },
         args_json: args.into(),
-        code: with_code.then_some(code),
+        code: with_code.then_some(Code::Inline(code)),
         timeout_ms: 5_000,
         memory_limit_bytes: 0,
         allow_hosts: Vec::new(),
@@ -203,7 +203,7 @@ async fn wrong_hash_and_bad_code_are_refused() {
             name: "g".into(),
             hash: code_hash(&garbage),
         },
-        code: garbage,
+        code: Code::Inline(garbage),
     };
     assert!(matches!(
         rt.cache_code(push).await,
@@ -216,7 +216,7 @@ async fn wrong_hash_and_bad_code_are_refused() {
             name: "h".into(),
             hash: code_hash(&no_entry),
         },
-        code: no_entry,
+        code: Code::Inline(no_entry),
     };
     match rt.cache_code(push).await {
         CacheReply::Failed { reason } => assert!(reason.contains("__invoke"), "{reason}"),

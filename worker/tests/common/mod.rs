@@ -1,6 +1,6 @@
 //! Requests for one worker runtime, shared by the worker's integration tests.
 
-use funless_actors::protocol::{CachePush, CacheReply, FunctionId, InvokeRequest};
+use funless_actors::protocol::{CachePush, CacheReply, Code, FunctionId, InvokeRequest};
 use funless_worker::Runtime;
 use funless_worker::runtime::code_hash;
 
@@ -18,7 +18,7 @@ pub(crate) fn request(code: &[u8], args: &str) -> InvokeRequest {
     InvokeRequest {
         function: function(code),
         args_json: args.into(),
-        code: Some(code.to_vec()),
+        code: Some(Code::Inline(code.to_vec())),
         timeout_ms: 30_000,
         memory_limit_bytes: 0,
         allow_hosts: Vec::new(),
@@ -37,7 +37,7 @@ pub(crate) fn cached_request(code: &[u8], args: &str) -> InvokeRequest {
 pub(crate) async fn push(rt: &Runtime, code: &[u8]) -> CacheReply {
     rt.cache_code(CachePush {
         function: function(code),
-        code: code.to_vec(),
+        code: Code::Inline(code.to_vec()),
     })
     .await
 }
