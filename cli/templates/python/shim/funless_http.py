@@ -67,12 +67,18 @@ def request(method: str, url: str, headers: dict | None = None, body: bytes | st
         future = outgoing_handler.handle(outgoing, None)
     except Err as e:
         raise HttpError(f"{verb} {url}: {_why(e.value)}") from None
-    if body:
-        data = body.encode() if isinstance(body, str) else bytes(body)
-        with request_body.write() as stream:
-            for start in range(0, len(data), _WRITE_CHUNK):
-                stream.blocking_write_and_flush(data[start : start + _WRITE_CHUNK])
-    types.OutgoingBody.finish(request_body, None)
+    # A request the host refuses or fails closes the body: the reason is the response's, so
+    # a failed write is only reported when the response has none.
+    sent_body = True
+    try:
+        if body:
+            data = body.encode() if isinstance(body, str) else bytes(body)
+            with request_body.write() as stream:
+                for start in range(0, len(data), _WRITE_CHUNK):
+                    stream.blocking_write_and_flush(data[start : start + _WRITE_CHUNK])
+        types.OutgoingBody.finish(request_body, None)
+    except Err:
+        sent_body = False
 
     with future:
         with future.subscribe() as ready:
@@ -84,6 +90,8 @@ def request(method: str, url: str, headers: dict | None = None, body: bytes | st
         raise HttpError(f"{verb} {url}: no response")
     if not isinstance(answer.value, Ok):
         raise HttpError(f"{verb} {url}: {_why(answer.value.value)}")
+    if not sent_body:
+        raise HttpError(f"{verb} {url}: the request body could not be sent")
     response = answer.value.value
     status = response.status()
     incoming = response.consume()
