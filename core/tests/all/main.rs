@@ -21,6 +21,7 @@ mod large_uploads;
 mod lifecycle;
 mod limits;
 mod network;
+mod python;
 mod scheduling;
 mod sdk_http;
 mod services;
