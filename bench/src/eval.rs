@@ -264,9 +264,32 @@ async fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
                 "n": 1
             }),
         },
+        // Python last: the worker's memory is sampled before and after them.
+        Function {
+            name: "hellopy",
+            file: "target/wasm/hello_py.wasm",
+            metadata: None,
+            warm_args: json!({"name": "bench"}),
+        },
+        Function {
+            name: "sleeppy",
+            file: "target/wasm/sleep_py.wasm",
+            metadata: None,
+            warm_args: json!({"ms": 1}),
+        },
+        Function {
+            name: "matrix_multpy",
+            file: "target/wasm/matrix_mult_py.wasm",
+            metadata: None,
+            warm_args: json!({"n": 10}),
+        },
     ];
     let mut available = Vec::new();
+    let mut before_python: Option<u64> = None;
     for function in &functions {
+        if function.name.ends_with("py") && before_python.is_none() {
+            before_python = Some(rss_bytes(platform.worker_pid())?);
+        }
         let path = args.examples.join(function.file);
         let code = match std::fs::read(&path) {
             Ok(code) => code,
@@ -306,6 +329,15 @@ async fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
         available.push(function.name);
     }
     platform.check_alive()?;
+    let python: Vec<&str> = available
+        .iter()
+        .copied()
+        .filter(|name| name.ends_with("py"))
+        .collect();
+    if let (Some(before), false) = (before_python, python.is_empty()) {
+        let after = rss_bytes(platform.worker_pid())?;
+        report.python_memory(python.len(), before, after);
+    }
     let has = |name: &'static str| available.contains(&name);
     let (api, token) = (platform.api.clone(), platform.token.clone());
     let invoke = |name: &str, args: serde_json::Value| {
@@ -327,6 +359,7 @@ async fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
                 "sleep (JS)",
                 json!({"seconds": ms as f64 / 1000.0}),
             ),
+            ("sleeppy", "sleep (Python)", json!({"ms": ms})),
         ] {
             if has(name) {
                 let runs = repeat(params.repeat, || {
@@ -358,6 +391,11 @@ async fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
             (
                 "matrix_multjs",
                 "matrix_mult (JS)",
+                params.matrix_js_requests,
+            ),
+            (
+                "matrix_multpy",
+                "matrix_mult (Python)",
                 params.matrix_js_requests,
             ),
         ] {
@@ -440,6 +478,12 @@ async fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
         hello_paths.push((
             "FunLess (Core + Worker)",
             invoke("hello", hello_args.clone()),
+        ));
+    }
+    if has("hellopy") {
+        hello_paths.push((
+            "FunLess, Python hello (Core + Worker)",
+            invoke("hellopy", hello_args.clone()),
         ));
     }
     if let Some(target) = &in_process {

@@ -44,6 +44,8 @@ pub(crate) struct Report {
     memory: Option<Memory>,
     idle_rss: (u64, u64),
     final_rss: (u64, u64),
+    /// Python functions cached, and the worker's RSS before and after them.
+    python_memory: Option<(usize, u64, u64)>,
 }
 
 impl Report {
@@ -83,6 +85,7 @@ impl Report {
             memory: None,
             idle_rss: (0, 0),
             final_rss: (0, 0),
+            python_memory: None,
         }
     }
 
@@ -105,6 +108,12 @@ impl Report {
 
     pub(crate) fn final_rss(&mut self, core: u64, worker: u64) {
         self.final_rss = (core, worker);
+    }
+
+    /// The worker's RSS before the Python functions were uploaded and after `count` of them
+    /// were compiled, cached and invoked once.
+    pub(crate) fn python_memory(&mut self, count: usize, before: u64, after: u64) {
+        self.python_memory = Some((count, before, after));
     }
 
     pub(crate) fn workload(&mut self, group: &str, label: &str, shape: String, runs: Vec<Run>) {
@@ -292,6 +301,16 @@ pub(crate) fn write(report: &Report, out: &Path, plots: bool) -> anyhow::Result<
         mb(report.final_rss.0),
         mb(report.final_rss.1)
     );
+    if let Some((count, before, after)) = report.python_memory {
+        let _ = writeln!(
+            md,
+            "- Python: the worker's RSS went from {} MB to {} MB with {count} Python functions \
+             compiled, cached and invoked once ({} MB each).",
+            mb(before),
+            mb(after),
+            mb(after.saturating_sub(before) / count.max(1) as u64)
+        );
+    }
     for note in &report.notes {
         let _ = writeln!(md, "- {note}");
     }

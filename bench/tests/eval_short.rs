@@ -40,6 +40,20 @@ fn the_short_evaluation_runs_every_workload() {
     ] {
         assert!(report.contains(row), "no row {row:?} in:\n{report}");
     }
+    // The Python rows, when the Python examples were built (always in CI).
+    let python_built = funless_testkit::example_path("hello_fl")
+        .with_file_name("hello_py.wasm")
+        .exists();
+    if python_built || std::env::var("FUNLESS_REQUIRE_PYTHON").as_deref() == Ok("1") {
+        for row in [
+            "| sleep (Python) |",
+            "| matrix_mult (Python) |",
+            "| FunLess, Python hello (Core + Worker) | 1 |",
+            "- Python: the worker's RSS went from",
+        ] {
+            assert!(report.contains(row), "no row {row:?} in:\n{report}");
+        }
+    }
     // No workload of the Workloads table had errors (the 9th column).
     let workloads = report
         .split("## Workloads")
