@@ -994,7 +994,10 @@ impl Ran {
                         (Abi::Funless | Abi::JavaScript, Some(error)) => {
                             String::from_utf8_lossy(error).into_owned()
                         }
-                        _ => format!("exit code {code}: {}", tail(&stderr, 1024)),
+                        _ => match stated_error(&stdout) {
+                            Some(error) => error,
+                            None => format!("exit code {code}: {}", tail(&stderr, 1024)),
+                        },
                     };
                     return Err(InvokeError::Function {
                         message,
@@ -1041,6 +1044,19 @@ impl Ran {
             source: CodeSource::Memory,
         })
     }
+}
+
+/// A failing program's own statement of its error: stdout holding exactly
+/// `{"error": "..."}` (how fl's Python entry reports an exception, whose traceback went to
+/// stderr, i.e. the logs), cut to 1,024 characters; `None` for any other output.
+fn stated_error(stdout: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Stated {
+        error: String,
+    }
+    let stated: Stated = serde_json::from_slice(stdout).ok()?;
+    Some(stated.error.chars().take(1024).collect())
 }
 
 /// What a JavaScript function that exhausted the stack gets.

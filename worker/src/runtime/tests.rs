@@ -39,6 +39,18 @@ const EXIT_WASI: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "_start") (call $exit (i32.const 3))))"#;
 
+/// Writes `{"error":"no sensor"}` on stdout, then exits 1.
+const STATED_ERROR_WASI: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "{\"error\":\"no sensor\"}")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const 21))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (i32.const 1))))"#;
+
 const LOOP_FL: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "__invoke") (param i32) (result i32)
@@ -145,6 +157,13 @@ async fn function_error_is_reported() {
     match run(&rt, EXIT_WASI, "{}").await {
         InvokeReply::Failed(InvokeError::Function { message, .. }) => {
             assert!(message.starts_with("exit code 3"), "{message}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // A program that states its error on stdout: that is the message.
+    match run(&rt, STATED_ERROR_WASI, "{}").await {
+        InvokeReply::Failed(InvokeError::Function { message, .. }) => {
+            assert_eq!(message, "no sensor")
         }
         other => panic!("unexpected {other:?}"),
     }
