@@ -51,10 +51,11 @@ fn unauthenticated_uploads_are_refused_before_their_bodies_are_held() {
     );
     assert!(now < 100 << 20, "core RSS afterwards {} MB", now >> 20);
 
-    // The token comes before the size: a declared 13 MiB body without one is a 401, at once.
+    // The token comes before the size: a declared body over the upload limit (64 MiB)
+    // without one is a 401, at once.
     let started = Instant::now();
     assert_eq!(
-        raw_request(addr, &upload_head(None, 13 * MIB), 0).unwrap(),
+        raw_request(addr, &upload_head(None, 65 * MIB), 0).unwrap(),
         401
     );
     // A user token on an admin route is a 403 before the body.
@@ -76,7 +77,7 @@ fn unauthenticated_uploads_are_refused_before_their_bodies_are_held() {
     assert!(started.elapsed() < Duration::from_secs(5));
     // With the token, the size limit answers (413) before any byte of the body.
     assert_eq!(
-        raw_request(addr, &upload_head(Some(&core.token), 13 * MIB), 0).unwrap(),
+        raw_request(addr, &upload_head(Some(&core.token), 65 * MIB), 0).unwrap(),
         413
     );
 }
@@ -89,6 +90,9 @@ fn request_bodies_in_flight_are_bounded_in_all_and_per_client() {
             "20",
             "--bodies-in-flight-per-ip-mb",
             "16",
+            // One upload must fit a client's pool (the Core refuses to start otherwise).
+            "--max-upload-bytes",
+            "12582912",
         ]
         .map(String::from)
         .to_vec(),
