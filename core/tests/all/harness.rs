@@ -198,16 +198,28 @@ pub struct InNetns {
 
 impl Core {
     pub fn start(options: CoreOptions) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        let cluster_port = free_port();
         let cookie = format!("test-cookie-{}", free_port());
-        Self::launch(options, data_dir, cluster_port, cookie)
+        Self::fresh(options, cookie)
     }
 
     /// A Core with this cookie (a new data directory and cluster port).
     pub fn start_with_cookie(options: CoreOptions, cookie: &str) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
-        Self::launch(options, data_dir, free_port(), cookie.to_string())
+        Self::fresh(options, cookie.to_string())
+    }
+
+    /// A Core on a new data directory and cluster port. The port was free when chosen, but
+    /// another test's process may bind it before this Core does: then it tries another.
+    fn fresh(options: CoreOptions, cookie: String) -> Self {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let data_dir = tempfile::tempdir().unwrap();
+            match Self::try_launch(options.clone(), data_dir, free_port(), cookie.clone()) {
+                Ok(core) => return core,
+                Err(logs) if attempts < 5 && logs.contains("Address already in use") => {}
+                Err(logs) => panic!("core exited:\n{logs}"),
+            }
+        }
     }
 
     /// Kills the Core (SIGKILL) and starts it again on the same data directory, cluster
@@ -231,6 +243,17 @@ impl Core {
         cluster_port: u16,
         cookie: String,
     ) -> Self {
+        Self::try_launch(options, data_dir, cluster_port, cookie)
+            .unwrap_or_else(|logs| panic!("core exited:\n{logs}"))
+    }
+
+    /// Starts a Core and waits for its API; `Err` with its logs when it exits first.
+    fn try_launch(
+        options: CoreOptions,
+        data_dir: tempfile::TempDir,
+        cluster_port: u16,
+        cookie: String,
+    ) -> Result<Self, String> {
         // In a namespace of its own any port is free; the API port is fixed so it is known.
         const NETNS_API_PORT: u16 = 4000;
         let (mut command, listen, cluster_listen) = match &options.netns {
@@ -266,10 +289,14 @@ impl Core {
         command.args(&options.extra);
         let mut process = Process::spawn("core", command);
         let logs = process.logs.clone();
+        let mut exited = false;
         wait_until(Duration::from_secs(60), "the core's API", || {
-            assert!(process.running(), "core exited:\n{}", logs.text());
-            logs.contains("api listening on")
+            exited = !process.running();
+            exited || logs.contains("api listening on")
         });
+        if exited && !logs.contains("api listening on") {
+            return Err(logs.text());
+        }
         let line = logs.find("api listening on").unwrap();
         let addr = line.rsplit("api listening on ").next().unwrap().trim();
         let mut addr: String = addr.chars().take_while(|c| !c.is_whitespace()).collect();
@@ -287,7 +314,7 @@ impl Core {
                 .trim_end_matches('"')
                 .to_string()
         };
-        Self {
+        Ok(Self {
             url: format!("http://{addr}"),
             cluster: SocketAddr::new(cluster_host.parse().unwrap(), cluster_port),
             admin_token: value("admin_token"),
@@ -295,7 +322,7 @@ impl Core {
             process,
             _data_dir: data_dir,
             cookie,
-        }
+        })
     }
 
     /// The `fl` config file the Core wrote on first start.
