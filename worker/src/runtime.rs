@@ -689,6 +689,8 @@ impl Runtime {
 
     /// The worker's status for the Core.
     pub fn status(&self) -> WorkerStatus {
+        // The reporter's tick: also when stalled code transfers give their bytes back.
+        self.staging.sweep();
         let (memory_total, memory_free) = crate::memory::system_memory().unwrap_or((0, 0));
         let stats = self.cache.stats();
         let (cpus, cpu_load_permille) = crate::memory::cpu_load();

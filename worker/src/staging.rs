@@ -82,11 +82,23 @@ impl Staging {
         self.transfers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Drops transfers that stopped moving (their sender gave up or died). Called on every
+    /// chunk and by the status report's tick, so a dead sender's bytes do not wait for the
+    /// next transfer to be given back.
+    pub fn sweep(&self) {
+        self.sweep_at(Instant::now());
+    }
+
+    fn sweep_at(&self, now: Instant) {
+        self.lock()
+            .retain(|_, partial| now.saturating_duration_since(partial.touched) < STALE_AFTER);
+    }
+
     /// Appends a chunk to its transfer (the first chunk opens it, sized for the whole code).
     pub fn add(&self, chunk: CodeChunk) -> Result<(), StagingError> {
+        self.sweep();
         let now = Instant::now();
         let mut transfers = self.lock();
-        transfers.retain(|_, partial| now.duration_since(partial.touched) < STALE_AFTER);
         let out_of_order = |have: u64| StagingError::OutOfOrder {
             transfer: chunk.transfer,
             offset: chunk.offset,
@@ -225,6 +237,20 @@ mod tests {
         ));
         staging.add(chunk(1, 4, 2, b"cd")).unwrap();
         assert_eq!(staging.take(early).unwrap(), b"abcd");
+    }
+
+    #[test]
+    fn a_transfer_that_stops_moving_is_dropped_and_its_bytes_given_back() {
+        let staging = Staging::default();
+        staging.add(chunk(1, 8, 0, b"abcd")).unwrap();
+        staging.sweep_at(Instant::now() + STALE_AFTER / 2);
+        assert_eq!(staging.held(), 8);
+        staging.sweep_at(Instant::now() + STALE_AFTER + Duration::from_secs(1));
+        assert_eq!(staging.held(), 0);
+        assert!(matches!(
+            staging.add(chunk(1, 8, 4, b"efgh")),
+            Err(StagingError::OutOfOrder { have: 0, .. })
+        ));
     }
 
     #[test]
