@@ -27,6 +27,10 @@ pub const MAX_FRAME_BYTES: u64 = 32 * 1024 * 1024;
 /// chunk of memory per worker at a time, not several copies of the whole code.
 pub const CODE_CHUNK_BYTES: usize = 1024 * 1024;
 
+/// Bytes of code all transfers together may hold staged on a worker. The Core's upload limit
+/// may not exceed it (core/src/http.rs), so any upload can be staged on an idle worker.
+pub const MAX_STAGED_CODE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Code carried by a message: inline when it fits one chunk, else assembled on the worker from
 /// the [`CodeChunk`]s sent just before under `transfer`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,7 +32,7 @@ pub use backend::{Backend, FunctionUpload, Invocation, Subject, Timings};
 #[cfg(feature = "server")]
 pub use error::{ApiError, ApiResult};
 #[cfg(feature = "server")]
-pub use limits::{HttpLimits, MAX_INVOKE_BODY, MAX_UPLOAD_BYTES, UPLOAD_BYTES_CEILING};
+pub use limits::{HttpLimits, MAX_INVOKE_BODY, MAX_UPLOAD_BYTES};
 #[cfg(feature = "server")]
 pub use routes::{router, router_with};
 #[cfg(feature = "server")]

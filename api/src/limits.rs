@@ -8,10 +8,6 @@ use std::time::Duration;
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// Largest accepted body of any other request (invocations included) by default, bytes.
 pub const MAX_INVOKE_BODY: usize = 1024 * 1024;
-/// The largest upload limit an operator may set: what a worker stages of incoming code at once
-/// (`STAGING_BYTES` in worker/src/staging.rs; code travels in chunks, see
-/// `funless_actors::protocol::Code`).
-pub const UPLOAD_BYTES_CEILING: usize = 256 * 1024 * 1024;
 
 /// Bounds of the HTTP front (each a Core setting; see `funless-core --help`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -338,21 +338,19 @@ pub async fn broadcast(workers: &Workers, function: &FunctionId, code: &Bytes) -
             let started = Instant::now();
             let mut lost = entry.lost_signal();
             let call = async {
-                let code = match code_transfer::stage(&entry.actor, code).await {
-                    Ok(code) => code,
-                    Err(e) => return Err(e),
-                };
                 let push = CachePush {
                     function: function.clone(),
-                    code,
+                    code: code_transfer::stage(&entry.actor, code).await?,
                 };
-                Ok(entry
-                    .actor
-                    .call(
-                        |port| WorkerMessage::Cache(Wire::new(push), port),
-                        Some(COMPILE_TIMEOUT),
-                    )
-                    .await)
+                Ok::<_, TransferError>(
+                    entry
+                        .actor
+                        .call(
+                            |port| WorkerMessage::Cache(Wire::new(push), port),
+                            Some(COMPILE_TIMEOUT),
+                        )
+                        .await,
+                )
             };
             // A worker declared lost (frozen, cut off) will not answer: stop waiting for it.
             let answer = tokio::select! {

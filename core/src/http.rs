@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
-use funless_api::{HttpLimits, UPLOAD_BYTES_CEILING};
+use funless_actors::protocol::MAX_STAGED_CODE_BYTES;
+use funless_api::HttpLimits;
+
+/// The largest upload limit an operator may set: what a worker stages of incoming code at once.
+const UPLOAD_BYTES_CEILING: usize = MAX_STAGED_CODE_BYTES as usize;
 
 /// Flags of the HTTP front, flattened into the Core's settings.
 #[derive(Debug, Clone, clap::Args)]

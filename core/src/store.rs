@@ -212,6 +212,21 @@ macro_rules! function_columns {
     };
 }
 
+/// Writes a function's code as its `function_code` rows (migration 0007), `CODE_ROW_BYTES`
+/// each, inside the caller's transaction `$tx`.
+macro_rules! insert_code_rows {
+    ($tx:expr, $id:expr, $code:expr) => {
+        for (seq, chunk) in $code.chunks(CODE_ROW_BYTES).enumerate() {
+            sqlx::query(INSERT_CODE_ROW)
+                .bind($id)
+                .bind(seq as i64)
+                .bind(chunk)
+                .execute($tx)
+                .await?;
+        }
+    };
+}
+
 /// Restricts `functions` to the module named by `$1`.
 macro_rules! in_module {
     () => {
@@ -574,14 +589,7 @@ impl Store {
                 }
             })?;
             if let Some(id) = id {
-                for (seq, chunk) in f.code.chunks(CODE_ROW_BYTES).enumerate() {
-                    sqlx::query(INSERT_CODE_ROW)
-                        .bind(id)
-                        .bind(seq as i64)
-                        .bind(chunk)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                insert_code_rows!(&mut *tx, id, &f.code);
             }
             tx.commit().await?;
             id
@@ -650,14 +658,7 @@ impl Store {
             })?;
             if let Some((id, _, _)) = updated {
                 sqlx::query(DELETE_CODE_ROWS).bind(id).execute(&mut *tx).await?;
-                for (seq, chunk) in f.code.chunks(CODE_ROW_BYTES).enumerate() {
-                    sqlx::query(INSERT_CODE_ROW)
-                        .bind(id)
-                        .bind(seq as i64)
-                        .bind(chunk)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                insert_code_rows!(&mut *tx, id, &f.code);
             }
             tx.commit().await?;
             updated

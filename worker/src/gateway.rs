@@ -60,12 +60,13 @@ impl GatewayState {
             .clone()
     }
 
-    /// Starts an invoker off the mailbox, and reaps the starts that are done.
+    /// Runs work off the mailbox (an invoker's start, a code chunk's copy), and reaps what is
+    /// done.
     fn start(&mut self, starting: impl Future<Output = ()> + Send + 'static) {
         self.starting.spawn(starting);
         while let Some(done) = self.starting.try_join_next() {
             if let Err(e) = done {
-                tracing::error!(error = %e, "starting an invoker panicked");
+                tracing::error!(error = %e, "work off the gateway's mailbox panicked");
             }
         }
     }
@@ -135,13 +136,17 @@ impl Actor for Gateway {
                 }
             },
             WorkerMessage::Chunk(chunk, reply) => {
-                // One copy of at most a chunk (1 MiB) into the staging table; the decode of
-                // the chunk happened in the node session already.
-                let answer = match chunk.into_inner() {
-                    Ok(chunk) => state.runtime.staging.add(chunk).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                let _ = reply.send(Wire::new(answer));
+                // Copying a chunk (up to 1 MiB) into the staging table happens off the
+                // mailbox, so no invocation waits behind it. The chunks of one transfer still
+                // arrive in order: the Core sends the next only once this one is answered.
+                let runtime = state.runtime.clone();
+                state.start(async move {
+                    let answer = match chunk.into_inner() {
+                        Ok(chunk) => runtime.staging.add(chunk).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = reply.send(Wire::new(answer));
+                });
             }
             WorkerMessage::Evict(evict) => {
                 if let Ok(evict) = evict.into_inner() {

@@ -10,11 +10,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use funless_actors::protocol::{Code, CodeChunk};
+use funless_actors::protocol::{Code, CodeChunk, MAX_STAGED_CODE_BYTES};
 
-/// Bytes of code all transfers together may hold on a worker (the Core's upload limit may not
-/// exceed it: `UPLOAD_BYTES_CEILING` in api/src/limits.rs).
-pub const STAGING_BYTES: u64 = 256 * 1024 * 1024;
+/// Bytes of code all transfers together may hold on a worker.
+pub const STAGING_BYTES: u64 = MAX_STAGED_CODE_BYTES;
 /// A transfer with no new chunk for this long is dropped (its sender gave up or died).
 const STALE_AFTER: Duration = Duration::from_secs(60);
 

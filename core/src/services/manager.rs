@@ -369,31 +369,28 @@ impl ManagerState {
             let id = start.id.clone();
             let incarnation = id.incarnation;
             let handle = self.tasks.spawn(async move {
-                let result = match code_transfer::stage(&entry.actor, &code).await {
-                    Ok(code) => {
-                        start.code = code;
-                        let answer = entry
-                            .actor
-                            .call(
-                                |port| WorkerMessage::StartReplica(Wire::new(start), port),
-                                Some(START_TIMEOUT),
-                            )
-                            .await;
-                        match answer {
-                            Ok(CallResult::Success(reply)) => reply
-                                .into_inner()
-                                .map_err(|e| e.to_string())
-                                .and_then(|r| r),
-                            Ok(CallResult::Timeout) => {
-                                Err("the worker did not answer in time".into())
-                            }
-                            Ok(CallResult::SenderError) | Err(_) => {
-                                Err("the worker is unreachable".into())
-                            }
+                let result: Result<(), String> = async {
+                    start.code = code_transfer::stage(&entry.actor, &code)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let answer = entry
+                        .actor
+                        .call(
+                            |port| WorkerMessage::StartReplica(Wire::new(start), port),
+                            Some(START_TIMEOUT),
+                        )
+                        .await;
+                    match answer {
+                        Ok(CallResult::Success(reply)) => {
+                            reply.into_inner().map_err(|e| e.to_string())?
+                        }
+                        Ok(CallResult::Timeout) => Err("the worker did not answer in time".into()),
+                        Ok(CallResult::SenderError) | Err(_) => {
+                            Err("the worker is unreachable".into())
                         }
                     }
-                    Err(e) => Err(e.to_string()),
-                };
+                }
+                .await;
                 let _ = me.cast(ServicesMessage::Started(Wire::new((worker, id, result))));
             });
             self.starts.insert(incarnation, handle);
