@@ -24,6 +24,11 @@ const LINES_EVERY: Duration = Duration::from_secs(5);
 pub(crate) struct Sent {
     bytes: Arc<AtomicU64>,
     total: u64,
+    /// When the body was made; `done_ms` counts from it.
+    base: Instant,
+    /// Milliseconds after `base` when the last byte was taken (`u64::MAX` until then): the
+    /// workers' compile starts about then.
+    done_ms: Arc<AtomicU64>,
 }
 
 /// The code as a streamed body that counts what the HTTP client has taken.
@@ -42,12 +47,17 @@ fn counted_stream(
     let sent = Sent {
         bytes: Arc::new(AtomicU64::new(0)),
         total: code.len() as u64,
+        base: Instant::now(),
+        done_ms: Arc::new(AtomicU64::new(u64::MAX)),
     };
     let code = bytes::Bytes::from(code);
-    let counter = sent.bytes.clone();
+    let (counter, done_ms, base) = (sent.bytes.clone(), sent.done_ms.clone(), sent.base);
     let pieces = (0..code.len()).step_by(PIECE_BYTES).map(move |start| {
         let end = (start + PIECE_BYTES).min(code.len());
         counter.store(end as u64, Ordering::Relaxed);
+        if end == code.len() {
+            done_ms.store(base.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
         Ok::<_, std::io::Error>(code.slice(start..end))
     });
     // The iterator runs as the client pulls the stream, so the counter follows the socket.
@@ -85,7 +95,6 @@ fn mib(bytes: u64) -> f64 {
 
 async fn report(what: String, sent: Sent, terminal: bool) {
     let started = Instant::now();
-    let mut uploaded_at: Option<Instant> = None;
     let every = if terminal {
         TERMINAL_EVERY
     } else {
@@ -95,7 +104,8 @@ async fn report(what: String, sent: Sent, terminal: bool) {
     loop {
         ticks.tick().await;
         let now = sent.bytes.load(Ordering::Relaxed);
-        let line = if now < sent.total {
+        let done_ms = sent.done_ms.load(Ordering::Relaxed);
+        let line = if now < sent.total || done_ms == u64::MAX {
             format!(
                 "uploading {what}: {:.1} of {:.1} MiB ({}%)",
                 mib(now),
@@ -103,7 +113,7 @@ async fn report(what: String, sent: Sent, terminal: bool) {
                 now * 100 / sent.total.max(1)
             )
         } else {
-            let since = *uploaded_at.get_or_insert_with(Instant::now);
+            let since = sent.base + Duration::from_millis(done_ms);
             format!(
                 "uploaded {what} ({:.1} MiB); the workers are compiling it: {} s",
                 mib(sent.total),
@@ -137,6 +147,9 @@ mod tests {
         while let Some(piece) = stream.next().await {
             got.extend_from_slice(&piece.unwrap());
             assert_eq!(sent.bytes.load(Ordering::Relaxed), got.len() as u64);
+            // Done only once the last piece is taken.
+            let done = sent.done_ms.load(Ordering::Relaxed) != u64::MAX;
+            assert_eq!(done, got.len() == code.len());
         }
         assert_eq!(got, code);
     }

@@ -151,7 +151,7 @@ fn build(function: &Function<'_>, scratch: &Scratch, out: &Path) -> Result<()> {
                     user.display()
                 )
             })?;
-            copy_dir(&packages.dir, &deps)?;
+            crate::templates::copy_dir(&packages.dir, &deps)?;
             world(&packages.cli, Some(&packages.http))
         }
     };
@@ -454,21 +454,6 @@ fn is_module_name(name: &str) -> bool {
 /// The modules every build adds, which a function's own module must not shadow.
 fn reserved_module(name: &str) -> bool {
     matches!(name, SHIM_MODULE | HTTP_MODULE | "wit_world")
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    for entry in fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            fs::copy(entry.path(), &target)
-                .with_context(|| format!("copying to {}", target.display()))?;
-        }
-    }
-    Ok(())
 }
 
 /// A scratch folder of one build, removed when dropped.

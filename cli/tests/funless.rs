@@ -313,24 +313,6 @@ fn a_rust_function_from_new_to_create_builds_offline() {
     assert_eq!(request.fields.get("code").expect("code").bytes, wasm);
 }
 
-/// Whether componentize-py can build Python functions here; when it cannot, a test that needs
-/// it fails under FUNLESS_REQUIRE_PYTHON=1 and is skipped (with a note) otherwise.
-fn python_available() -> bool {
-    let found = Command::new("componentize-py")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        assert_ne!(
-            std::env::var("FUNLESS_REQUIRE_PYTHON").as_deref(),
-            Ok("1"),
-            "FUNLESS_REQUIRE_PYTHON=1 but componentize-py is not installed"
-        );
-        eprintln!("skipped: componentize-py is not installed (pip install componentize-py)");
-    }
-    found
-}
-
 /// The environment componentize-py and pip need (the tests run `fl` with a clean one).
 fn with_python(fl: Fl) -> Fl {
     ["PATH", "HOME", "PYENV_ROOT", "PYENV_VERSION", "CARGO_HOME"]
@@ -348,7 +330,7 @@ fn is_run_component(code: &[u8]) -> bool {
 
 #[test]
 fn a_python_function_from_new_to_create_and_one_file_uploaded() {
-    if !python_available() {
+    if !funless_testkit::python_available() {
         return;
     }
     let setup = Setup::new();

@@ -5,7 +5,8 @@
 //! - an HTTP **bucket**: `PUT /bucket/{key}` stores the body, `GET /bucket/{key}` returns it;
 //! - a TCP **line reply server**: answers each line `x` with `reply to x`.
 //!
-//! It also builds the example functions for tests ([`example`]).
+//! It also builds the example functions for tests ([`example`]), and says whether Python
+//! functions can be built here ([`python_available`]).
 //!
 //! It is tooling, not part of the platform: it panics when it cannot bind a local port.
 #![allow(clippy::unwrap_used)]
@@ -286,4 +287,22 @@ impl Drop for Collector {
             let _ = thread.join();
         }
     }
+}
+
+/// Whether componentize-py can build Python functions here. When it cannot, a test that needs
+/// it fails under `FUNLESS_REQUIRE_PYTHON=1` (CI) and is skipped with a note otherwise.
+pub fn python_available() -> bool {
+    let found = Command::new("componentize-py")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !found {
+        assert_ne!(
+            std::env::var("FUNLESS_REQUIRE_PYTHON").as_deref(),
+            Ok("1"),
+            "FUNLESS_REQUIRE_PYTHON=1 but componentize-py is not installed: pip install componentize-py"
+        );
+        eprintln!("skipped: componentize-py is not installed (pip install componentize-py)");
+    }
+    found
 }

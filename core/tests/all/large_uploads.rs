@@ -5,6 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::abuse::memory_of;
 use crate::harness::{Core, CoreOptions, Worker, example};
 
 /// `hello_fl` grown to `total` bytes by a custom section, which Wasm ignores: the function
@@ -29,17 +30,6 @@ fn padded_hello(total: usize, fill: u8) -> Vec<u8> {
     code
 }
 
-/// The peak resident set of a process so far (`VmHWM`), bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib * 1024
-}
-
 #[test]
 fn a_60_mib_function_reaches_every_worker_and_costs_the_core_at_most_two_copies() {
     let core = Core::start(CoreOptions::default());
@@ -53,10 +43,10 @@ fn a_60_mib_function_reaches_every_worker_and_costs_the_core_at_most_two_copies(
 
     let size = 60 << 20;
     let code = padded_hello(size, 0x5a);
-    let before = peak_rss(core.process.pid());
+    let before = memory_of(core.process.pid()).0;
     let (status, body) = user.upload("_", "big", code, false);
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let after = peak_rss(core.process.pid());
+    let after = memory_of(core.process.pid()).0;
     assert_eq!(
         body["data"]["workers"]["cached"],
         json!(["w1", "w2"]),

@@ -18,24 +18,6 @@ use serde_json::{Value, json};
 
 use crate::harness::{Client, Core, CoreOptions, Worker, bin, detail, example, example_path};
 
-/// Whether componentize-py can build Python functions here; when it cannot, a test that needs
-/// it fails under FUNLESS_REQUIRE_PYTHON=1 and is skipped (with a note) otherwise.
-fn python_available() -> bool {
-    let found = Command::new("componentize-py")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        assert_ne!(
-            std::env::var("FUNLESS_REQUIRE_PYTHON").as_deref(),
-            Ok("1"),
-            "FUNLESS_REQUIRE_PYTHON=1 but componentize-py is not installed: pip install componentize-py"
-        );
-        eprintln!("skipped: componentize-py is not installed (pip install componentize-py)");
-    }
-    found
-}
-
 /// Runs `fl` against `core` with the caller's environment (componentize-py and pip are found on
 /// its PATH) but none of its `fl` settings.
 fn fl(core: &Core, args: &[&str]) -> (Option<i32>, String, String) {
@@ -62,7 +44,7 @@ fn last_activation(user: &Client, function: &str) -> Value {
 
 #[test]
 fn python_functions_from_fl_and_the_examples_run_through_core_and_worker() {
-    if !python_available() {
+    if !funless_testkit::python_available() {
         return;
     }
     let core = Core::start(CoreOptions::default());
@@ -183,7 +165,7 @@ fn python_functions_from_fl_and_the_examples_run_through_core_and_worker() {
 
 #[test]
 fn python_network_benchmark_reaches_only_allowed_hosts() {
-    if !python_available() {
+    if !funless_testkit::python_available() {
         return;
     }
     let core = Core::start(CoreOptions::default());

@@ -190,14 +190,7 @@ fn modules_and_functions_past_their_quota_are_429_and_nothing_is_stored() {
         })
         .collect();
     let statuses: Vec<StatusCode> = modules.into_iter().map(|t| t.join().unwrap()).collect();
-    let created = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    let refused = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-        .count();
+    let (created, refused) = created_and_refused(&statuses);
     assert_eq!((created, refused), (2, 6), "{statuses:?}");
     assert_eq!(modules_of(&carol).len(), 3);
     let uploads: Vec<_> = (0..8)
@@ -519,14 +512,7 @@ fn services_past_their_quota_are_429_and_nothing_is_stored() {
         })
         .collect();
     let statuses: Vec<StatusCode> = racers.into_iter().map(|r| r.join().unwrap()).collect();
-    let created = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    let refused = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-        .count();
+    let (created, refused) = created_and_refused(&statuses);
     assert_eq!((created, refused), (2, 2), "{statuses:?}");
     let mut stored = services_of(&user);
     assert_eq!(stored.len(), 2, "{stored:?}");
@@ -546,4 +532,13 @@ fn services_past_their_quota_are_429_and_nothing_is_stored() {
     let (status, body) = user.delete(&format!("/v1/svc/{}", stored[0]));
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert_eq!(create_service(&user, "one_more").0, StatusCode::CREATED);
+}
+
+/// How many of racing requests were answered 201, and how many 429.
+fn created_and_refused(statuses: &[StatusCode]) -> (usize, usize) {
+    let count = |status| statuses.iter().filter(|s| **s == status).count();
+    (
+        count(StatusCode::CREATED),
+        count(StatusCode::TOO_MANY_REQUESTS),
+    )
 }
