@@ -7,10 +7,11 @@
 # and checks the answers, and prints its timings (start-up, upload, first call, warm call).
 #
 # Usage: .ci/arm-qemu.sh AARCH64_BIN_DIR NATIVE_BIN_DIR
-#   AARCH64_BIN_DIR holds funless-core and funless-worker built for aarch64-unknown-linux-gnu;
+#   AARCH64_BIN_DIR holds funless-core and funless-worker built for aarch64: static
+#   (aarch64-unknown-linux-musl, deploy/oci/build.sh; what .ci/run passes) or dynamic
+#   (aarch64-unknown-linux-gnu, which also needs the aarch64 C library: libc6-arm64-cross);
 #   NATIVE_BIN_DIR holds the host's funless-core and fl. Needs qemu-aarch64 (Debian's qemu-user),
-#   the aarch64 C library (libc6-dev-arm64-cross or libc6-arm64-cross), curl and jq, and the
-#   examples built by examples/build.sh (built here when missing).
+#   readelf, curl and jq, and the examples built by examples/build.sh (built here when missing).
 #
 # Both binaries compile guest code in a child process of themselves (`/proc/self/exe`); under
 # qemu-user that exec needs the kernel to hand aarch64 ELF files to qemu. Unless binfmt_misc
@@ -24,18 +25,27 @@ native_dir=$(realpath "${2:?$usage}")
 repo=$(cd "$(dirname "$0")/.." && pwd)
 script="$repo/.ci/arm-qemu.sh"
 
-sysroot=/usr/aarch64-linux-gnu
-export QEMU_LD_PREFIX="$sysroot" NO_COLOR=1
+export NO_COLOR=1
 for binary in "$arm_dir/funless-core" "$arm_dir/funless-worker" "$native_dir/funless-core" "$native_dir/fl"; do
   [ -x "$binary" ] || { echo "error: $binary is missing" >&2; exit 1; }
 done
-for tool in qemu-aarch64 curl jq; do
+for tool in qemu-aarch64 readelf curl jq; do
   command -v "$tool" >/dev/null || { echo "error: $tool is missing" >&2; exit 1; }
 done
-[ -e "$sysroot/lib/ld-linux-aarch64.so.1" ] || {
-  echo "error: no aarch64 C library under $sysroot (apt-get install libc6-arm64-cross)" >&2
-  exit 1
-}
+# A dynamic build runs against the cross C library (qemu's -L); a static one needs nothing.
+qemu_args=()
+if LC_ALL=C readelf -l "$arm_dir/funless-core" | grep -q 'Requesting program interpreter'; then
+  sysroot=/usr/aarch64-linux-gnu
+  export QEMU_LD_PREFIX="$sysroot"
+  qemu_args=(-L "$sysroot")
+  [ -e "$sysroot/lib/ld-linux-aarch64.so.1" ] || {
+    echo "error: no aarch64 C library under $sysroot (apt-get install libc6-arm64-cross)" >&2
+    exit 1
+  }
+  echo "== aarch64 binaries: dynamic, run against $sysroot"
+else
+  echo "== aarch64 binaries: static"
+fi
 
 # aarch64 ELF executables (e_ident, e_type EXEC or DYN, e_machine 183), for binfmt_misc.
 binfmt_rule=':funless-qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$(command -v qemu-aarch64)"':'
@@ -98,7 +108,7 @@ arm_address_space_kib=$((16 * 1024 * 1024))
 run_arm() {
   local log=$1
   shift
-  (ulimit -v "$arm_address_space_kib" && exec qemu-aarch64 -L "$sysroot" "$@") >"$log" 2>&1 &
+  (ulimit -v "$arm_address_space_kib" && exec qemu-aarch64 "${qemu_args[@]}" "$@") >"$log" 2>&1 &
 }
 
 now_ms() { date +%s%3N; }

@@ -5,11 +5,13 @@
 //! - [`codec`]: the one place that encodes and decodes payloads (bincode today).
 //! - [`node`]: starting a cluster node with the cookie, joining a peer and staying joined.
 //! - [`discovery`]: finding the Core without its address (encrypted multicast gossip, DNS).
+//! - [`probe`]: the `--health-check` of images with no shell.
 #![deny(missing_docs)]
 
 pub mod codec;
 pub mod discovery;
 pub mod node;
+pub mod probe;
 pub mod process;
 pub mod protocol;
 pub mod settings;

@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use clap::Parser;
 use funless_core::{CoreConfig, resolve_cookie};
 
+// Static (musl) builds: see the comment on mimalloc in Cargo.toml.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The FunLess Core: REST API, function store, scheduler.
 #[derive(Debug, Parser)]
 #[command(name = "funless-core", version)]
@@ -17,6 +22,10 @@ struct Args {
     /// Print the effective settings (with where each came from) as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Ask the Core that these settings describe for `GET /health` on loopback and exit 0 if
+    /// it answers 200, else 1: the health check of an image with no shell (deploy/oci/).
+    #[arg(long)]
+    health_check: bool,
     /// Directory for the SQLite database, the first tokens and the generated cookie.
     #[arg(long, env = "FUNLESS_DATA_DIR", default_value = "funless-data")]
     data_dir: PathBuf,
@@ -108,15 +117,19 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             return Ok(funless_worker::compiler::child_main(&args[1..]));
         }
     }
+    let args = funless_actors::settings::load_or_exit::<Args>()?;
+    if args.health_check {
+        return Ok(funless_actors::probe::exit_code(args.listen, "/health"));
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?
-        .block_on(core_main())?;
+        .block_on(core_main(args))?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn core_main() -> anyhow::Result<()> {
+async fn core_main(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -124,7 +137,6 @@ async fn core_main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = funless_actors::settings::load_or_exit::<Args>()?;
     let tls = funless_actors::tls::Tls::from_flags(
         args.tls_ca.as_deref(),
         args.tls_cert.as_deref(),

@@ -14,6 +14,11 @@ use funless_worker::{AllocatorChoice, Compiler, Runtime, RuntimeConfig, WorkerOp
 use std::sync::Mutex;
 use tokio::sync::watch;
 
+// Static (musl) builds: see the comment on mimalloc in Cargo.toml.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs functions for a FunLess Core.
 #[derive(Debug, Parser)]
 #[command(name = "funless-worker", version)]
@@ -25,6 +30,11 @@ struct Args {
     /// Print the effective settings (with where each came from) as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Ask the worker that these settings describe for `GET /metrics` (at --metrics-listen)
+    /// on loopback and exit 0 if it answers 200, else 1: the health check of an image with no
+    /// shell (deploy/oci/).
+    #[arg(long)]
+    health_check: bool,
     /// The Core's cluster address (host:port). One of --core, --core-dns and --gossip says
     /// how to find the Core; with none, give a fixed --cluster-port and let the Core connect
     /// (`POST /v1/admin/nodes`).
@@ -50,7 +60,7 @@ struct Args {
         long,
         env = "FUNLESS_COOKIE",
         hide_env_values = true,
-        required_unless_present = "cookie_file"
+        required_unless_present_any = ["cookie_file", "health_check"]
     )]
     cookie: Option<String>,
     /// Read the cluster secret from this file instead (its first line).
@@ -134,15 +144,24 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     if args.first().map(String::as_str) == Some(compiler::CHILD_ARG) {
         return Ok(compiler::child_main(&args[1..]));
     }
+    let args = funless_actors::settings::load_or_exit::<Args>()?;
+    if args.health_check {
+        let Some(listen) = args.metrics_listen else {
+            anyhow::bail!(
+                "--health-check asks the metrics endpoint, and this worker has none: give --metrics-listen (FUNLESS_METRICS_LISTEN)"
+            );
+        };
+        return Ok(funless_actors::probe::exit_code(listen, "/metrics"));
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(worker_main())?;
+        .block_on(worker_main(args))?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn worker_main() -> anyhow::Result<()> {
+async fn worker_main(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -150,7 +169,6 @@ async fn worker_main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = funless_actors::settings::load_or_exit::<Args>()?;
     if args.core.is_none() && args.core_dns.is_none() && !args.gossip && args.cluster_port == 0 {
         anyhow::bail!(
             "no way to find the Core: give --core HOST:PORT (its cluster address), --core-dns NAME:PORT (a Kubernetes headless service), or --gossip (multicast on the LAN, the Core needs --gossip too); or give a fixed --cluster-port and have the Core connect with POST /v1/admin/nodes"

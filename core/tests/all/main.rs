@@ -15,6 +15,7 @@ mod events;
 mod faults;
 mod fuzz;
 mod harness;
+mod health_check;
 mod hostile;
 mod javascript;
 mod large_uploads;
