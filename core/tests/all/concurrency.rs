@@ -1,5 +1,9 @@
 //! A sleeping function holds no OS thread: 1,000 concurrent 3-second `sleep` invocations on one
-//! worker all finish within 4 s of wall time.
+//! worker are all in flight at once and none waits for another.
+//!
+//! The client is 1,000 OS threads on a 2-core machine: how soon each thread gets to send its
+//! request is the client's business, so the test times each call from its own start and checks
+//! the overlap, not the wall time of the whole batch.
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -10,7 +14,7 @@ use serde_json::json;
 use crate::harness::{Core, CoreOptions, Worker, example};
 
 #[test]
-fn a_thousand_concurrent_sleeps_on_one_worker_finish_within_four_seconds() {
+fn a_thousand_concurrent_sleeps_on_one_worker_overlap_and_none_waits_for_another() {
     // One subject makes all 1,000 calls: its quota of calls in flight is lifted.
     let core = Core::start(CoreOptions {
         extra: vec!["--quota-concurrent-invocations".into(), "0".into()],
@@ -37,30 +41,44 @@ fn a_thousand_concurrent_sleeps_on_one_worker_finish_within_four_seconds() {
                 .stack_size(256 * 1024)
                 .spawn(move || {
                     barrier.wait();
-                    let t = Instant::now();
+                    let start = Instant::now();
                     let r = client.invoke("_", "sleep", json!({}));
-                    (r, t.elapsed())
+                    (r, start, Instant::now())
                 })
                 .unwrap()
         })
         .collect();
     barrier.wait();
     let started = Instant::now();
-    let mut times = Vec::new();
+    let (mut times, mut last_start, mut first_end) = (Vec::new(), started, None::<Instant>);
     for handle in handles {
-        let ((status, body), t) = handle.join().unwrap();
-        times.push(t);
+        let ((status, body), start, end) = handle.join().unwrap();
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["data"]["payload"], "Slept for 3 seconds");
+        times.push(end - start);
+        last_start = last_start.max(start);
+        first_end = Some(first_end.map_or(end, |e| e.min(end)));
     }
     let took = started.elapsed();
     times.sort();
     eprintln!(
-        "per call: min {:?} median {:?} max {:?}",
+        "per call: min {:?} median {:?} max {:?}; the whole batch took {took:?}",
         times[0],
         times[n / 2],
         times[n - 1]
     );
-    assert!(took < Duration::from_secs(4), "1,000 sleeps took {took:?}");
-    eprintln!("1,000 concurrent 3 s sleeps took {took:?}");
+    // A sleep lasts 3 s: a call that took 4 s or more waited for a slot, a thread or a lock.
+    assert!(
+        times[n - 1] < Duration::from_secs(4),
+        "the slowest call took {:?}",
+        times[n - 1]
+    );
+    // The last call was sent before the first one was answered: all 1,000 were in flight at
+    // once on the one worker.
+    let first_end = first_end.unwrap();
+    assert!(
+        last_start < first_end,
+        "the last call started {:?} after the first had finished",
+        last_start - first_end
+    );
 }
