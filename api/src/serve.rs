@@ -7,6 +7,12 @@
 //! time-out once a request has begun to arrive or the connection is new, else the idle
 //! time-out). A connection with a request in progress is never cut here; its body has its own
 //! time-out (see [`crate::admission`]).
+//!
+//! The watch costs a request nothing but two uncontended locks: requests and arriving bytes only
+//! update the connection's [`Activity`], and the connection's task looks at it when its timer
+//! fires, at least once per check period (the shorter time-out). Waking the task on every change
+//! instead made each request re-schedule its own task, and the runtime woke a second thread for
+//! it each time (docs/BENCHMARKS.md, "Where a warm invocation's time goes").
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,7 +26,7 @@ use axum::extract::ConnectInfo;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -124,8 +130,13 @@ async fn connection(
     };
     let connection = http.serve_connection(io, service);
     tokio::pin!(connection);
+    let period = limits
+        .header_timeout
+        .min(limits.idle_timeout)
+        .max(Duration::from_millis(1));
+    let check = tokio::time::sleep(limits.header_timeout);
+    tokio::pin!(check);
     loop {
-        let deadline = activity.deadline(limits);
         tokio::select! {
             served = connection.as_mut() => {
                 if let Err(e) = served {
@@ -133,30 +144,23 @@ async fn connection(
                 }
                 return;
             }
-            () = activity.changed.notified() => {}
-            () = sleep_until(deadline) => {
-                if activity.deadline(limits).is_some_and(|d| d <= Instant::now()) {
+            () = check.as_mut() => match activity.next_check(limits, period, Instant::now()) {
+                Some(at) => check.as_mut().reset(at),
+                None => {
                     tracing::debug!(%peer, "closing an API connection: idle or headers too slow");
                     return;
                 }
-            }
+            },
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 
 /// What a connection is doing, for its deadline.
 struct Activity {
     state: Mutex<ActivityState>,
-    changed: Notify,
 }
 
+#[derive(Debug, Clone, Copy)]
 struct ActivityState {
     /// Requests being answered.
     busy: usize,
@@ -164,6 +168,30 @@ struct ActivityState {
     idle_since: Instant,
     /// When the bytes of a request began to arrive, while no request is being answered.
     header_since: Option<Instant>,
+}
+
+impl ActivityState {
+    /// When the connection is to be closed if nothing changes; `None` while a request is
+    /// being answered.
+    fn deadline(&self, limits: &HttpLimits) -> Option<Instant> {
+        if self.busy > 0 {
+            return None;
+        }
+        Some(match self.header_since {
+            Some(since) => since + limits.header_timeout,
+            None => self.idle_since + limits.idle_timeout,
+        })
+    }
+
+    /// When to look again (`None`: close now). Any change after `now` sets a deadline at least
+    /// `period` after it, so looking again within `period` is never late for it.
+    fn next_check(&self, limits: &HttpLimits, period: Duration, now: Instant) -> Option<Instant> {
+        match self.deadline(limits) {
+            Some(deadline) if deadline <= now => None,
+            Some(deadline) => Some(deadline.min(now + period)),
+            None => Some(now + period),
+        }
+    }
 }
 
 impl Activity {
@@ -176,7 +204,6 @@ impl Activity {
                 // A new connection owes its first request's headers at once.
                 header_since: Some(now),
             }),
-            changed: Notify::new(),
         }
     }
 
@@ -184,23 +211,14 @@ impl Activity {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn deadline(&self, limits: &HttpLimits) -> Option<Instant> {
-        let state = self.lock();
-        if state.busy > 0 {
-            return None;
-        }
-        Some(match state.header_since {
-            Some(since) => since + limits.header_timeout,
-            None => state.idle_since + limits.idle_timeout,
-        })
+    fn next_check(&self, limits: &HttpLimits, period: Duration, now: Instant) -> Option<Instant> {
+        self.lock().next_check(limits, period, now)
     }
 
     fn bytes_arrived(&self) {
         let mut state = self.lock();
         if state.busy == 0 && state.header_since.is_none() {
             state.header_since = Some(Instant::now());
-            drop(state);
-            self.changed.notify_one();
         }
     }
 }
@@ -210,24 +228,19 @@ struct Busy(Arc<Activity>);
 
 impl Busy {
     fn begin(activity: &Arc<Activity>) -> Self {
-        {
-            let mut state = activity.lock();
-            state.busy += 1;
-            state.header_since = None;
-        }
-        activity.changed.notify_one();
+        let mut state = activity.lock();
+        state.busy += 1;
+        state.header_since = None;
+        drop(state);
         Self(activity.clone())
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        {
-            let mut state = self.0.lock();
-            state.busy = state.busy.saturating_sub(1);
-            state.idle_since = Instant::now();
-        }
-        self.0.changed.notify_one();
+        let mut state = self.0.lock();
+        state.busy = state.busy.saturating_sub(1);
+        state.idle_since = Instant::now();
     }
 }
 
@@ -279,5 +292,99 @@ impl AsyncWrite for Watched {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> HttpLimits {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            ..HttpLimits::default()
+        }
+    }
+
+    const PERIOD: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn a_new_connection_is_checked_when_its_headers_are_due() {
+        let start = Instant::now();
+        let state = ActivityState {
+            busy: 0,
+            idle_since: start,
+            header_since: Some(start),
+        };
+        let s = Duration::from_secs;
+        assert_eq!(
+            state.next_check(&limits(), PERIOD, start),
+            Some(start + s(10))
+        );
+        assert_eq!(
+            state.next_check(&limits(), PERIOD, start + s(4)),
+            Some(start + s(10))
+        );
+        assert_eq!(state.next_check(&limits(), PERIOD, start + s(10)), None);
+    }
+
+    #[test]
+    fn a_busy_connection_is_never_closed_and_looked_at_every_period() {
+        let start = Instant::now();
+        let state = ActivityState {
+            busy: 1,
+            idle_since: start,
+            header_since: None,
+        };
+        let late = start + Duration::from_secs(3600);
+        assert_eq!(
+            state.next_check(&limits(), PERIOD, late),
+            Some(late + PERIOD)
+        );
+    }
+
+    #[test]
+    fn an_idle_connection_is_looked_at_every_period_and_closed_at_its_idle_deadline() {
+        let start = Instant::now();
+        let state = ActivityState {
+            busy: 0,
+            idle_since: start,
+            header_since: None,
+        };
+        let s = Duration::from_secs;
+        assert_eq!(
+            state.next_check(&limits(), PERIOD, start),
+            Some(start + s(10))
+        );
+        assert_eq!(
+            state.next_check(&limits(), PERIOD, start + s(55)),
+            Some(start + s(60))
+        );
+        assert_eq!(state.next_check(&limits(), PERIOD, start + s(60)), None);
+    }
+
+    #[test]
+    fn headers_that_begin_after_a_check_are_due_no_earlier_than_the_next_one() {
+        let s = Duration::from_secs;
+        let start = Instant::now();
+        let idle = ActivityState {
+            busy: 0,
+            idle_since: start,
+            header_since: None,
+        };
+        for (checked, arrived) in [(0, 0), (0, 9), (20, 21), (50, 59)] {
+            let next = idle
+                .next_check(&limits(), PERIOD, start + s(checked))
+                .expect("an idle connection within its time-out is looked at again");
+            let arriving = ActivityState {
+                header_since: Some(start + s(arrived)),
+                ..idle
+            };
+            let due = arriving
+                .deadline(&limits())
+                .expect("a connection with no request in progress has a deadline");
+            assert!(next <= due, "checked at {checked}, headers from {arrived}");
+        }
     }
 }
