@@ -11,8 +11,8 @@
 //! The watch costs a request nothing but two uncontended locks: requests and arriving bytes only
 //! update the connection's [`Activity`], and the connection's task looks at it when its timer
 //! fires, at least once per check period (the shorter time-out). Waking the task on every change
-//! instead made each request re-schedule its own task, and the runtime woke a second thread for
-//! it each time (docs/BENCHMARKS.md, "Where a warm invocation's time goes").
+//! would make each request re-schedule its own task as a yield, and tokio wakes a parked runtime
+//! thread for every yield (docs/BENCHMARKS.md, "The wrk comparison").
 
 use std::net::SocketAddr;
 use std::pin::Pin;
