@@ -66,7 +66,12 @@ pub(crate) struct PlainServer {
 impl PlainServer {
     /// Starts on a free 127.0.0.1 port with a runtime of `threads` threads of its own.
     pub(crate) fn start(threads: usize) -> anyhow::Result<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), threads)
+    }
+
+    /// Starts on `addr` with a runtime of `threads` threads of its own.
+    pub(crate) fn start_on(addr: SocketAddr, threads: usize) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -111,6 +116,54 @@ impl Drop for PlainServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// The network floor in a process of its own (`funless-bench floor-server`), as the Core is:
+/// the client's process then holds only the client. Stopped when dropped.
+pub(crate) struct FloorProcess {
+    _process: Process,
+    addr: SocketAddr,
+}
+
+impl FloorProcess {
+    /// Starts this executable's `floor-server` on a free port and waits until it accepts.
+    pub(crate) fn start(threads: usize) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let exe = std::env::current_exe().context("finding funless-bench's own path")?;
+        let log = std::env::temp_dir().join(format!("funless-bench-floor-{port}.log"));
+        let process = Process::spawn(
+            "floor-server",
+            Command::new(exe)
+                .arg("floor-server")
+                .args(["--port", &port.to_string()])
+                .args(["--threads", &threads.to_string()]),
+            log,
+        )?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                bail!("the floor server did not listen on {addr} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self {
+            _process: process,
+            addr,
+        })
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+/// `funless-bench floor-server`: the network floor on 127.0.0.1:`port` until killed.
+pub(crate) fn serve_floor(port: u16, threads: usize) -> anyhow::Result<()> {
+    let _server = PlainServer::start_on(SocketAddr::from(([127, 0, 0, 1], port)), threads)?;
+    loop {
+        std::thread::park();
     }
 }
 

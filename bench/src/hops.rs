@@ -4,8 +4,9 @@
 //! stages, measured in the processes: see api/src/routes.rs `invoke` and core/src/platform.rs
 //! `hops`). What happens outside the Core's handler (the client, loopback TCP, hyper reading
 //! the request head and writing the answer) is the HTTP floor's median with the same client:
-//! a plain axum server answering the same JSON. The table puts the median of every stage next
-//! to the client's measured median, so the stages are seen to add up.
+//! a plain axum server answering the same JSON, in a process of its own as the Core is (its
+//! median inside the client's process is reported beside it). The table puts the median of
+//! every stage next to the client's measured median, so the stages are seen to add up.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,7 +17,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use crate::cluster_floor;
-use crate::floors::PlainServer;
+use crate::floors::{FloorProcess, PlainServer};
 use crate::platform::{COOKIE, Layout, Platform};
 use crate::stats::percentile;
 
@@ -95,6 +96,9 @@ async fn measure(args: &HopsArgs) -> anyhow::Result<String> {
     let warmup = (args.requests / 10).max(10);
 
     let floor = PlainServer::start(2)?;
+    let in_process = sample(&client, &floor.url(), None, body, warmup, args.requests).await?;
+    drop(floor);
+    let floor = FloorProcess::start(2)?;
     let floor_samples = sample(&client, &floor.url(), None, body, warmup, args.requests).await?;
     drop(floor);
 
@@ -104,8 +108,10 @@ async fn measure(args: &HopsArgs) -> anyhow::Result<String> {
         "{} sequential `hello` invocations per path (one client, one kept-alive connection, \
          after {warmup} warm-up requests); medians in µs. Stages are read from each answer's \
          `Server-Timing` header; \"client, TCP, HTTP\" is the HTTP floor's median with the \
-         same client (a plain axum server answering the same JSON).\n",
-        args.requests
+         same client (a plain axum server answering the same JSON, in a process of its own; \
+         inside the client's process its median was {:.1} µs).\n",
+        args.requests,
+        us(median(&in_process.client)),
     );
     for (layout, what) in [
         (Layout::TwoProcesses, "Core + 1 Worker (two processes)"),

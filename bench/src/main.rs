@@ -50,6 +50,17 @@ enum Command {
     /// Where a warm invocation's time goes: the median of every stage the answers'
     /// `Server-Timing` headers report, beside the client's measured median.
     Hops(hops::HopsArgs),
+    /// The network floor alone (a plain axum server answering like `hello`) on
+    /// 127.0.0.1:PORT until killed: `hops` runs it as a process of its own.
+    #[command(hide = true)]
+    FloorServer {
+        /// Port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+        /// Runtime threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
 }
 
 /// One closed-loop run against a running platform.
@@ -113,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{table}");
             Ok(())
         }
+        Some(Command::FloorServer { port, threads }) => floors::serve_floor(port, threads),
         Some(Command::Wrk(args)) => {
             let table = wrk::run(args).await?;
             println!("{table}");
