@@ -299,6 +299,8 @@ impl AsyncWrite for Watched {
 mod tests {
     use super::*;
 
+    const PERIOD: Duration = Duration::from_secs(10);
+
     fn limits() -> HttpLimits {
         HttpLimits {
             header_timeout: Duration::from_secs(10),
@@ -307,81 +309,59 @@ mod tests {
         }
     }
 
-    const PERIOD: Duration = Duration::from_secs(10);
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    /// A connection idle since `start`, with `busy` requests in progress and headers arriving
+    /// since `header_since`.
+    fn state(busy: usize, start: Instant, header_since: Option<Instant>) -> ActivityState {
+        ActivityState {
+            busy,
+            idle_since: start,
+            header_since,
+        }
+    }
+
+    /// When the connection is looked at again if looked at `after` its start.
+    fn next(state: &ActivityState, start: Instant, after: Duration) -> Option<Instant> {
+        state.next_check(&limits(), PERIOD, start + after)
+    }
 
     #[test]
     fn a_new_connection_is_checked_when_its_headers_are_due() {
         let start = Instant::now();
-        let state = ActivityState {
-            busy: 0,
-            idle_since: start,
-            header_since: Some(start),
-        };
-        let s = Duration::from_secs;
-        assert_eq!(
-            state.next_check(&limits(), PERIOD, start),
-            Some(start + s(10))
-        );
-        assert_eq!(
-            state.next_check(&limits(), PERIOD, start + s(4)),
-            Some(start + s(10))
-        );
-        assert_eq!(state.next_check(&limits(), PERIOD, start + s(10)), None);
+        let new = state(0, start, Some(start));
+        assert_eq!(next(&new, start, secs(0)), Some(start + secs(10)));
+        assert_eq!(next(&new, start, secs(4)), Some(start + secs(10)));
+        assert_eq!(next(&new, start, secs(10)), None);
     }
 
     #[test]
     fn a_busy_connection_is_never_closed_and_looked_at_every_period() {
         let start = Instant::now();
-        let state = ActivityState {
-            busy: 1,
-            idle_since: start,
-            header_since: None,
-        };
-        let late = start + Duration::from_secs(3600);
-        assert_eq!(
-            state.next_check(&limits(), PERIOD, late),
-            Some(late + PERIOD)
-        );
+        let busy = state(1, start, None);
+        let late = secs(3600);
+        assert_eq!(next(&busy, start, late), Some(start + late + PERIOD));
     }
 
     #[test]
     fn an_idle_connection_is_looked_at_every_period_and_closed_at_its_idle_deadline() {
         let start = Instant::now();
-        let state = ActivityState {
-            busy: 0,
-            idle_since: start,
-            header_since: None,
-        };
-        let s = Duration::from_secs;
-        assert_eq!(
-            state.next_check(&limits(), PERIOD, start),
-            Some(start + s(10))
-        );
-        assert_eq!(
-            state.next_check(&limits(), PERIOD, start + s(55)),
-            Some(start + s(60))
-        );
-        assert_eq!(state.next_check(&limits(), PERIOD, start + s(60)), None);
+        let idle = state(0, start, None);
+        assert_eq!(next(&idle, start, secs(0)), Some(start + secs(10)));
+        assert_eq!(next(&idle, start, secs(55)), Some(start + secs(60)));
+        assert_eq!(next(&idle, start, secs(60)), None);
     }
 
     #[test]
     fn headers_that_begin_after_a_check_are_due_no_earlier_than_the_next_one() {
-        let s = Duration::from_secs;
         let start = Instant::now();
-        let idle = ActivityState {
-            busy: 0,
-            idle_since: start,
-            header_since: None,
-        };
+        let idle = state(0, start, None);
         for (checked, arrived) in [(0, 0), (0, 9), (20, 21), (50, 59)] {
-            let next = idle
-                .next_check(&limits(), PERIOD, start + s(checked))
+            let next = next(&idle, start, secs(checked))
                 .expect("an idle connection within its time-out is looked at again");
-            let arriving = ActivityState {
-                header_since: Some(start + s(arrived)),
-                ..idle
-            };
-            let due = arriving
+            let due = state(0, start, Some(start + secs(arrived)))
                 .deadline(&limits())
                 .expect("a connection with no request in progress has a deadline");
             assert!(next <= due, "checked at {checked}, headers from {arrived}");

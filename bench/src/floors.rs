@@ -120,51 +120,64 @@ impl Drop for PlainServer {
 }
 
 /// The network floor in a process of its own (`funless-bench floor-server`), as the Core is:
-/// the client's process then holds only the client. Stopped when dropped.
+/// the client's process then holds only the client. Stopped (and its log folder removed) when
+/// dropped.
 pub(crate) struct FloorProcess {
     _process: Process,
-    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    url: String,
 }
 
 impl FloorProcess {
-    /// Starts this executable's `floor-server` on a free port and waits until it accepts.
-    pub(crate) fn start(threads: usize) -> anyhow::Result<Self> {
+    /// Starts this executable's `floor-server` on a free port and waits until it answers.
+    pub(crate) async fn start(threads: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("funless-floor").tempdir()?;
         let port = free_port()?;
         let exe = std::env::current_exe().context("finding funless-bench's own path")?;
-        let log = std::env::temp_dir().join(format!("funless-bench-floor-{port}.log"));
-        let process = Process::spawn(
+        let mut process = Process::spawn(
             "floor-server",
             Command::new(exe)
                 .arg("floor-server")
                 .args(["--port", &port.to_string()])
                 .args(["--threads", &threads.to_string()]),
-            log,
+            dir.path().join("floor-server.log"),
         )?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let url = format!("http://127.0.0.1:{port}/");
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            if Instant::now() > deadline {
-                bail!("the floor server did not listen on {addr} within 10 s");
+        loop {
+            process.check_alive()?;
+            if let Ok(r) = client.post(&url).body("{}").send().await
+                && r.status().is_success()
+            {
+                break;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            if Instant::now() > deadline {
+                bail!(
+                    "the floor server did not answer on {url} within 10 s:\n{}",
+                    process.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(Self {
             _process: process,
-            addr,
+            _dir: dir,
+            url,
         })
     }
 
-    pub(crate) fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 }
 
 /// `funless-bench floor-server`: the network floor on 127.0.0.1:`port` until killed.
-pub(crate) fn serve_floor(port: u16, threads: usize) -> anyhow::Result<()> {
+pub(crate) async fn serve_floor(port: u16, threads: usize) -> anyhow::Result<()> {
     let _server = PlainServer::start_on(SocketAddr::from(([127, 0, 0, 1], port)), threads)?;
-    loop {
-        std::thread::park();
-    }
+    std::future::pending().await
 }
 
 /// Where the Wasmtime CLI is: `explicit`, else the install folder the evaluation documents,

@@ -98,8 +98,8 @@ async fn measure(args: &HopsArgs) -> anyhow::Result<String> {
     let floor = PlainServer::start(2)?;
     let in_process = sample(&client, &floor.url(), None, body, warmup, args.requests).await?;
     drop(floor);
-    let floor = FloorProcess::start(2)?;
-    let floor_samples = sample(&client, &floor.url(), None, body, warmup, args.requests).await?;
+    let floor = FloorProcess::start(2).await?;
+    let floor_samples = sample(&client, floor.url(), None, body, warmup, args.requests).await?;
     drop(floor);
 
     let mut out = String::new();

@@ -124,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{table}");
             Ok(())
         }
-        Some(Command::FloorServer { port, threads }) => floors::serve_floor(port, threads),
+        Some(Command::FloorServer { port, threads }) => floors::serve_floor(port, threads).await,
         Some(Command::Wrk(args)) => {
             let table = wrk::run(args).await?;
             println!("{table}");
