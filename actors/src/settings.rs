@@ -44,6 +44,38 @@ impl RestartFlags {
     }
 }
 
+/// Threads of a node's runtimes, the same flags on the Core and the worker.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ThreadFlags {
+    /// Threads of the node's own runtime: HTTP, actors, cluster sessions, and every
+    /// invocation until its guest computes past its first time slice (1 ms). Default: one for a
+    /// worker or a Core alone, so that a short call stays on one thread end to end in each
+    /// process; one per core for a Core with its embedded worker, the one process that then
+    /// does all of it (docs/BENCHMARKS.md, "Runtime threads").
+    #[arg(long, env = "FUNLESS_IO_THREADS")]
+    pub io_threads: Option<usize>,
+    /// Threads of the worker's compute pool (the worker's, or the Core's embedded worker's):
+    /// guests that compute past their first time slice, and services' replicas. Default: one
+    /// per core; 0: no pool (guests stay on the node's runtime).
+    #[arg(long, env = "FUNLESS_COMPUTE_THREADS")]
+    pub compute_threads: Option<usize>,
+}
+
+impl ThreadFlags {
+    /// The node's own runtime: --io-threads threads, else `default` (at least one).
+    pub fn node_runtime(&self, default: usize) -> std::io::Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.io_threads.unwrap_or(default).max(1))
+            .enable_all()
+            .build()
+    }
+}
+
+/// One per core, the default size of thread pools that share the machine's CPUs.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Egress of functions, shared by the worker and the Core's embedded worker.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct EgressFlags {

@@ -1,8 +1,10 @@
 //! The cluster hop alone: this process joins the platform's cluster as a node of its own (same
 //! cookie), dials the worker's node and calls its gateway directly, as the Core does, with no
-//! Core and no HTTP in between. `Status` round trips measure ractor_cluster's floor (encode,
-//! both node sessions, loopback TCP, decode, the gateway's handler and the way back); `Invoke`
-//! round trips add the worker's whole share (invoker actor, Wasmtime).
+//! Core and no HTTP in between. `Invoke` round trips of `hello` are the Core's `cluster` stage
+//! plus the worker's whole share (invoker actor, Wasmtime), from a node that is not the Core;
+//! `Status` round trips are the worker's status report, which reads the machine's memory and
+//! CPU load from /proc before it answers (encode, both node sessions, loopback TCP, decode,
+//! that handler and the way back).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

@@ -21,6 +21,10 @@ use crate::floors::{FloorProcess, PlainServer};
 use crate::platform::{COOKIE, Layout, Platform};
 use crate::stats::percentile;
 
+/// Runtime threads of the HTTP floor and of the cluster floor's client: the Core's default
+/// `--io-threads`.
+const FLOOR_THREADS: usize = 1;
+
 /// Arguments of `funless-bench hops`.
 #[derive(Debug, Args)]
 pub(crate) struct HopsArgs {
@@ -95,10 +99,11 @@ async fn measure(args: &HopsArgs) -> anyhow::Result<String> {
     let body = r#"{"args":{"name":"bench"}}"#;
     let warmup = (args.requests / 10).max(10);
 
-    let floor = PlainServer::start(2)?;
+    // The floor runs on as many runtime threads as the Core does by default (--io-threads).
+    let floor = PlainServer::start(FLOOR_THREADS)?;
     let in_process = sample(&client, &floor.url(), None, body, warmup, args.requests).await?;
     drop(floor);
-    let floor = FloorProcess::start(2).await?;
+    let floor = FloorProcess::start(FLOOR_THREADS).await?;
     let floor_samples = sample(&client, floor.url(), None, body, warmup, args.requests).await?;
     drop(floor);
 
@@ -133,11 +138,21 @@ async fn measure(args: &HopsArgs) -> anyhow::Result<String> {
         )
         .await?;
         let floor = match platform.worker_cluster_port {
-            Some(port) => Some(
-                cluster_floor::measure(port, COOKIE, &hello, warmup, args.requests)
-                    .await
-                    .context("measuring the cluster floor")?,
-            ),
+            // On a runtime of the Core's default size, as the Core calls the worker.
+            Some(port) => {
+                let (hello, requests) = (hello.clone(), args.requests);
+                let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(FLOOR_THREADS)
+                        .enable_all()
+                        .build()?
+                        .block_on(cluster_floor::measure(
+                            port, COOKIE, &hello, warmup, requests,
+                        ))
+                })
+                .await?;
+                Some(measured.context("measuring the cluster floor")?)
+            }
             None => None,
         };
         drop(platform);
@@ -152,8 +167,8 @@ async fn measure(args: &HopsArgs) -> anyhow::Result<String> {
                 "The cluster alone (this process joins the worker's node with the cookie and \
                  calls its gateway as the Core does; no Core, no HTTP), {} round trips each:\n\n\
                  | call | median µs | p99 µs |\n|---|---|---|\n\
-                 | `Status` (ractor_cluster's floor: encode, two node sessions, TCP, decode, the gateway) | {:.1} | {:.1} |\n\
-                 | `Invoke` hello (the floor + the worker's share) | {:.1} | {:.1} |\n\
+                 | `Status` (the worker's status report: two node sessions, TCP, reading /proc) | {:.1} | {:.1} |\n\
+                 | `Invoke` hello (the cluster hop + the worker's share) | {:.1} | {:.1} |\n\
                  | the Core's `cluster` stage above, for comparison | {:.1} | |\n",
                 args.requests,
                 us(median(&floor.status)),

@@ -97,6 +97,8 @@ struct Args {
     fault_injection: bool,
     #[command(flatten)]
     restart: funless_actors::settings::RestartFlags,
+    #[command(flatten)]
+    threads: funless_actors::settings::ThreadFlags,
     /// Egress of the embedded worker's functions (as funless-worker's flags).
     #[command(flatten)]
     egress: funless_actors::settings::EgressFlags,
@@ -121,9 +123,12 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     if args.health_check {
         return Ok(funless_actors::probe::exit_code(args.listen, "/health"));
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    args.threads
+        .node_runtime(if args.embedded_worker {
+            funless_actors::settings::cores()
+        } else {
+            1
+        })
         .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?
         .block_on(core_main(args))?;
     Ok(std::process::ExitCode::SUCCESS)
@@ -154,6 +159,7 @@ async fn core_main(args: Args) -> anyhow::Result<()> {
             args.fault_injection,
             intensity,
             args.egress.clone(),
+            args.threads.compute_threads,
         )?]
     } else {
         Vec::new()
@@ -202,6 +208,7 @@ fn embedded_worker(
     fault_injection: bool,
     intensity: funless_actors::supervisor::Intensity,
     egress: funless_actors::settings::EgressFlags,
+    compute_threads: Option<usize>,
 ) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
     let runtime = std::sync::Arc::new(funless_worker::Runtime::new(
         funless_worker::RuntimeConfig {
@@ -209,6 +216,8 @@ fn embedded_worker(
             compiler: funless_worker::Compiler::child_of_this_program(),
             allow_hosts: egress.allow_hosts,
             egress_roots: egress.egress_ca,
+            compute_threads: compute_threads
+                .unwrap_or_else(funless_worker::default_compute_threads),
             ..funless_worker::RuntimeConfig::default()
         },
     )?);
@@ -227,6 +236,7 @@ fn embedded_worker(
     _: bool,
     _: funless_actors::supervisor::Intensity,
     _: funless_actors::settings::EgressFlags,
+    _: Option<usize>,
 ) -> anyhow::Result<funless_actors::supervisor::ChildSpec> {
     anyhow::bail!("this build has no embedded worker (feature `embedded-worker` is off)")
 }

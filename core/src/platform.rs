@@ -14,7 +14,6 @@ use funless_api::types::{
     FunctionMetadata, ModuleInfo, Named, NodeConnected, WorkerFailure, WorkerInfo,
 };
 use funless_api::{ApiError, ApiResult, Backend, FunctionUpload, Invocation, Subject, Timings};
-use sha2::{Digest, Sha256};
 
 use crate::activations::{ActivationLimits, Activations, Finished, Outcome};
 use crate::catalog::{CachedFunction, Catalog};
@@ -399,9 +398,14 @@ impl Platform {
             .ok_or_else(|| not_found_function(module, name))
     }
 
-    fn new_function(&self, module: &str, upload: &FunctionUpload) -> ApiResult<(NewFunction, Abi)> {
-        let abi =
-            validate::validate(&upload.code, upload.language).map_err(ApiError::BadRequest)?;
+    async fn new_function(
+        &self,
+        module: &str,
+        upload: &FunctionUpload,
+    ) -> ApiResult<(NewFunction, Abi)> {
+        let (abi, hash) = validate::validate_and_hash(upload.code.clone(), upload.language)
+            .await
+            .map_err(ApiError::BadRequest)?;
         // Where the Core itself would connect: refused at upload when written as an address
         // the egress policy refuses; names are checked on every connection.
         let egress = self.inner.sinks.egress();
@@ -420,7 +424,7 @@ impl Platform {
                 module: module.to_string(),
                 name: upload.name.clone(),
                 code: upload.code.clone(),
-                hash: hex::encode(Sha256::digest(&upload.code)),
+                hash,
                 abi: abi.as_str().to_string(),
                 capacity_bytes: i64::try_from(
                     upload.metadata.capacity.unwrap_or(DEFAULT_CAPACITY_BYTES),
@@ -1088,7 +1092,7 @@ impl Backend for Platform {
         upload: FunctionUpload,
     ) -> ApiResult<FunctionCreated> {
         let module = &self.module_for(who, module).await?;
-        let (new, abi) = self.new_function(module, &upload)?;
+        let (new, abi) = self.new_function(module, &upload).await?;
         let (checked, turn) = self.admit_upload(who, &new, abi, &upload, None).await?;
         let row = self.inner.store.create_function(new).await.map_err(api)?;
         drop(turn);
@@ -1121,7 +1125,7 @@ impl Backend for Platform {
         upload: FunctionUpload,
     ) -> ApiResult<FunctionCreated> {
         let module = &self.module_for(who, module).await?;
-        let (new, abi) = self.new_function(module, &upload)?;
+        let (new, abi) = self.new_function(module, &upload).await?;
         let old = self.function_row(module, function).await?;
         let (checked, turn) = self
             .admit_upload(who, &new, abi, &upload, Some(&old))

@@ -5,6 +5,7 @@
 //! naming the problem, instead of an error from every worker.
 
 use funless_api::types::{Abi, Language};
+use sha2::{Digest, Sha256};
 use wasmparser::{ComponentExternalKind, ExternalKind, Parser, Payload, Validator};
 
 /// Host functions of the FunLess ABI a module may import from `fl_imps`.
@@ -53,6 +54,21 @@ pub fn validate(code: &[u8], language: Option<Language>) -> Result<Abi, String> 
             )
         }),
     }
+}
+
+/// [`validate`] and the code's SHA-256 (lower-case hex), on a blocking thread: both take
+/// time in proportion to the code (tens of milliseconds for tens of MiB), which the node's
+/// runtime thread must not spend while it serves invocations.
+pub async fn validate_and_hash(
+    code: bytes::Bytes,
+    language: Option<Language>,
+) -> Result<(Abi, String), String> {
+    tokio::task::spawn_blocking(move || {
+        let abi = validate(&code, language)?;
+        Ok((abi, hex::encode(Sha256::digest(&code))))
+    })
+    .await
+    .map_err(|e| format!("the upload check stopped: {e}"))?
 }
 
 /// JavaScript: UTF-8 text of bounded size that names its entry point.

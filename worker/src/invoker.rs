@@ -210,7 +210,7 @@ impl Actor for Invoker {
             Some(Work::Invoke(request, received)) => {
                 let spawn_us = received.elapsed().as_micros() as u64;
                 let mut answer = match request.into_inner() {
-                    Ok(request) => state.runtime.invoke(request).await,
+                    Ok(request) => state.runtime.invoke_here_then_pool(request).await,
                     Err(e) => InvokeReply::Failed(InvokeError::Worker {
                         message: e.to_string(),
                     }),

@@ -178,7 +178,7 @@ async fn pre_initialise(engine: &Engine, linker: &Linker<HostState>) -> Result<V
             };
             let mut store = Store::new(&engine, state);
             store.limiter(|state| &mut state.limits);
-            store.epoch_deadline_async_yield_and_update(1);
+            store.epoch_deadline_async_yield_and_update(crate::slices::SLICE_TICKS);
             let wizer = wasmtime_wizer::Wizer::new();
             let run = wizer.run(
                 &mut store,

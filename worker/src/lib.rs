@@ -15,6 +15,7 @@ mod artifact;
 mod cache;
 mod cache_owner;
 pub mod compiler;
+mod compute;
 mod disk;
 mod engine;
 mod error;
@@ -42,7 +43,7 @@ pub use abi::Abi;
 pub use compiler::{CompileLimits, Compiler};
 pub use engine::AllocatorChoice;
 pub use error::{Error, Result};
-pub use runtime::{DEFAULT_CACHE_MB, Runtime, RuntimeConfig};
+pub use runtime::{DEFAULT_CACHE_MB, Runtime, RuntimeConfig, default_compute_threads};
 
 /// A running worker: its runtime and the root of its supervision tree.
 #[derive(Debug)]

@@ -133,6 +133,8 @@ struct Args {
     #[command(flatten)]
     restart: funless_actors::settings::RestartFlags,
     #[command(flatten)]
+    threads: funless_actors::settings::ThreadFlags,
+    #[command(flatten)]
     egress: funless_actors::settings::EgressFlags,
     #[command(flatten)]
     compile: compiler::CompileArgs,
@@ -153,9 +155,8 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         };
         return Ok(funless_actors::probe::exit_code(listen, "/metrics"));
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    args.threads
+        .node_runtime(1)
         .context("starting the async runtime")?
         .block_on(worker_main(args))?;
     Ok(std::process::ExitCode::SUCCESS)
@@ -249,6 +250,10 @@ async fn worker_main(args: Args) -> anyhow::Result<()> {
             allow_hosts: args.egress.allow_hosts,
             egress_roots: args.egress.egress_ca,
             compile,
+            compute_threads: args
+                .threads
+                .compute_threads
+                .unwrap_or_else(funless_worker::default_compute_threads),
         })
         .context("starting the worker's runtime")?,
     );

@@ -51,6 +51,7 @@ pub(crate) struct WorkerMetrics {
     pub(crate) compilations: Counter,
     pub(crate) disk_loads: Counter,
     pub(crate) disk_discards: Counter,
+    pub(crate) moved_to_pool: Counter,
 }
 
 /// Reads the cache and in-flight count at each scrape.
@@ -155,6 +156,12 @@ impl WorkerMetrics {
             "Precompiled files found corrupt or incompatible and removed",
             disk_discards.clone(),
         );
+        let moved_to_pool = Counter::default();
+        registry.register(
+            "invocations_moved",
+            "Invocations whose guest used up a time slice and finished on the compute pool",
+            moved_to_pool.clone(),
+        );
         registry.register_collector(Box::new(StateCollector { cache, in_flight }));
         Self {
             registry: Mutex::new(registry),
@@ -163,6 +170,7 @@ impl WorkerMetrics {
             compilations,
             disk_loads,
             disk_discards,
+            moved_to_pool,
         }
     }
 

@@ -1,9 +1,11 @@
 //! The Wasmtime side of a worker: one [`Engine`], the code cache, and one invocation's run.
 //!
 //! Every invocation gets a fresh `Store`. Runs are async: a guest that sleeps (WASI
-//! `poll_oneoff`) holds no thread, and a busy guest yields to the executor every epoch tick
-//! (10 ms, [`crate::slices`]), so no invocation keeps a tokio worker thread from the others. The time limit is a
-//! tokio timeout around the whole run, which therefore also covers time spent in host calls.
+//! `poll_oneoff`) holds no thread, and a busy guest yields to the executor at the end of every
+//! time slice (the first after 1 ms, then every 10 ms, [`crate::slices`]) and moves to the
+//! compute pool at the first ([`crate::compute`]), so no invocation keeps a runtime thread from
+//! the others. The time limit is a tokio timeout around the whole run, which therefore also
+//! covers time spent in host calls.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ use crate::abi::Abi;
 use crate::artifact::{self, Artifact};
 use crate::cache::{CodeCache, Compiled, Pre};
 use crate::compiler::{self, Children, CompileLimits, Compiler, Job};
+use crate::compute::ComputePool;
 use crate::disk::{DiskCache, Lookup};
 use crate::engine::{self, AllocatorChoice, Compiles, EngineSettings};
 use crate::error::{Error, Result};
@@ -72,6 +75,14 @@ pub struct RuntimeConfig {
     pub egress_roots: Vec<PathBuf>,
     /// Bounds of compiles: how many at once, how long, how much memory (children).
     pub compile: CompileLimits,
+    /// Threads of the compute pool, where guests that use up a time slice and services'
+    /// replicas run ([`crate::compute`]); `0`: no pool, guests run where they arrive.
+    pub compute_threads: usize,
+}
+
+/// One compute thread per core.
+pub fn default_compute_threads() -> usize {
+    funless_actors::settings::cores()
 }
 
 impl RuntimeConfig {
@@ -99,6 +110,7 @@ impl Default for RuntimeConfig {
             allow_hosts: Vec::new(),
             egress_roots: Vec::new(),
             compile: CompileLimits::default(),
+            compute_threads: default_compute_threads(),
         }
     }
 }
@@ -129,6 +141,8 @@ pub struct Runtime {
     js: tokio::sync::OnceCell<Arc<JsEngine>>,
     /// Time slices of busy guests (the epoch ticker).
     slices: TimeSlices,
+    /// Where guests that compute, and services' replicas, run.
+    compute: ComputePool,
     /// Turns for compiles.
     children: Children,
     /// Instance slots of the pooling allocator (`None`: on-demand, no fixed number). A call
@@ -192,6 +206,8 @@ impl Runtime {
         let in_flight = Arc::new(AtomicU64::new(0));
         let metrics = WorkerMetrics::new(cache.clone(), in_flight.clone());
         let http = host::egress_client(&config.egress_roots)?;
+        let compute = ComputePool::start(config.compute_threads)
+            .map_err(|e| Error::Io(format!("starting the compute pool: {e}")))?;
         Ok(Self {
             config,
             engine,
@@ -209,6 +225,7 @@ impl Runtime {
             http_pool: host::http_pool(),
             js: tokio::sync::OnceCell::new(),
             slices,
+            compute,
             children,
             flights: std::sync::Mutex::default(),
             slots,
@@ -439,7 +456,15 @@ impl Runtime {
         function: &FunctionId,
         code: Vec<u8>,
     ) -> Result<Arc<Compiled>, InvokeError> {
-        let actual = code_hash(&code);
+        // Off the node's thread: hashing tens of MiB would stall every call behind it.
+        let (code, actual) = tokio::task::spawn_blocking(move || {
+            let hash = code_hash(&code);
+            (code, hash)
+        })
+        .await
+        .map_err(|e| InvokeError::Worker {
+            message: format!("hashing the code: {e}"),
+        })?;
         if actual != function.hash {
             return Err(InvokeError::HashMismatch {
                 expected: function.hash.clone(),
@@ -716,6 +741,32 @@ impl Runtime {
             cpus,
             cpu_load_permille,
         }
+    }
+
+    /// Serves one invocation as [`Runtime::invoke`] does, on the calling task until its guest
+    /// uses up a time slice and on the compute pool from then on ([`crate::compute`]).
+    pub async fn invoke_here_then_pool(self: &Arc<Self>, request: InvokeRequest) -> InvokeReply {
+        let runtime = self.clone();
+        match self
+            .compute
+            .run(async move { runtime.invoke(request).await })
+            .await
+        {
+            Ok((reply, moved)) => {
+                if moved {
+                    self.metrics.moved_to_pool.inc();
+                }
+                reply
+            }
+            Err(stopped) => InvokeReply::Failed(InvokeError::Worker {
+                message: stopped.to_string(),
+            }),
+        }
+    }
+
+    /// The compute pool.
+    pub(crate) fn compute(&self) -> &ComputePool {
+        &self.compute
     }
 
     /// Serves one invocation: from memory, from disk, from code sent along, or "no code".

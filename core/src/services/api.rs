@@ -13,7 +13,6 @@ use funless_api::types::{Abi, ServiceInfo, ServiceLogLine, ServiceSpecRequest};
 use funless_api::{ApiError, ApiResult, ServicesBackend, Subject};
 use futures::future::join_all;
 use ractor::rpc::CallResult;
-use sha2::{Digest, Sha256};
 
 use super::{Services, stored_name, stored_spec};
 use crate::platform::Platform;
@@ -69,8 +68,11 @@ impl Services {
 
 /// The form of a service's code: a WASI command, a `wasi:cli/run` component, or JavaScript
 /// whose main (`fl_main` or the default export) runs until it returns (400 otherwise).
-fn service_abi(code: &[u8]) -> ApiResult<Abi> {
-    let abi = crate::validate::validate(code, None)
+/// Returns the form, the code and its hash.
+async fn service_abi(code: Vec<u8>) -> ApiResult<(Abi, Vec<u8>, String)> {
+    let code = bytes::Bytes::from(code);
+    let (abi, hash) = crate::validate::validate_and_hash(code.clone(), None)
+        .await
         .map_err(|e| ApiError::BadRequest(format!("invalid code: {e}")))?;
     if !matches!(abi, Abi::WasiCommand | Abi::WasiComponent | Abi::JavaScript) {
         return Err(ApiError::BadRequest(format!(
@@ -79,7 +81,8 @@ fn service_abi(code: &[u8]) -> ApiResult<Abi> {
             abi.as_str()
         )));
     }
-    Ok(abi)
+    // The check's copy of the handle is gone: this takes the buffer back without copying.
+    Ok((abi, Vec::from(code), hash))
 }
 
 /// A child spec with its defaults, checked (400 otherwise).
@@ -97,7 +100,7 @@ impl ServicesBackend for Platform {
         code: Vec<u8>,
         spec: ServiceSpecRequest,
     ) -> ApiResult<ServiceInfo> {
-        let abi = service_abi(&code)?;
+        let (abi, code, hash) = service_abi(code).await?;
         let spec = checked_spec(spec)?;
         // Counted and stored in the subject's turn, so racing creates cannot both take the
         // last slot (the table is reloaded before the turn ends).
@@ -117,7 +120,7 @@ impl ServicesBackend for Platform {
             .create_service(NewService {
                 name: stored.clone(),
                 owner_id: Some(who.id),
-                hash: hex::encode(Sha256::digest(&code)),
+                hash,
                 code,
                 abi: abi.as_str().to_string(),
                 spec: stored_spec(&spec).map_err(ApiError::Internal)?,
@@ -142,8 +145,7 @@ impl ServicesBackend for Platform {
         let stored = services.visible(who, name)?;
         let code = match code {
             Some(code) => {
-                let abi = service_abi(&code)?;
-                let hash = hex::encode(Sha256::digest(&code));
+                let (abi, code, hash) = service_abi(code).await?;
                 Some((code, hash, abi.as_str().to_string()))
             }
             None => None,

@@ -273,6 +273,64 @@ async fn a_busy_guest_does_not_hold_up_others() {
     }
 }
 
+/// Invocations that finished on the compute pool, from the metrics.
+fn moved(rt: &Runtime) -> u64 {
+    rt.metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("funless_worker_invocations_moved_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// On one thread, as a node runs by default: endless loops move to the compute pool at the
+/// end of their first time slice, and quick calls that arrive while they compute run on the
+/// node's thread, at once, without moving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn guests_that_compute_move_to_the_pool_and_quick_ones_stay() {
+    let rt = Arc::new(runtime());
+    assert!(matches!(
+        run(&rt, ECHO_FL, "{}").await,
+        InvokeReply::Done(_)
+    ));
+    let mut loops = Vec::new();
+    for _ in 0..2 {
+        let rt = rt.clone();
+        let mut req = request(LOOP_FL, "{}", true);
+        req.timeout_ms = 3_000;
+        loops.push(tokio::spawn(
+            async move { rt.invoke_here_then_pool(req).await },
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while moved(&rt) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the loops never moved to the pool"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    for _ in 0..20 {
+        let reply = rt
+            .invoke_here_then_pool(request(ECHO_FL, "{}", false))
+            .await;
+        assert!(matches!(reply, InvokeReply::Done(_)), "{reply:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "20 echoes took {:?} beside the loops",
+        started.elapsed()
+    );
+    // An echo moves only if an epoch tick lands inside its few microseconds of guest time.
+    assert!(moved(&rt) < 2 + 10, "quick calls moved: {}", moved(&rt) - 2);
+    for l in loops {
+        assert!(matches!(
+            l.await.unwrap(),
+            InvokeReply::Failed(InvokeError::Timeout { .. })
+        ));
+    }
+}
+
 #[tokio::test]
 async fn restart_preloads_the_disk_cache_most_recent_first_within_the_threshold() {
     let dir = tempfile::tempdir().unwrap();

@@ -98,7 +98,8 @@ impl Actor for Replica {
         let (runtime, start) = (args.runtime.clone(), args.start.clone());
         let outcome = Outcome::default();
         let (seen, stdin) = (outcome.clone(), stop.clone());
-        let task = tokio::spawn(async move {
+        // A replica runs as long as it lives: on the compute pool, off the node's thread.
+        let task = args.runtime.compute().handle().spawn(async move {
             let (normal, reason) = AssertUnwindSafe(runtime.run_service(&start, ring, stdin))
                 .catch_unwind()
                 .await
