@@ -83,7 +83,7 @@ fn the_hop_table_adds_up_to_the_measured_median() {
         assert!(sum > 0.0 && measured > 0.0, "{table}");
     }
     // Between two processes, the cluster hop is also measured alone.
-    for row in ["| `Status` (ractor_cluster's floor", "| `Invoke` hello"] {
+    for row in ["| `Status` (the worker's status report", "| `Invoke` hello"] {
         assert!(table.contains(row), "no {row:?} in:\n{table}");
     }
 }
