@@ -82,7 +82,9 @@ impl Timings {
 /// What the API needs from the Core. Every method answers an [`crate::ApiError`] that the router
 /// turns into the FunLess status code and error body. The service routes' methods are in
 /// [`crate::ServicesBackend`].
-pub trait Backend: crate::services::ServicesBackend + Send + Sync + 'static {
+pub trait Backend:
+    crate::services::ServicesBackend + crate::versions::VersionsBackend + Send + Sync + 'static
+{
     /// Resolves a bearer token to its subject (401 when unknown).
     fn authenticate(&self, token: &str) -> impl Future<Output = ApiResult<Subject>> + Send;
     /// Modules visible to `who`.
@@ -143,12 +145,14 @@ pub trait Backend: crate::services::ServicesBackend + Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// Runs a function with JSON arguments (`args_json` is valid JSON text), placed by the
-    /// APP script named `script`, or by the platform's policy when `None`.
+    /// APP script named `script`, or by the platform's policy when `None`: its current
+    /// version, or the kept `version` when given (404 when it is not kept).
     fn invoke(
         &self,
         who: &Subject,
         module: &str,
         name: &str,
+        version: Option<u64>,
         args_json: String,
         script: Option<String>,
     ) -> impl Future<Output = ApiResult<Invocation>> + Send;
@@ -159,6 +163,7 @@ pub trait Backend: crate::services::ServicesBackend + Send + Sync + 'static {
         who: &Subject,
         module: &str,
         name: &str,
+        version: Option<u64>,
         args_json: String,
         script: Option<String>,
     ) -> impl Future<Output = ApiResult<String>> + Send;

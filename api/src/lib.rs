@@ -26,6 +26,8 @@ mod routes;
 mod serve;
 #[cfg(feature = "server")]
 mod services;
+#[cfg(feature = "server")]
+mod versions;
 
 #[cfg(feature = "server")]
 pub use backend::{Backend, FunctionUpload, Invocation, Subject, Timings};
@@ -39,3 +41,5 @@ pub use routes::{router, router_with};
 pub use serve::{Server, serve};
 #[cfg(feature = "server")]
 pub use services::{MAX_LOG_LINES, ServicesBackend};
+#[cfg(feature = "server")]
+pub use versions::VersionsBackend;

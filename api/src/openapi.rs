@@ -49,6 +49,9 @@ pub(crate) fn json() -> &'static str {
         crate::services::doc::get_service, crate::services::doc::update_service,
         crate::services::doc::delete_service,
         crate::services::doc::service_logs,
+        crate::versions::doc::list_versions, crate::versions::doc::get_version,
+        crate::versions::doc::invoke_version, crate::versions::doc::delete_version,
+        crate::versions::doc::rollback,
     ),
     components(schemas(ErrorBody, FunctionForm, AppScriptForm, Health, crate::services::doc::ServiceForm)),
     modifiers(&BearerAuth),
@@ -116,7 +119,7 @@ struct Health {
 /// `?blocking=false` of an invocation.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-struct InvokeQuery {
+pub(crate) struct InvokeQuery {
     /// `false`: answer 202 with an activation id at once (also the body's `blocking`).
     blocking: Option<bool>,
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::admission::{Admitted, Gate, admit};
-use crate::backend::{Backend, FunctionUpload, Timings};
+use crate::backend::{Backend, FunctionUpload, Subject, Timings};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Auth, field_text, form_fields, json_body};
 use crate::limits::HttpLimits;
@@ -82,6 +82,7 @@ pub fn router_with<B: Backend>(backend: Arc<B>, limits: HttpLimits) -> Router {
             get(list_activations::<B>),
         )
         .route("/v1/activations/{id}", get(get_activation::<B>))
+        .merge(crate::versions::routes::<B>())
         .merge(crate::services::routes::<B>(upload_limit))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
@@ -129,7 +130,7 @@ async fn metrics<B: Backend>(State(backend): State<Arc<B>>) -> Response {
         .into_response()
 }
 
-fn body(bytes: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+pub(crate) fn body(bytes: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     bytes.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge("the request body is larger than allowed".into())
@@ -426,7 +427,7 @@ async fn create_function<B: Backend>(
 }
 
 /// 207 (as FunLess) when an event connector could not connect yet, else `ok`.
-fn created_status(created: &FunctionCreated, ok: StatusCode) -> StatusCode {
+pub(crate) fn created_status(created: &FunctionCreated, ok: StatusCode) -> StatusCode {
     let all_connected = created
         .events
         .as_ref()
@@ -478,7 +479,7 @@ async fn delete_function<B: Backend>(
 
 /// `?blocking=false` of an invocation.
 #[derive(Debug, Default, serde::Deserialize)]
-struct InvokeQuery {
+pub(crate) struct InvokeQuery {
     blocking: Option<bool>,
 }
 
@@ -490,6 +491,36 @@ async fn invoke<B: Backend>(
     query: Result<Query<InvokeQuery>, QueryRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let call = Call {
+        module,
+        function,
+        version: None,
+    };
+    invoke_call(&*backend, &who, admitted, call, query, bytes).await
+}
+
+/// The function an invocation names: its current version, or a kept one (`version`).
+pub(crate) struct Call {
+    pub(crate) module: String,
+    pub(crate) function: String,
+    pub(crate) version: Option<u64>,
+}
+
+/// An invocation's request (args, scheduling, blocking) and answer, for the current version
+/// of a function and for a pinned one alike.
+pub(crate) async fn invoke_call<B: Backend>(
+    backend: &B,
+    who: &Subject,
+    admitted: Option<axum::Extension<Admitted>>,
+    call: Call,
+    query: Result<Query<InvokeQuery>, QueryRejection>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let Call {
+        module,
+        function,
+        version,
+    } = call;
     let parsing = std::time::Instant::now();
     let query = query
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?
@@ -527,13 +558,13 @@ async fn invoke<B: Backend>(
     };
     if !blocking {
         let activation_id = backend
-            .invoke_async(&who, &module, &function, args_json, script)
+            .invoke_async(who, &module, &function, version, args_json, script)
             .await?;
         return data(StatusCode::ACCEPTED, ActivationStarted { activation_id });
     }
     let parsed = parsing.elapsed();
     let invocation = backend
-        .invoke(&who, &module, &function, args_json, script)
+        .invoke(who, &module, &function, version, args_json, script)
         .await?;
     // The worker hands back valid JSON text: wrap it without parsing it again.
     let mut json = String::with_capacity(invocation.output_json.len() + 9);
@@ -667,6 +698,7 @@ pub(crate) mod tests {
             _: &Subject,
             _: &str,
             _: &str,
+            _: Option<u64>,
             _: String,
             _: Option<String>,
         ) -> ApiResult<Invocation> {
@@ -677,6 +709,7 @@ pub(crate) mod tests {
             _: &Subject,
             _: &str,
             _: &str,
+            _: Option<u64>,
             _: String,
             _: Option<String>,
         ) -> ApiResult<String> {

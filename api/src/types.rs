@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 mod service;
 pub use service::{ReplicaInfo, ServiceInfo, ServiceLogLine, ServiceSpec, ServiceSpecRequest};
+mod version;
+pub use version::{RollbackRequest, VersionInfo};
 
 /// `{"data": T}`: the envelope of every successful answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -266,6 +268,9 @@ pub struct FunctionInfo {
     pub created_at: String,
     /// Last update time, RFC 3339 UTC.
     pub updated_at: String,
+    /// Number of the current version (`GET .../versions` lists the kept ones).
+    #[serde(default)]
+    pub version: u64,
     /// Its event connectors and their state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connectors: Vec<ConnectorInfo>,
@@ -328,6 +333,9 @@ pub struct FunctionCreated {
     pub hash: String,
     /// Detected ABI.
     pub abi: Abi,
+    /// Number of the version this made current.
+    #[serde(default)]
+    pub version: u64,
     /// What the workers did with the code.
     pub workers: BroadcastReport,
     /// The function's event connectors shortly after they started (when it has events): a

@@ -136,9 +136,13 @@ pub(crate) enum FnCommand {
     Get(FnTarget),
     /// List the functions of a module
     List(ModuleOpt),
-    /// Delete a function
+    /// Delete a function (with --version: one kept version of it)
     #[command(visible_alias = "d")]
-    Delete(FnTarget),
+    Delete(DeleteArgs),
+    /// List a function's kept versions, newest first (* marks the current one)
+    Versions(FnTarget),
+    /// Make a kept version current again (a new version with its code and metadata)
+    Rollback(RollbackArgs),
     /// Build a function's source folder into the file to upload (Rust: a .wasm with cargo;
     /// JavaScript: the source itself, nothing to compile; Python: a .wasm with componentize-py,
     /// from a folder or one .py file)
@@ -181,6 +185,26 @@ pub(crate) struct NewArgs {
     /// Folder to create the function's folder in
     #[arg(short, long, default_value = ".")]
     pub(crate) out_dir: PathBuf,
+}
+
+/// Arguments of `fn delete`.
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    #[command(flatten)]
+    pub(crate) target: FnTarget,
+    /// Delete only this kept version (not the current one)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) version: Option<u64>,
+}
+
+/// Arguments of `fn rollback`.
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    #[command(flatten)]
+    pub(crate) target: FnTarget,
+    /// The kept version to restore (`fl fn versions` lists them)
+    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) version: u64,
 }
 
 /// Arguments of `fn update`.
@@ -278,6 +302,9 @@ pub(crate) struct InvokeArgs {
     /// Do not wait: print the activation id at once (see `fl activation get`)
     #[arg(long = "async")]
     pub(crate) no_wait: bool,
+    /// Invoke this kept version instead of the current one
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) version: Option<u64>,
 }
 
 impl InvokeArgs {

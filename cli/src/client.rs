@@ -9,7 +9,7 @@ use anyhow::Context;
 use funless_api::types::{
     ActivationInfo, ActivationStarted, AppScriptInfo, ClusterTree, CreatedSubject, Data,
     FunctionCreated, FunctionInfo, FunctionMetadata, InvokeRequest, ModuleInfo, ModuleRequest,
-    Named, Scheduling, SchedulingLanguage, SubjectRequest,
+    Named, RollbackRequest, Scheduling, SchedulingLanguage, SubjectRequest, VersionInfo,
 };
 use reqwest::multipart::{Form, Part};
 
@@ -214,14 +214,53 @@ impl Client {
         &self,
         module: &str,
         name: &str,
+        version: Option<u64>,
         args: Map<String, Value>,
         script: Option<String>,
     ) -> Result<Reply<ActivationStarted>, ClientError> {
         let body = invoke_body(args, script, Some(false));
         self.send(
-            self.request(Method::POST, &format!("/v1/fn/{module}/{name}"))
+            self.request(Method::POST, &invoke_path(module, name, version))
                 .json(&body),
         )
+        .await
+    }
+
+    /// `GET /v1/fn/:mod/:fn/versions`: the kept versions, newest first.
+    pub(crate) async fn versions(
+        &self,
+        module: &str,
+        name: &str,
+    ) -> Result<Reply<Vec<VersionInfo>>, ClientError> {
+        self.send(self.request(Method::GET, &format!("/v1/fn/{module}/{name}/versions")))
+            .await
+    }
+
+    /// `POST /v1/fn/:mod/:fn/rollback`: a new current version with a kept version's code.
+    pub(crate) async fn rollback(
+        &self,
+        module: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<Reply<FunctionCreated>, ClientError> {
+        self.send(
+            self.request(Method::POST, &format!("/v1/fn/{module}/{name}/rollback"))
+                .json(&RollbackRequest { version }),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/fn/:mod/:fn/versions/:version`.
+    pub(crate) async fn delete_version(
+        &self,
+        module: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<Reply<()>, ClientError> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("/v1/fn/{module}/{name}/versions/{version}"),
+        ))
         .await
     }
 
@@ -260,12 +299,13 @@ impl Client {
         &self,
         module: &str,
         name: &str,
+        version: Option<u64>,
         args: Map<String, Value>,
         script: Option<String>,
     ) -> Result<Reply<Value>, ClientError> {
         let body = invoke_body(args, script, None);
         self.send(
-            self.request(Method::POST, &format!("/v1/fn/{module}/{name}"))
+            self.request(Method::POST, &invoke_path(module, name, version))
                 .json(&body),
         )
         .await
@@ -387,6 +427,14 @@ impl Client {
             ),
             _ => None,
         }
+    }
+}
+
+/// Where an invocation goes: the function (its current version) or one kept version.
+fn invoke_path(module: &str, name: &str, version: Option<u64>) -> String {
+    match version {
+        Some(v) => format!("/v1/fn/{module}/{name}/versions/{v}"),
+        None => format!("/v1/fn/{module}/{name}"),
     }
 }
 

@@ -327,6 +327,7 @@ async fn fn_command(
                 .invoke_async(
                     &target.module.module,
                     &target.name,
+                    invoke.version,
                     invoke.merged_args(),
                     invoke.script.clone(),
                 )
@@ -341,6 +342,7 @@ async fn fn_command(
                 .invoke(
                     &target.module.module,
                     &target.name,
+                    invoke.version,
                     invoke.merged_args(),
                     invoke.script.clone(),
                 )
@@ -359,15 +361,33 @@ async fn fn_command(
                 output::names(out, &module.functions)
             })
         }
-        FnCommand::Delete(target) => {
-            let (module, name) = (&target.module.module, &target.name);
-            let reply = client.delete_function(module, name).await?;
+        FnCommand::Delete(args) => {
+            let (module, name) = (&args.target.module.module, &args.target.name);
+            let reply = match args.version {
+                Some(version) => client.delete_version(module, name, version).await?,
+                None => client.delete_function(module, name).await?,
+            };
             if json {
                 output::raw(out, &reply.body)?;
+            } else if let Some(version) = args.version {
+                writeln!(out, "deleted version {version} of function {module}/{name}")?;
             } else {
                 writeln!(out, "deleted function {module}/{name}")?;
             }
             Ok(())
+        }
+        FnCommand::Versions(target) => {
+            let reply = client.versions(&target.module.module, &target.name).await?;
+            output::reply(out, json, &reply, |out, list| output::versions(out, &list))
+        }
+        FnCommand::Rollback(args) => {
+            let module = &args.target.module.module;
+            let reply = client
+                .rollback(module, &args.target.name, args.version)
+                .await?;
+            output::reply(out, json, &reply, |out, created| {
+                output::function_created(out, "rolled back", module, &created)
+            })
         }
     }
 }

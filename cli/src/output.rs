@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use funless_api::types::{
     ActivationInfo, ActivationStatus, ActorNode, BroadcastReport, ClusterTree, ConnectorInfo,
     CreatedSubject, DEFAULT_CAPACITY_BYTES, FunctionCreated, FunctionInfo, ModuleInfo, Named,
+    VersionInfo,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -74,6 +75,7 @@ pub(crate) fn module(out: &mut dyn Write, module: &ModuleInfo) -> io::Result<()>
 pub(crate) fn function(out: &mut dyn Write, info: &FunctionInfo) -> io::Result<()> {
     writeln!(out, "name: {}", info.name)?;
     writeln!(out, "module: {}", info.module)?;
+    writeln!(out, "version: {}", info.version)?;
     writeln!(out, "hash: {}", info.hash)?;
     writeln!(out, "abi: {}", info.abi.as_str())?;
     writeln!(out, "size: {} bytes", info.size)?;
@@ -138,6 +140,9 @@ pub(crate) fn function_created(
     created: &FunctionCreated,
 ) -> io::Result<()> {
     writeln!(out, "{verb} function {module}/{}", created.name)?;
+    if created.version > 0 {
+        writeln!(out, "version: {}", created.version)?;
+    }
     writeln!(out, "hash: {}", created.hash)?;
     writeln!(out, "abi: {}", created.abi.as_str())?;
     broadcast(out, &created.workers)?;
@@ -161,6 +166,29 @@ fn broadcast(out: &mut dyn Write, report: &BroadcastReport) -> io::Result<()> {
     }
     for failure in &report.failed {
         writeln!(out, "failed on {}: {}", failure.worker, failure.reason)?;
+    }
+    Ok(())
+}
+
+/// A function's kept versions, one line each, newest first.
+pub(crate) fn versions(out: &mut dyn Write, list: &[VersionInfo]) -> io::Result<()> {
+    for v in list {
+        let mut line = format!(
+            "{:>4}{} {} {} {} bytes {}",
+            v.version,
+            if v.current { "*" } else { " " },
+            v.hash.get(..12).unwrap_or(&v.hash),
+            v.abi.as_str(),
+            v.size,
+            v.created_at
+        );
+        if let Some(by) = &v.created_by {
+            line.push_str(&format!(" by {by}"));
+        }
+        if let Some(of) = v.rollback_of {
+            line.push_str(&format!(" (rollback to {of})"));
+        }
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }
@@ -304,6 +332,7 @@ mod tests {
             name: "hello".into(),
             hash: "ab12".into(),
             abi: Abi::WasiCommand,
+            version: 3,
             workers,
         }
     }
@@ -320,7 +349,7 @@ mod tests {
         };
         assert_eq!(
             text(|out| function_created(out, "created", "_", &created(report))),
-            "created function _/hello\nhash: ab12\nabi: wasi_command\n\
+            "created function _/hello\nversion: 3\nhash: ab12\nabi: wasi_command\n\
              cached by: w1, w2\nfailed on w3: out of memory\n"
         );
         let none = text(|out| {
@@ -352,16 +381,37 @@ mod tests {
             metadata: FunctionMetadata::default(),
             created_at: "2026-01-01T00:00:00Z".into(),
             updated_at: "2026-01-02T00:00:00Z".into(),
+            version: 2,
             connectors: Vec::new(),
             sinks: Vec::new(),
         };
         let shown = text(|out| function(out, &info));
         assert!(shown.contains("abi: funless\n"), "{shown}");
+        assert!(shown.contains("version: 2\n"), "{shown}");
         assert!(
             shown.contains("capacity: 67108864 bytes (64 MiB)\n"),
             "{shown}"
         );
         assert!(!shown.contains("tag:"), "{shown}");
+    }
+
+    #[test]
+    fn versions_mark_the_current_one() {
+        let v = |version, current, rollback_of| VersionInfo {
+            version,
+            current,
+            hash: "0123456789abcdef".into(),
+            abi: Abi::WasiCommand,
+            size: 5,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            created_by: Some("ops".into()),
+            rollback_of,
+        };
+        assert_eq!(
+            text(|out| versions(out, &[v(3, true, Some(1)), v(2, false, None)])),
+            "   3* 0123456789ab wasi_command 5 bytes 2026-01-01T00:00:00Z by ops (rollback to 1)\n\
+             \x20  2  0123456789ab wasi_command 5 bytes 2026-01-01T00:00:00Z by ops\n"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 // Functions: the list (form, size, hash, limits, events, sinks), upload, and one function's
-// page with its invoke panel, update form and delete.
+// page with its invoke panel, kept versions (with rollback), update form and delete.
 
-import { ApiError, call, del, fnPath, functionInfos, functionNames, get } from "./api.js";
+import { ApiError, call, del, fnPath, functionInfos, functionNames, get, post } from "./api.js";
 import {
   add, bytes, confirmButton, errorBox, facts, field, fnLink, formName, h, ms, notify, pretty, row,
   shortHash, statusText, table, when,
@@ -81,6 +81,7 @@ export async function detail({ root, parts }) {
       ["Form", formName(info.abi), "form"],
       ["Size", `${bytes(info.size)} (${info.size} bytes)`, "size"],
       ["Hash (SHA-256)", h("code", { class: "hash" }, info.hash), "hash"],
+      ["Version", String(info.version), "version"],
       ["Memory", bytes(info.metadata.capacity), "capacity"],
       ["Time limit", ms(info.metadata.timeout_ms), "timeout"],
       ["Runs again if its worker is lost", info.metadata.retryable === false ? "no" : "yes"],
@@ -94,6 +95,8 @@ export async function detail({ root, parts }) {
     invokePanel(module, name),
     h("h2", null, "Latest activations"),
     latest(module, name),
+    h("h2", null, "Versions"),
+    versions(module, name),
     h("details", { class: "panel" }, h("summary", null, h("strong", null, "Update code or settings")),
       uploadForm({
         existing: info,
@@ -199,6 +202,31 @@ function started202(answer) {
 }
 
 /** The function's newest records, a link to all of them. */
+/** The kept versions, newest first, each older one with a rollback button. */
+function versions(module, name) {
+  const box = h("div", { id: "fn-versions" }, h("p", null, "Loading…"));
+  const columns = [{ label: "Version", num: true }, { label: "Hash" }, { label: "Size", num: true }, { label: "Made" }, { label: "By" }, { label: "" }];
+  get(`${fnPath(module, name)}/versions`).then(({ data }) => {
+    box.replaceChildren(table(columns, data.map((v) => row(columns, [
+      v.rollback_of ? `${v.version} (rollback to ${v.rollback_of})` : String(v.version),
+      h("code", { class: "hash" }, shortHash(v.hash)),
+      bytes(v.size),
+      new Date(v.created_at).toLocaleString(),
+      v.created_by ?? "—",
+      v.current ? h("strong", null, "current") : confirmButton("Roll back", `Make version ${v.version} of ${module}/${name} current again?`, async () => {
+        try {
+          const done = (await post(`${fnPath(module, name)}/rollback`, { version: v.version })).data;
+          notify(`${module}/${name} is at version ${done.version} (version ${v.version}'s code).`);
+          window.dispatchEvent(new HashChangeEvent("hashchange")); // draw the page again
+        } catch (e) {
+          box.append(errorBox(e, "Not rolled back"));
+        }
+      }, `fn-rollback-${v.version}`),
+    ]))));
+  }, (e) => box.replaceChildren(errorBox(e)));
+  return box;
+}
+
 function latest(module, name) {
   const box = h("div", { id: "fn-activations" }, h("p", null, "Loading…"));
   get(`${fnPath(module, name)}/activations?limit=5`).then(({ data }) => {

@@ -26,6 +26,14 @@ pub struct CachedFunction {
     pub allow_hosts: Vec<String>,
 }
 
+impl CachedFunction {
+    /// The entry for a stored row.
+    pub fn new(row: FunctionRow) -> Self {
+        let allow_hosts = serde_json::from_str(&row.allow_hosts).unwrap_or_default();
+        Self { row, allow_hosts }
+    }
+}
+
 /// Function and module metadata read from the store, shared by every request.
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -67,8 +75,7 @@ impl Catalog {
     /// Caches a row read from the store under `ticket`, unless something was invalidated
     /// since; answers the entry either way.
     pub fn remember_function(&self, ticket: ReadTicket, row: FunctionRow) -> Arc<CachedFunction> {
-        let allow_hosts = serde_json::from_str(&row.allow_hosts).unwrap_or_default();
-        let entry = Arc::new(CachedFunction { row, allow_hosts });
+        let entry = Arc::new(CachedFunction::new(row));
         let mut functions = self.functions.write().unwrap_or_else(|p| p.into_inner());
         let count = self.function_count.load(Ordering::Relaxed) as usize;
         if self.generation.load(Ordering::Acquire) == ticket.0 && count < MAX_ENTRIES {

@@ -44,6 +44,8 @@ pub struct CoreConfig {
     pub heartbeat_timeout: Duration,
     /// Largest time limit a function may ask for, milliseconds.
     pub max_timeout_ms: u64,
+    /// Versions kept per function, the current one included.
+    pub keep_versions: u32,
     /// Mutual TLS for cluster sessions.
     pub tls: Option<funless_actors::tls::Tls>,
     /// How many activation records are kept, and for how long.
@@ -149,6 +151,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         config.quotas,
     );
     platform.set_node(node.clone());
+    platform.set_keep_versions(config.keep_versions);
     platform.set_egress(config.egress.clone());
 
     // The root is one-for-one, as FunLess's Core: its children do not depend on each other

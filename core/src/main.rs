@@ -55,6 +55,10 @@ struct Args {
     /// Largest time limit a function may declare (`timeout_ms` metadata), milliseconds.
     #[arg(long, env = "FUNLESS_MAX_TIMEOUT_MS", default_value_t = funless_core::platform::DEFAULT_MAX_TIMEOUT_MS)]
     max_timeout_ms: u64,
+    /// How many versions of each function are kept, the current one included (at least 1):
+    /// an update or rollback deletes older ones, with their code.
+    #[arg(long, env = "FUNLESS_KEEP_VERSIONS", default_value_t = funless_core::platform::DEFAULT_KEEP_VERSIONS)]
+    keep_versions: u32,
     /// Cluster CA certificate (PEM): with --tls-cert and --tls-key, every cluster session
     /// uses mutual TLS and only peers with a certificate from this CA are accepted.
     #[arg(long, env = "FUNLESS_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
@@ -173,6 +177,7 @@ async fn core_main(args: Args) -> anyhow::Result<()> {
         cookie,
         heartbeat_timeout: std::time::Duration::from_millis(args.heartbeat_timeout_ms.max(100)),
         max_timeout_ms: args.max_timeout_ms.max(1),
+        keep_versions: args.keep_versions.max(1),
         tls,
         activations: funless_core::activations::ActivationLimits {
             ttl: std::time::Duration::from_secs(args.activation_ttl_secs.max(1)),

@@ -31,11 +31,16 @@ use crate::tokens;
 use crate::validate;
 use crate::workers::{Policy, Workers};
 
+mod versions;
+
 /// How long `POST /v1/admin/nodes` waits for a node to answer and pass the cookie check.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Default operator cap on a function's time limit, milliseconds (10 minutes).
 pub const DEFAULT_MAX_TIMEOUT_MS: u64 = 600_000;
+
+/// Default number of versions kept per function, the current one included.
+pub const DEFAULT_KEEP_VERSIONS: u32 = 10;
 
 /// The Core's services behind the API.
 #[derive(Debug, Clone)]
@@ -57,6 +62,8 @@ struct Inner {
     scripts: RwLock<HashMap<String, Arc<Script>>>,
     /// Operator cap on a function's time limit, milliseconds.
     max_timeout_ms: u64,
+    /// How many versions of each function are kept (the current one included).
+    keep_versions: std::sync::atomic::AtomicU32,
     /// Subjects whose own default module is known to exist (it is never deleted or renamed),
     /// so the invocation path skips that lookup.
     own_defaults: RwLock<std::collections::HashSet<i64>>,
@@ -150,6 +157,7 @@ fn function_info(row: FunctionRow) -> FunctionInfo {
         },
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
+        version: row.version.max(0) as u64,
         name: row.name,
         module: shown_module(&row.module).to_string(),
         hash: row.hash,
@@ -251,6 +259,7 @@ impl Platform {
                 revocations: std::sync::atomic::AtomicU64::new(0),
                 scripts: RwLock::new(HashMap::new()),
                 max_timeout_ms,
+                keep_versions: std::sync::atomic::AtomicU32::new(DEFAULT_KEEP_VERSIONS),
                 own_defaults: RwLock::default(),
                 catalog: Catalog::new(),
                 activations: Activations::new(activations),
@@ -307,6 +316,18 @@ impl Platform {
     pub fn set_egress(&self, policy: crate::egress::EgressPolicy) {
         self.inner.sinks.set_egress(policy.clone());
         self.inner.connectors.set_egress(policy);
+    }
+
+    /// How many versions of each function are kept, the current one included (at least 1);
+    /// older ones are deleted at the next update or rollback.
+    pub fn set_keep_versions(&self, keep: u32) {
+        self.inner
+            .keep_versions
+            .store(keep.max(1), Ordering::Relaxed);
+    }
+
+    pub(crate) fn keep_versions(&self) -> u32 {
+        self.inner.keep_versions.load(Ordering::Relaxed)
     }
 
     /// The cluster node that `POST /v1/admin/nodes` connects from.
@@ -400,6 +421,7 @@ impl Platform {
 
     async fn new_function(
         &self,
+        who: &Subject,
         module: &str,
         upload: &FunctionUpload,
     ) -> ApiResult<(NewFunction, Abi)> {
@@ -436,6 +458,7 @@ impl Platform {
                 tag: upload.metadata.tag.clone(),
                 events: to_text(&upload.events),
                 sinks: to_text(&upload.sinks),
+                created_by: Some(who.name.clone()),
             },
             abi,
         ))
@@ -718,7 +741,7 @@ impl Platform {
             name: "events".into(),
             admin: true,
         };
-        let prepared = match self.prepare(&system, module, name, None).await {
+        let prepared = match self.prepare(&system, module, name, None, None).await {
             Ok(prepared) => prepared,
             Err(e) => {
                 tracing::warn!(function = %format!("{module}/{name}"), error = %e, "event invocation refused");
@@ -784,10 +807,17 @@ impl Platform {
         who: &Subject,
         module: &str,
         name: &str,
+        version: Option<u64>,
         script: Option<String>,
     ) -> ApiResult<Prepared> {
         let module = self.module_for(who, module).await?;
-        let function = self.cached_function(&module, name).await?;
+        let current = self.cached_function(&module, name).await?;
+        let function = match version {
+            Some(v) if i64::try_from(v).ok() != Some(current.row.version) => {
+                Arc::new(self.pinned(&current.row, v).await?)
+            }
+            _ => current,
+        };
         let row = &function.row;
         let policy = self.policy(script, row.tag.clone()).await?;
         let target = Target {
@@ -809,6 +839,27 @@ impl Platform {
         })
     }
 
+    /// A kept version of `function`, as the invocation path needs it (read from the store:
+    /// pinned calls are not the hot path).
+    async fn pinned(&self, function: &FunctionRow, version: u64) -> ApiResult<CachedFunction> {
+        let not_kept = || {
+            ApiError::NotFound(format!(
+                "function '{}/{}' has no version {version}",
+                shown_module(&function.module),
+                function.name
+            ))
+        };
+        let number = i64::try_from(version).map_err(|_| not_kept())?;
+        let kept = self
+            .inner
+            .store
+            .get_version(&function.module, &function.name, number)
+            .await
+            .map_err(api)?
+            .ok_or_else(not_kept)?;
+        Ok(CachedFunction::new(kept.applied_to(function)))
+    }
+
     /// Runs a prepared invocation: its answer (output and worker, or the caller's error) and
     /// its activation record.
     async fn execute(
@@ -825,10 +876,12 @@ impl Platform {
         let store = &self.inner.store;
         let hash = &target.function.hash;
         let load_code = || async {
-            match store.function_code(module, name).await {
-                Ok(Some((stored, code))) if stored == *hash => Ok(Bytes::from(code)),
-                Ok(Some(_)) => Err("the function was updated during the invocation".to_string()),
-                Ok(None) => Err("the function was deleted during the invocation".to_string()),
+            match store.function_code(module, name, hash).await {
+                Ok(Some(code)) => Ok(Bytes::from(code)),
+                Ok(None) => Err(
+                    "the function, or this version of it, was deleted during the invocation"
+                        .to_string(),
+                ),
                 Err(e) => Err(e.to_string()),
             }
         };
@@ -1092,7 +1145,7 @@ impl Backend for Platform {
         upload: FunctionUpload,
     ) -> ApiResult<FunctionCreated> {
         let module = &self.module_for(who, module).await?;
-        let (new, abi) = self.new_function(module, &upload).await?;
+        let (new, abi) = self.new_function(who, module, &upload).await?;
         let (checked, turn) = self.admit_upload(who, &new, abi, &upload, None).await?;
         let row = self.inner.store.create_function(new).await.map_err(api)?;
         drop(turn);
@@ -1111,6 +1164,7 @@ impl Backend for Platform {
             name: row.name,
             hash: row.hash,
             abi,
+            version: row.version.max(0) as u64,
             workers,
             sinks,
             events,
@@ -1125,17 +1179,18 @@ impl Backend for Platform {
         upload: FunctionUpload,
     ) -> ApiResult<FunctionCreated> {
         let module = &self.module_for(who, module).await?;
-        let (new, abi) = self.new_function(module, &upload).await?;
+        let (new, abi) = self.new_function(who, module, &upload).await?;
         let old = self.function_row(module, function).await?;
         let (checked, turn) = self
             .admit_upload(who, &new, abi, &upload, Some(&old))
             .await?;
-        let row = self
+        let changed = self
             .inner
             .store
-            .update_function(function, new)
+            .update_function(function, new, self.keep_versions())
             .await
             .map_err(api)?;
+        let row = changed.row;
         drop(turn);
         self.inner.catalog.function_changed(module, &old.name);
         self.inner.catalog.function_changed(module, &row.name);
@@ -1151,8 +1206,10 @@ impl Backend for Platform {
                     .await
             }
         };
-        if old.hash != row.hash {
-            dispatch::evict(&self.inner.workers, vec![old.hash]);
+        // The previous version's code stays in the workers' caches (a rollback to it is warm)
+        // until they need the room; code no kept version holds goes now.
+        if !changed.dropped_hashes.is_empty() {
+            dispatch::evict(&self.inner.workers, changed.dropped_hashes);
         }
         let events = self.start_connectors(&row).await;
         let sinks = self.sinks_metadata(&row);
@@ -1160,6 +1217,7 @@ impl Backend for Platform {
             name: row.name,
             hash: row.hash,
             abi,
+            version: row.version.max(0) as u64,
             workers,
             sinks,
             events,
@@ -1183,7 +1241,7 @@ impl Backend for Platform {
 
     async fn delete_function(&self, who: &Subject, module: &str, name: &str) -> ApiResult<()> {
         let module = &self.module_for(who, module).await?;
-        let row = self
+        let (_, hashes) = self
             .inner
             .store
             .delete_function(module, name)
@@ -1192,7 +1250,7 @@ impl Backend for Platform {
         self.inner.catalog.function_changed(module, name);
         self.inner.connectors.remove(module, name);
         self.inner.sinks.remove(module, name);
-        dispatch::evict(&self.inner.workers, vec![row.hash]);
+        dispatch::evict(&self.inner.workers, hashes);
         Ok(())
     }
 
@@ -1201,6 +1259,7 @@ impl Backend for Platform {
         who: &Subject,
         module: &str,
         name: &str,
+        version: Option<u64>,
         args_json: String,
         script: Option<String>,
     ) -> ApiResult<Invocation> {
@@ -1208,7 +1267,7 @@ impl Backend for Platform {
         // Counted until this call ends, however it ends (the caller gone included: the
         // request's future, and the slot with it, is dropped).
         let _slot = self.inner.quotas.invocation(who)?;
-        let prepared = self.prepare(who, module, name, script).await?;
+        let prepared = self.prepare(who, module, name, version, script).await?;
         let lookup = looking_up.elapsed();
         let (result, finished) = self.execute(&prepared, args_json).await;
         let activation_id =
@@ -1234,12 +1293,13 @@ impl Backend for Platform {
         who: &Subject,
         module: &str,
         name: &str,
+        version: Option<u64>,
         args_json: String,
         script: Option<String>,
     ) -> ApiResult<String> {
         // Everything the caller can get wrong is answered now; only the run is deferred.
         let slot = self.inner.quotas.invocation(who)?;
-        let prepared = self.prepare(who, module, name, script).await?;
+        let prepared = self.prepare(who, module, name, version, script).await?;
         let id = self
             .inner
             .activations

@@ -107,6 +107,8 @@ pub struct FunctionRow {
     pub created_at: i64,
     /// Time of the last update (or creation), unix milliseconds.
     pub updated_at: i64,
+    /// Number of the current version (1 at creation; every update and rollback adds one).
+    pub version: i64,
 }
 
 /// A function to create, or the new version of one to update.
@@ -136,6 +138,49 @@ pub struct NewFunction {
     pub events: Option<String>,
     /// Where its results go, JSON text.
     pub sinks: Option<String>,
+    /// The subject that made this version, recorded with it.
+    pub created_by: Option<String>,
+}
+
+impl NewFunction {
+    /// The row this makes, as stored with `id` and these times and version number.
+    fn row(
+        &self,
+        id: i64,
+        size: i64,
+        created_at: i64,
+        updated_at: i64,
+        version: i64,
+    ) -> FunctionRow {
+        FunctionRow {
+            id,
+            module: self.module.clone(),
+            name: self.name.clone(),
+            hash: self.hash.clone(),
+            abi: self.abi.clone(),
+            size,
+            capacity_bytes: self.capacity_bytes,
+            retryable: self.retryable,
+            timeout_ms: self.timeout_ms,
+            allow_hosts: self.allow_hosts.clone(),
+            tag: self.tag.clone(),
+            events: self.events.clone(),
+            sinks: self.sinks.clone(),
+            created_at,
+            updated_at,
+            version,
+        }
+    }
+}
+
+/// A function's new current version, from an update or a rollback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVersion {
+    /// The function as it is now.
+    pub row: FunctionRow,
+    /// Code no kept version holds any more (older versions beyond the number kept were
+    /// deleted): the workers may evict it.
+    pub dropped_hashes: Vec<String>,
 }
 
 /// What a subject's function holds against its quotas (`Store::owned_functions`).
@@ -208,23 +253,87 @@ macro_rules! on_pool {
 macro_rules! function_columns {
     () => {
         "id, $1 AS module, name, hash, abi, size, capacity_bytes, retryable, timeout_ms, allow_hosts, tag, events, sinks, \
-         created_at, updated_at"
+         created_at, updated_at, version"
     };
 }
 
-/// Writes a function's code as its `function_code` rows (migration 0007), `CODE_ROW_BYTES`
-/// each, inside the caller's transaction `$tx`.
+/// Writes a function's code as its `function_code` rows (migrations 0007 and 0008),
+/// `CODE_ROW_BYTES` each, inside the caller's transaction `$tx`, unless the function already
+/// holds code with this hash (an earlier version's).
 macro_rules! insert_code_rows {
-    ($tx:expr, $id:expr, $code:expr) => {
-        for (seq, chunk) in $code.chunks(CODE_ROW_BYTES).enumerate() {
-            sqlx::query(INSERT_CODE_ROW)
-                .bind($id)
-                .bind(seq as i64)
-                .bind(chunk)
-                .execute($tx)
-                .await?;
+    ($tx:expr, $id:expr, $hash:expr, $code:expr) => {
+        let held: i64 = sqlx::query_scalar(HAS_CODE)
+            .bind($id)
+            .bind($hash)
+            .fetch_one(&mut *$tx)
+            .await?;
+        if held == 0 {
+            for (seq, chunk) in $code.chunks(CODE_ROW_BYTES).enumerate() {
+                sqlx::query(INSERT_CODE_ROW)
+                    .bind($id)
+                    .bind($hash)
+                    .bind(seq as i64)
+                    .bind(chunk)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
         }
     };
+}
+
+/// Records `$row` (a function's new current version, as [`FunctionRow`]) in
+/// `function_versions`, inside the caller's transaction `$tx`.
+macro_rules! insert_version {
+    ($tx:expr, $row:expr, $created_by:expr, $rollback_of:expr, $now:expr) => {
+        sqlx::query(INSERT_VERSION)
+            .bind($row.id)
+            .bind($row.version)
+            .bind(&$row.hash)
+            .bind(&$row.abi)
+            .bind($row.size)
+            .bind($row.capacity_bytes)
+            .bind($row.retryable)
+            .bind($row.timeout_ms)
+            .bind(&$row.allow_hosts)
+            .bind(&$row.tag)
+            .bind(&$row.events)
+            .bind(&$row.sinks)
+            .bind($created_by)
+            .bind($rollback_of)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?;
+    };
+}
+
+/// Deletes the versions of function `$id` older than the `$keep` newest (the newest, `$newest`,
+/// is the current one) and the code no kept version holds, inside `$tx`; evaluates to the
+/// hashes whose code went, for the workers to evict.
+macro_rules! prune_versions {
+    ($tx:expr, $id:expr, $newest:expr, $keep:expr) => {{
+        let oldest_kept = $newest - i64::from($keep.max(1)) + 1;
+        let mut pruned: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM function_versions WHERE function_id = $1 AND version < $2 RETURNING hash",
+        )
+        .bind($id)
+        .bind(oldest_kept)
+        .fetch_all(&mut *$tx)
+        .await?;
+        pruned.sort();
+        pruned.dedup();
+        let mut gone = Vec::with_capacity(pruned.len());
+        for hash in pruned {
+            let deleted = sqlx::query(DELETE_UNHELD_CODE)
+                .bind($id)
+                .bind(&hash)
+                .execute(&mut *$tx)
+                .await?;
+            if deleted.rows_affected() > 0 {
+                gone.push(hash);
+            }
+        }
+        gone
+    }};
 }
 
 /// Restricts `functions` to the module named by `$1`.
@@ -236,6 +345,8 @@ macro_rules! in_module {
 
 mod services;
 pub use services::{NewService, ServiceRow};
+mod versions;
+pub use versions::VersionRow;
 
 /// Runs `migrator` on `conn`. `Migrator::run_direct` (public, though hidden from sqlx's docs) is
 /// sqlx's own way around `Migrator::run` making the caller's future non-`Send` ("implementation
@@ -278,8 +389,25 @@ const CODE_ROW_BYTES: usize = 1024 * 1024;
 /// `functions.code`, which migration 0007 left empty: the code is in `function_code`.
 const EMPTY_CODE: &[u8] = b"";
 const INSERT_CODE_ROW: &str =
-    "INSERT INTO function_code (function_id, seq, chunk) VALUES ($1, $2, $3)";
-const DELETE_CODE_ROWS: &str = "DELETE FROM function_code WHERE function_id = $1";
+    "INSERT INTO function_code (function_id, hash, seq, chunk) VALUES ($1, $2, $3, $4)";
+const INSERT_VERSION: &str = "INSERT INTO function_versions \
+    (function_id, version, hash, abi, size, capacity_bytes, retryable, timeout_ms, allow_hosts, \
+     tag, events, sinks, created_by, rollback_of, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+/// Deletes function `$1`'s code with hash `$2` when no version of it holds that hash.
+const DELETE_UNHELD_CODE: &str = "DELETE FROM function_code WHERE function_id = $1 AND hash = $2 \
+    AND NOT EXISTS (SELECT 1 FROM function_versions WHERE function_id = $1 AND hash = $2)";
+/// Takes the row of function `$2` in module `$1` for the transaction (PostgreSQL's row lock,
+/// SQLite's write lock) without changing it; answers its id and current version.
+const LOCK_FUNCTION: &str = concat!(
+    "UPDATE functions SET version = version WHERE ",
+    in_module!(),
+    " AND name = $2 RETURNING id, version"
+);
+/// The distinct code hashes of function `$1`'s versions.
+const VERSION_HASHES: &str = "SELECT DISTINCT hash FROM function_versions WHERE function_id = $1";
+const HAS_CODE: &str =
+    "SELECT COUNT(*) FROM function_code WHERE function_id = $1 AND hash = $2 AND seq = 0";
 
 fn code_size(code: &[u8]) -> Result<i64> {
     i64::try_from(code.len()).map_err(|_| StoreError::Invalid("the code is too large".into()))
@@ -519,28 +647,32 @@ impl Store {
             .await?))
     }
 
-    /// The hash and code of the current version of `module/name`, if it exists.
+    /// The code with `hash` of `module/name` (its current version's or a kept earlier
+    /// version's), if the function and that code exist.
     pub async fn function_code(
         &self,
         module: &str,
         name: &str,
-    ) -> Result<Option<(String, Vec<u8>)>> {
-        // One statement, so the hash and the chunks are of one version.
-        const SQL: &str = "SELECT f.hash, f.size, c.chunk FROM functions f \
-            JOIN function_code c ON c.function_id = f.id \
-            WHERE f.module_id = (SELECT id FROM modules WHERE name = $1) AND f.name = $2 \
-            ORDER BY c.seq";
-        let mut found: Option<(String, Vec<u8>)> = None;
+        hash: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        const SQL: &str = "SELECT v.size, c.chunk FROM function_code c \
+            JOIN function_versions v ON v.function_id = c.function_id AND v.hash = c.hash \
+            AND v.version = (SELECT MAX(version) FROM function_versions \
+                             WHERE function_id = c.function_id AND hash = c.hash) \
+            WHERE c.function_id = (SELECT id FROM functions WHERE \
+                module_id = (SELECT id FROM modules WHERE name = $1) AND name = $2) \
+            AND c.hash = $3 ORDER BY c.seq";
+        let mut found: Option<Vec<u8>> = None;
         on_pool!(self, p => {
-            let mut rows = sqlx::query_as::<_, (String, i64, Vec<u8>)>(SQL)
+            let mut rows = sqlx::query_as::<_, (i64, Vec<u8>)>(SQL)
                 .bind(module)
                 .bind(name)
+                .bind(hash)
                 .fetch(p);
-            while let Some((hash, size, chunk)) = rows.try_next().await? {
-                let (_, code) = found.get_or_insert_with(|| {
-                    (hash, Vec::with_capacity(usize::try_from(size).unwrap_or(0)))
-                });
-                code.extend_from_slice(&chunk);
+            while let Some((size, chunk)) = rows.try_next().await? {
+                found
+                    .get_or_insert_with(|| Vec::with_capacity(usize::try_from(size).unwrap_or(0)))
+                    .extend_from_slice(&chunk);
             }
         });
         Ok(found)
@@ -589,49 +721,43 @@ impl Store {
                 }
             })?;
             if let Some(id) = id {
-                insert_code_rows!(&mut *tx, id, &f.code);
+                insert_code_rows!(tx, id, &f.hash, &f.code);
+                let row = f.row(id, size, now, now, 1);
+                insert_version!(tx, row, &f.created_by, None::<i64>, now);
             }
             tx.commit().await?;
             id
         });
         let id = id.ok_or_else(|| module_not_found(&f.module))?;
-        Ok(FunctionRow {
-            id,
-            module: f.module,
-            name: f.name,
-            hash: f.hash,
-            abi: f.abi,
-            size,
-            capacity_bytes: f.capacity_bytes,
-            retryable: f.retryable,
-            timeout_ms: f.timeout_ms,
-            allow_hosts: f.allow_hosts,
-            tag: f.tag,
-            events: f.events,
-            sinks: f.sinks,
-            created_at: now,
-            updated_at: now,
-        })
+        Ok(f.row(id, size, now, now, 1))
     }
 
-    /// Replaces the code, hash, ABI, size and metadata of the existing function `name`, and
-    /// renames it to `f.name` when that differs; keeps its creation time and moves
-    /// `updated_at` forward. Returns the new row. `NotFound`; `Conflict` if the new name is
+    /// Makes `f` the new current version of the existing function `name` (renaming it to
+    /// `f.name` when that differs): keeps its creation time, moves `updated_at` forward, and
+    /// keeps the `keep` newest versions (at least 1). `NotFound`; `Conflict` if the new name is
     /// taken.
-    pub async fn update_function(&self, name: &str, f: NewFunction) -> Result<FunctionRow> {
+    pub async fn update_function(
+        &self,
+        name: &str,
+        f: NewFunction,
+        keep: u32,
+    ) -> Result<NewVersion> {
         const SQL: &str = concat!(
             "UPDATE functions SET name = $2, code = $3, hash = $4, abi = $5, size = $6, capacity_bytes = $7, \
              tag = $8, events = $9, sinks = $10, retryable = $12, timeout_ms = $13, allow_hosts = $14, \
-             updated_at = CASE WHEN $11 > updated_at THEN $11 ELSE updated_at + 1 END \
+             updated_at = CASE WHEN $11 > updated_at THEN $11 ELSE updated_at + 1 END, \
+             version = version + 1 \
              WHERE ",
             in_module!(),
-            " AND name = $15 RETURNING id, created_at, updated_at"
+            " AND name = $15 RETURNING id, created_at, updated_at, version"
         );
         let size = code_size(&f.code)?;
         let now = now_ms();
-        let updated: Option<(i64, i64, i64)> = on_pool!(self, p => {
+        // The UPDATE comes first: it holds the function's row (PostgreSQL) or SQLite's write
+        // lock, so a concurrent update, rollback or version deletion of it waits.
+        let updated: Option<NewVersion> = on_pool!(self, p => {
             let mut tx = p.begin().await?;
-            let updated: Option<(i64, i64, i64)> = sqlx::query_as(SQL)
+            let updated: Option<(i64, i64, i64, i64)> = sqlx::query_as(SQL)
             .bind(&f.module)
             .bind(&f.name)
             .bind(EMPTY_CODE)
@@ -656,47 +782,55 @@ impl Store {
                     StoreError::from(e)
                 }
             })?;
-            if let Some((id, _, _)) = updated {
-                sqlx::query(DELETE_CODE_ROWS).bind(id).execute(&mut *tx).await?;
-                insert_code_rows!(&mut *tx, id, &f.code);
+            match updated {
+                Some((id, created_at, updated_at, version)) => {
+                    insert_code_rows!(tx, id, &f.hash, &f.code);
+                    let row = f.row(id, size, created_at, updated_at, version);
+                    insert_version!(tx, row, &f.created_by, None::<i64>, now);
+                    let dropped_hashes = prune_versions!(tx, id, version, keep);
+                    tx.commit().await?;
+                    Some(NewVersion { row, dropped_hashes })
+                }
+                None => None,
             }
-            tx.commit().await?;
-            updated
         });
-        let (id, created_at, updated_at) =
-            updated.ok_or_else(|| function_not_found(&f.module, name))?;
-        Ok(FunctionRow {
-            id,
-            module: f.module,
-            name: f.name,
-            hash: f.hash,
-            abi: f.abi,
-            size,
-            capacity_bytes: f.capacity_bytes,
-            retryable: f.retryable,
-            timeout_ms: f.timeout_ms,
-            allow_hosts: f.allow_hosts,
-            tag: f.tag,
-            events: f.events,
-            sinks: f.sinks,
-            created_at,
-            updated_at,
-        })
+        updated.ok_or_else(|| function_not_found(&f.module, name))
     }
 
-    /// Deletes the function `module/name` and returns it. `NotFound`.
-    pub async fn delete_function(&self, module: &str, name: &str) -> Result<FunctionRow> {
+    /// Deletes the function `module/name` with its versions; returns its row and the hashes
+    /// of the code its versions held, for the workers to evict. `NotFound`.
+    pub async fn delete_function(
+        &self,
+        module: &str,
+        name: &str,
+    ) -> Result<(FunctionRow, Vec<String>)> {
         const SQL: &str = concat!(
             "DELETE FROM functions WHERE ",
             in_module!(),
             " AND name = $2 RETURNING ",
             function_columns!()
         );
-        let deleted: Option<FunctionRow> = on_pool!(self, p => sqlx::query_as(SQL)
-            .bind(module)
-            .bind(name)
-            .fetch_optional(p)
-            .await?);
+        let deleted: Option<(FunctionRow, Vec<String>)> = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            // Locks the row first, so no version is added between reading the hashes and
+            // deleting.
+            let locked: Option<(i64, i64)> = sqlx::query_as(LOCK_FUNCTION)
+                .bind(module)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let hashes: Vec<String> = match locked {
+                Some((id, _)) => sqlx::query_scalar(VERSION_HASHES).bind(id).fetch_all(&mut *tx).await?,
+                None => Vec::new(),
+            };
+            let row: Option<FunctionRow> = sqlx::query_as(SQL)
+                .bind(module)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            row.map(|row| (row, hashes))
+        });
         deleted.ok_or_else(|| function_not_found(module, name))
     }
 

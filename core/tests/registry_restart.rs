@@ -102,7 +102,7 @@ async fn a_crashed_registry_is_restarted_and_the_core_keeps_serving() {
     for _ in 0..4 {
         let ran = core
             .platform
-            .invoke(&who, "_", "echo", r#"{"n":1}"#.into(), None)
+            .invoke(&who, "_", "echo", None, r#"{"n":1}"#.into(), None)
             .await
             .unwrap();
         assert_eq!(ran.output_json.as_str(), r#"{"n":1}"#);

@@ -22,6 +22,7 @@ fn new_function(module: &str, name: &str, code: &[u8]) -> NewFunction {
         tag: None,
         events: None,
         sinks: None,
+        created_by: Some("tester".into()),
     }
 }
 
@@ -56,6 +57,7 @@ async fn suite(url: &str, backend: &str) {
 
     modules_suite(&store).await;
     functions_suite(&store).await;
+    versions_suite(&store).await;
     subjects_suite(&store).await;
     scripts_suite(&store).await;
     super::services::tests::suite(&store).await;
@@ -167,7 +169,10 @@ async fn modules_suite(store: &Store) {
         store.list_functions("m2").await,
         Err(StoreError::NotFound(_))
     ));
-    assert_eq!(store.function_code("m2", "f").await.expect("code"), None);
+    assert_eq!(
+        store.function_code("m2", "f", &g.hash).await.expect("code"),
+        None
+    );
     assert_eq!(store.get_function("m2", "g").await.expect("get"), None);
     // A new module with the old name starts empty.
     store.create_module("m2", None).await.expect("recreate m2");
@@ -239,12 +244,12 @@ async fn functions_suite(store: &Store) {
         store.get_function("fns", "big").await.expect("get"),
         Some(big.clone())
     );
-    let (hash, stored) = store
-        .function_code("fns", "big")
+    assert_eq!(big.version, 1);
+    let stored = store
+        .function_code("fns", "big", &new.hash)
         .await
         .expect("code")
         .expect("big has code");
-    assert_eq!(hash, new.hash);
     assert!(stored == code, "the code must round-trip byte for byte");
     assert!(matches!(
         store.create_function(new.clone()).await,
@@ -258,14 +263,22 @@ async fn functions_suite(store: &Store) {
     let listed = store.list_functions("fns").await.expect("list");
     assert_eq!(listed, [a.clone(), big.clone()]);
     assert_eq!(store.get_function("fns", "zz").await.expect("get"), None);
-    assert_eq!(store.function_code("fns", "zz").await.expect("code"), None);
+    assert_eq!(
+        store
+            .function_code("fns", "zz", &a.hash)
+            .await
+            .expect("code"),
+        None
+    );
     assert_eq!(store.get_function("zz", "a").await.expect("get"), None);
 
     // Update replaces everything but the id and creation time.
     let updated = store
-        .update_function("big", new_function("fns", "big", b"small now"))
+        .update_function("big", new_function("fns", "big", b"small now"), 10)
         .await
-        .expect("update big");
+        .expect("update big")
+        .row;
+    assert_eq!(updated.version, 2);
     assert_eq!(updated.id, big.id);
     assert_eq!(updated.created_at, big.created_at);
     assert!(updated.updated_at > big.updated_at);
@@ -279,46 +292,61 @@ async fn functions_suite(store: &Store) {
         Some(updated.clone())
     );
     assert_eq!(
-        store.function_code("fns", "big").await.expect("code"),
-        Some((updated.hash.clone(), b"small now".to_vec()))
+        store
+            .function_code("fns", "big", &updated.hash)
+            .await
+            .expect("code"),
+        Some(b"small now".to_vec())
+    );
+    // The first version's code is kept with it.
+    assert!(
+        store
+            .function_code("fns", "big", &big.hash)
+            .await
+            .expect("code")
+            == Some(code)
     );
     assert!(matches!(
-        store.update_function("zz", new_function("fns", "zz", b"x")).await,
+        store.update_function("zz", new_function("fns", "zz", b"x"), 10).await,
         Err(StoreError::NotFound(m)) if m == "function 'fns/zz' not found"
     ));
     assert!(matches!(
         store
-            .update_function("big", new_function("zz", "big", b"x"))
+            .update_function("big", new_function("zz", "big", b"x"), 10)
             .await,
         Err(StoreError::NotFound(_))
     ));
     // An update under another name renames (FunLess's PUT); a taken name is a conflict and
     // changes nothing.
     assert!(matches!(
-        store.update_function("big", new_function("fns", "a", b"x")).await,
+        store.update_function("big", new_function("fns", "a", b"x"), 10).await,
         Err(StoreError::Conflict(m)) if m.contains("fns/a")
     ));
     let renamed = store
-        .update_function("a", new_function("fns", "a2", b"\0a\0"))
+        .update_function("a", new_function("fns", "a2", b"\0a\0"), 10)
         .await
-        .expect("rename a");
+        .expect("rename a")
+        .row;
     assert_eq!((renamed.id, renamed.name.as_str()), (a.id, "a2"));
     assert_eq!(store.get_function("fns", "a").await.expect("get"), None);
     let back = store
-        .update_function("a2", new_function("fns", "a", b"\0a\0"))
+        .update_function("a2", new_function("fns", "a", b"\0a\0"), 10)
         .await
-        .expect("rename back");
+        .expect("rename back")
+        .row;
     assert_eq!(back.id, a.id);
     assert_eq!(
         store.get_function("fns", "big").await.expect("get"),
         Some(updated.clone())
     );
 
-    // Delete returns the row.
-    assert_eq!(
-        store.delete_function("fns", "big").await.expect("delete"),
-        updated
-    );
+    // Delete returns the row and the code its versions held.
+    let (deleted, mut hashes) = store.delete_function("fns", "big").await.expect("delete");
+    assert_eq!(deleted, updated);
+    hashes.sort();
+    let mut expected = vec![big.hash.clone(), updated.hash.clone()];
+    expected.sort();
+    assert_eq!(hashes, expected);
     assert!(matches!(
         store.delete_function("fns", "big").await,
         Err(StoreError::NotFound(m)) if m == "function 'fns/big' not found"
@@ -329,6 +357,111 @@ async fn functions_suite(store: &Store) {
     ));
     assert_eq!(store.list_functions("fns").await.expect("list"), [back]);
     assert_eq!(store.delete_module("fns").await.expect("delete").len(), 1);
+}
+
+async fn versions_suite(store: &Store) {
+    store.create_module("vs", None).await.expect("create vs");
+    let v1 = store
+        .create_function(new_function("vs", "f", b"one"))
+        .await
+        .expect("create");
+    let v2 = store
+        .update_function("f", new_function("vs", "f", b"two"), 3)
+        .await
+        .expect("update")
+        .row;
+    let listed = store.list_versions("vs", "f").await.expect("list");
+    assert_eq!(listed.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(listed[1].hash, v1.hash);
+    assert_eq!(listed[0].created_by.as_deref(), Some("tester"));
+    assert_eq!(listed[0].rollback_of, None);
+
+    // A rollback is a new version with the old code and metadata; no code is stored again.
+    let back = store
+        .rollback_function("vs", "f", 1, Some("ops"), 3)
+        .await
+        .expect("rollback");
+    assert_eq!(back.row.version, 3);
+    assert_eq!(back.row.hash, v1.hash);
+    assert!(back.dropped_hashes.is_empty());
+    assert_eq!(
+        store.get_function("vs", "f").await.expect("get"),
+        Some(back.row.clone())
+    );
+    let v3 = store
+        .get_version("vs", "f", 3)
+        .await
+        .expect("get")
+        .expect("v3");
+    assert_eq!(
+        (v3.rollback_of, v3.created_by.as_deref()),
+        (Some(1), Some("ops"))
+    );
+    assert!(matches!(
+        store.rollback_function("vs", "f", 9, None, 3).await,
+        Err(StoreError::NotFound(m)) if m == "function 'vs/f' has no version 9"
+    ));
+    assert!(matches!(
+        store.rollback_function("vs", "nope", 1, None, 3).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Only the 3 newest are kept: version 1 goes, its code stays (version 3 holds it); then
+    // version 2 goes with its code.
+    let v4 = store
+        .update_function("f", new_function("vs", "f", b"four"), 3)
+        .await
+        .expect("update");
+    assert!(v4.dropped_hashes.is_empty());
+    let v5 = store
+        .update_function("f", new_function("vs", "f", b"five"), 3)
+        .await
+        .expect("update");
+    assert_eq!(v5.dropped_hashes, std::slice::from_ref(&v2.hash));
+    assert_eq!(
+        store
+            .list_versions("vs", "f")
+            .await
+            .expect("list")
+            .iter()
+            .map(|v| v.version)
+            .collect::<Vec<_>>(),
+        [5, 4, 3]
+    );
+    assert_eq!(
+        store
+            .function_code("vs", "f", &v2.hash)
+            .await
+            .expect("code"),
+        None
+    );
+    assert_eq!(
+        store
+            .function_code("vs", "f", &v1.hash)
+            .await
+            .expect("code"),
+        Some(b"one".to_vec())
+    );
+    assert_eq!(store.get_version("vs", "f", 1).await.expect("get"), None);
+
+    // Deleting: never the current version; an old one goes, with its code once unheld.
+    assert!(matches!(
+        store.delete_version("vs", "f", 5).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.delete_version("vs", "f", 3).await.expect("delete"),
+        Some(v1.hash.clone())
+    );
+    assert!(matches!(
+        store.delete_version("vs", "f", 3).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.list_versions("vs", "nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.delete_module("vs").await.expect("delete").len(), 1);
 }
 
 async fn subjects_suite(store: &Store) {

@@ -253,6 +253,23 @@ fn the_console_works_in_a_real_browser() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["abi"], "javascript", "{body}");
     assert_eq!(body["data"]["metadata"]["timeout_ms"], 5000, "{body}");
+    // Its versions, drawn again: version 1 rolls back (asked twice) into version 3, with the
+    // first upload's code and time limit.
+    let abi = body["data"]["abi"].clone();
+    browser.js(
+        "window.dispatchEvent(new HashChangeEvent('hashchange'))",
+        Vec::new(),
+    );
+    browser.wait_contains("#fn-versions", "current");
+    browser.click("#fn-rollback-1");
+    browser.click("#fn-rollback-1-confirm");
+    browser.wait_contains("#notice", "_/hello is at version 3");
+    let (status, body) = admin.get("/v1/fn/_/hello");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["version"], 3, "{body}");
+    assert_ne!(body["data"]["abi"], abi, "{body}");
+    assert_ne!(body["data"]["metadata"]["timeout_ms"], 5000, "{body}");
+    browser.wait_contains("#fn-versions", "rollback to 1");
     browser.click("#fn-delete");
     browser.click("#fn-delete-confirm");
     browser.wait_contains("#notice", "Deleted _/hello");

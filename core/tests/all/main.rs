@@ -30,3 +30,4 @@ mod sinks;
 mod supervision;
 mod tenancy;
 mod tls;
+mod versions;

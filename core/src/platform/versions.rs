@@ -1,0 +1,174 @@
+//! The version routes' backend: [`VersionsBackend`] for the [`Platform`]. A function's
+//! versions are rows of the store (`store/versions.rs`); a rollback stores a new version with
+//! an old one's code and metadata, sends that code to the workers (those that still hold it
+//! answer at once) and restarts the function's connectors and sinks as an update does.
+
+use bytes::Bytes;
+use funless_api::types::{Abi, FunctionCreated, VersionInfo};
+use funless_api::{ApiError, ApiResult, Subject, VersionsBackend};
+
+use super::{Platform, api, function_id, rfc3339};
+use crate::dispatch;
+use crate::quotas::Footprint;
+use crate::store::{OwnedFunction, VersionRow, shown_module};
+
+fn version_info(row: VersionRow, current: i64) -> VersionInfo {
+    VersionInfo {
+        version: row.version.max(0) as u64,
+        current: row.version == current,
+        abi: Abi::parse(&row.abi).unwrap_or(Abi::Funless),
+        size: row.size.max(0) as u64,
+        created_at: rfc3339(row.created_at),
+        created_by: row.created_by,
+        rollback_of: row.rollback_of.map(|v| v.max(0) as u64),
+        hash: row.hash,
+    }
+}
+
+fn not_kept(module: &str, function: &str, version: u64) -> ApiError {
+    ApiError::NotFound(format!(
+        "function '{}/{function}' has no version {version}",
+        shown_module(module)
+    ))
+}
+
+/// A version number as stored; one too large for the store is one that does not exist.
+fn stored_number(module: &str, function: &str, version: u64) -> ApiResult<i64> {
+    i64::try_from(version).map_err(|_| not_kept(module, function, version))
+}
+
+impl VersionsBackend for Platform {
+    async fn list_versions(
+        &self,
+        who: &Subject,
+        module: &str,
+        function: &str,
+    ) -> ApiResult<Vec<VersionInfo>> {
+        let stored = self.module_for(who, module).await?;
+        let rows = self
+            .inner
+            .store
+            .list_versions(&stored, function)
+            .await
+            .map_err(api)?;
+        // Newest first, and the newest is the current one.
+        let current = rows.first().map_or(0, |v| v.version);
+        Ok(rows
+            .into_iter()
+            .map(|row| version_info(row, current))
+            .collect())
+    }
+
+    async fn get_version(
+        &self,
+        who: &Subject,
+        module: &str,
+        function: &str,
+        version: u64,
+    ) -> ApiResult<VersionInfo> {
+        let stored = self.module_for(who, module).await?;
+        let current = self.function_row(&stored, function).await?;
+        let number = stored_number(&stored, function, version)?;
+        let row = self
+            .inner
+            .store
+            .get_version(&stored, function, number)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| not_kept(&stored, function, version))?;
+        Ok(version_info(row, current.version))
+    }
+
+    async fn rollback_function(
+        &self,
+        who: &Subject,
+        module: &str,
+        function: &str,
+        version: u64,
+    ) -> ApiResult<FunctionCreated> {
+        let module = &self.module_for(who, module).await?;
+        let store = &self.inner.store;
+        let number = stored_number(module, function, version)?;
+        let current = self.function_row(module, function).await?;
+        let kept = store
+            .get_version(module, function, number)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| not_kept(module, function, version))?;
+        // The restored version counts against the quotas as an upload of it would.
+        let footprint = Footprint::of_stored(&OwnedFunction {
+            module: module.clone(),
+            name: function.to_string(),
+            size: kept.size,
+            events: kept.events.clone(),
+            sinks: kept.sinks.clone(),
+        });
+        let turn = self.inner.quotas.turn(who).await;
+        self.function_quota(who, module, function, Some(&current), footprint)
+            .await?;
+        let changed = store
+            .rollback_function(
+                module,
+                function,
+                number,
+                Some(&who.name),
+                self.keep_versions(),
+            )
+            .await
+            .map_err(api)?;
+        drop(turn);
+        self.inner.catalog.function_changed(module, function);
+        let row = changed.row;
+        tracing::info!(function = %format!("{module}/{function}"), version = row.version, rollback_of = number, hash = %row.hash, "function rolled back");
+        if !changed.dropped_hashes.is_empty() {
+            dispatch::evict(&self.inner.workers, changed.dropped_hashes);
+        }
+        // Workers that still hold the code answer at once; the others compile it now, so the
+        // first call after the rollback is warm either way.
+        let code = store
+            .function_code(module, function, &row.hash)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "function '{}/{function}' changed during the rollback",
+                    shown_module(module)
+                ))
+            })?;
+        let workers = self
+            .distribute(function_id(&row), Bytes::from(code), true)
+            .await;
+        let events = self.start_connectors(&row).await;
+        let sinks = self.sinks_metadata(&row);
+        Ok(FunctionCreated {
+            abi: Abi::parse(&row.abi).unwrap_or(Abi::Funless),
+            version: row.version.max(0) as u64,
+            name: row.name,
+            hash: row.hash,
+            workers,
+            events,
+            sinks,
+        })
+    }
+
+    async fn delete_version(
+        &self,
+        who: &Subject,
+        module: &str,
+        function: &str,
+        version: u64,
+    ) -> ApiResult<()> {
+        let module = &self.module_for(who, module).await?;
+        let number = stored_number(module, function, version)?;
+        let gone = self
+            .inner
+            .store
+            .delete_version(module, function, number)
+            .await
+            .map_err(api)?;
+        if let Some(hash) = gone {
+            dispatch::evict(&self.inner.workers, vec![hash]);
+        }
+        Ok(())
+    }
+}

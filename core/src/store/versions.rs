@@ -1,0 +1,252 @@
+//! A function's versions (migration 0008): every create, update and rollback stores one,
+//! immutable; `functions` holds a copy of the newest, which is always the current one.
+
+use super::*;
+
+/// One stored version of a function.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct VersionRow {
+    /// Its number: 1 at creation, one more for every update and rollback, never reused.
+    pub version: i64,
+    /// SHA-256 of its code, lowercase hex.
+    pub hash: String,
+    /// The ABI its code implements.
+    pub abi: String,
+    /// Size of its code in bytes.
+    pub size: i64,
+    /// Memory it declares it needs, bytes.
+    pub capacity_bytes: i64,
+    /// Whether it may run again elsewhere when its worker is lost mid-call.
+    pub retryable: bool,
+    /// Its time limit, milliseconds.
+    pub timeout_ms: i64,
+    /// Its egress allow-list, JSON array text.
+    pub allow_hosts: String,
+    /// Placement tag, if any.
+    pub tag: Option<String>,
+    /// Events that trigger it, JSON text.
+    pub events: Option<String>,
+    /// Where its results go, JSON text.
+    pub sinks: Option<String>,
+    /// The subject that made it, when known (versions from before migration 0008: not).
+    pub created_by: Option<String>,
+    /// The version whose code and metadata it restored, when it is a rollback.
+    pub rollback_of: Option<i64>,
+    /// When it was made, unix milliseconds.
+    pub created_at: i64,
+}
+
+/// The columns of a [`VersionRow`].
+macro_rules! version_columns {
+    () => {
+        "version, hash, abi, size, capacity_bytes, retryable, timeout_ms, allow_hosts, tag, \
+         events, sinks, created_by, rollback_of, created_at"
+    };
+}
+
+/// Restricts `function_versions` to the function `$2` of the module named `$1`.
+macro_rules! of_function {
+    () => {
+        concat!(
+            "function_id = (SELECT id FROM functions WHERE ",
+            in_module!(),
+            " AND name = $2)"
+        )
+    };
+}
+
+impl VersionRow {
+    /// The function `function` as it would be with this version current.
+    pub fn applied_to(&self, function: &FunctionRow) -> FunctionRow {
+        FunctionRow {
+            id: function.id,
+            module: function.module.clone(),
+            name: function.name.clone(),
+            hash: self.hash.clone(),
+            abi: self.abi.clone(),
+            size: self.size,
+            capacity_bytes: self.capacity_bytes,
+            retryable: self.retryable,
+            timeout_ms: self.timeout_ms,
+            allow_hosts: self.allow_hosts.clone(),
+            tag: self.tag.clone(),
+            events: self.events.clone(),
+            sinks: self.sinks.clone(),
+            created_at: function.created_at,
+            updated_at: function.updated_at,
+            version: self.version,
+        }
+    }
+}
+
+impl Store {
+    /// The kept versions of `module/name`, newest (the current one) first. `NotFound`.
+    pub async fn list_versions(&self, module: &str, name: &str) -> Result<Vec<VersionRow>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM function_versions WHERE ",
+            of_function!(),
+            " ORDER BY version DESC"
+        );
+        let rows: Vec<VersionRow> = on_pool!(self, p => sqlx::query_as(SQL)
+            .bind(module)
+            .bind(name)
+            .fetch_all(p)
+            .await?);
+        // Every function has at least its current version.
+        if rows.is_empty() {
+            return Err(function_not_found(module, name));
+        }
+        Ok(rows)
+    }
+
+    /// Version `version` of `module/name`, if the function and that version exist.
+    pub async fn get_version(
+        &self,
+        module: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<VersionRow>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM function_versions WHERE ",
+            of_function!(),
+            " AND version = $3"
+        );
+        Ok(on_pool!(self, p => sqlx::query_as(SQL)
+            .bind(module)
+            .bind(name)
+            .bind(version)
+            .fetch_optional(p)
+            .await?))
+    }
+
+    /// Makes a new current version of `module/name` with the code and metadata of its kept
+    /// version `version`, made by `by`; keeps the `keep` newest versions. `NotFound` for the
+    /// function or the version.
+    pub async fn rollback_function(
+        &self,
+        module: &str,
+        name: &str,
+        version: i64,
+        by: Option<&str>,
+        keep: u32,
+    ) -> Result<NewVersion> {
+        const VERSION: &str = concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM function_versions WHERE function_id = $1 AND version = $2"
+        );
+        const APPLY: &str = "UPDATE functions SET hash = $2, abi = $3, size = $4, \
+            capacity_bytes = $5, retryable = $6, timeout_ms = $7, allow_hosts = $8, tag = $9, \
+            events = $10, sinks = $11, \
+            updated_at = CASE WHEN $12 > updated_at THEN $12 ELSE updated_at + 1 END, \
+            version = version + 1 WHERE id = $1 RETURNING id, updated_at, version";
+        const ROW: &str = concat!(
+            "SELECT ",
+            function_columns!(),
+            " FROM functions WHERE id = $2"
+        );
+        let now = now_ms();
+        let done: Result<NewVersion> = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            // The function's row is held from here: its versions cannot change underneath.
+            let locked: Option<(i64, i64)> = sqlx::query_as(LOCK_FUNCTION)
+                .bind(module)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((id, _)) = locked else {
+                return Err(function_not_found(module, name));
+            };
+            let old: Option<VersionRow> = sqlx::query_as(VERSION)
+                .bind(id)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(old) = old else {
+                return Err(version_not_found(module, name, version));
+            };
+            let (_, _, new_version): (i64, i64, i64) = sqlx::query_as(APPLY)
+                .bind(id)
+                .bind(&old.hash)
+                .bind(&old.abi)
+                .bind(old.size)
+                .bind(old.capacity_bytes)
+                .bind(old.retryable)
+                .bind(old.timeout_ms)
+                .bind(&old.allow_hosts)
+                .bind(&old.tag)
+                .bind(&old.events)
+                .bind(&old.sinks)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            let row: FunctionRow = sqlx::query_as(ROW)
+                .bind(module)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            insert_version!(tx, row, by, Some(version), now);
+            let dropped_hashes = prune_versions!(tx, id, new_version, keep);
+            tx.commit().await?;
+            Ok(NewVersion { row, dropped_hashes })
+        });
+        done
+    }
+
+    /// Deletes the kept version `version` of `module/name` and, when no other version holds
+    /// its code, the code; answers the code's hash in that case, for the workers to evict.
+    /// `NotFound`; `Conflict` for the current version (roll back or update first).
+    pub async fn delete_version(
+        &self,
+        module: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<String>> {
+        const DELETE: &str =
+            "DELETE FROM function_versions WHERE function_id = $1 AND version = $2 RETURNING hash";
+        let done: Result<Option<String>> = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let locked: Option<(i64, i64)> = sqlx::query_as(LOCK_FUNCTION)
+                .bind(module)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((id, current)) = locked else {
+                return Err(function_not_found(module, name));
+            };
+            if version == current {
+                return Err(StoreError::Conflict(format!(
+                    "version {version} is the current version of '{}/{name}'; update or roll back first",
+                    shown_module(module)
+                )));
+            }
+            let hash: Option<String> = sqlx::query_scalar(DELETE)
+                .bind(id)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(hash) = hash else {
+                return Err(version_not_found(module, name, version));
+            };
+            let code = sqlx::query(DELETE_UNHELD_CODE)
+                .bind(id)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok((code.rows_affected() > 0).then_some(hash))
+        });
+        done
+    }
+}
+
+fn version_not_found(module: &str, name: &str, version: i64) -> StoreError {
+    StoreError::NotFound(format!(
+        "function '{}/{name}' has no version {version}",
+        shown_module(module)
+    ))
+}
