@@ -130,18 +130,19 @@ pub(crate) enum FnCommand {
     /// Replace the code (and metadata) of an existing function
     Update(UpdateArgs),
     /// Invoke a function and print its output
-    #[command(visible_alias = "i")]
+    #[command(visible_alias = "i", disable_version_flag = true)]
     Invoke(InvokeArgs),
     /// Show a function
     Get(FnTarget),
     /// List the functions of a module
     List(ModuleOpt),
     /// Delete a function (with --version: one kept version of it)
-    #[command(visible_alias = "d")]
+    #[command(visible_alias = "d", disable_version_flag = true)]
     Delete(DeleteArgs),
     /// List a function's kept versions, newest first (* marks the current one)
     Versions(FnTarget),
     /// Make a kept version current again (a new version with its code and metadata)
+    #[command(disable_version_flag = true)]
     Rollback(RollbackArgs),
     /// Build a function's source folder into the file to upload (Rust: a .wasm with cargo;
     /// JavaScript: the source itself, nothing to compile; Python: a .wasm with componentize-py,

@@ -75,7 +75,9 @@ pub(crate) fn module(out: &mut dyn Write, module: &ModuleInfo) -> io::Result<()>
 pub(crate) fn function(out: &mut dyn Write, info: &FunctionInfo) -> io::Result<()> {
     writeln!(out, "name: {}", info.name)?;
     writeln!(out, "module: {}", info.module)?;
-    writeln!(out, "version: {}", info.version)?;
+    if info.version > 0 {
+        writeln!(out, "version: {}", info.version)?;
+    }
     writeln!(out, "hash: {}", info.hash)?;
     writeln!(out, "abi: {}", info.abi.as_str())?;
     writeln!(out, "size: {} bytes", info.size)?;
