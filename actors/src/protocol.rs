@@ -109,6 +109,9 @@ pub struct InvokeRequest {
     pub memory_limit_bytes: u64,
     /// Hosts (`host` or `host:port`) the function may reach over HTTP; empty: none.
     pub allow_hosts: Vec<String>,
+    /// The function's configuration, given to it as environment variables (an object for
+    /// JavaScript).
+    pub env: Vec<(String, String)>,
 }
 
 /// How an invocation found its code on the worker.

@@ -52,6 +52,8 @@ pub(crate) fn json() -> &'static str {
         crate::versions::doc::list_versions, crate::versions::doc::get_version,
         crate::versions::doc::invoke_version, crate::versions::doc::delete_version,
         crate::versions::doc::rollback,
+        crate::versions::doc::module_config, crate::versions::doc::change_module_config,
+        crate::versions::doc::function_config, crate::versions::doc::change_function_config,
     ),
     components(schemas(ErrorBody, FunctionForm, AppScriptForm, Health, crate::services::doc::ServiceForm)),
     modifiers(&BearerAuth),

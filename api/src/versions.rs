@@ -1,5 +1,6 @@
 //! The version routes of a function (`/v1/fn/{module}/{function}/versions`, `.../rollback`):
-//! list its kept versions, invoke or delete one, and roll back to one.
+//! list its kept versions, invoke or delete one, and roll back to one; and the configuration
+//! routes (`/v1/config/{module}[/{function}]`), whose changes to a function make a version.
 //!
 //! Their backend methods are a trait of their own ([`VersionsBackend`], a supertrait of
 //! [`Backend`]), as the service routes' are.
@@ -20,7 +21,7 @@ use crate::backend::{Backend, Subject};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, json_body};
 use crate::routes::{Call, InvokeQuery, data, invoke_call};
-use crate::types::{FunctionCreated, RollbackRequest, VersionInfo};
+use crate::types::{ConfigChange, ConfigInfo, FunctionCreated, RollbackRequest, VersionInfo};
 
 /// What the version routes need from the Core.
 pub trait VersionsBackend: Send + Sync + 'static {
@@ -56,6 +57,22 @@ pub trait VersionsBackend: Send + Sync + 'static {
         function: &str,
         version: u64,
     ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// A module's configuration, or a function's with its module's (`function`).
+    fn get_config(
+        &self,
+        who: &Subject,
+        module: &str,
+        function: Option<&str>,
+    ) -> impl Future<Output = ApiResult<ConfigInfo>> + Send;
+    /// Changes a module's configuration (its functions' next invocations see it), or a
+    /// function's, which makes a new version with the same code.
+    fn change_config(
+        &self,
+        who: &Subject,
+        module: &str,
+        function: Option<&str>,
+        change: ConfigChange,
+    ) -> impl Future<Output = ApiResult<ConfigInfo>> + Send;
 }
 
 /// The version routes, merged into the API's router.
@@ -67,6 +84,14 @@ pub(crate) fn routes<B: Backend>() -> Router<Arc<B>> {
             get(get_one::<B>).post(invoke::<B>).delete(delete::<B>),
         )
         .route("/v1/fn/{module}/{function}/rollback", post(rollback::<B>))
+        .route(
+            "/v1/config/{module}",
+            get(module_config::<B>).put(change_module_config::<B>),
+        )
+        .route(
+            "/v1/config/{module}/{function}",
+            get(function_config::<B>).put(change_function_config::<B>),
+        )
 }
 
 /// A version number from the path: a positive integer.
@@ -153,12 +178,64 @@ async fn rollback<B: Backend>(
     )
 }
 
+async fn module_config<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path(module): Path<String>,
+) -> ApiResult<Response> {
+    data(
+        StatusCode::OK,
+        backend.get_config(&who, &module, None).await?,
+    )
+}
+
+async fn function_config<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path((module, function)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    data(
+        StatusCode::OK,
+        backend.get_config(&who, &module, Some(&function)).await?,
+    )
+}
+
+async fn change_module_config<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path(module): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let bytes = crate::routes::body(bytes)?;
+    let change: ConfigChange = json_body(&bytes, "configuration change")?;
+    data(
+        StatusCode::OK,
+        backend.change_config(&who, &module, None, change).await?,
+    )
+}
+
+async fn change_function_config<B: Backend>(
+    State(backend): State<Arc<B>>,
+    Auth(who): Auth,
+    Path((module, function)): Path<(String, String)>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let bytes = crate::routes::body(bytes)?;
+    let change: ConfigChange = json_body(&bytes, "configuration change")?;
+    data(
+        StatusCode::OK,
+        backend
+            .change_config(&who, &module, Some(&function), change)
+            .await?,
+    )
+}
+
 /// The operations of the version routes, for the OpenAPI document.
 #[allow(dead_code, unreachable_pub)]
 pub(crate) mod doc {
     use crate::types::{
-        ActivationStarted, Data, ErrorBody, FunctionCreated, InvokeRequest, RollbackRequest,
-        VersionInfo,
+        ActivationStarted, ConfigChange, ConfigInfo, Data, ErrorBody, FunctionCreated,
+        InvokeRequest, RollbackRequest, VersionInfo,
     };
 
     const ERROR: &str = "The error (`{\"errors\": {\"detail\": \"...\"}}`): 400 bad input, 401 no or unknown token, 404 no such function or version, 409 the current version cannot be deleted, 413 body too large, 500 our fault, 502 a worker did not answer, 503 no worker can run it";
@@ -211,6 +288,34 @@ pub(crate) mod doc {
             (status = 207, description = "Rolled back; an event connector is not connected yet", body = Data<FunctionCreated>),
             (status = "default", description = ERROR, body = ErrorBody)))]
     pub fn rollback() {}
+
+    #[utoipa::path(get, path = "/v1/config/{module}", tag = "functions",
+        params(("module" = String, Path, description = "Module name")),
+        responses((status = 200, description = "The module's settings, inherited by its functions", body = Data<ConfigInfo>),
+            (status = "default", description = ERROR, body = ErrorBody)))]
+    pub fn module_config() {}
+
+    #[utoipa::path(put, path = "/v1/config/{module}", tag = "functions",
+        params(("module" = String, Path, description = "Module name")),
+        request_body(content = ConfigChange),
+        responses((status = 200, description = "Changed: its functions' next invocations see it", body = Data<ConfigInfo>),
+            (status = "default", description = ERROR, body = ErrorBody)))]
+    pub fn change_module_config() {}
+
+    #[utoipa::path(get, path = "/v1/config/{module}/{function}", tag = "functions",
+        params(("module" = String, Path, description = "Module name"),
+            ("function" = String, Path, description = "Function name")),
+        responses((status = 200, description = "The function's settings, its module's, and the environment its invocations get", body = Data<ConfigInfo>),
+            (status = "default", description = ERROR, body = ErrorBody)))]
+    pub fn function_config() {}
+
+    #[utoipa::path(put, path = "/v1/config/{module}/{function}", tag = "functions",
+        params(("module" = String, Path, description = "Module name"),
+            ("function" = String, Path, description = "Function name")),
+        request_body(content = ConfigChange),
+        responses((status = 200, description = "Changed: a new version with the same code and these settings", body = Data<ConfigInfo>),
+            (status = "default", description = ERROR, body = ErrorBody)))]
+    pub fn change_function_config() {}
 }
 
 #[cfg(test)]
@@ -246,6 +351,18 @@ mod tests {
             panic!("broken")
         }
         async fn delete_version(&self, _: &Subject, _: &str, _: &str, _: u64) -> ApiResult<()> {
+            panic!("broken")
+        }
+        async fn get_config(&self, _: &Subject, _: &str, _: Option<&str>) -> ApiResult<ConfigInfo> {
+            panic!("broken")
+        }
+        async fn change_config(
+            &self,
+            _: &Subject,
+            _: &str,
+            _: Option<&str>,
+            _: ConfigChange,
+        ) -> ApiResult<ConfigInfo> {
             panic!("broken")
         }
     }

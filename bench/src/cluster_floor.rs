@@ -79,6 +79,7 @@ pub(crate) async fn measure(
     }
 
     let request = |code: Option<Vec<u8>>| InvokeRequest {
+        env: Vec::new(),
         function: FunctionId {
             module: "bench".into(),
             name: "hello".into(),

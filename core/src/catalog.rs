@@ -24,13 +24,22 @@ pub struct CachedFunction {
     pub row: FunctionRow,
     /// The egress allow-list, parsed once.
     pub allow_hosts: Vec<String>,
+    /// Its environment: its module's configuration with its own over it (a module's change
+    /// drops its functions' entries, `Catalog::module_changed`).
+    pub env: crate::config::Env,
 }
 
 impl CachedFunction {
-    /// The entry for a stored row.
-    pub fn new(row: FunctionRow) -> Self {
+    /// The entry for a stored row of a function whose module's configuration is
+    /// `module_config` (stored text).
+    pub fn new(row: FunctionRow, module_config: &str) -> Self {
         let allow_hosts = serde_json::from_str(&row.allow_hosts).unwrap_or_default();
-        Self { row, allow_hosts }
+        let env = crate::config::effective(module_config, &row.config);
+        Self {
+            row,
+            allow_hosts,
+            env,
+        }
     }
 }
 
@@ -74,8 +83,13 @@ impl Catalog {
 
     /// Caches a row read from the store under `ticket`, unless something was invalidated
     /// since; answers the entry either way.
-    pub fn remember_function(&self, ticket: ReadTicket, row: FunctionRow) -> Arc<CachedFunction> {
-        let entry = Arc::new(CachedFunction::new(row));
+    pub fn remember_function(
+        &self,
+        ticket: ReadTicket,
+        row: FunctionRow,
+        module_config: &str,
+    ) -> Arc<CachedFunction> {
+        let entry = Arc::new(CachedFunction::new(row, module_config));
         let mut functions = self.functions.write().unwrap_or_else(|p| p.into_inner());
         let count = self.function_count.load(Ordering::Relaxed) as usize;
         if self.generation.load(Ordering::Acquire) == ticket.0 && count < MAX_ENTRIES {
@@ -123,7 +137,8 @@ impl Catalog {
         }
     }
 
-    /// A module was renamed or deleted, with its functions (call after the store write).
+    /// A module was renamed, reconfigured or deleted: its row and its functions' entries go
+    /// (call after the store write).
     pub fn module_changed(&self, module: &str) {
         let mut functions = self.functions.write().unwrap_or_else(|p| p.into_inner());
         let mut modules = self.modules.write().unwrap_or_else(|p| p.into_inner());
@@ -176,7 +191,7 @@ mod tests {
         let catalog = Catalog::new();
         assert!(catalog.function("m", "f").is_none());
         let ticket = catalog.ticket();
-        let entry = catalog.remember_function(ticket, row("m", "f", "h1"));
+        let entry = catalog.remember_function(ticket, row("m", "f", "h1"), "{}");
         assert_eq!(entry.allow_hosts, vec!["example.com".to_string()]);
         assert_eq!(
             catalog
@@ -193,7 +208,7 @@ mod tests {
         let ticket = catalog.ticket();
         // The update lands (and invalidates) while the lookup's store read is in flight.
         catalog.function_changed("m", "f");
-        let entry = catalog.remember_function(ticket, row("m", "f", "old"));
+        let entry = catalog.remember_function(ticket, row("m", "f", "old"), "{}");
         assert_eq!(entry.row.hash, "old", "the caller still gets what it read");
         assert!(catalog.function("m", "f").is_none(), "but it is not kept");
     }
@@ -202,7 +217,7 @@ mod tests {
     fn changes_drop_exactly_their_rows() {
         let catalog = Catalog::new();
         for (m, f) in [("a", "f"), ("a", "g"), ("b", "f")] {
-            catalog.remember_function(catalog.ticket(), row(m, f, "h"));
+            catalog.remember_function(catalog.ticket(), row(m, f, "h"), "{}");
         }
         catalog.remember_module(
             catalog.ticket(),
@@ -226,11 +241,11 @@ mod tests {
     fn is_bounded() {
         let catalog = Catalog::new();
         for i in 0..MAX_ENTRIES + 10 {
-            catalog.remember_function(catalog.ticket(), row("m", &i.to_string(), "h"));
+            catalog.remember_function(catalog.ticket(), row("m", &i.to_string(), "h"), "{}");
         }
         assert_eq!(catalog.len().0, MAX_ENTRIES);
         // Past the bound a lookup still answers from what it read.
-        let entry = catalog.remember_function(catalog.ticket(), row("m", "late", "h2"));
+        let entry = catalog.remember_function(catalog.ticket(), row("m", "late", "h2"), "{}");
         assert_eq!(entry.row.hash, "h2");
     }
 }

@@ -78,6 +78,8 @@ pub struct Target {
     pub policy: Policy,
     /// Hosts it may reach over HTTP.
     pub allow_hosts: Vec<String>,
+    /// Its environment (configuration).
+    pub env: crate::config::Env,
 }
 
 /// A successful invocation.
@@ -194,6 +196,7 @@ where
             timeout_ms: target.timeout_ms,
             memory_limit_bytes: target.need_bytes,
             allow_hosts: target.allow_hosts.clone(),
+            env: target.env.to_vec(),
         };
         let calling = Instant::now();
         let left = deadline.saturating_duration_since(calling);
@@ -233,6 +236,7 @@ where
                 timeout_ms: target.timeout_ms,
                 memory_limit_bytes: target.need_bytes,
                 allow_hosts: target.allow_hosts.clone(),
+                env: target.env.to_vec(),
             };
             let left = deadline.saturating_duration_since(Instant::now());
             attempt = call_invoke(&mut lease, request, left).await;

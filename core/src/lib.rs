@@ -14,6 +14,7 @@ pub mod activations;
 pub mod catalog;
 mod children;
 pub mod code_transfer;
+pub mod config;
 pub mod console;
 pub mod dispatch;
 pub mod egress;

@@ -406,7 +406,16 @@ impl Platform {
         }
         let ticket = catalog.ticket();
         let row = self.function_row(module, name).await?;
-        Ok(catalog.remember_function(ticket, row))
+        let module_config = self.module_config(module).await?;
+        Ok(catalog.remember_function(ticket, row, &module_config))
+    }
+
+    /// A module's stored configuration (none for a module deleted meanwhile).
+    async fn module_config(&self, module: &str) -> ApiResult<String> {
+        Ok(self.module_row(module).await?.map_or_else(
+            || crate::store::EMPTY_CONFIG.to_string(),
+            |m| m.config.clone(),
+        ))
     }
 
     /// A function's row as stored now, or the API's 404 for it.
@@ -459,6 +468,7 @@ impl Platform {
                 events: to_text(&upload.events),
                 sinks: to_text(&upload.sinks),
                 created_by: Some(who.name.clone()),
+                config: crate::store::EMPTY_CONFIG.to_string(),
             },
             abi,
         ))
@@ -831,6 +841,7 @@ impl Platform {
             retryable: row.retryable,
             policy,
             allow_hosts: function.allow_hosts.clone(),
+            env: function.env.clone(),
         };
         Ok(Prepared {
             module,
@@ -857,7 +868,11 @@ impl Platform {
             .await
             .map_err(api)?
             .ok_or_else(not_kept)?;
-        Ok(CachedFunction::new(kept.applied_to(function)))
+        let module_config = self.module_config(&function.module).await?;
+        Ok(CachedFunction::new(
+            kept.applied_to(function),
+            &module_config,
+        ))
     }
 
     /// Runs a prepared invocation: its answer (output and worker, or the caller's error) and
@@ -1179,8 +1194,10 @@ impl Backend for Platform {
         upload: FunctionUpload,
     ) -> ApiResult<FunctionCreated> {
         let module = &self.module_for(who, module).await?;
-        let (new, abi) = self.new_function(who, module, &upload).await?;
+        let (mut new, abi) = self.new_function(who, module, &upload).await?;
         let old = self.function_row(module, function).await?;
+        // New code keeps the function's configuration (changed through its own route).
+        new.config.clone_from(&old.config);
         let (checked, turn) = self
             .admit_upload(who, &new, abi, &upload, Some(&old))
             .await?;

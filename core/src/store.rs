@@ -72,6 +72,8 @@ pub struct ModuleRow {
     pub owner_id: Option<i64>,
     /// Creation time, unix milliseconds.
     pub created_at: i64,
+    /// Its configuration, inherited by its functions: a JSON object of strings.
+    pub config: String,
 }
 
 /// A function as listed: everything but its code.
@@ -109,6 +111,8 @@ pub struct FunctionRow {
     pub updated_at: i64,
     /// Number of the current version (1 at creation; every update and rollback adds one).
     pub version: i64,
+    /// Its configuration (over its module's): a JSON object of strings.
+    pub config: String,
 }
 
 /// A function to create, or the new version of one to update.
@@ -140,6 +144,8 @@ pub struct NewFunction {
     pub sinks: Option<String>,
     /// The subject that made this version, recorded with it.
     pub created_by: Option<String>,
+    /// Its configuration: a JSON object of strings.
+    pub config: String,
 }
 
 impl NewFunction {
@@ -169,6 +175,7 @@ impl NewFunction {
             created_at,
             updated_at,
             version,
+            config: self.config.clone(),
         }
     }
 }
@@ -253,7 +260,7 @@ macro_rules! on_pool {
 macro_rules! function_columns {
     () => {
         "id, $1 AS module, name, hash, abi, size, capacity_bytes, retryable, timeout_ms, allow_hosts, tag, events, sinks, \
-         created_at, updated_at, version"
+         created_at, updated_at, version, config"
     };
 }
 
@@ -301,6 +308,7 @@ macro_rules! insert_version {
             .bind($created_by)
             .bind($rollback_of)
             .bind($now)
+            .bind(&$row.config)
             .execute(&mut *$tx)
             .await?;
     };
@@ -386,14 +394,16 @@ fn function_not_found(module: &str, name: &str) -> StoreError {
 /// Bytes of code per `function_code` row (migration 0007): a store request holds about one row
 /// of it at a time, never the whole code.
 const CODE_ROW_BYTES: usize = 1024 * 1024;
+/// A configuration with no entries.
+pub const EMPTY_CONFIG: &str = "{}";
 /// `functions.code`, which migration 0007 left empty: the code is in `function_code`.
 const EMPTY_CODE: &[u8] = b"";
 const INSERT_CODE_ROW: &str =
     "INSERT INTO function_code (function_id, hash, seq, chunk) VALUES ($1, $2, $3, $4)";
 const INSERT_VERSION: &str = "INSERT INTO function_versions \
     (function_id, version, hash, abi, size, capacity_bytes, retryable, timeout_ms, allow_hosts, \
-     tag, events, sinks, created_by, rollback_of, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+     tag, events, sinks, created_by, rollback_of, created_at, config) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 /// Deletes function `$1`'s code with hash `$2` when no version of it holds that hash.
 const DELETE_UNHELD_CODE: &str = "DELETE FROM function_code WHERE function_id = $1 AND hash = $2 \
     AND NOT EXISTS (SELECT 1 FROM function_versions WHERE function_id = $1 AND hash = $2)";
@@ -514,13 +524,15 @@ impl Store {
 
     /// All modules, ordered by name.
     pub async fn list_modules(&self) -> Result<Vec<ModuleRow>> {
-        const SQL: &str = "SELECT id, name, owner_id, created_at FROM modules ORDER BY name";
+        const SQL: &str =
+            "SELECT id, name, owner_id, created_at, config FROM modules ORDER BY name";
         Ok(on_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await?))
     }
 
     /// The module called `name`, if it exists.
     pub async fn get_module(&self, name: &str) -> Result<Option<ModuleRow>> {
-        const SQL: &str = "SELECT id, name, owner_id, created_at FROM modules WHERE name = $1";
+        const SQL: &str =
+            "SELECT id, name, owner_id, created_at, config FROM modules WHERE name = $1";
         Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(name).fetch_optional(p).await?))
     }
 
@@ -552,6 +564,7 @@ impl Store {
             name: name.to_string(),
             owner_id,
             created_at,
+            config: EMPTY_CONFIG.to_string(),
         })
     }
 
@@ -682,8 +695,8 @@ impl Store {
     pub async fn create_function(&self, f: NewFunction) -> Result<FunctionRow> {
         const SQL: &str = "INSERT INTO functions \
             (module_id, name, code, hash, abi, size, capacity_bytes, tag, events, sinks, \
-             created_at, updated_at, retryable, timeout_ms, allow_hosts) \
-            SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14 FROM modules WHERE name = $1 \
+             created_at, updated_at, retryable, timeout_ms, allow_hosts, config) \
+            SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15 FROM modules WHERE name = $1 \
             RETURNING id";
         let size = code_size(&f.code)?;
         let now = now_ms();
@@ -704,6 +717,7 @@ impl Store {
             .bind(f.retryable)
             .bind(f.timeout_ms)
             .bind(&f.allow_hosts)
+            .bind(&f.config)
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| {
@@ -746,7 +760,7 @@ impl Store {
             "UPDATE functions SET name = $2, code = $3, hash = $4, abi = $5, size = $6, capacity_bytes = $7, \
              tag = $8, events = $9, sinks = $10, retryable = $12, timeout_ms = $13, allow_hosts = $14, \
              updated_at = CASE WHEN $11 > updated_at THEN $11 ELSE updated_at + 1 END, \
-             version = version + 1 \
+             version = version + 1, config = $16 \
              WHERE ",
             in_module!(),
             " AND name = $15 RETURNING id, created_at, updated_at, version"
@@ -773,6 +787,7 @@ impl Store {
             .bind(f.timeout_ms)
             .bind(&f.allow_hosts)
             .bind(name)
+            .bind(&f.config)
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| {

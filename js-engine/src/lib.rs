@@ -4,7 +4,8 @@
 //!
 //! Life of an invocation: the worker instantiates this module (from its pre-initialised
 //! snapshot: runtime, context and the prelude already built, see `wizer-initialize`), calls
-//! `__invoke`, which evaluates the source, calls `fl_main(input)` (or the default export),
+//! `__invoke`, which evaluates the source, calls `fl_main(input, config)` (or the default
+//! export; `config` is the function's configuration, its WASI environment, as an object),
 //! drives promises and timers until the result settles, and hands the JSON result or the
 //! error to the host. Every invocation gets a fresh instance, so nothing leaks between them.
 //!
@@ -97,7 +98,11 @@ impl Engine {
         self.context.with(|ctx| {
             let main = load(&ctx, source)?;
             let args = parse_input(&ctx, input)?;
-            let returned: Value = main.call((args,)).catch(&ctx).map_err(|e| report(&e))?;
+            let config = environment(&ctx)?;
+            let returned: Value = main
+                .call((args, config))
+                .catch(&ctx)
+                .map_err(|e| report(&e))?;
             let value = settle(&ctx, returned, Mode::Function)?;
             let text = ctx
                 .json_stringify(value)
@@ -319,6 +324,25 @@ fn parse_input<'js>(ctx: &Ctx<'js>, input: &[u8]) -> Result<Value<'js>, String> 
             .catch(ctx)
             .map_err(|e| format!("invalid JSON input: {}", describe(&e)))
     }
+}
+
+/// The function's configuration: its WASI environment (read at each invocation, never in
+/// the snapshot), as a frozen object of strings.
+fn environment<'js>(ctx: &Ctx<'js>) -> Result<Value<'js>, String> {
+    let config = Object::new(ctx.clone()).map_err(|e| e.to_string())?;
+    for (key, value) in std::env::vars_os() {
+        // The platform only sets names and values that are UTF-8.
+        if let (Some(key), Some(value)) = (key.to_str(), value.to_str()) {
+            config.set(key, value).map_err(|e| e.to_string())?;
+        }
+    }
+    let frozen: Value = ctx
+        .globals()
+        .get::<_, Object>("Object")
+        .and_then(|object| object.get::<_, Function>("freeze"))
+        .and_then(|freeze| freeze.call((config,)))
+        .map_err(|e| format!("cannot build the configuration object: {e}"))?;
+    Ok(frozen)
 }
 
 /// The prelude's event loop (`__fl_loop`).

@@ -169,7 +169,7 @@ async fn pre_initialise(engine: &Engine, linker: &Linker<HostState>) -> Result<V
     // that compilation off the async threads.
     tokio::task::spawn_blocking(move || {
         handle.block_on(async move {
-            let (wasi, _io) = WasiIo::build("js-engine", Vec::new());
+            let (wasi, _io) = WasiIo::build("js-engine", Vec::new(), &[]);
             let state = HostState {
                 wasi,
                 fl: FunlessIo::default(),

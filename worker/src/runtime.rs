@@ -368,7 +368,7 @@ impl Runtime {
             Some((free, _)) => free.acquire().await.ok(),
             None => None,
         };
-        let (wasi, _io) = WasiIo::build("js-check", Vec::new());
+        let (wasi, _io) = WasiIo::build("js-check", Vec::new(), &[]);
         let state = HostState {
             wasi,
             fl: FunlessIo {
@@ -802,16 +802,15 @@ impl Runtime {
             allow,
             client: Some(self.http.clone()),
         };
-        let result = self
-            .run(
-                &compiled,
-                &label,
-                request.args_json,
-                timeout,
-                memory_limit,
-                egress,
-            )
-            .await;
+        let guest = Guest {
+            label: &label,
+            args_json: request.args_json,
+            env: request.env,
+            timeout,
+            memory_limit,
+            egress,
+        };
+        let result = self.run(&compiled, guest).await;
         drop(in_flight);
         self.metrics
             .invocation(source, result.is_ok(), started.elapsed().as_secs_f64());
@@ -838,20 +837,10 @@ impl Runtime {
     async fn run(
         &self,
         compiled: &Compiled,
-        label: &str,
-        args_json: String,
-        timeout: Duration,
-        memory_limit: usize,
-        egress: host::Egress,
+        guest: Guest<'_>,
     ) -> Result<InvokeOutput, InvokeError> {
         let started = Instant::now();
-        let guest = Guest {
-            label,
-            args_json,
-            timeout,
-            memory_limit,
-            egress,
-        };
+        let memory_limit = guest.memory_limit;
         let ran = match &compiled.pre {
             Pre::Module(pre) => self.run_module(pre, compiled.abi, guest, None).await?,
             Pre::Script { engine, source } => {
@@ -878,7 +867,7 @@ impl Runtime {
         } else {
             (guest.args_json.into_bytes(), Vec::new())
         };
-        let (wasi, io) = WasiIo::build(guest.label, stdin);
+        let (wasi, io) = WasiIo::build(guest.label, stdin, &guest.env);
         let state = HostState {
             wasi,
             fl: FunlessIo {
@@ -914,7 +903,8 @@ impl Runtime {
         pre: &CommandPre<ComponentState>,
         guest: Guest<'_>,
     ) -> Result<Ran, InvokeError> {
-        let (mut builder, io) = WasiIo::builder(guest.label, guest.args_json.into_bytes());
+        let (mut builder, io) =
+            WasiIo::builder(guest.label, guest.args_json.into_bytes(), &guest.env);
         host::grant_network(&mut builder, &guest.egress);
         let state = ComponentState::new(
             builder.build(),
@@ -961,6 +951,8 @@ impl Drop for InFlight<'_> {
 struct Guest<'a> {
     label: &'a str,
     args_json: String,
+    /// The function's configuration, as its environment.
+    env: Vec<(String, String)>,
     timeout: Duration,
     memory_limit: usize,
     egress: host::Egress,

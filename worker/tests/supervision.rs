@@ -37,6 +37,7 @@ async fn invoke(
     hash: &str,
 ) -> InvokeReply {
     let request = InvokeRequest {
+        env: Vec::new(),
         function: FunctionId {
             module: "_".into(),
             name: "echo".into(),

@@ -1,4 +1,5 @@
-//! Bodies of the version routes (`/v1/fn/{module}/{function}/versions`, `.../rollback`).
+//! Bodies of the version routes (`/v1/fn/{module}/{function}/versions`, `.../rollback`) and
+//! of the configuration routes (`/v1/config/{module}[/{function}]`).
 
 use serde::{Deserialize, Serialize};
 
@@ -37,4 +38,35 @@ pub struct RollbackRequest {
     /// A kept version's number (`GET .../versions` lists them).
     #[cfg_attr(feature = "server", schema(minimum = 1))]
     pub version: u64,
+}
+
+/// `PUT /v1/config/{module}[/{function}]`: settings to add or replace, and keys to remove.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ConfigChange {
+    /// Settings to add or replace: names of environment variables (a letter or `_`, then
+    /// letters, digits or `_`; at most 128 characters) and their values (at most 4096 bytes).
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, String>,
+    /// Setting names to remove.
+    #[serde(default)]
+    pub unset: Vec<String>,
+}
+
+/// The configuration of a module, or of a function with its module's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct ConfigInfo {
+    /// The module's settings, inherited by its functions.
+    pub module: std::collections::BTreeMap<String, String>,
+    /// The function's own settings (absent for a module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<std::collections::BTreeMap<String, String>>,
+    /// What the function's invocations get as their environment: the module's settings with
+    /// the function's over them.
+    pub effective: std::collections::BTreeMap<String, String>,
+    /// The function's current version, which holds its settings (absent for a module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }

@@ -2,15 +2,21 @@
 //! versions are rows of the store (`store/versions.rs`); a rollback stores a new version with
 //! an old one's code and metadata, sends that code to the workers (those that still hold it
 //! answer at once) and restarts the function's connectors and sinks as an update does.
+//! A change of a function's configuration is a version too (same code); a module's is not.
 
 use bytes::Bytes;
-use funless_api::types::{Abi, FunctionCreated, VersionInfo};
+use funless_api::types::{Abi, ConfigChange, ConfigInfo, FunctionCreated, VersionInfo};
 use funless_api::{ApiError, ApiResult, Subject, VersionsBackend};
 
-use super::{Platform, api, function_id, rfc3339};
+use super::{Platform, api, function_id, not_found_module, rfc3339};
+use crate::config;
 use crate::dispatch;
 use crate::quotas::Footprint;
-use crate::store::{OwnedFunction, VersionRow, shown_module};
+use crate::store::{OwnedFunction, StoreError, VersionRow, shown_module};
+
+/// How often a configuration change is computed again when another change landed between
+/// its read and its write.
+const CONFIG_ATTEMPTS: usize = 5;
 
 fn version_info(row: VersionRow, current: i64) -> VersionInfo {
     VersionInfo {
@@ -170,5 +176,106 @@ impl VersionsBackend for Platform {
             dispatch::evict(&self.inner.workers, vec![hash]);
         }
         Ok(())
+    }
+
+    async fn get_config(
+        &self,
+        who: &Subject,
+        module: &str,
+        function: Option<&str>,
+    ) -> ApiResult<ConfigInfo> {
+        let stored = self.module_for(who, module).await?;
+        let module_row = self
+            .inner
+            .store
+            .get_module(&stored)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| not_found_module(module))?;
+        let inherited = config::parse(&module_row.config);
+        let Some(name) = function else {
+            return Ok(ConfigInfo {
+                effective: inherited.clone(),
+                module: inherited,
+                function: None,
+                version: None,
+            });
+        };
+        let row = self.function_row(&stored, name).await?;
+        let own = config::parse(&row.config);
+        let mut effective = inherited.clone();
+        effective.extend(own.clone());
+        Ok(ConfigInfo {
+            module: inherited,
+            function: Some(own),
+            effective,
+            version: Some(row.version.max(0) as u64),
+        })
+    }
+
+    async fn change_config(
+        &self,
+        who: &Subject,
+        module: &str,
+        function: Option<&str>,
+        change: ConfigChange,
+    ) -> ApiResult<ConfigInfo> {
+        let stored = self.module_for(who, module).await?;
+        let store = &self.inner.store;
+        for _ in 0..CONFIG_ATTEMPTS {
+            // Read, apply, and write only if nothing changed in between (else read again).
+            let written = match function {
+                None => {
+                    let row = store
+                        .get_module(&stored)
+                        .await
+                        .map_err(api)?
+                        .ok_or_else(|| not_found_module(module))?;
+                    let next =
+                        config::apply(&config::parse(&row.config), &change.set, &change.unset)
+                            .map_err(ApiError::BadRequest)?;
+                    let written = store
+                        .configure_module(&stored, &row.config, &config::to_text(&next))
+                        .await;
+                    if written.is_ok() {
+                        // Its functions' cached environments go with it.
+                        self.inner.catalog.module_changed(&stored);
+                        tracing::info!(module = %shown_module(&stored), keys = next.len(), "module configured");
+                    }
+                    written
+                }
+                Some(name) => {
+                    let row = self.function_row(&stored, name).await?;
+                    let next =
+                        config::apply(&config::parse(&row.config), &change.set, &change.unset)
+                            .map_err(ApiError::BadRequest)?;
+                    let written = store
+                        .configure_function(
+                            &stored,
+                            name,
+                            row.version,
+                            &config::to_text(&next),
+                            Some(&who.name),
+                            self.keep_versions(),
+                        )
+                        .await;
+                    written.map(|changed| {
+                        self.inner.catalog.function_changed(&stored, name);
+                        tracing::info!(function = %format!("{stored}/{name}"), version = changed.row.version, keys = next.len(), "function configured");
+                        if !changed.dropped_hashes.is_empty() {
+                            dispatch::evict(&self.inner.workers, changed.dropped_hashes);
+                        }
+                    })
+                }
+            };
+            match written {
+                Ok(()) => return self.get_config(who, module, function).await,
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(api(e)),
+            }
+        }
+        Err(ApiError::Conflict(
+            "the configuration kept changing while this change was applied; try again".into(),
+        ))
     }
 }

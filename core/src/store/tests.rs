@@ -23,6 +23,7 @@ fn new_function(module: &str, name: &str, code: &[u8]) -> NewFunction {
         events: None,
         sinks: None,
         created_by: Some("tester".into()),
+        config: EMPTY_CONFIG.into(),
     }
 }
 
@@ -444,9 +445,70 @@ async fn versions_suite(store: &Store) {
     );
     assert_eq!(store.get_version("vs", "f", 1).await.expect("get"), None);
 
+    // A configuration change is a new version with the same code; a rollback restores the
+    // configuration with the code.
+    let configured = store
+        .configure_function("vs", "f", 5, r#"{"K":"v"}"#, Some("ops"), 10)
+        .await
+        .expect("configure");
+    assert_eq!(configured.row.version, 6);
+    assert_eq!(configured.row.hash, v5.row.hash);
+    assert_eq!(configured.row.config, r#"{"K":"v"}"#);
+    assert!(configured.dropped_hashes.is_empty());
+    assert_eq!(
+        store.get_function("vs", "f").await.expect("get"),
+        Some(configured.row.clone())
+    );
+    let restored = store
+        .rollback_function("vs", "f", 5, None, 10)
+        .await
+        .expect("rollback");
+    assert_eq!(
+        (restored.row.version, restored.row.config.as_str()),
+        (7, "{}")
+    );
+    let v6 = store
+        .get_version("vs", "f", 6)
+        .await
+        .expect("get")
+        .expect("v6");
+    assert_eq!((v6.config.as_str(), v6.rollback_of), (r#"{"K":"v"}"#, None));
+    assert!(matches!(
+        store
+            .configure_function("vs", "nope", 1, "{}", None, 10)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A change computed from an older version is refused.
+    assert!(matches!(
+        store.configure_function("vs", "f", 6, "{}", None, 10).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .configure_module("vs", "{}", r#"{"M":"1"}"#)
+        .await
+        .expect("configure module");
+    assert!(matches!(
+        store.configure_module("vs", "{}", r#"{"M":"2"}"#).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .get_module("vs")
+            .await
+            .expect("get")
+            .expect("vs")
+            .config,
+        r#"{"M":"1"}"#
+    );
+    assert!(matches!(
+        store.configure_module("nope", "{}", "{}").await,
+        Err(StoreError::NotFound(_))
+    ));
+
     // Deleting: never the current version; an old one goes, with its code once unheld.
     assert!(matches!(
-        store.delete_version("vs", "f", 5).await,
+        store.delete_version("vs", "f", 7).await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(

@@ -34,13 +34,15 @@ pub struct VersionRow {
     pub rollback_of: Option<i64>,
     /// When it was made, unix milliseconds.
     pub created_at: i64,
+    /// Its configuration: a JSON object of strings.
+    pub config: String,
 }
 
 /// The columns of a [`VersionRow`].
 macro_rules! version_columns {
     () => {
         "version, hash, abi, size, capacity_bytes, retryable, timeout_ms, allow_hosts, tag, \
-         events, sinks, created_by, rollback_of, created_at"
+         events, sinks, created_by, rollback_of, created_at, config"
     };
 }
 
@@ -75,6 +77,7 @@ impl VersionRow {
             created_at: function.created_at,
             updated_at: function.updated_at,
             version: self.version,
+            config: self.config.clone(),
         }
     }
 }
@@ -123,9 +126,9 @@ impl Store {
             .await?))
     }
 
-    /// Makes a new current version of `module/name` with the code and metadata of its kept
-    /// version `version`, made by `by`; keeps the `keep` newest versions. `NotFound` for the
-    /// function or the version.
+    /// Makes a new current version of `module/name` with the code, metadata and
+    /// configuration of its kept version `version`, made by `by`; keeps the `keep` newest
+    /// versions. `NotFound` for the function or the version.
     pub async fn rollback_function(
         &self,
         module: &str,
@@ -134,6 +137,46 @@ impl Store {
         by: Option<&str>,
         keep: u32,
     ) -> Result<NewVersion> {
+        self.derive_version(module, name, Derive::Rollback(version), by, keep)
+            .await
+    }
+
+    /// Makes a new current version of `module/name` with its current code and metadata and
+    /// the configuration `config` (a JSON object of strings), made by `by`, if its current
+    /// version is still `based_on` (`Conflict` otherwise: read it again and retry); keeps the
+    /// `keep` newest versions. `NotFound`.
+    pub async fn configure_function(
+        &self,
+        module: &str,
+        name: &str,
+        based_on: i64,
+        config: &str,
+        by: Option<&str>,
+        keep: u32,
+    ) -> Result<NewVersion> {
+        self.derive_version(
+            module,
+            name,
+            Derive::Configure { based_on, config },
+            by,
+            keep,
+        )
+        .await
+    }
+
+    /// A new current version copied from a kept one (`derive`).
+    async fn derive_version(
+        &self,
+        module: &str,
+        name: &str,
+        derive: Derive<'_>,
+        by: Option<&str>,
+        keep: u32,
+    ) -> Result<NewVersion> {
+        let (from, config) = match derive {
+            Derive::Rollback(version) => (Some(version), None),
+            Derive::Configure { config, .. } => (None, Some(config)),
+        };
         const VERSION: &str = concat!(
             "SELECT ",
             version_columns!(),
@@ -143,7 +186,7 @@ impl Store {
             capacity_bytes = $5, retryable = $6, timeout_ms = $7, allow_hosts = $8, tag = $9, \
             events = $10, sinks = $11, \
             updated_at = CASE WHEN $12 > updated_at THEN $12 ELSE updated_at + 1 END, \
-            version = version + 1 WHERE id = $1 RETURNING id, updated_at, version";
+            version = version + 1, config = $13 WHERE id = $1 RETURNING version";
         const ROW: &str = concat!(
             "SELECT ",
             function_columns!(),
@@ -158,18 +201,27 @@ impl Store {
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let Some((id, _)) = locked else {
+            let Some((id, current)) = locked else {
                 return Err(function_not_found(module, name));
             };
+            if let Derive::Configure { based_on, .. } = derive
+                && based_on != current
+            {
+                return Err(StoreError::Conflict(format!(
+                    "function '{}/{name}' changed meanwhile (version {current})",
+                    shown_module(module)
+                )));
+            }
+            let source = from.unwrap_or(current);
             let old: Option<VersionRow> = sqlx::query_as(VERSION)
                 .bind(id)
-                .bind(version)
+                .bind(source)
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(old) = old else {
-                return Err(version_not_found(module, name, version));
+                return Err(version_not_found(module, name, source));
             };
-            let (_, _, new_version): (i64, i64, i64) = sqlx::query_as(APPLY)
+            let new_version: i64 = sqlx::query_scalar(APPLY)
                 .bind(id)
                 .bind(&old.hash)
                 .bind(&old.abi)
@@ -182,6 +234,7 @@ impl Store {
                 .bind(&old.events)
                 .bind(&old.sinks)
                 .bind(now)
+                .bind(config.unwrap_or(&old.config))
                 .fetch_one(&mut *tx)
                 .await?;
             let row: FunctionRow = sqlx::query_as(ROW)
@@ -189,12 +242,34 @@ impl Store {
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?;
-            insert_version!(tx, row, by, Some(version), now);
+            insert_version!(tx, row, by, from, now);
             let dropped_hashes = prune_versions!(tx, id, new_version, keep);
             tx.commit().await?;
             Ok(NewVersion { row, dropped_hashes })
         });
         done
+    }
+
+    /// Replaces module `name`'s configuration `old` with `new` (JSON objects of strings):
+    /// `Conflict` when it is no longer `old` (read it again and retry). `NotFound`.
+    pub async fn configure_module(&self, name: &str, old: &str, new: &str) -> Result<()> {
+        const SQL: &str = "UPDATE modules SET config = $3 WHERE name = $1 AND config = $2";
+        let changed = on_pool!(self, p => sqlx::query(SQL)
+            .bind(name)
+            .bind(old)
+            .bind(new)
+            .execute(p)
+            .await?
+            .rows_affected());
+        if changed == 0 {
+            return match self.get_module(name).await? {
+                Some(_) => Err(StoreError::Conflict(format!(
+                    "module '{name}' was reconfigured meanwhile"
+                ))),
+                None => Err(module_not_found(name)),
+            };
+        }
+        Ok(())
     }
 
     /// Deletes the kept version `version` of `module/name` and, when no other version holds
@@ -242,6 +317,15 @@ impl Store {
         });
         done
     }
+}
+
+/// What a derived version copies and changes.
+#[derive(Debug, Clone, Copy)]
+enum Derive<'a> {
+    /// Everything of this kept version.
+    Rollback(i64),
+    /// The current version, which must be `based_on`, with this configuration.
+    Configure { based_on: i64, config: &'a str },
 }
 
 fn version_not_found(module: &str, name: &str, version: i64) -> StoreError {

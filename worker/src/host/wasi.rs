@@ -1,6 +1,7 @@
 //! WASI for one invocation: stdin carries the JSON args of a WASI command or component, stdout
-//! and stderr are captured in bounded in-memory pipes. Nothing else (files, environment) is
-//! granted; components may get network access from their allow-list (`component.rs`).
+//! and stderr are captured in bounded in-memory pipes, and the environment holds the
+//! function's configuration. Nothing else (files) is granted; components may get network
+//! access from their allow-list (`component.rs`).
 
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -18,14 +19,23 @@ pub(crate) struct WasiIo {
 }
 
 impl WasiIo {
-    /// A WASI preview 1 context reading `stdin` and capturing stdout and stderr.
-    pub(crate) fn build(program: &str, stdin: Vec<u8>) -> (WasiP1Ctx, WasiIo) {
-        let (mut builder, io) = Self::builder(program, stdin);
+    /// A WASI preview 1 context reading `stdin`, capturing stdout and stderr, with `env` as
+    /// its environment.
+    pub(crate) fn build(
+        program: &str,
+        stdin: Vec<u8>,
+        env: &[(String, String)],
+    ) -> (WasiP1Ctx, WasiIo) {
+        let (mut builder, io) = Self::builder(program, stdin, env);
         (builder.build_p1(), io)
     }
 
     /// The builder of such a context, for a component to add its grants to.
-    pub(crate) fn builder(program: &str, stdin: Vec<u8>) -> (WasiCtxBuilder, WasiIo) {
+    pub(crate) fn builder(
+        program: &str,
+        stdin: Vec<u8>,
+        env: &[(String, String)],
+    ) -> (WasiCtxBuilder, WasiIo) {
         let io = WasiIo {
             stdout: MemoryOutputPipe::new(MAX_STDOUT_BYTES),
             stderr: MemoryOutputPipe::new(MAX_STDERR_BYTES),
@@ -35,7 +45,8 @@ impl WasiIo {
             .args(&[program])
             .stdin(MemoryInputPipe::new(stdin))
             .stdout(io.stdout.clone())
-            .stderr(io.stderr.clone());
+            .stderr(io.stderr.clone())
+            .envs(env);
         (builder, io)
     }
 }
