@@ -13,6 +13,7 @@ workspace_target=${CARGO_TARGET_DIR:-$(cd .. && pwd)/target}
 
 MODULES=(
     hello_fl hello_wasi
+    env_fl env_wasi
     sleep_fl sleep_wasi
     matrix_mult_fl matrix_mult_wasi
     fail_fl fail_wasi
@@ -25,7 +26,7 @@ MODULES=(
 # wasi:http, hello_http, a wasi:http/proxy server component (for `wasmtime serve`), and the
 # component services.
 COMPONENTS=(
-    hello_wasi sleep_wasi matrix_mult_wasi fail_wasi
+    hello_wasi env_wasi sleep_wasi matrix_mult_wasi fail_wasi
     server_reply_wasi network_benchmark_wasi
     hello_http
     poller_service line_bridge_service

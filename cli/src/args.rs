@@ -144,6 +144,10 @@ pub(crate) enum FnCommand {
     /// Make a kept version current again (a new version with its code and metadata)
     #[command(disable_version_flag = true)]
     Rollback(RollbackArgs),
+    /// A function's configuration: settings its invocations get as environment variables
+    /// (JavaScript: as `config`, the second argument of its main)
+    #[command(subcommand)]
+    Config(FnConfigCommand),
     /// Build a function's source folder into the file to upload (Rust: a .wasm with cargo;
     /// JavaScript: the source itself, nothing to compile; Python: a .wasm with componentize-py,
     /// from a folder or one .py file)
@@ -206,6 +210,69 @@ pub(crate) struct RollbackArgs {
     /// The kept version to restore (`fl fn versions` lists them)
     #[arg(value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) version: u64,
+}
+
+/// `fl fn config ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum FnConfigCommand {
+    /// Show the function's settings, its module's, and what its invocations get
+    Get(FnTarget),
+    /// Add or replace settings: a new version with the same code
+    Set {
+        #[command(flatten)]
+        target: FnTarget,
+        /// KEY=VALUE (KEY: a letter or '_', then letters, digits or '_')
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_setting)]
+        settings: Vec<(String, String)>,
+    },
+    /// Remove settings: a new version with the same code
+    Unset {
+        #[command(flatten)]
+        target: FnTarget,
+        /// Setting names
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+}
+
+/// `fl mod config ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModConfigCommand {
+    /// Show the module's settings (its functions inherit them)
+    Get {
+        /// Module name
+        #[arg(value_parser = parse_name)]
+        module: String,
+    },
+    /// Add or replace settings; its functions' next invocations get them
+    Set {
+        /// Module name
+        #[arg(value_parser = parse_name)]
+        module: String,
+        /// KEY=VALUE (KEY: a letter or '_', then letters, digits or '_')
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_setting)]
+        settings: Vec<(String, String)>,
+    },
+    /// Remove settings
+    Unset {
+        /// Module name
+        #[arg(value_parser = parse_name)]
+        module: String,
+        /// Setting names
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+}
+
+/// `KEY=VALUE` of a setting: the value is text, as given.
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    if key.is_empty() {
+        return Err(format!("empty key in {s:?}"));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 /// Arguments of `fn update`.
@@ -361,6 +428,9 @@ pub(crate) enum ModCommand {
         #[arg(value_parser = parse_name)]
         new_name: String,
     },
+    /// A module's configuration, inherited by its functions
+    #[command(subcommand)]
+    Config(ModConfigCommand),
     /// Delete a module (the default module `_` cannot be deleted)
     #[command(visible_aliases = ["d", "rm"])]
     Delete {

@@ -11,6 +11,7 @@ use funless_api::types::{
     FunctionCreated, FunctionInfo, FunctionMetadata, InvokeRequest, ModuleInfo, ModuleRequest,
     Named, RollbackRequest, Scheduling, SchedulingLanguage, SubjectRequest, VersionInfo,
 };
+use funless_api::types::{ConfigChange, ConfigInfo};
 use reqwest::multipart::{Form, Part};
 
 use crate::progress::{self, Reporter, Sent};
@@ -250,6 +251,30 @@ impl Client {
         .await
     }
 
+    /// `GET /v1/config/:mod[/:fn]`: a module's settings, or a function's with its module's.
+    pub(crate) async fn config(
+        &self,
+        module: &str,
+        function: Option<&str>,
+    ) -> Result<Reply<ConfigInfo>, ClientError> {
+        self.send(self.request(Method::GET, &config_path(module, function)))
+            .await
+    }
+
+    /// `PUT /v1/config/:mod[/:fn]`: changes settings (a function's: a new version).
+    pub(crate) async fn change_config(
+        &self,
+        module: &str,
+        function: Option<&str>,
+        change: &ConfigChange,
+    ) -> Result<Reply<ConfigInfo>, ClientError> {
+        self.send(
+            self.request(Method::PUT, &config_path(module, function))
+                .json(change),
+        )
+        .await
+    }
+
     /// `DELETE /v1/fn/:mod/:fn/versions/:version`.
     pub(crate) async fn delete_version(
         &self,
@@ -427,6 +452,14 @@ impl Client {
             ),
             _ => None,
         }
+    }
+}
+
+/// A module's configuration, or a function's.
+fn config_path(module: &str, function: Option<&str>) -> String {
+    match function {
+        Some(function) => format!("/v1/config/{module}/{function}"),
+        None => format!("/v1/config/{module}"),
     }
 }
 

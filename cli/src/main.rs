@@ -26,11 +26,11 @@ use clap::Parser;
 
 use crate::args::{
     ActivationCommand, AdminCommand, AppCommand, Cli, Command, ConfigCommand, FnCommand,
-    GlobalArgs, ModCommand, UploadArgs, UserCommand,
+    FnConfigCommand, GlobalArgs, ModCommand, ModConfigCommand, UploadArgs, UserCommand,
 };
 use crate::client::{Client, Upload};
 use crate::config::Config;
-use funless_api::types::FunctionMetadata;
+use funless_api::types::{ConfigChange, FunctionMetadata};
 
 /// Where the Core's API listens unless told otherwise.
 const DEFAULT_HOST: &str = "http://127.0.0.1:4000";
@@ -236,6 +236,20 @@ async fn mod_command(
                 writeln!(out, "renamed module {name} to {}", module.name)
             })
         }
+        ModCommand::Config(command) => {
+            let (module, change) = match command {
+                ModConfigCommand::Get { module } => (module, None),
+                ModConfigCommand::Set { module, settings } => {
+                    (module, Some(setting_change(settings)))
+                }
+                ModConfigCommand::Unset { module, keys } => (module, Some(unset_change(keys))),
+            };
+            let reply = match &change {
+                None => client.config(&module, None).await?,
+                Some(change) => client.change_config(&module, None, change).await?,
+            };
+            output::reply(out, json, &reply, |out, info| output::config(out, &info))
+        }
         ModCommand::Delete { name } => {
             let reply = client.delete_module(&name).await?;
             if json {
@@ -380,6 +394,7 @@ async fn fn_command(
             let reply = client.versions(&target.module.module, &target.name).await?;
             output::reply(out, json, &reply, |out, list| output::versions(out, &list))
         }
+        FnCommand::Config(command) => fn_config_command(client, json, command, out).await,
         FnCommand::Rollback(args) => {
             let module = &args.target.module.module;
             let reply = client
@@ -389,6 +404,39 @@ async fn fn_command(
                 output::function_created(out, "rolled back", module, &created)
             })
         }
+    }
+}
+
+async fn fn_config_command(
+    client: &Client,
+    json: bool,
+    command: FnConfigCommand,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let (target, change) = match command {
+        FnConfigCommand::Get(target) => (target, None),
+        FnConfigCommand::Set { target, settings } => (target, Some(setting_change(settings))),
+        FnConfigCommand::Unset { target, keys } => (target, Some(unset_change(keys))),
+    };
+    let (module, name) = (&target.module.module, Some(target.name.as_str()));
+    let reply = match &change {
+        None => client.config(module, name).await?,
+        Some(change) => client.change_config(module, name, change).await?,
+    };
+    output::reply(out, json, &reply, |out, info| output::config(out, &info))
+}
+
+fn setting_change(settings: Vec<(String, String)>) -> ConfigChange {
+    ConfigChange {
+        set: settings.into_iter().collect(),
+        unset: Vec::new(),
+    }
+}
+
+fn unset_change(keys: Vec<String>) -> ConfigChange {
+    ConfigChange {
+        set: Default::default(),
+        unset: keys,
     }
 }
 

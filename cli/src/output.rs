@@ -5,9 +5,9 @@
 use std::io::{self, Write};
 
 use funless_api::types::{
-    ActivationInfo, ActivationStatus, ActorNode, BroadcastReport, ClusterTree, ConnectorInfo,
-    CreatedSubject, DEFAULT_CAPACITY_BYTES, FunctionCreated, FunctionInfo, ModuleInfo, Named,
-    VersionInfo,
+    ActivationInfo, ActivationStatus, ActorNode, BroadcastReport, ClusterTree, ConfigInfo,
+    ConnectorInfo, CreatedSubject, DEFAULT_CAPACITY_BYTES, FunctionCreated, FunctionInfo,
+    ModuleInfo, Named, VersionInfo,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -168,6 +168,22 @@ fn broadcast(out: &mut dyn Write, report: &BroadcastReport) -> io::Result<()> {
     }
     for failure in &report.failed {
         writeln!(out, "failed on {}: {}", failure.worker, failure.reason)?;
+    }
+    Ok(())
+}
+
+/// A configuration: `KEY=VALUE` lines of what invocations get, each inherited one marked.
+pub(crate) fn config(out: &mut dyn Write, info: &ConfigInfo) -> io::Result<()> {
+    if let Some(version) = info.version {
+        writeln!(out, "version: {version}")?;
+    }
+    for (key, value) in &info.effective {
+        let inherited = info
+            .function
+            .as_ref()
+            .is_some_and(|own| !own.contains_key(key));
+        let from = if inherited { " (from the module)" } else { "" };
+        writeln!(out, "{key}={value}{from}")?;
     }
     Ok(())
 }

@@ -1,14 +1,15 @@
-//! Function versions across real processes: every update keeps the previous version, a
-//! pinned invocation runs a kept one, a rollback is a new version with old code (warm on a
-//! worker that still holds it), only the newest `--keep-versions` are kept, and `fl` drives
-//! it all.
+//! Function versions and configuration across real processes: every update keeps the
+//! previous version, a pinned invocation runs a kept one, a rollback is a new version with old
+//! code (warm on a worker that still holds it), only the newest `--keep-versions` are kept;
+//! configuration reaches every function form as its environment, and a change of it is a
+//! version. `fl` drives it all.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Core, CoreOptions, Worker, detail, example, wait_until};
+use crate::harness::{Core, CoreOptions, Worker, detail, example, js_example, wait_until};
 
 /// The version numbers listed, newest first, and which one is current.
 fn versions(core: &Core) -> (Vec<u64>, u64) {
@@ -201,4 +202,131 @@ fn update_twice_pin_roll_back_and_prune() {
     );
     let (status, _) = user.get("/v1/fn/_/f/versions");
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// What a function answers about its environment (the `env_*` examples).
+fn env_of(core: &Core, name: &str) -> Value {
+    let (status, body) = core.client().invoke("_", name, json!({}));
+    assert_eq!(status, StatusCode::OK, "{name}: {body}");
+    body["data"]["env"].clone()
+}
+
+#[test]
+fn configuration_reaches_every_form_as_its_environment() {
+    let core = Core::start(CoreOptions::default());
+    let _w1 = Worker::start("w1", &core);
+    core.wait_for_workers(&["w1"]);
+    let user = core.client();
+    let forms = [
+        ("efl", example("env_fl")),
+        ("ewasi", example("env_wasi")),
+        ("ep2", example("env_p2")),
+        ("ejs", js_example("env")),
+    ];
+    for (name, code) in forms.clone() {
+        let (status, body) = user.upload("_", name, code, false);
+        assert_eq!(status, StatusCode::CREATED, "{name}: {body}");
+        // Nothing is set: the environment is empty (nothing of the worker's leaks in).
+        assert_eq!(env_of(&core, name), json!({}), "{name}");
+    }
+
+    // The module's settings reach every function; a function's own win over them.
+    let (status, body) = user.put_json(
+        "/v1/config/_",
+        &json!({"set": {"REGION": "edge-1", "LEVEL": "info"}}),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"]["effective"],
+        json!({"LEVEL": "info", "REGION": "edge-1"})
+    );
+    let (status, body) = user.put_json(
+        "/v1/config/_/efl",
+        &json!({"set": {"LEVEL": "debug", "DB_URL": "postgres://db/x?a=b c"}}),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["data"]["version"], 2,
+        "a configuration change is a version: {body}"
+    );
+    let expected = json!({"DB_URL": "postgres://db/x?a=b c", "LEVEL": "debug", "REGION": "edge-1"});
+    assert_eq!(body["data"]["effective"], expected);
+    assert_eq!(env_of(&core, "efl"), expected);
+    for name in ["ewasi", "ep2", "ejs"] {
+        assert_eq!(
+            env_of(&core, name),
+            json!({"LEVEL": "info", "REGION": "edge-1"}),
+            "{name}"
+        );
+    }
+    let (_, body) = user.invoke("_", "ejs", json!({}));
+    assert_eq!(body["data"]["frozen"], true, "{body}");
+
+    // The same change on the other forms, through fl.
+    for name in ["ewasi", "ep2", "ejs"] {
+        let (code, out, err) = core.fl(&[
+            "fn",
+            "config",
+            "set",
+            name,
+            "LEVEL=debug",
+            "DB_URL=postgres://db/x?a=b c",
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(
+            out,
+            "version: 2\nDB_URL=postgres://db/x?a=b c\nLEVEL=debug\nREGION=edge-1 (from the module)\n"
+        );
+        assert_eq!(env_of(&core, name), expected, "{name}");
+    }
+
+    // Unsetting, and rolling back to the version without settings.
+    let (code, _, err) = core.fl(&["fn", "config", "unset", "efl", "DB_URL"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        env_of(&core, "efl"),
+        json!({"LEVEL": "debug", "REGION": "edge-1"})
+    );
+    let (status, body) = user.post_json("/v1/fn/_/efl/rollback", &json!({"version": 1}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        env_of(&core, "efl"),
+        json!({"LEVEL": "info", "REGION": "edge-1"})
+    );
+    // A pinned invocation runs with its version's settings.
+    let (status, body) = user.post_json("/v1/fn/_/efl/versions/2", &json!({}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["env"], expected);
+    // New code keeps the function's settings.
+    let (status, body) = user.upload("_", "ewasi", example("env_wasi"), true);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(env_of(&core, "ewasi"), expected);
+
+    // Bad changes are refused and change nothing.
+    for bad in [
+        json!({}),
+        json!({"set": {"1BAD": "x"}}),
+        json!({"set": {"A-B": "x"}}),
+        json!({"set": {"A": "x"}, "unset": ["A"]}),
+        json!({"set": {"A": "x".repeat(4097)}}),
+        json!({"set": {"A": 1}}),
+        json!({"other": {}}),
+    ] {
+        let (status, body) = user.put_json("/v1/config/_/ewasi", &bad);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (status, body) = user.put_json("/v1/config/_/nope", &json!({"set": {"A": "x"}}));
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (_, body) = user.get("/v1/config/_/ewasi");
+    assert_eq!(body["data"]["version"], 3, "{body}");
+    assert_eq!(env_of(&core, "ewasi"), expected);
+
+    // The module's change reaches cached functions at once; fl shows it.
+    let (code, out, err) = core.fl(&["mod", "config", "unset", "_", "REGION"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "LEVEL=info\n");
+    assert_eq!(
+        env_of(&core, "ejs"),
+        json!({"DB_URL": "postgres://db/x?a=b c", "LEVEL": "debug"})
+    );
 }
