@@ -95,7 +95,7 @@ impl std::fmt::Display for FunctionId {
 }
 
 /// Run a function (steps 7 and 10b of the paper's flow).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct InvokeRequest {
     /// The function and code version.
     pub function: FunctionId,
@@ -112,6 +112,24 @@ pub struct InvokeRequest {
     /// The function's configuration, given to it as environment variables (an object for
     /// JavaScript).
     pub env: Vec<(String, String)>,
+}
+
+/// Everything but the environment's values (they may be secrets) and the code's bytes.
+impl std::fmt::Debug for InvokeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvokeRequest")
+            .field("function", &self.function)
+            .field("args_bytes", &self.args_json.len())
+            .field("code", &self.code.as_ref().map(|_| ".."))
+            .field("timeout_ms", &self.timeout_ms)
+            .field("memory_limit_bytes", &self.memory_limit_bytes)
+            .field("allow_hosts", &self.allow_hosts)
+            .field(
+                "env",
+                &self.env.iter().map(|(key, _)| key).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// How an invocation found its code on the worker.

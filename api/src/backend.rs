@@ -83,7 +83,12 @@ impl Timings {
 /// turns into the FunLess status code and error body. The service routes' methods are in
 /// [`crate::ServicesBackend`].
 pub trait Backend:
-    crate::services::ServicesBackend + crate::versions::VersionsBackend + Send + Sync + 'static
+    crate::services::ServicesBackend
+    + crate::versions::VersionsBackend
+    + crate::secrets::SecretsBackend
+    + Send
+    + Sync
+    + 'static
 {
     /// Resolves a bearer token to its subject (401 when unknown).
     fn authenticate(&self, token: &str) -> impl Future<Output = ApiResult<Subject>> + Send;

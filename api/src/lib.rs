@@ -23,6 +23,8 @@ mod openapi;
 #[cfg(feature = "server")]
 mod routes;
 #[cfg(feature = "server")]
+mod secrets;
+#[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
 mod services;
@@ -37,6 +39,8 @@ pub use error::{ApiError, ApiResult};
 pub use limits::{HttpLimits, MAX_INVOKE_BODY, MAX_UPLOAD_BYTES};
 #[cfg(feature = "server")]
 pub use routes::{router, router_with};
+#[cfg(feature = "server")]
+pub use secrets::SecretsBackend;
 #[cfg(feature = "server")]
 pub use serve::{Server, serve};
 #[cfg(feature = "server")]

@@ -54,6 +54,8 @@ pub(crate) fn json() -> &'static str {
         crate::versions::doc::rollback,
         crate::versions::doc::module_config, crate::versions::doc::change_module_config,
         crate::versions::doc::function_config, crate::versions::doc::change_function_config,
+        crate::secrets::doc::list_secrets, crate::secrets::doc::put_secret,
+        crate::secrets::doc::delete_secret,
     ),
     components(schemas(ErrorBody, FunctionForm, AppScriptForm, Health, crate::services::doc::ServiceForm)),
     modifiers(&BearerAuth),

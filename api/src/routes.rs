@@ -83,6 +83,7 @@ pub fn router_with<B: Backend>(backend: Arc<B>, limits: HttpLimits) -> Router {
         )
         .route("/v1/activations/{id}", get(get_activation::<B>))
         .merge(crate::versions::routes::<B>())
+        .merge(crate::secrets::routes::<B>())
         .merge(crate::services::routes::<B>(upload_limit))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

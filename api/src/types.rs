@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 mod service;
 pub use service::{ReplicaInfo, ServiceInfo, ServiceLogLine, ServiceSpec, ServiceSpecRequest};
 mod version;
-pub use version::{ConfigChange, ConfigInfo, RollbackRequest, VersionInfo};
+pub use version::{
+    ConfigChange, ConfigInfo, RollbackRequest, SecretInfo, SecretRequest, VersionInfo,
+};
 
 /// `{"data": T}`: the envelope of every successful answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

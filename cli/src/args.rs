@@ -64,9 +64,40 @@ pub(crate) enum Command {
     /// Long-running services kept alive under a child spec (restart, intensity, replicas)
     #[command(subcommand)]
     Svc(crate::svc::SvcCommand),
+    /// Secrets: named values, write-only, that functions' settings refer to
+    /// (`fl fn config set NAME --secret KEY=SECRET`)
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Read or write the config file (~/.fl/config, or $FL_CONFIG)
     #[command(subcommand, visible_aliases = ["cfg", "c"])]
     Config(ConfigCommand),
+}
+
+/// `fl secret ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretCommand {
+    /// Create a secret, or rotate it (functions referring to it get the new value from their
+    /// next invocation); the value is read from standard input unless --value gives it
+    #[command(visible_aliases = ["c", "set"])]
+    Create {
+        /// Secret name (letters, digits and '_')
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// The value (it then shows in the shell's history and the process list: prefer
+        /// standard input)
+        #[arg(long)]
+        value: Option<String>,
+    },
+    /// List your secrets (names and times; values are never shown)
+    #[command(visible_aliases = ["l", "ls"])]
+    List,
+    /// Delete a secret
+    #[command(visible_aliases = ["d", "rm"])]
+    Delete {
+        /// Secret name
+        #[arg(value_parser = parse_name)]
+        name: String,
+    },
 }
 
 /// `fl activation ...`
@@ -222,8 +253,11 @@ pub(crate) enum FnConfigCommand {
         #[command(flatten)]
         target: FnTarget,
         /// KEY=VALUE (KEY: a letter or '_', then letters, digits or '_')
-        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_setting)]
+        #[arg(required_unless_present = "secrets", value_name = "KEY=VALUE", value_parser = parse_setting)]
         settings: Vec<(String, String)>,
+        /// KEY=SECRET: the setting's value is your secret SECRET (`fl secret create`)
+        #[arg(long = "secret", value_name = "KEY=SECRET", value_parser = parse_setting)]
+        secrets: Vec<(String, String)>,
     },
     /// Remove settings: a new version with the same code
     Unset {
@@ -250,8 +284,11 @@ pub(crate) enum ModConfigCommand {
         #[arg(value_parser = parse_name)]
         module: String,
         /// KEY=VALUE (KEY: a letter or '_', then letters, digits or '_')
-        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_setting)]
+        #[arg(required_unless_present = "secrets", value_name = "KEY=VALUE", value_parser = parse_setting)]
         settings: Vec<(String, String)>,
+        /// KEY=SECRET: the setting's value is your secret SECRET (`fl secret create`)
+        #[arg(long = "secret", value_name = "KEY=SECRET", value_parser = parse_setting)]
+        secrets: Vec<(String, String)>,
     },
     /// Remove settings
     Unset {

@@ -11,7 +11,7 @@ use funless_api::types::{
     FunctionCreated, FunctionInfo, FunctionMetadata, InvokeRequest, ModuleInfo, ModuleRequest,
     Named, RollbackRequest, Scheduling, SchedulingLanguage, SubjectRequest, VersionInfo,
 };
-use funless_api::types::{ConfigChange, ConfigInfo};
+use funless_api::types::{ConfigChange, ConfigInfo, SecretInfo, SecretRequest};
 use reqwest::multipart::{Form, Part};
 
 use crate::progress::{self, Reporter, Sent};
@@ -273,6 +273,30 @@ impl Client {
                 .json(change),
         )
         .await
+    }
+
+    /// `PUT /v1/secrets/:name`: creates or rotates a secret (201 created, 200 rotated).
+    pub(crate) async fn put_secret(
+        &self,
+        name: &str,
+        value: String,
+    ) -> Result<Reply<SecretInfo>, ClientError> {
+        self.send(
+            self.request(Method::PUT, &format!("/v1/secrets/{name}"))
+                .json(&SecretRequest { value }),
+        )
+        .await
+    }
+
+    /// `GET /v1/secrets`.
+    pub(crate) async fn list_secrets(&self) -> Result<Reply<Vec<SecretInfo>>, ClientError> {
+        self.send(self.request(Method::GET, "/v1/secrets")).await
+    }
+
+    /// `DELETE /v1/secrets/:name`.
+    pub(crate) async fn delete_secret(&self, name: &str) -> Result<Reply<()>, ClientError> {
+        self.send(self.request(Method::DELETE, &format!("/v1/secrets/{name}")))
+            .await
     }
 
     /// `DELETE /v1/fn/:mod/:fn/versions/:version`.

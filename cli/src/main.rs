@@ -26,7 +26,8 @@ use clap::Parser;
 
 use crate::args::{
     ActivationCommand, AdminCommand, AppCommand, Cli, Command, ConfigCommand, FnCommand,
-    FnConfigCommand, GlobalArgs, ModCommand, ModConfigCommand, UploadArgs, UserCommand,
+    FnConfigCommand, GlobalArgs, ModCommand, ModConfigCommand, SecretCommand, UploadArgs,
+    UserCommand,
 };
 use crate::client::{Client, Upload};
 use crate::config::Config;
@@ -122,6 +123,9 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Fn(command) => fn_command(&settings.user_client()?, json, command, out).await,
         Command::App(command) => app_command(&settings, json, command, out).await,
         Command::Svc(command) => svc::run(&settings.user_client()?, json, command, out).await,
+        Command::Secret(command) => {
+            secret_command(&settings.user_client()?, json, command, out).await
+        }
         Command::Activation(command) => {
             activation_command(&settings.user_client()?, json, command, out).await
         }
@@ -239,9 +243,11 @@ async fn mod_command(
         ModCommand::Config(command) => {
             let (module, change) = match command {
                 ModConfigCommand::Get { module } => (module, None),
-                ModConfigCommand::Set { module, settings } => {
-                    (module, Some(setting_change(settings)))
-                }
+                ModConfigCommand::Set {
+                    module,
+                    settings,
+                    secrets,
+                } => (module, Some(setting_change(settings, secrets))),
                 ModConfigCommand::Unset { module, keys } => (module, Some(unset_change(keys))),
             };
             let reply = match &change {
@@ -415,7 +421,11 @@ async fn fn_config_command(
 ) -> Result<()> {
     let (target, change) = match command {
         FnConfigCommand::Get(target) => (target, None),
-        FnConfigCommand::Set { target, settings } => (target, Some(setting_change(settings))),
+        FnConfigCommand::Set {
+            target,
+            settings,
+            secrets,
+        } => (target, Some(setting_change(settings, secrets))),
         FnConfigCommand::Unset { target, keys } => (target, Some(unset_change(keys))),
     };
     let (module, name) = (&target.module.module, Some(target.name.as_str()));
@@ -426,17 +436,63 @@ async fn fn_config_command(
     output::reply(out, json, &reply, |out, info| output::config(out, &info))
 }
 
-fn setting_change(settings: Vec<(String, String)>) -> ConfigChange {
+fn setting_change(settings: Vec<(String, String)>, secrets: Vec<(String, String)>) -> ConfigChange {
     ConfigChange {
         set: settings.into_iter().collect(),
+        secrets: secrets.into_iter().collect(),
         unset: Vec::new(),
     }
 }
 
 fn unset_change(keys: Vec<String>) -> ConfigChange {
     ConfigChange {
-        set: Default::default(),
         unset: keys,
+        ..ConfigChange::default()
+    }
+}
+
+async fn secret_command(
+    client: &Client,
+    json: bool,
+    command: SecretCommand,
+    out: &mut dyn Write,
+) -> Result<()> {
+    match command {
+        SecretCommand::Create { name, value } => {
+            let value = match value {
+                Some(value) => value,
+                None => {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                        .context("reading the secret's value from standard input")?;
+                    // One trailing newline is the terminal's or echo's, not the value's.
+                    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+                    trimmed.strip_suffix('\r').unwrap_or(trimmed).to_string()
+                }
+            };
+            let reply = client.put_secret(&name, value).await?;
+            output::reply(out, json, &reply, |out, info| {
+                writeln!(out, "stored secret {}", info.name)
+            })
+        }
+        SecretCommand::List => {
+            let reply = client.list_secrets().await?;
+            output::reply(out, json, &reply, |out, list| {
+                for s in list {
+                    writeln!(out, "{} (set {})", s.name, s.updated_at)?;
+                }
+                Ok(())
+            })
+        }
+        SecretCommand::Delete { name } => {
+            let reply = client.delete_secret(&name).await?;
+            if json {
+                output::raw(out, &reply.body)?;
+            } else {
+                writeln!(out, "deleted secret {name}")?;
+            }
+            Ok(())
+        }
     }
 }
 

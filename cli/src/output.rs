@@ -185,6 +185,9 @@ pub(crate) fn config(out: &mut dyn Write, info: &ConfigInfo) -> io::Result<()> {
         let from = if inherited { " (from the module)" } else { "" };
         writeln!(out, "{key}={value}{from}")?;
     }
+    for (key, secret) in &info.secrets {
+        writeln!(out, "{key}: secret {secret}")?;
+    }
     Ok(())
 }
 

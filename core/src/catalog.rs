@@ -25,8 +25,8 @@ pub struct CachedFunction {
     /// The egress allow-list, parsed once.
     pub allow_hosts: Vec<String>,
     /// Its environment: its module's configuration with its own over it (a module's change
-    /// drops its functions' entries, `Catalog::module_changed`).
-    pub env: crate::config::Env,
+    /// drops its functions' entries, `Catalog::module_changed`); secrets by reference only.
+    pub env: crate::config::Environment,
 }
 
 impl CachedFunction {

@@ -46,6 +46,9 @@ pub struct CoreConfig {
     pub max_timeout_ms: u64,
     /// Versions kept per function, the current one included.
     pub keep_versions: u32,
+    /// The key that seals subjects' secrets in the store (none: secrets cannot be written,
+    /// and the Core refuses to start with secrets stored).
+    pub secrets_key: Option<crate::secrets::SecretsKey>,
     /// Mutual TLS for cluster sessions.
     pub tls: Option<funless_actors::tls::Tls>,
     /// How many activation records are kept, and for how long.
@@ -149,7 +152,12 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         config.max_timeout_ms,
         config.activations,
         config.quotas,
+        config.secrets_key.clone(),
     );
+    platform
+        .check_secrets()
+        .await
+        .context("the stored secrets cannot be opened")?;
     platform.set_node(node.clone());
     platform.set_keep_versions(config.keep_versions);
     platform.set_egress(config.egress.clone());

@@ -25,6 +25,7 @@ pub mod platform;
 pub mod quotas;
 pub mod registry;
 pub mod scheduler;
+pub mod secrets;
 pub mod services;
 pub mod sinks;
 pub mod store;

@@ -59,6 +59,11 @@ struct Args {
     /// an update or rollback deletes older ones, with their code.
     #[arg(long, env = "FUNLESS_KEEP_VERSIONS", default_value_t = funless_core::platform::DEFAULT_KEEP_VERSIONS)]
     keep_versions: u32,
+    /// File holding the key that seals subjects' secrets in the store: 64 hexadecimal digits
+    /// (`openssl rand -hex 32`). Without a key, secrets cannot be written, and the Core refuses
+    /// to start while secrets are stored.
+    #[arg(long, env = "FUNLESS_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<PathBuf>,
     /// Cluster CA certificate (PEM): with --tls-cert and --tls-key, every cluster session
     /// uses mutual TLS and only peers with a certificate from this CA are accepted.
     #[arg(long, env = "FUNLESS_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
@@ -178,6 +183,10 @@ async fn core_main(args: Args) -> anyhow::Result<()> {
         heartbeat_timeout: std::time::Duration::from_millis(args.heartbeat_timeout_ms.max(100)),
         max_timeout_ms: args.max_timeout_ms.max(1),
         keep_versions: args.keep_versions.max(1),
+        secrets_key: funless_core::secrets::SecretsKey::load(
+            args.secrets_key_file.as_deref(),
+            std::env::var("FUNLESS_SECRETS_KEY").ok().as_deref(),
+        )?,
         tls,
         activations: funless_core::activations::ActivationLimits {
             ttl: std::time::Duration::from_secs(args.activation_ttl_secs.max(1)),

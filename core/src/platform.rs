@@ -31,6 +31,7 @@ use crate::tokens;
 use crate::validate;
 use crate::workers::{Policy, Workers};
 
+mod secrets;
 mod versions;
 
 /// How long `POST /v1/admin/nodes` waits for a node to answer and pass the cookie check.
@@ -71,6 +72,8 @@ struct Inner {
     catalog: Catalog,
     /// Records of recent invocations.
     activations: Activations,
+    /// Subjects' secrets, sealed in the store.
+    secrets: crate::secrets::Secrets,
     /// MQTT, NATS and cron triggers of functions.
     connectors: Connectors,
     /// Where functions' results go.
@@ -111,6 +114,16 @@ struct Prepared {
     module: String,
     name: String,
     target: Target,
+}
+
+/// A secrets failure as the API reports it (never with a value in it: they hold none).
+pub(crate) fn secrets_error(e: crate::secrets::SecretsError) -> ApiError {
+    use crate::secrets::SecretsError;
+    match e {
+        SecretsError::NoKey => ApiError::Unavailable(e.to_string()),
+        SecretsError::Store(e) => api(e),
+        other => ApiError::Internal(other.to_string()),
+    }
 }
 
 /// A store failure as the API reports it.
@@ -247,9 +260,11 @@ impl Platform {
         max_timeout_ms: u64,
         activations: ActivationLimits,
         quotas: QuotaLimits,
+        secrets_key: Option<crate::secrets::SecretsKey>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                secrets: crate::secrets::Secrets::new(store.clone(), secrets_key),
                 services: crate::services::Services::new(store.clone(), workers.clone(), &metrics),
                 quotas: Quotas::new(quotas, metrics.clone()),
                 store,
@@ -288,6 +303,17 @@ impl Platform {
             self.inner.sinks.child_spec(),
             self.inner.services.child_spec(),
         ]
+    }
+
+    /// Checks, before the Core serves, that stored secrets open with its key (none stored:
+    /// nothing to check).
+    pub async fn check_secrets(&self) -> Result<(), crate::secrets::SecretsError> {
+        self.inner.secrets.check().await
+    }
+
+    /// Subjects' secrets.
+    pub(crate) fn secrets(&self) -> &crate::secrets::Secrets {
+        &self.inner.secrets
     }
 
     /// Users' long-running services.
@@ -841,13 +867,39 @@ impl Platform {
             retryable: row.retryable,
             policy,
             allow_hosts: function.allow_hosts.clone(),
-            env: function.env.clone(),
+            env: self.environment(&function.env).await?,
         };
         Ok(Prepared {
             module,
             name: name.to_string(),
             target,
         })
+    }
+
+    /// An invocation's environment: the settings' values, and the secrets they refer to,
+    /// opened (from memory after their first use).
+    async fn environment(&self, env: &crate::config::Environment) -> ApiResult<crate::config::Env> {
+        if env.secrets.is_empty() {
+            return Ok(env.values.clone());
+        }
+        let mut all = Vec::with_capacity(env.values.len() + env.secrets.len());
+        all.extend(env.values.iter().cloned());
+        for reference in env.secrets.iter() {
+            let value = self
+                .inner
+                .secrets
+                .value(reference.owner, &reference.name)
+                .await
+                .map_err(secrets_error)?
+                .ok_or_else(|| {
+                    ApiError::Conflict(format!(
+                        "setting {} refers to secret '{}', which does not exist",
+                        reference.key, reference.name
+                    ))
+                })?;
+            all.push((reference.key.clone(), value.to_string()));
+        }
+        Ok(all.into())
     }
 
     /// A kept version of `function`, as the invocation path needs it (read from the store:

@@ -355,6 +355,8 @@ mod services;
 pub use services::{NewService, ServiceRow};
 mod versions;
 pub use versions::VersionRow;
+mod secrets;
+pub use secrets::SecretRow;
 
 /// Runs `migrator` on `conn`. `Migrator::run_direct` (public, though hidden from sqlx's docs) is
 /// sqlx's own way around `Migrator::run` making the caller's future non-`Send` ("implementation

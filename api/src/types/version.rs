@@ -1,5 +1,5 @@
 //! Bodies of the version routes (`/v1/fn/{module}/{function}/versions`, `.../rollback`) and
-//! of the configuration routes (`/v1/config/{module}[/{function}]`).
+//! of the configuration and secrets routes (`/v1/config/{module}[/{function}]`, `/v1/secrets`).
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,10 @@ pub struct ConfigChange {
     /// letters, digits or `_`; at most 128 characters) and their values (at most 4096 bytes).
     #[serde(default)]
     pub set: std::collections::BTreeMap<String, String>,
+    /// Settings whose values are the caller's secrets (`PUT /v1/secrets/{name}`): setting
+    /// names and secret names. The value is opened only for each invocation.
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, String>,
     /// Setting names to remove.
     #[serde(default)]
     pub unset: Vec<String>,
@@ -64,9 +68,40 @@ pub struct ConfigInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<std::collections::BTreeMap<String, String>>,
     /// What the function's invocations get as their environment: the module's settings with
-    /// the function's over them.
+    /// the function's over them (settings that are secrets are in `secrets`).
     pub effective: std::collections::BTreeMap<String, String>,
+    /// The settings of `effective`'s kind whose values are secrets: setting names and secret
+    /// names (never their values).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub secrets: std::collections::BTreeMap<String, String>,
     /// The function's current version, which holds its settings (absent for a module).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+}
+
+/// `PUT /v1/secrets/{name}`: the secret's value (write-only: never returned).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SecretRequest {
+    /// The value, at most 4096 bytes, no NUL character.
+    pub value: String,
+}
+
+impl std::fmt::Debug for SecretRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretRequest { value: .. }")
+    }
+}
+
+/// A secret as listed: its name and times, never its value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct SecretInfo {
+    /// Its name.
+    pub name: String,
+    /// When it was created, RFC 3339 UTC.
+    pub created_at: String,
+    /// When its value was last set (created or rotated), RFC 3339 UTC.
+    pub updated_at: String,
 }

@@ -192,23 +192,25 @@ impl VersionsBackend for Platform {
             .await
             .map_err(api)?
             .ok_or_else(|| not_found_module(module))?;
-        let inherited = config::parse(&module_row.config);
+        let (inherited, _) = config::split(&config::parse(&module_row.config));
         let Some(name) = function else {
+            let (effective, secrets) = config::split(&config::parse(&module_row.config));
             return Ok(ConfigInfo {
-                effective: inherited.clone(),
+                effective,
+                secrets,
                 module: inherited,
                 function: None,
                 version: None,
             });
         };
         let row = self.function_row(&stored, name).await?;
-        let own = config::parse(&row.config);
-        let mut effective = inherited.clone();
-        effective.extend(own.clone());
+        let (own, _) = config::split(&config::parse(&row.config));
+        let (effective, secrets) = config::split(&config::merged(&module_row.config, &row.config));
         Ok(ConfigInfo {
             module: inherited,
             function: Some(own),
             effective,
+            secrets,
             version: Some(row.version.max(0) as u64),
         })
     }
@@ -222,6 +224,20 @@ impl VersionsBackend for Platform {
     ) -> ApiResult<ConfigInfo> {
         let stored = self.module_for(who, module).await?;
         let store = &self.inner.store;
+        // A setting may only name a secret its writer holds.
+        for name in change.secrets.values() {
+            if store.get_secret(who.id, name).await.map_err(api)?.is_none() {
+                return Err(ApiError::BadRequest(format!(
+                    "no secret '{name}' (create it with PUT /v1/secrets/{name})"
+                )));
+            }
+        }
+        let change_of = || config::Change {
+            set: &change.set,
+            secrets: &change.secrets,
+            owner: who.id,
+            unset: &change.unset,
+        };
         for _ in 0..CONFIG_ATTEMPTS {
             // Read, apply, and write only if nothing changed in between (else read again).
             let written = match function {
@@ -231,9 +247,8 @@ impl VersionsBackend for Platform {
                         .await
                         .map_err(api)?
                         .ok_or_else(|| not_found_module(module))?;
-                    let next =
-                        config::apply(&config::parse(&row.config), &change.set, &change.unset)
-                            .map_err(ApiError::BadRequest)?;
+                    let next = config::apply(&config::parse(&row.config), change_of())
+                        .map_err(ApiError::BadRequest)?;
                     let written = store
                         .configure_module(&stored, &row.config, &config::to_text(&next))
                         .await;
@@ -246,9 +261,8 @@ impl VersionsBackend for Platform {
                 }
                 Some(name) => {
                     let row = self.function_row(&stored, name).await?;
-                    let next =
-                        config::apply(&config::parse(&row.config), &change.set, &change.unset)
-                            .map_err(ApiError::BadRequest)?;
+                    let next = config::apply(&config::parse(&row.config), change_of())
+                        .map_err(ApiError::BadRequest)?;
                     let written = store
                         .configure_function(
                             &stored,

@@ -175,6 +175,21 @@ pub struct Core {
     pub cookie: String,
 }
 
+/// A Core that refused to start ([`Core::try_restart`]): why, and what starts it again.
+pub struct StoppedCore {
+    pub logs: String,
+    data_dir: tempfile::TempDir,
+    cluster_port: u16,
+    cookie: String,
+}
+
+impl StoppedCore {
+    /// Starts it again on its data directory, cluster port and cookie.
+    pub fn start(self, options: CoreOptions) -> Core {
+        Core::launch(options, self.data_dir, self.cluster_port, self.cookie)
+    }
+}
+
 /// Options of a Core process.
 #[derive(Default, Clone)]
 pub struct CoreOptions {
@@ -216,8 +231,8 @@ impl Core {
             let data_dir = tempfile::tempdir().unwrap();
             match Self::try_launch(options.clone(), data_dir, free_port(), cookie.clone()) {
                 Ok(core) => return core,
-                Err(logs) if attempts < 5 && logs.contains("Address already in use") => {}
-                Err(logs) => panic!("core exited:\n{logs}"),
+                Err((logs, _)) if attempts < 5 && logs.contains("Address already in use") => {}
+                Err((logs, _)) => panic!("core exited:\n{logs}"),
             }
         }
     }
@@ -237,6 +252,34 @@ impl Core {
         Self::launch(options, _data_dir, cluster.port(), cookie)
     }
 
+    /// As [`Core::restart`], for a start that may be refused: the stopped Core with the
+    /// refusal's logs, to start again.
+    pub fn try_restart(self, options: CoreOptions) -> Result<Self, StoppedCore> {
+        let Core {
+            mut process,
+            cluster,
+            _data_dir,
+            cookie,
+            ..
+        } = self;
+        process.kill();
+        drop(process);
+        let port = cluster.port();
+        Self::try_launch(options, _data_dir, port, cookie.clone()).map_err(|(logs, data_dir)| {
+            StoppedCore {
+                logs,
+                data_dir,
+                cluster_port: port,
+                cookie,
+            }
+        })
+    }
+
+    /// Its data directory (the SQLite store is `funless.db` there).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+
     fn launch(
         options: CoreOptions,
         data_dir: tempfile::TempDir,
@@ -244,16 +287,17 @@ impl Core {
         cookie: String,
     ) -> Self {
         Self::try_launch(options, data_dir, cluster_port, cookie)
-            .unwrap_or_else(|logs| panic!("core exited:\n{logs}"))
+            .unwrap_or_else(|(logs, _)| panic!("core exited:\n{logs}"))
     }
 
-    /// Starts a Core and waits for its API; `Err` with its logs when it exits first.
+    /// Starts a Core and waits for its API; `Err` with its logs (and the data directory)
+    /// when it exits first.
     fn try_launch(
         options: CoreOptions,
         data_dir: tempfile::TempDir,
         cluster_port: u16,
         cookie: String,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, (String, tempfile::TempDir)> {
         // In a namespace of its own any port is free; the API port is fixed so it is known.
         const NETNS_API_PORT: u16 = 4000;
         let (mut command, listen, cluster_listen) = match &options.netns {
@@ -295,7 +339,7 @@ impl Core {
             exited || logs.contains("api listening on")
         });
         if exited && !logs.contains("api listening on") {
-            return Err(logs.text());
+            return Err((logs.text(), data_dir));
         }
         let line = logs.find("api listening on").unwrap();
         let addr = line.rsplit("api listening on ").next().unwrap().trim();

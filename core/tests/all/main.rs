@@ -25,6 +25,7 @@ mod network;
 mod python;
 mod scheduling;
 mod sdk_http;
+mod secrets;
 mod services;
 mod sinks;
 mod supervision;

@@ -19,6 +19,7 @@ pub(crate) fn config(dir: &Path, cookie: &str, heartbeat_timeout: Duration) -> C
         heartbeat_timeout,
         max_timeout_ms: 60_000,
         keep_versions: funless_core::platform::DEFAULT_KEEP_VERSIONS,
+        secrets_key: None,
         tls: None,
         activations: Default::default(),
         http: Default::default(),

@@ -1,0 +1,292 @@
+//! Secrets: a subject's named values (a database password, an API key), written through the
+//! API and never read back through it. The Core seals each value with XChaCha20-Poly1305
+//! under the operator's key (a random 24-byte nonce per write; the owner and name as
+//! associated data, so a sealed value cannot be moved to another row) before the store sees
+//! it, and opens it only to put it in the environment of an invocation of a function whose
+//! configuration refers to it (`crate::config`). Opened values are kept in memory, dropped on
+//! rotation and deletion.
+//!
+//! With secrets stored, the Core refuses to start without the key, or with a key that does not
+//! open them ([`Secrets::check`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+
+use crate::store::{SecretRow, Store, StoreError};
+
+/// Longest secret value, bytes (it becomes an environment variable).
+pub const MAX_VALUE_BYTES: usize = 4096;
+/// Most secrets one subject holds.
+pub const MAX_PER_SUBJECT: usize = 100;
+/// Most opened values kept in memory; past it they are opened again on each use.
+const MAX_OPENED: usize = 10_000;
+
+/// What can go wrong with secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// No key was given to this Core.
+    #[error(
+        "this Core has no secrets key: start it with --secrets-key-file (or FUNLESS_SECRETS_KEY)"
+    )]
+    NoKey,
+    /// The key text is not 64 hexadecimal digits.
+    #[error(
+        "the secrets key must be 64 hexadecimal digits (32 bytes), as `openssl rand -hex 32` prints"
+    )]
+    BadKey,
+    /// The key file could not be read.
+    #[error("reading the secrets key file {path}: {source}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A stored value does not open with this key (another key, or a damaged row).
+    #[error("secret '{0}' does not open with this Core's secrets key")]
+    Sealed(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The operator's key.
+#[derive(Clone)]
+pub struct SecretsKey(XChaCha20Poly1305);
+
+impl std::fmt::Debug for SecretsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretsKey(..)")
+    }
+}
+
+impl SecretsKey {
+    /// A key from its 64 hexadecimal digits (surrounding whitespace ignored).
+    pub fn from_hex(text: &str) -> Result<Self, SecretsError> {
+        let bytes = hex::decode(text.trim()).map_err(|_| SecretsError::BadKey)?;
+        if bytes.len() != 32 {
+            return Err(SecretsError::BadKey);
+        }
+        Ok(Self(XChaCha20Poly1305::new(Key::from_slice(&bytes))))
+    }
+
+    /// The key from `file` (its text), else from `value` (the environment's), else none.
+    pub fn load(file: Option<&Path>, value: Option<&str>) -> Result<Option<Self>, SecretsError> {
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| SecretsError::KeyFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+            return Self::from_hex(&text).map(Some);
+        }
+        value.map(Self::from_hex).transpose()
+    }
+
+    fn seal(
+        &self,
+        owner: i64,
+        name: &str,
+        value: &str,
+    ) -> Result<(Vec<u8>, Vec<u8>), SecretsError> {
+        let mut nonce = [0u8; 24];
+        rand::rng().fill_bytes(&mut nonce);
+        let aad = associated(owner, name);
+        let sealed = self
+            .0
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: value.as_bytes(),
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| SecretsError::Sealed(name.to_string()))?;
+        Ok((nonce.to_vec(), sealed))
+    }
+
+    fn open(&self, row: &SecretRow) -> Result<String, SecretsError> {
+        let sealed = || SecretsError::Sealed(row.name.clone());
+        if row.nonce.len() != 24 {
+            return Err(sealed());
+        }
+        let aad = associated(row.owner_id, &row.name);
+        let opened = self
+            .0
+            .decrypt(
+                XNonce::from_slice(&row.nonce),
+                Payload {
+                    msg: &row.ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| sealed())?;
+        String::from_utf8(opened).map_err(|_| sealed())
+    }
+}
+
+/// The associated data of a sealed value: its owner and name.
+fn associated(owner: i64, name: &str) -> Vec<u8> {
+    let mut aad = owner.to_be_bytes().to_vec();
+    aad.extend_from_slice(name.as_bytes());
+    aad
+}
+
+/// A secret as listed: its name and times, never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretMeta {
+    /// Its name.
+    pub name: String,
+    /// Creation time, unix milliseconds.
+    pub created_at: i64,
+    /// Last rotation (or creation), unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// The Core's secrets: the key, the store, and the values opened so far.
+#[derive(Debug)]
+pub struct Secrets {
+    key: Option<SecretsKey>,
+    store: Store,
+    opened: RwLock<HashMap<(i64, String), Arc<str>>>,
+}
+
+impl Secrets {
+    /// Secrets over `store`, sealed with `key` when given.
+    pub fn new(store: Store, key: Option<SecretsKey>) -> Self {
+        Self {
+            key,
+            store,
+            opened: RwLock::default(),
+        }
+    }
+
+    /// At start: with secrets stored, a key that opens them is required.
+    pub async fn check(&self) -> Result<(), SecretsError> {
+        let Some(row) = self.store.any_secret().await? else {
+            return Ok(());
+        };
+        let key = self.key.as_ref().ok_or(SecretsError::NoKey)?;
+        key.open(&row).map(drop)
+    }
+
+    fn key(&self) -> Result<&SecretsKey, SecretsError> {
+        self.key.as_ref().ok_or(SecretsError::NoKey)
+    }
+
+    /// Stores or rotates `owner`'s secret `name`; answers whether it is new. The caller has
+    /// checked the name, the value's size and the owner's count.
+    pub async fn put(&self, owner: i64, name: &str, value: &str) -> Result<bool, SecretsError> {
+        let (nonce, sealed) = self.key()?.seal(owner, name, value)?;
+        let created = self.store.put_secret(owner, name, &nonce, &sealed).await?;
+        self.forget(owner, name);
+        Ok(created)
+    }
+
+    /// `owner`'s secrets, by name.
+    pub async fn list(&self, owner: i64) -> Result<Vec<SecretMeta>, SecretsError> {
+        Ok(self
+            .store
+            .list_secrets(owner)
+            .await?
+            .into_iter()
+            .map(|row| SecretMeta {
+                name: row.name,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+            })
+            .collect())
+    }
+
+    /// Deletes `owner`'s secret `name`.
+    pub async fn delete(&self, owner: i64, name: &str) -> Result<(), SecretsError> {
+        self.store.delete_secret(owner, name).await?;
+        self.forget(owner, name);
+        Ok(())
+    }
+
+    /// The value of `owner`'s secret `name`, if it exists.
+    pub async fn value(&self, owner: i64, name: &str) -> Result<Option<Arc<str>>, SecretsError> {
+        let cached = self
+            .opened
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(owner, name.to_string()))
+            .cloned();
+        if let Some(value) = cached {
+            return Ok(Some(value));
+        }
+        let Some(row) = self.store.get_secret(owner, name).await? else {
+            return Ok(None);
+        };
+        let value: Arc<str> = Arc::from(self.key()?.open(&row)?);
+        let mut opened = self.opened.write().unwrap_or_else(|p| p.into_inner());
+        if opened.len() < MAX_OPENED {
+            opened.insert((owner, name.to_string()), value.clone());
+        }
+        Ok(Some(value))
+    }
+
+    fn forget(&self, owner: i64, name: &str) {
+        self.opened
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(owner, name.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    #[test]
+    fn keys_are_64_hex_digits() {
+        assert!(SecretsKey::from_hex(KEY).is_ok());
+        assert!(SecretsKey::from_hex(&format!(" {KEY}\n")).is_ok());
+        for bad in [
+            "",
+            "00",
+            &KEY[..62],
+            &format!("{KEY}00"),
+            &KEY.replace('0', "g"),
+        ] {
+            assert!(
+                matches!(SecretsKey::from_hex(bad), Err(SecretsError::BadKey)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sealed_value_opens_only_with_its_key_owner_and_name() {
+        let key = SecretsKey::from_hex(KEY).expect("key");
+        let (nonce, ciphertext) = key.seal(7, "db", "s3cret value").expect("seal");
+        assert!(!ciphertext.windows(6).any(|w| w == b"s3cret"));
+        let row = |owner_id, name: &str, nonce: &[u8]| SecretRow {
+            owner_id,
+            name: name.into(),
+            nonce: nonce.to_vec(),
+            ciphertext: ciphertext.clone(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert_eq!(
+            key.open(&row(7, "db", &nonce)).expect("open"),
+            "s3cret value"
+        );
+        assert!(key.open(&row(8, "db", &nonce)).is_err());
+        assert!(key.open(&row(7, "dc", &nonce)).is_err());
+        assert!(key.open(&row(7, "db", &nonce[..12])).is_err());
+        let other = SecretsKey::from_hex(&KEY.replace("1f", "ff")).expect("key");
+        assert!(other.open(&row(7, "db", &nonce)).is_err());
+        // A fresh nonce each time: the same value seals differently.
+        let (again, _) = key.seal(7, "db", "s3cret value").expect("seal");
+        assert_ne!(again, nonce);
+    }
+}
