@@ -24,8 +24,11 @@ data=$(mktemp -d)
 api_port=$(free_port)
 cluster_port=$(free_port)
 log="$data/core.log"
+# A secrets key, so the secrets routes are exercised for real (without one they answer 503).
+openssl rand -hex 32 >"$data/secrets.key"
 "$core" --data-dir "$data" --listen "127.0.0.1:$api_port" --cluster-listen 127.0.0.1 \
-  --cluster-port "$cluster_port" --embedded-worker >"$log" 2>&1 &
+  --cluster-port "$cluster_port" --embedded-worker --secrets-key-file "$data/secrets.key" \
+  >"$log" 2>&1 &
 core_pid=$!
 cleanup() {
   kill "$core_pid" 2>/dev/null || true
