@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout)]
 
 mod cluster_floor;
+mod config_cost;
 mod eval;
 mod floors;
 mod hops;
@@ -50,6 +51,9 @@ enum Command {
     /// Where a warm invocation's time goes: the median of every stage the answers'
     /// `Server-Timing` headers report, beside the client's measured median.
     Hops(hops::HopsArgs),
+    /// What configuration and a secret cost an invocation: the same function with and
+    /// without them, in alternating rounds.
+    Config(config_cost::ConfigArgs),
     /// The network floor alone (a plain axum server answering like `hello`) on
     /// 127.0.0.1:PORT until killed: `hops` runs it as a process of its own.
     #[command(hide = true)]
@@ -92,7 +96,7 @@ struct Args {
     warmup: usize,
 }
 
-async fn invoke(
+pub(crate) async fn invoke(
     client: &reqwest::Client,
     url: &str,
     token: &str,
@@ -121,6 +125,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Hops(args)) => {
             let table = hops::run(args).await?;
+            println!("{table}");
+            Ok(())
+        }
+        Some(Command::Config(args)) => {
+            let table = config_cost::run(args).await?;
             println!("{table}");
             Ok(())
         }

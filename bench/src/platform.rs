@@ -131,6 +131,17 @@ impl Platform {
         database_url: Option<&str>,
         token: Option<&str>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(layout, bin_dir, database_url, token, &[]).await
+    }
+
+    /// As [`Platform::start_as`], with more arguments for the Core.
+    pub(crate) async fn start_with(
+        layout: Layout,
+        bin_dir: &Path,
+        database_url: Option<&str>,
+        token: Option<&str>,
+        core_args: &[String],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("funless-eval").tempdir()?;
         let (api_port, cluster_port) = (free_port()?, free_port()?);
         let api = format!("http://127.0.0.1:{api_port}");
@@ -143,6 +154,7 @@ impl Platform {
             .args(["--cluster-listen", "127.0.0.1"])
             .args(["--cluster-port", &cluster_port.to_string()])
             .args(["--cookie", COOKIE])
+            .args(core_args)
             .env("RUST_LOG", "warn");
         if let Some(url) = database_url {
             command.args(["--database-url", url]);

@@ -1,5 +1,6 @@
-//! `funless-bench wrk` and `funless-bench hops` in a short run, end to end, so the comparison
-//! and the per-hop table cannot silently rot: both start their own platforms from the binaries
+//! `funless-bench wrk`, `funless-bench hops` and `funless-bench config` in a short run, end to
+//! end, so the comparisons and the per-hop table cannot silently rot: they start their own
+//! platforms from the binaries
 //! `cargo test --workspace` builds (debug: the figures mean nothing, the shape does).
 #![allow(clippy::unwrap_used)]
 
@@ -86,4 +87,18 @@ fn the_hop_table_adds_up_to_the_measured_median() {
     for row in ["| `Status` (the worker's status report", "| `Invoke` hello"] {
         assert!(table.contains(row), "no {row:?} in:\n{table}");
     }
+}
+
+#[test]
+fn the_configuration_cost_compares_both_functions() {
+    let table = bench(&["config", "--rounds", "2", "--requests", "20"]);
+    for row in ["| plain | 40 |", "| configured | 40 |"] {
+        assert!(table.contains(row), "no row {row:?} in:\n{table}");
+    }
+    let ratio = table
+        .split("configured / plain, median: **")
+        .nth(1)
+        .and_then(|rest| rest.split("**").next())
+        .unwrap_or_else(|| panic!("no ratio in:\n{table}"));
+    assert!(ratio.parse::<f64>().unwrap() > 0.0, "{table}");
 }
