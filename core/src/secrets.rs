@@ -264,6 +264,35 @@ mod tests {
     }
 
     #[test]
+    fn the_key_comes_from_its_file_else_from_the_environment() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("key");
+        std::fs::write(&file, format!("{KEY}\n")).expect("write");
+        assert!(matches!(SecretsKey::load(Some(&file), None), Ok(Some(_))));
+        // The file wins over the environment's value, even a bad one.
+        assert!(matches!(
+            SecretsKey::load(Some(&file), Some("bad")),
+            Ok(Some(_))
+        ));
+        assert!(matches!(SecretsKey::load(None, Some(KEY)), Ok(Some(_))));
+        assert!(matches!(SecretsKey::load(None, None), Ok(None)));
+        assert!(matches!(
+            SecretsKey::load(None, Some("short")),
+            Err(SecretsError::BadKey)
+        ));
+        let missing = dir.path().join("missing");
+        assert!(matches!(
+            SecretsKey::load(Some(&missing), None),
+            Err(SecretsError::KeyFile { .. })
+        ));
+        std::fs::write(&file, "not hex").expect("write");
+        assert!(matches!(
+            SecretsKey::load(Some(&file), None),
+            Err(SecretsError::BadKey)
+        ));
+    }
+
+    #[test]
     fn a_sealed_value_opens_only_with_its_key_owner_and_name() {
         let key = SecretsKey::from_hex(KEY).expect("key");
         let (nonce, ciphertext) = key.seal(7, "db", "s3cret value").expect("seal");
