@@ -200,14 +200,18 @@ async fn function_config<B: Backend>(
     )
 }
 
+/// The body of a configuration change.
+fn config_change(bytes: Result<Bytes, BytesRejection>) -> ApiResult<ConfigChange> {
+    json_body(&crate::routes::body(bytes)?, "configuration change")
+}
+
 async fn change_module_config<B: Backend>(
     State(backend): State<Arc<B>>,
     Auth(who): Auth,
     Path(module): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let bytes = crate::routes::body(bytes)?;
-    let change: ConfigChange = json_body(&bytes, "configuration change")?;
+    let change = config_change(bytes)?;
     data(
         StatusCode::OK,
         backend.change_config(&who, &module, None, change).await?,
@@ -220,8 +224,7 @@ async fn change_function_config<B: Backend>(
     Path((module, function)): Path<(String, String)>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let bytes = crate::routes::body(bytes)?;
-    let change: ConfigChange = json_body(&bytes, "configuration change")?;
+    let change = config_change(bytes)?;
     data(
         StatusCode::OK,
         backend

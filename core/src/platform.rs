@@ -905,21 +905,9 @@ impl Platform {
     /// A kept version of `function`, as the invocation path needs it (read from the store:
     /// pinned calls are not the hot path).
     async fn pinned(&self, function: &FunctionRow, version: u64) -> ApiResult<CachedFunction> {
-        let not_kept = || {
-            ApiError::NotFound(format!(
-                "function '{}/{}' has no version {version}",
-                shown_module(&function.module),
-                function.name
-            ))
-        };
-        let number = i64::try_from(version).map_err(|_| not_kept())?;
         let kept = self
-            .inner
-            .store
-            .get_version(&function.module, &function.name, number)
-            .await
-            .map_err(api)?
-            .ok_or_else(not_kept)?;
+            .kept_version(&function.module, &function.name, version)
+            .await?;
         let module_config = self.module_config(&function.module).await?;
         Ok(CachedFunction::new(
             kept.applied_to(function),

@@ -344,6 +344,19 @@ macro_rules! prune_versions {
     }};
 }
 
+/// Takes function `$name` of module `$module` for the transaction `$tx` ([`LOCK_FUNCTION`]):
+/// evaluates to its id and current version, `None` when it does not exist.
+macro_rules! lock_function {
+    ($tx:expr, $module:expr, $name:expr) => {{
+        let locked: Option<(i64, i64)> = sqlx::query_as(LOCK_FUNCTION)
+            .bind($module)
+            .bind($name)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        locked
+    }};
+}
+
 /// Restricts `functions` to the module named by `$1`.
 macro_rules! in_module {
     () => {
@@ -831,12 +844,7 @@ impl Store {
             let mut tx = p.begin().await?;
             // Locks the row first, so no version is added between reading the hashes and
             // deleting.
-            let locked: Option<(i64, i64)> = sqlx::query_as(LOCK_FUNCTION)
-                .bind(module)
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let hashes: Vec<String> = match locked {
+            let hashes: Vec<String> = match lock_function!(tx, module, name) {
                 Some((id, _)) => sqlx::query_scalar(VERSION_HASHES).bind(id).fetch_all(&mut *tx).await?,
                 None => Vec::new(),
             };

@@ -43,6 +43,24 @@ fn stored_number(module: &str, function: &str, version: u64) -> ApiResult<i64> {
     i64::try_from(version).map_err(|_| not_kept(module, function, version))
 }
 
+impl Platform {
+    /// Version `version` of the stored function `module/function`, or the API's 404 for it.
+    pub(super) async fn kept_version(
+        &self,
+        module: &str,
+        function: &str,
+        version: u64,
+    ) -> ApiResult<VersionRow> {
+        let number = stored_number(module, function, version)?;
+        self.inner
+            .store
+            .get_version(module, function, number)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| not_kept(module, function, version))
+    }
+}
+
 impl VersionsBackend for Platform {
     async fn list_versions(
         &self,
@@ -74,14 +92,7 @@ impl VersionsBackend for Platform {
     ) -> ApiResult<VersionInfo> {
         let stored = self.module_for(who, module).await?;
         let current = self.function_row(&stored, function).await?;
-        let number = stored_number(&stored, function, version)?;
-        let row = self
-            .inner
-            .store
-            .get_version(&stored, function, number)
-            .await
-            .map_err(api)?
-            .ok_or_else(|| not_kept(&stored, function, version))?;
+        let row = self.kept_version(&stored, function, version).await?;
         Ok(version_info(row, current.version))
     }
 
@@ -94,13 +105,9 @@ impl VersionsBackend for Platform {
     ) -> ApiResult<FunctionCreated> {
         let module = &self.module_for(who, module).await?;
         let store = &self.inner.store;
-        let number = stored_number(module, function, version)?;
         let current = self.function_row(module, function).await?;
-        let kept = store
-            .get_version(module, function, number)
-            .await
-            .map_err(api)?
-            .ok_or_else(|| not_kept(module, function, version))?;
+        let kept = self.kept_version(module, function, version).await?;
+        let number = kept.version;
         // The restored version counts against the quotas as an upload of it would.
         let footprint = Footprint::of_stored(&OwnedFunction {
             module: module.clone(),

@@ -196,12 +196,7 @@ impl Store {
         let done: Result<NewVersion> = on_pool!(self, p => {
             let mut tx = p.begin().await?;
             // The function's row is held from here: its versions cannot change underneath.
-            let locked: Option<(i64, i64)> = sqlx::query_as(LOCK_FUNCTION)
-                .bind(module)
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some((id, current)) = locked else {
+            let Some((id, current)) = lock_function!(tx, module, name) else {
                 return Err(function_not_found(module, name));
             };
             if let Derive::Configure { based_on, .. } = derive
@@ -285,12 +280,7 @@ impl Store {
             "DELETE FROM function_versions WHERE function_id = $1 AND version = $2 RETURNING hash";
         let done: Result<Option<String>> = on_pool!(self, p => {
             let mut tx = p.begin().await?;
-            let locked: Option<(i64, i64)> = sqlx::query_as(LOCK_FUNCTION)
-                .bind(module)
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some((id, current)) = locked else {
+            let Some((id, current)) = lock_function!(tx, module, name) else {
                 return Err(function_not_found(module, name));
             };
             if version == current {
