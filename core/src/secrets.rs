@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -152,7 +153,13 @@ pub struct SecretMeta {
 pub struct Secrets {
     key: Option<SecretsKey>,
     store: Store,
-    opened: RwLock<HashMap<(i64, String), Arc<str>>>,
+    /// owner → name → value (nested, so a lookup borrows the name instead of building a key).
+    opened: RwLock<HashMap<i64, HashMap<String, Arc<str>>>>,
+    /// Values in `opened`.
+    opened_count: std::sync::atomic::AtomicUsize,
+    /// Bumped by every rotation and deletion: a value read from the store before one is not
+    /// kept (it may be the old value), as `crate::catalog` does for function rows.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Secrets {
@@ -162,6 +169,8 @@ impl Secrets {
             key,
             store,
             opened: RwLock::default(),
+            opened_count: std::sync::atomic::AtomicUsize::new(0),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -215,27 +224,42 @@ impl Secrets {
             .opened
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&(owner, name.to_string()))
+            .get(&owner)
+            .and_then(|names| names.get(name))
             .cloned();
         if let Some(value) = cached {
             return Ok(Some(value));
         }
+        let ticket = self.generation.load(Ordering::Acquire);
         let Some(row) = self.store.get_secret(owner, name).await? else {
             return Ok(None);
         };
         let value: Arc<str> = Arc::from(self.key()?.open(&row)?);
         let mut opened = self.opened.write().unwrap_or_else(|p| p.into_inner());
-        if opened.len() < MAX_OPENED {
-            opened.insert((owner, name.to_string()), value.clone());
+        if self.generation.load(Ordering::Acquire) == ticket
+            && self.opened_count.load(Ordering::Relaxed) < MAX_OPENED
+            && opened
+                .entry(owner)
+                .or_default()
+                .insert(name.to_string(), value.clone())
+                .is_none()
+        {
+            self.opened_count.fetch_add(1, Ordering::Relaxed);
         }
         Ok(Some(value))
     }
 
     fn forget(&self, owner: i64, name: &str) {
-        self.opened
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(owner, name.to_string()));
+        let mut opened = self.opened.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(names) = opened.get_mut(&owner)
+            && names.remove(name).is_some()
+        {
+            self.opened_count.fetch_sub(1, Ordering::Relaxed);
+            if names.is_empty() {
+                opened.remove(&owner);
+            }
+        }
     }
 }
 
@@ -261,6 +285,41 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_rotation_or_deletion_is_seen_by_the_next_read() {
+        let store = Store::open("sqlite::memory:").await.expect("open");
+        let owner = store
+            .create_subject("alice", "hash", false)
+            .await
+            .expect("subject")
+            .id;
+        let secrets = Secrets::new(store.clone(), Some(SecretsKey::from_hex(KEY).expect("key")));
+        assert!(secrets.put(owner, "db", "one").await.expect("put"));
+        assert_eq!(
+            secrets.value(owner, "db").await.expect("read").as_deref(),
+            Some("one")
+        );
+        // Rotated: not new, and the value kept in memory is not served again.
+        assert!(!secrets.put(owner, "db", "two").await.expect("put"));
+        assert_eq!(
+            secrets.value(owner, "db").await.expect("read").as_deref(),
+            Some("two")
+        );
+        secrets.delete(owner, "db").await.expect("delete");
+        assert_eq!(secrets.value(owner, "db").await.expect("read"), None);
+        assert!(matches!(
+            secrets.delete(owner, "db").await,
+            Err(SecretsError::Store(StoreError::NotFound(_)))
+        ));
+        // Without a key nothing is written.
+        let keyless = Secrets::new(store, None);
+        assert!(matches!(
+            keyless.put(owner, "db", "x").await,
+            Err(SecretsError::NoKey)
+        ));
+        assert_eq!(keyless.list(owner).await.expect("list"), []);
     }
 
     #[test]

@@ -33,30 +33,50 @@ impl Store {
         nonce: &[u8],
         ciphertext: &[u8],
     ) -> Result<bool> {
-        const SQL: &str = "INSERT INTO secrets \
+        const UPDATE: &str = "UPDATE secrets SET nonce = $3, ciphertext = $4, updated_at = $5 \
+            WHERE owner_id = $1 AND name = $2";
+        const INSERT: &str = "INSERT INTO secrets \
             (owner_id, name, nonce, ciphertext, created_at, updated_at) \
-            VALUES ($1, $2, $3, $4, $5, $5) \
-            ON CONFLICT (owner_id, name) DO UPDATE SET nonce = excluded.nonce, \
-            ciphertext = excluded.ciphertext, updated_at = excluded.updated_at \
-            RETURNING created_at";
+            VALUES ($1, $2, $3, $4, $5, $5)";
         let now = now_ms();
-        let created_at: i64 = on_pool!(self, p => sqlx::query_scalar(SQL)
-            .bind(owner)
-            .bind(name)
-            .bind(nonce)
-            .bind(ciphertext)
-            .bind(now)
-            .fetch_one(p)
-            .await)
-        .map_err(|e| {
-            if super::is_foreign_key_violation(&e) {
-                StoreError::Invalid(format!("subject {owner} does not exist"))
-            } else {
-                e.into()
+        // A rotation first; else a creation. Two creations racing: the loser's insert is a
+        // unique violation, and its second round rotates what the winner created.
+        for _ in 0..2 {
+            let rotated = on_pool!(self, p => sqlx::query(UPDATE)
+                .bind(owner)
+                .bind(name)
+                .bind(nonce)
+                .bind(ciphertext)
+                .bind(now)
+                .execute(p)
+                .await?
+                .rows_affected());
+            if rotated > 0 {
+                return Ok(false);
             }
-        })?;
-        // A rotation keeps the first creation time.
-        Ok(created_at == now)
+            let inserted = on_pool!(self, p => sqlx::query(INSERT)
+                .bind(owner)
+                .bind(name)
+                .bind(nonce)
+                .bind(ciphertext)
+                .bind(now)
+                .execute(p)
+                .await
+                .map(|_| ()));
+            match inserted {
+                Ok(()) => return Ok(true),
+                Err(e) if super::is_unique_violation(&e) => continue,
+                Err(e) if super::is_foreign_key_violation(&e) => {
+                    return Err(StoreError::Invalid(format!(
+                        "subject {owner} does not exist"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "secret '{name}' was created and deleted meanwhile; try again"
+        )))
     }
 
     /// The sealed secret `owner`/`name`, if it exists.

@@ -135,6 +135,12 @@ fn secrets_reach_functions_only_and_are_sealed_everywhere_else() {
     }
     let (status, body) = keep(user.put_json("/v1/secrets/bad-name", &json!({"value": "x"})));
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, body) = keep(user.get("/v1/secrets"));
+    assert_eq!(
+        body["data"].as_array().map(Vec::len),
+        Some(2),
+        "refused writes stored nothing: {body}"
+    );
     let (status, body) =
         keep(user.put_json("/v1/config/_/uses", &json!({"secrets": {"OTHER": "nope"}})));
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
