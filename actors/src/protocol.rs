@@ -110,8 +110,8 @@ pub struct InvokeRequest {
     /// Hosts (`host` or `host:port`) the function may reach over HTTP; empty: none.
     pub allow_hosts: Vec<String>,
     /// The function's configuration, given to it as environment variables (an object for
-    /// JavaScript).
-    pub env: Vec<(String, String)>,
+    /// JavaScript); shared with the Core's cached copy, not copied per invocation.
+    pub env: std::sync::Arc<[(String, String)]>,
 }
 
 /// Everything but the environment's values (they may be secrets) and the code's bytes.

@@ -79,7 +79,7 @@ pub(crate) async fn measure(
     }
 
     let request = |code: Option<Vec<u8>>| InvokeRequest {
-        env: Vec::new(),
+        env: Default::default(),
         function: FunctionId {
             module: "bench".into(),
             name: "hello".into(),

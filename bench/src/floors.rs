@@ -26,7 +26,7 @@ use crate::platform::{Process, free_port};
 pub(crate) async fn in_process(code: Vec<u8>, args_json: &str) -> anyhow::Result<Arc<Target>> {
     let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
     let mut request = InvokeRequest {
-        env: Vec::new(),
+        env: Default::default(),
         function: FunctionId {
             module: "_".into(),
             name: "hello".into(),

@@ -196,7 +196,7 @@ where
             timeout_ms: target.timeout_ms,
             memory_limit_bytes: target.need_bytes,
             allow_hosts: target.allow_hosts.clone(),
-            env: target.env.to_vec(),
+            env: target.env.clone(),
         };
         let calling = Instant::now();
         let left = deadline.saturating_duration_since(calling);
@@ -236,7 +236,7 @@ where
                 timeout_ms: target.timeout_ms,
                 memory_limit_bytes: target.need_bytes,
                 allow_hosts: target.allow_hosts.clone(),
-                env: target.env.to_vec(),
+                env: target.env.clone(),
             };
             let left = deadline.saturating_duration_since(Instant::now());
             attempt = call_invoke(&mut lease, request, left).await;

@@ -33,7 +33,7 @@ fn percentiles(mut values: Vec<Duration>) -> String {
 
 fn request(function: &FunctionId) -> InvokeRequest {
     InvokeRequest {
-        env: Vec::new(),
+        env: Default::default(),
         function: function.clone(),
         args_json: r#"{"name":"bench"}"#.into(),
         code: None,

@@ -106,7 +106,7 @@ impl Function {
         let reply = self
             .runtime
             .invoke(InvokeRequest {
-                env: Vec::new(),
+                env: Default::default(),
                 function: self.id.clone(),
                 args_json: args,
                 code: None,

@@ -952,7 +952,7 @@ struct Guest<'a> {
     label: &'a str,
     args_json: String,
     /// The function's configuration, as its environment.
-    env: Vec<(String, String)>,
+    env: std::sync::Arc<[(String, String)]>,
     timeout: Duration,
     memory_limit: usize,
     egress: host::Egress,

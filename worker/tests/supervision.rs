@@ -37,7 +37,7 @@ async fn invoke(
     hash: &str,
 ) -> InvokeReply {
     let request = InvokeRequest {
-        env: Vec::new(),
+        env: Default::default(),
         function: FunctionId {
             module: "_".into(),
             name: "echo".into(),

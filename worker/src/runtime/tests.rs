@@ -83,7 +83,7 @@ fn runtime() -> Runtime {
 pub(super) fn request(wat: &str, args: &str, with_code: bool) -> InvokeRequest {
     let code = wat::parse_str(wat).unwrap();
     InvokeRequest {
-        env: Vec::new(),
+        env: Default::default(),
         function: FunctionId {
             module: "_".into(),
             name: "f".into(),

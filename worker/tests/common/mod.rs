@@ -16,7 +16,7 @@ pub(crate) fn function(code: &[u8]) -> FunctionId {
 /// An invocation of `code` with `args`, the code sent along, 30 s to run, the worker's limits.
 pub(crate) fn request(code: &[u8], args: &str) -> InvokeRequest {
     InvokeRequest {
-        env: Vec::new(),
+        env: Default::default(),
         function: function(code),
         args_json: args.into(),
         code: Some(Code::Inline(code.to_vec())),
