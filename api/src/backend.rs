@@ -36,6 +36,9 @@ pub struct FunctionUpload {
     pub sinks: Option<serde_json::Value>,
     /// Answer only after every worker has compiled the code.
     pub wait_for_workers: bool,
+    /// On update: store the code as a new version that is not current but the function's
+    /// canary, getting this percentage of invocations.
+    pub canary: Option<u8>,
 }
 
 /// The result of a successful invocation.
@@ -49,6 +52,11 @@ pub struct Invocation {
     pub activation_id: String,
     /// Where the Core's time went, for the answer's `Server-Timing` header.
     pub timings: Timings,
+    /// The version of the function that ran.
+    pub version: u64,
+    /// When the function has a canary, the side of its split this call took (`stable` or
+    /// `canary`).
+    pub track: Option<&'static str>,
 }
 
 /// An invocation's time, stage by stage, in the order the stages ran. The answer carries it as
@@ -86,6 +94,7 @@ pub trait Backend:
     crate::services::ServicesBackend
     + crate::versions::VersionsBackend
     + crate::secrets::SecretsBackend
+    + crate::canary::CanaryBackend
     + Send
     + Sync
     + 'static

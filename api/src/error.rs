@@ -4,7 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::types::{ErrorBody, REASON_HEADER};
+use crate::types::{ErrorBody, REASON_HEADER, VERSION_HEADER};
 
 /// Result of a handler or a [`crate::Backend`] call.
 pub type ApiResult<T, E = ApiError> = std::result::Result<T, E>;
@@ -45,6 +45,9 @@ pub enum ApiError {
         reason: &'static str,
         /// What happened.
         message: String,
+        /// The version of the function that failed, when known (sent in the
+        /// [`crate::types::VERSION_HEADER`] header).
+        version: Option<u64>,
     },
     /// 502: a node the Core was asked to reach cannot be reached or refused it.
     #[error("{0}")]
@@ -97,10 +100,15 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut response = (status, Json(ErrorBody::new(detail))).into_response();
-        if let ApiError::FunctionError { reason, .. } = &self {
-            response
-                .headers_mut()
-                .insert(REASON_HEADER, axum::http::HeaderValue::from_static(reason));
+        if let ApiError::FunctionError {
+            reason, version, ..
+        } = &self
+        {
+            let headers = response.headers_mut();
+            headers.insert(REASON_HEADER, axum::http::HeaderValue::from_static(reason));
+            if let Some(version) = version {
+                headers.insert(VERSION_HEADER, axum::http::HeaderValue::from(*version));
+            }
         }
         response
     }

@@ -14,6 +14,8 @@ mod admission;
 #[cfg(feature = "server")]
 mod backend;
 #[cfg(feature = "server")]
+mod canary;
+#[cfg(feature = "server")]
 mod error;
 #[cfg(feature = "server")]
 mod extract;
@@ -33,6 +35,8 @@ mod versions;
 
 #[cfg(feature = "server")]
 pub use backend::{Backend, FunctionUpload, Invocation, Subject, Timings};
+#[cfg(feature = "server")]
+pub use canary::CanaryBackend;
 #[cfg(feature = "server")]
 pub use error::{ApiError, ApiResult};
 #[cfg(feature = "server")]

@@ -56,6 +56,8 @@ pub(crate) fn json() -> &'static str {
         crate::versions::doc::function_config, crate::versions::doc::change_function_config,
         crate::secrets::doc::list_secrets, crate::secrets::doc::put_secret,
         crate::secrets::doc::delete_secret,
+        crate::canary::doc::get_canary, crate::canary::doc::set_canary,
+        crate::canary::doc::end_canary, crate::canary::doc::promote_canary,
     ),
     components(schemas(ErrorBody, FunctionForm, AppScriptForm, Health, crate::services::doc::ServiceForm)),
     modifiers(&BearerAuth),
@@ -101,6 +103,9 @@ struct FunctionForm {
     sinks: Option<String>,
     /// Answer after every worker compiled the code (default true).
     wait_for_workers: Option<bool>,
+    /// On update only: a percentage, 1 to 99. The code becomes a new version that is not the
+    /// current one but the function's canary, getting that share of its invocations (`.../canary`).
+    canary: Option<u8>,
 }
 
 /// The multipart form of an APP script upload (FunLess's fields).
@@ -286,10 +291,13 @@ fn delete_function() {}
         (status = 200, description = "The function's result", body = Data<serde_json::Value>,
             headers(("x-funless-worker" = String, description = "The worker that ran it"),
                 ("x-funless-activation-id" = String, description = "Its activation record"),
+                ("x-funless-version" = u64, description = "The version of the function that ran"),
+                ("x-funless-track" = String, description = "When the function has a canary: `stable` or `canary`, the side of the split this call took"),
                 ("server-timing" = String, description = "Where the time went, stage by stage (W3C Server Timing): auth, body, parse, lookup, schedule, cluster, spawn, run, worker, record, total"))),
         (status = 202, description = "Started (`blocking: false`)", body = Data<ActivationStarted>),
         (status = 422, description = "The function failed", body = ErrorBody,
-            headers(("x-funless-error-reason" = String, description = "function_error, trap, timeout, memory_limit, output_too_large or bad_output"))),
+            headers(("x-funless-error-reason" = String, description = "function_error, trap, timeout, memory_limit, output_too_large or bad_output"),
+                ("x-funless-version" = u64, description = "The version of the function that failed"))),
         (status = "default", description = ERROR, body = ErrorBody)))]
 fn invoke() {}
 

@@ -84,6 +84,7 @@ pub fn router_with<B: Backend>(backend: Arc<B>, limits: HttpLimits) -> Router {
         .route("/v1/activations/{id}", get(get_activation::<B>))
         .merge(crate::versions::routes::<B>())
         .merge(crate::secrets::routes::<B>())
+        .merge(crate::canary::routes::<B>())
         .merge(crate::services::routes::<B>(upload_limit))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
@@ -325,7 +326,7 @@ async fn delete_app_script<B: Backend>(
 }
 
 /// Reads FunLess's multipart function form: `name`, `code`, and optional `metadata`, `events`,
-/// `sinks`, `wait_for_workers`.
+/// `sinks`, `wait_for_workers`; and ours, `language` and `canary`.
 async fn read_upload(multipart: Result<Multipart, impl IntoResponse>) -> ApiResult<UploadForm> {
     let mut form = UploadForm::default();
     for (field_name, bytes) in form_fields(multipart, "").await? {
@@ -356,9 +357,21 @@ async fn read_upload(multipart: Result<Multipart, impl IntoResponse>) -> ApiResu
                     }
                 }
             }
+            "canary" => {
+                let text = text()?;
+                form.canary = match text.trim().parse::<u8>() {
+                    Ok(percent @ 1..=99) => Some(percent),
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "canary must be a percentage of invocations, 1 to 99, not {:?}",
+                            text.trim()
+                        )));
+                    }
+                }
+            }
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown form field {other:?} (expected name, code, language, metadata, events, sinks, wait_for_workers)"
+                    "unknown form field {other:?} (expected name, code, language, metadata, events, sinks, wait_for_workers, canary)"
                 )));
             }
         }
@@ -374,6 +387,7 @@ struct UploadForm {
     events: Option<serde_json::Value>,
     sinks: Option<serde_json::Value>,
     wait_for_workers: bool,
+    canary: Option<u8>,
 }
 
 impl Default for UploadForm {
@@ -386,6 +400,7 @@ impl Default for UploadForm {
             events: None,
             sinks: None,
             wait_for_workers: true,
+            canary: None,
         }
     }
 }
@@ -406,6 +421,7 @@ impl UploadForm {
             events: self.events,
             sinks: self.sinks,
             wait_for_workers: self.wait_for_workers,
+            canary: self.canary,
         })
     }
 }
@@ -422,6 +438,13 @@ async fn create_function<B: Backend>(
         .clone()
         .ok_or_else(|| ApiError::BadRequest("missing form field 'name'".into()))?;
     valid("function", &name)?;
+    if form.canary.is_some() {
+        return Err(ApiError::BadRequest(
+            "a new function has no current version for a canary to share with: create it, \
+             then update it with canary"
+                .into(),
+        ));
+    }
     let upload = form.into_upload(name)?;
     let created = backend.create_function(&who, &module, upload).await?;
     data(created_status(&created, StatusCode::CREATED), created)
@@ -451,6 +474,11 @@ async fn update_function<B: Backend>(
     // it differs from the path); without one the name stays.
     let name = form.name.clone().unwrap_or_else(|| function.clone());
     valid("function", &name)?;
+    if form.canary.is_some() && name != function {
+        return Err(ApiError::BadRequest(
+            "an update with canary cannot rename the function (the canary shares its name)".into(),
+        ));
+    }
     let upload = form.into_upload(name)?;
     let updated = backend
         .update_function(&who, &module, &function, upload)
@@ -582,12 +610,17 @@ pub(crate) async fn invoke_call<B: Backend>(
     if let Some(axum::Extension(admitted)) = &admitted {
         timings.push("total", admitted.arrived.elapsed());
     }
-    Response::builder()
+    let mut answer = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-funless-worker", invocation.worker)
         .header("x-funless-activation-id", invocation.activation_id)
-        .header("server-timing", timings.header_value())
+        .header(crate::types::VERSION_HEADER, invocation.version)
+        .header("server-timing", timings.header_value());
+    if let Some(track) = invocation.track {
+        answer = answer.header(crate::types::TRACK_HEADER, track);
+    }
+    answer
         .body(Body::from(json))
         .map_err(|e| ApiError::Internal(e.to_string()))
 }

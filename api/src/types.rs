@@ -8,7 +8,8 @@ mod service;
 pub use service::{ReplicaInfo, ServiceInfo, ServiceLogLine, ServiceSpec, ServiceSpecRequest};
 mod version;
 pub use version::{
-    ConfigChange, ConfigInfo, RollbackRequest, SecretInfo, SecretRequest, VersionInfo,
+    CanaryInfo, CanarySplit, CanaryTally, ConfigChange, ConfigInfo, RollbackRequest, SecretInfo,
+    SecretRequest, VersionInfo,
 };
 
 /// `{"data": T}`: the envelope of every successful answer.
@@ -47,6 +48,14 @@ pub struct ErrorMessage {
 /// Response header naming the kind of a function's failure (422): `function_error`, `trap`,
 /// `timeout`, `memory_limit`, `output_too_large` or `bad_output`.
 pub const REASON_HEADER: &str = "x-funless-error-reason";
+
+/// Response header of an invocation's answer (and of a function's failure, 422): the number
+/// of the version that ran.
+pub const VERSION_HEADER: &str = "x-funless-version";
+
+/// Response header of an invocation's answer when its function has a canary: the side of the
+/// split it took, `stable` (the current version) or `canary`.
+pub const TRACK_HEADER: &str = "x-funless-track";
 
 impl ErrorBody {
     /// An error body with this message.
@@ -279,6 +288,9 @@ pub struct FunctionInfo {
     /// Its data sinks and their state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sinks: Vec<SinkInfo>,
+    /// Its canary, when one runs: a share of its invocations run another kept version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySplit>,
 }
 
 /// The state of one data sink of a function.
@@ -335,9 +347,12 @@ pub struct FunctionCreated {
     pub hash: String,
     /// Detected ABI.
     pub abi: Abi,
-    /// Number of the version this made current.
+    /// Number of the version this made current (or, with `canary`, made the canary).
     #[serde(default)]
     pub version: u64,
+    /// The function's canary, when this upload started one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySplit>,
     /// What the workers did with the code.
     pub workers: BroadcastReport,
     /// The function's event connectors shortly after they started (when it has events): a
@@ -593,6 +608,12 @@ pub struct ActivationInfo {
     /// The function's log lines (`__console_log`, stderr).
     #[serde(default)]
     pub logs: Vec<String>,
+    /// The version of the function it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// When its function had a canary: the side of the split it took, `stable` or `canary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<String>,
 }
 
 /// The answer to an asynchronous invocation (202).

@@ -25,7 +25,7 @@ use crate::types::{ConfigChange, ConfigInfo, FunctionCreated, RollbackRequest, V
 
 /// What the version routes need from the Core.
 pub trait VersionsBackend: Send + Sync + 'static {
-    /// The function's kept versions, newest (the current one) first.
+    /// The function's kept versions, newest first (`current` marks the one invocations run).
     fn list_versions(
         &self,
         who: &Subject,
@@ -246,7 +246,7 @@ pub(crate) mod doc {
     #[utoipa::path(get, path = "/v1/fn/{module}/{function}/versions", tag = "functions",
         params(("module" = String, Path, description = "Module name"),
             ("function" = String, Path, description = "Function name")),
-        responses((status = 200, description = "The kept versions, newest (the current one) first", body = Data<Vec<VersionInfo>>),
+        responses((status = 200, description = "The kept versions, newest first (`current` marks the one invocations run)", body = Data<Vec<VersionInfo>>),
             (status = "default", description = ERROR, body = ErrorBody)))]
     pub fn list_versions() {}
 

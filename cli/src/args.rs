@@ -175,6 +175,10 @@ pub(crate) enum FnCommand {
     /// Make a kept version current again (a new version with its code and metadata)
     #[command(disable_version_flag = true)]
     Rollback(RollbackArgs),
+    /// Send a share of a function's invocations to another kept version, watch how each
+    /// version fares, then promote it or abort
+    #[command(subcommand)]
+    Canary(FnCanaryCommand),
     /// A function's configuration: settings its invocations get as environment variables
     /// (JavaScript: as `config`, the second argument of its main)
     #[command(subcommand)]
@@ -241,6 +245,31 @@ pub(crate) struct RollbackArgs {
     /// The kept version to restore (`fl fn versions` lists them)
     #[arg(value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) version: u64,
+}
+
+/// `fl fn canary ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum FnCanaryCommand {
+    /// Start a canary (or change its version or share): PERCENT of the function's invocations
+    /// run its kept version VERSION
+    #[command(disable_version_flag = true)]
+    Start {
+        #[command(flatten)]
+        target: FnTarget,
+        /// A kept version other than the current one (`fl fn versions` lists them)
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        version: u64,
+        /// The share of invocations it gets, 1 to 99
+        #[arg(short, long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=99))]
+        percent: u8,
+    },
+    /// Show the canary and each version's invocations by outcome since it started
+    Status(FnTarget),
+    /// Make the canary's version the current one (a new version) and end the canary
+    Promote(FnTarget),
+    /// End the canary: every invocation runs the current version again
+    #[command(visible_alias = "end")]
+    Abort(FnTarget),
 }
 
 /// `fl fn config ...`
@@ -318,8 +347,12 @@ pub(crate) struct UpdateArgs {
     #[command(flatten)]
     pub(crate) upload: UploadArgs,
     /// Also rename the function (FunLess's update with a new name)
-    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    #[arg(long, value_name = "NAME", value_parser = parse_name, conflicts_with = "canary")]
     pub(crate) rename: Option<String>,
+    /// Keep the current version current and make the new code its canary, getting this
+    /// percentage of invocations (1 to 99; then `fl fn canary promote` or `abort`)
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub(crate) canary: Option<u8>,
 }
 
 /// A module selector, default `_`.

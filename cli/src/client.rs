@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ClientError;
 
+mod canary;
 mod services;
 
 /// How long to wait for a TCP connection before reporting the host unreachable.
@@ -62,6 +63,8 @@ pub(crate) struct Upload {
     pub(crate) events: Vec<Value>,
     /// FunLess `sinks`, sent when not empty.
     pub(crate) sinks: Vec<Value>,
+    /// On update: the percentage of invocations the new code gets as the canary.
+    pub(crate) canary: Option<u8>,
 }
 
 impl Upload {
@@ -95,6 +98,9 @@ impl Upload {
             let metadata = serde_json::to_string(&self.metadata)
                 .map_err(|e| ClientError::Request(e.to_string()))?;
             form = form.text("metadata", metadata);
+        }
+        if let Some(percent) = self.canary {
+            form = form.text("canary", percent.to_string());
         }
         Ok((
             form.text("wait_for_workers", self.wait_for_workers.to_string()),

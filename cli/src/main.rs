@@ -25,13 +25,13 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 
 use crate::args::{
-    ActivationCommand, AdminCommand, AppCommand, Cli, Command, ConfigCommand, FnCommand,
-    FnConfigCommand, GlobalArgs, ModCommand, ModConfigCommand, SecretCommand, UploadArgs,
-    UserCommand,
+    ActivationCommand, AdminCommand, AppCommand, Cli, Command, ConfigCommand, FnCanaryCommand,
+    FnCommand, FnConfigCommand, GlobalArgs, ModCommand, ModConfigCommand, SecretCommand,
+    UploadArgs, UserCommand,
 };
 use crate::client::{Client, Upload};
 use crate::config::Config;
-use funless_api::types::{ConfigChange, FunctionMetadata};
+use funless_api::types::{CanarySplit, ConfigChange, FunctionMetadata};
 
 /// Where the Core's API listens unless told otherwise.
 const DEFAULT_HOST: &str = "http://127.0.0.1:4000";
@@ -309,6 +309,7 @@ async fn fn_command(
             if let Some(new_name) = update.rename {
                 upload.name = new_name;
             }
+            upload.canary = update.canary;
             let reply = client.update_function(&module, &function, upload).await?;
             output::reply(out, json, &reply, |out, created| {
                 output::function_created(out, "updated", &module, &created)
@@ -401,6 +402,7 @@ async fn fn_command(
             output::reply(out, json, &reply, |out, list| output::versions(out, &list))
         }
         FnCommand::Config(command) => fn_config_command(client, json, command, out).await,
+        FnCommand::Canary(command) => fn_canary_command(client, json, command, out).await,
         FnCommand::Rollback(args) => {
             let module = &args.target.module.module;
             let reply = client
@@ -411,6 +413,45 @@ async fn fn_command(
             })
         }
     }
+}
+
+async fn fn_canary_command(
+    client: &Client,
+    json: bool,
+    command: FnCanaryCommand,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let reply = match command {
+        FnCanaryCommand::Start {
+            target,
+            version,
+            percent,
+        } => {
+            let split = CanarySplit { version, percent };
+            client
+                .set_canary(&target.module.module, &target.name, split)
+                .await?
+        }
+        FnCanaryCommand::Status(target) => {
+            client.canary(&target.module.module, &target.name).await?
+        }
+        FnCanaryCommand::Abort(target) => {
+            let (module, name) = (&target.module.module, &target.name);
+            let reply = client.end_canary(module, name).await?;
+            if !json {
+                writeln!(out, "ended the canary of function {module}/{name}")?;
+            }
+            reply
+        }
+        FnCanaryCommand::Promote(target) => {
+            let module = &target.module.module;
+            let reply = client.promote_canary(module, &target.name).await?;
+            return output::reply(out, json, &reply, |out, created| {
+                output::function_created(out, "promoted the canary of", module, &created)
+            });
+        }
+    };
+    output::reply(out, json, &reply, |out, info| output::canary(out, &info))
 }
 
 async fn fn_config_command(
@@ -594,6 +635,7 @@ fn read_upload(mut args: UploadArgs) -> Result<Upload> {
         wait_for_workers: !args.no_wait,
         events: args.event,
         sinks: args.sink,
+        canary: None,
     })
 }
 

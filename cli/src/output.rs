@@ -5,9 +5,9 @@
 use std::io::{self, Write};
 
 use funless_api::types::{
-    ActivationInfo, ActivationStatus, ActorNode, BroadcastReport, ClusterTree, ConfigInfo,
-    ConnectorInfo, CreatedSubject, DEFAULT_CAPACITY_BYTES, FunctionCreated, FunctionInfo,
-    ModuleInfo, Named, VersionInfo,
+    ActivationInfo, ActivationStatus, ActorNode, BroadcastReport, CanaryInfo, ClusterTree,
+    ConfigInfo, ConnectorInfo, CreatedSubject, DEFAULT_CAPACITY_BYTES, FunctionCreated,
+    FunctionInfo, ModuleInfo, Named, VersionInfo,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -92,6 +92,13 @@ pub(crate) fn function(out: &mut dyn Write, info: &FunctionInfo) -> io::Result<(
     if let Some(tag) = &info.metadata.tag {
         writeln!(out, "tag: {tag}")?;
     }
+    if let Some(canary) = &info.canary {
+        writeln!(
+            out,
+            "canary: version {} gets {}% of invocations",
+            canary.version, canary.percent
+        )?;
+    }
     writeln!(out, "created: {}", info.created_at)?;
     writeln!(out, "updated: {}", info.updated_at)?;
     connectors(out, &info.connectors)?;
@@ -142,7 +149,13 @@ pub(crate) fn function_created(
     created: &FunctionCreated,
 ) -> io::Result<()> {
     writeln!(out, "{verb} function {module}/{}", created.name)?;
-    if created.version > 0 {
+    if let Some(canary) = &created.canary {
+        writeln!(
+            out,
+            "canary: version {} gets {}% of invocations (the current version the rest)",
+            canary.version, canary.percent
+        )?;
+    } else if created.version > 0 {
         writeln!(out, "version: {}", created.version)?;
     }
     writeln!(out, "hash: {}", created.hash)?;
@@ -210,6 +223,34 @@ pub(crate) fn versions(out: &mut dyn Write, list: &[VersionInfo]) -> io::Result<
             line.push_str(&format!(" (rollback to {of})"));
         }
         writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// A function's canary and each version's invocations by outcome.
+pub(crate) fn canary(out: &mut dyn Write, info: &CanaryInfo) -> io::Result<()> {
+    writeln!(
+        out,
+        "canary: version {} gets {}% (current: version {}), since {}",
+        info.version, info.percent, info.current, info.since
+    )?;
+    if info.versions.is_empty() {
+        return writeln!(out, "no invocations yet");
+    }
+    for tally in &info.versions {
+        let outcomes: Vec<String> = tally
+            .outcomes
+            .iter()
+            .map(|(outcome, n)| format!("{outcome} {n}"))
+            .collect();
+        writeln!(
+            out,
+            "{:>4} {:<6} {} invocations: {}",
+            tally.version,
+            tally.track,
+            tally.invocations,
+            outcomes.join(", ")
+        )?;
     }
     Ok(())
 }
@@ -348,6 +389,7 @@ mod tests {
 
     fn created(workers: BroadcastReport) -> FunctionCreated {
         FunctionCreated {
+            canary: None,
             events: None,
             sinks: None,
             name: "hello".into(),
@@ -402,6 +444,7 @@ mod tests {
             metadata: FunctionMetadata::default(),
             created_at: "2026-01-01T00:00:00Z".into(),
             updated_at: "2026-01-02T00:00:00Z".into(),
+            canary: None,
             version: 2,
             connectors: Vec::new(),
             sinks: Vec::new(),
@@ -456,5 +499,38 @@ mod tests {
         );
         assert_eq!(text(|out| raw(out, "{\"a\":1}")), "{\"a\":1}\n");
         assert_eq!(text(|out| raw(out, "")), "");
+    }
+
+    #[test]
+    fn canary_lists_each_version_by_outcome() {
+        let mut info = CanaryInfo {
+            version: 2,
+            percent: 10,
+            current: 1,
+            since: "2026-01-01T00:00:00Z".into(),
+            versions: Vec::new(),
+        };
+        assert_eq!(
+            text(|out| canary(out, &info)),
+            "canary: version 2 gets 10% (current: version 1), since 2026-01-01T00:00:00Z\n\
+             no invocations yet\n"
+        );
+        let tally =
+            |version, track: &str, outcomes: &[(&str, u64)]| funless_api::types::CanaryTally {
+                version,
+                track: track.into(),
+                invocations: outcomes.iter().map(|(_, n)| n).sum(),
+                outcomes: outcomes.iter().map(|(o, n)| (o.to_string(), *n)).collect(),
+            };
+        info.versions = vec![
+            tally(1, "stable", &[("ok", 90)]),
+            tally(2, "canary", &[("function_error", 3), ("ok", 7)]),
+        ];
+        assert_eq!(
+            text(|out| canary(out, &info)),
+            "canary: version 2 gets 10% (current: version 1), since 2026-01-01T00:00:00Z\n   \
+             1 stable 90 invocations: ok 90\n   \
+             2 canary 10 invocations: function_error 3, ok 7\n"
+        );
     }
 }

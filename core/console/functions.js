@@ -82,6 +82,7 @@ export async function detail({ root, parts }) {
       ["Size", `${bytes(info.size)} (${info.size} bytes)`, "size"],
       ["Hash (SHA-256)", h("code", { class: "hash" }, info.hash), "hash"],
       ["Version", String(info.version), "version"],
+      ["Canary", info.canary ? `version ${info.canary.version} gets ${info.canary.percent}% of invocations` : "none", "canary"],
       ["Memory", bytes(info.metadata.capacity), "capacity"],
       ["Time limit", ms(info.metadata.timeout_ms), "timeout"],
       ["Runs again if its worker is lost", info.metadata.retryable === false ? "no" : "yes"],
@@ -96,7 +97,7 @@ export async function detail({ root, parts }) {
     h("h2", null, "Latest activations"),
     latest(module, name),
     h("h2", null, "Versions"),
-    versions(module, name),
+    versions(module, name, info.canary),
     h("details", { class: "panel" }, h("summary", null, h("strong", null, "Update code or settings")),
       uploadForm({
         existing: info,
@@ -202,8 +203,32 @@ function started202(answer) {
 }
 
 /** The function's newest records, a link to all of them. */
-/** The kept versions, newest first, each older one with a rollback button. */
-function versions(module, name) {
+/** Redraws the page (after a change it shows). */
+const redraw = () => window.dispatchEvent(new HashChangeEvent("hashchange"));
+
+/** The canary's version's actions: promote it, or end the canary. */
+function canaryActions(module, name, canary, box) {
+  const act = (label, question, send, said, id) => confirmButton(label, question, async () => {
+    try {
+      await send();
+      notify(said);
+      redraw();
+    } catch (e) {
+      box.append(errorBox(e, `Not done (${label})`));
+    }
+  }, id);
+  return h("span", null, h("strong", null, `canary, ${canary.percent}%`), " ",
+    act("Promote", `Make version ${canary.version} of ${module}/${name} the current one?`,
+      () => post(`${fnPath(module, name)}/canary/promote`, {}),
+      `${module}/${name} is at version ${canary.version}.`, "fn-canary-promote"), " ",
+    act("End canary", `Send every call of ${module}/${name} to its current version again?`,
+      () => del(`${fnPath(module, name)}/canary`),
+      `The canary of ${module}/${name} ended.`, "fn-canary-end"));
+}
+
+/** The kept versions, newest first: the current one, the canary's (promote or end it), and
+ * the others with a rollback button. */
+function versions(module, name, canary) {
   const box = h("div", { id: "fn-versions" }, h("p", null, "Loading…"));
   const columns = [{ label: "Version", num: true }, { label: "Hash" }, { label: "Size", num: true }, { label: "Made" }, { label: "By" }, { label: "" }];
   get(`${fnPath(module, name)}/versions`).then(({ data }) => {
@@ -213,11 +238,11 @@ function versions(module, name) {
       bytes(v.size),
       new Date(v.created_at).toLocaleString(),
       v.created_by ?? "—",
-      v.current ? h("strong", null, "current") : confirmButton("Roll back", `Make version ${v.version} of ${module}/${name} current again?`, async () => {
+      v.current ? h("strong", null, "current") : canary?.version === v.version ? canaryActions(module, name, canary, box) : confirmButton("Roll back", `Make version ${v.version} of ${module}/${name} current again?`, async () => {
         try {
           const done = (await post(`${fnPath(module, name)}/rollback`, { version: v.version })).data;
           notify(`${module}/${name} is at version ${done.version} (version ${v.version}'s code).`);
-          window.dispatchEvent(new HashChangeEvent("hashchange")); // draw the page again
+          redraw();
         } catch (e) {
           box.append(errorBox(e, "Not rolled back"));
         }

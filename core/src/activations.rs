@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use funless_api::types::{ActivationInfo, ActivationStatus, ErrorDetail};
 
+use crate::canary::Route;
+
 /// How much is kept.
 #[derive(Debug, Clone, Copy)]
 pub struct ActivationLimits {
@@ -69,6 +71,8 @@ struct Record {
     owner: i64,
     module: String,
     function: String,
+    /// The version it runs, and the side of a canary's split it took.
+    route: Route,
     started_at_ms: u64,
     created: Instant,
     finished: Option<Finished>,
@@ -88,6 +92,8 @@ impl Record {
             result: None,
             error: None,
             logs: Vec::new(),
+            version: u64::try_from(self.route.version).ok(),
+            track: self.route.track().map(|t| t.as_str().to_string()),
         };
         if let Some(done) = &self.finished {
             info.duration_ms = Some(done.duration.as_secs_f64() * 1000.0);
@@ -187,12 +193,13 @@ impl Activations {
     }
 
     /// Records an invocation that is starting (asynchronous invocations); returns its id.
-    pub fn start(&self, owner: i64, module: &str, function: &str) -> String {
+    pub fn start(&self, owner: i64, module: &str, function: &str, route: Route) -> String {
         let id = new_id();
         let record = Record {
             owner,
             module: module.to_string(),
             function: function.to_string(),
+            route,
             started_at_ms: now_ms(),
             created: Instant::now(),
             finished: None,
@@ -216,13 +223,21 @@ impl Activations {
     }
 
     /// Records a finished (synchronous) invocation in one step; returns its id.
-    pub fn record(&self, owner: i64, module: &str, function: &str, finished: Finished) -> String {
+    pub fn record(
+        &self,
+        owner: i64,
+        module: &str,
+        function: &str,
+        route: Route,
+        finished: Finished,
+    ) -> String {
         let id = new_id();
         let started_at_ms = now_ms().saturating_sub(finished.duration.as_millis() as u64);
         let record = Record {
             owner,
             module: module.to_string(),
             function: function.to_string(),
+            route,
             started_at_ms,
             created: Instant::now(),
             bytes: size(&finished),
@@ -287,12 +302,13 @@ mod tests {
     #[test]
     fn records_are_seen_by_their_owner_and_admins_only() {
         let a = Activations::new(ActivationLimits::default());
-        let id = a.record(1, "_", "f", ok(r#"{"x":1}"#, &["hello"]));
+        let id = a.record(1, "_", "f", Route::plain(1), ok(r#"{"x":1}"#, &["hello"]));
         let info = a.get(1, false, &id).unwrap();
         assert_eq!(info.status, ActivationStatus::Success);
         assert_eq!(info.result, Some(serde_json::json!({"x": 1})));
         assert_eq!(info.logs, vec!["hello".to_string()]);
         assert_eq!(info.worker.as_deref(), Some("w1"));
+        assert_eq!((info.version, info.track), (Some(1), None));
         assert!(a.get(2, false, &id).is_none());
         assert!(a.get(2, true, &id).is_some());
         assert!(a.get(1, false, "nope").is_none());
@@ -301,10 +317,17 @@ mod tests {
     #[test]
     fn started_records_run_until_finished() {
         let a = Activations::new(ActivationLimits::default());
-        let id = a.start(1, "_", "f");
+        let canary = Route {
+            version: 4,
+            split: Some((crate::canary::Track::Canary, 9)),
+        };
+        let id = a.start(1, "_", "f", canary);
+        let running = a.get(1, false, &id).unwrap();
+        assert_eq!(running.status, ActivationStatus::Running);
         assert_eq!(
-            a.get(1, false, &id).unwrap().status,
-            ActivationStatus::Running
+            (running.version, running.track.as_deref()),
+            (Some(4), Some("canary")),
+            "a running record already says which version it runs"
         );
         a.finish(
             &id,
@@ -334,7 +357,7 @@ mod tests {
             max_bytes: 10_000,
         });
         let ids: Vec<_> = (0..8)
-            .map(|_| a.record(1, "_", "f", ok("1", &[])))
+            .map(|_| a.record(1, "_", "f", Route::plain(1), ok("1", &[])))
             .collect();
         assert!(a.get(1, false, &ids[0]).is_none());
         assert!(a.get(1, false, &ids[7]).is_some());
@@ -342,7 +365,7 @@ mod tests {
         assert_eq!(a.list(1, false, "_", "f", 100)[0].activation_id, ids[7]);
         // A big record pushes out older ones to stay under the byte bound.
         let big = "x".repeat(9_000);
-        a.record(1, "_", "f", ok(&format!("\"{big}\""), &[]));
+        a.record(1, "_", "f", Route::plain(1), ok(&format!("\"{big}\""), &[]));
         let state = a.lock();
         let sum: usize = state.records.values().map(|r| r.bytes).sum();
         assert_eq!(state.bytes, sum);
@@ -355,10 +378,10 @@ mod tests {
             ttl: Duration::from_millis(20),
             ..ActivationLimits::default()
         });
-        let id = a.record(1, "_", "f", ok("1", &[]));
+        let id = a.record(1, "_", "f", Route::plain(1), ok("1", &[]));
         std::thread::sleep(Duration::from_millis(40));
         assert!(a.get(1, false, &id).is_none());
-        a.record(1, "_", "f", ok("2", &[]));
+        a.record(1, "_", "f", Route::plain(1), ok("2", &[]));
         assert_eq!(a.lock().records.len(), 1);
     }
 }

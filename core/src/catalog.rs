@@ -27,6 +27,22 @@ pub struct CachedFunction {
     /// Its environment: its module's configuration with its own over it (a module's change
     /// drops its functions' entries, `Catalog::module_changed`); secrets by reference only.
     pub env: crate::config::Environment,
+    /// Its canary, when one runs.
+    pub canary: Option<Canary>,
+}
+
+/// A running canary of a cached function: the version that gets a share of its invocations.
+#[derive(Debug)]
+pub struct Canary {
+    /// The canary's version.
+    pub version: i64,
+    /// The share of invocations it gets, percent.
+    pub percent: u8,
+    /// When it started, unix milliseconds.
+    pub since: i64,
+    /// That version's entry, read from the store by its first invocation and kept with this
+    /// one (so it goes with it on every change of the function or its module).
+    pub function: tokio::sync::OnceCell<Arc<CachedFunction>>,
 }
 
 impl CachedFunction {
@@ -35,10 +51,17 @@ impl CachedFunction {
     pub fn new(row: FunctionRow, module_config: &str) -> Self {
         let allow_hosts = serde_json::from_str(&row.allow_hosts).unwrap_or_default();
         let env = crate::config::effective(module_config, &row.config);
+        let canary = row.canary().map(|(version, percent)| Canary {
+            version,
+            percent,
+            since: row.canary_since.unwrap_or(0),
+            function: tokio::sync::OnceCell::new(),
+        });
         Self {
             row,
             allow_hosts,
             env,
+            canary,
         }
     }
 }

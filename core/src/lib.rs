@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod activations;
+pub mod canary;
 pub mod catalog;
 mod children;
 pub mod code_transfer;

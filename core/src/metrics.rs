@@ -20,6 +20,21 @@ pub struct InvocationLabels {
     pub outcome: String,
 }
 
+/// Labels of the invocations of a function with a canary.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CanaryLabels {
+    /// Module name.
+    pub module: String,
+    /// Function name.
+    pub function: String,
+    /// The version that ran.
+    pub version: String,
+    /// `stable` (the current version) or `canary`.
+    pub track: String,
+    /// As [`InvocationLabels::outcome`].
+    pub outcome: String,
+}
+
 /// Labels of a latency series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FunctionLabels {
@@ -41,6 +56,7 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     invocations: Family<InvocationLabels, Counter>,
+    canary_invocations: Family<CanaryLabels, Counter>,
     latency: Family<FunctionLabels, Histogram, fn() -> Histogram>,
     workers: Gauge,
     workers_lost: Counter,
@@ -90,6 +106,12 @@ impl Metrics {
             "invocations",
             "Invocations by module, function and outcome",
             invocations.clone(),
+        );
+        let canary_invocations = Family::<CanaryLabels, Counter>::default();
+        registry.register(
+            "canary_invocations",
+            "Invocations of functions with a canary, by version, side of the split and outcome",
+            canary_invocations.clone(),
         );
         let latency = Family::<FunctionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,
@@ -160,6 +182,7 @@ impl Metrics {
             quota_refusals,
             gossip: Arc::default(),
             invocations,
+            canary_invocations,
             latency,
             workers,
             workers_lost,
@@ -187,6 +210,26 @@ impl Metrics {
                 })
                 .observe(seconds);
         }
+    }
+
+    /// Counts an invocation of a function with a canary.
+    pub fn canary_invocation(
+        &self,
+        module: &str,
+        function: &str,
+        version: i64,
+        track: &str,
+        outcome: &str,
+    ) {
+        self.canary_invocations
+            .get_or_create(&CanaryLabels {
+                module: module.to_string(),
+                function: function.to_string(),
+                version: version.to_string(),
+                track: track.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// Sets the number of connected workers.

@@ -16,6 +16,7 @@ use funless_api::types::{
 use funless_api::{ApiError, ApiResult, Backend, FunctionUpload, Invocation, Subject, Timings};
 
 use crate::activations::{ActivationLimits, Activations, Finished, Outcome};
+use crate::canary::{self, Route, Track};
 use crate::catalog::{CachedFunction, Catalog};
 use crate::dispatch::{self, DispatchError, Target};
 use crate::events::{self, Connectors};
@@ -31,6 +32,7 @@ use crate::tokens;
 use crate::validate;
 use crate::workers::{Policy, Workers};
 
+mod canaries;
 mod secrets;
 mod versions;
 
@@ -70,6 +72,8 @@ struct Inner {
     own_defaults: RwLock<std::collections::HashSet<i64>>,
     /// Function and module metadata in memory: the invocation path reads no store row.
     catalog: Catalog,
+    /// What each version of every running canary came to.
+    tallies: canary::Tallies,
     /// Records of recent invocations.
     activations: Activations,
     /// Subjects' secrets, sealed in the store.
@@ -114,6 +118,8 @@ struct Prepared {
     module: String,
     name: String,
     target: Target,
+    /// The version it runs, and the side of its function's canary it took.
+    route: Route,
 }
 
 /// A secrets failure as the API reports it (never with a value in it: they hold none).
@@ -158,7 +164,14 @@ pub(crate) fn rfc3339(ms: i64) -> String {
 }
 
 fn function_info(row: FunctionRow) -> FunctionInfo {
+    let canary = row
+        .canary()
+        .map(|(version, percent)| funless_api::types::CanarySplit {
+            version: version.max(0) as u64,
+            percent,
+        });
     FunctionInfo {
+        canary,
         abi: Abi::parse(&row.abi).unwrap_or(Abi::Funless),
         size: row.size.max(0) as u64,
         metadata: FunctionMetadata {
@@ -220,7 +233,14 @@ fn checked_on_workers(abi: Abi, upload: &FunctionUpload) -> bool {
 
 /// A 422 and its metrics outcome, both named by `reason`.
 fn function_failed(reason: &'static str, message: String) -> (ApiError, &'static str) {
-    (ApiError::FunctionError { reason, message }, reason)
+    (
+        ApiError::FunctionError {
+            reason,
+            message,
+            version: None,
+        },
+        reason,
+    )
 }
 
 fn not_found_module(name: &str) -> ApiError {
@@ -277,6 +297,7 @@ impl Platform {
                 keep_versions: std::sync::atomic::AtomicU32::new(DEFAULT_KEEP_VERSIONS),
                 own_defaults: RwLock::default(),
                 catalog: Catalog::new(),
+                tallies: canary::Tallies::default(),
                 activations: Activations::new(activations),
                 connectors: Connectors::default(),
                 sinks: Sinks::default(),
@@ -788,9 +809,13 @@ impl Platform {
         if let Err(e) = &result {
             tracing::warn!(function = %format!("{module}/{name}"), error = %e, "event invocation failed");
         }
-        self.inner
-            .activations
-            .record(owner, &prepared.module, &prepared.name, finished);
+        self.inner.activations.record(
+            owner,
+            &prepared.module,
+            &prepared.name,
+            prepared.route,
+            finished,
+        );
     }
 
     /// Starts the connectors of every stored function that has events (at Core start).
@@ -848,11 +873,33 @@ impl Platform {
     ) -> ApiResult<Prepared> {
         let module = self.module_for(who, module).await?;
         let current = self.cached_function(&module, name).await?;
-        let function = match version {
-            Some(v) if i64::try_from(v).ok() != Some(current.row.version) => {
-                Arc::new(self.pinned(&current.row, v).await?)
-            }
-            _ => current,
+        let pinned = version.filter(|v| i64::try_from(*v).ok() != Some(current.row.version));
+        let (function, route) = if let Some(v) = pinned {
+            let pinned = Arc::new(self.pinned(&current.row, v).await?);
+            let route = Route::plain(pinned.row.version);
+            (pinned, route)
+        } else if version.is_none()
+            && let Some(canary) = &current.canary
+        {
+            let track = canary::draw(canary.percent);
+            let function = match track {
+                Track::Canary => self.canary_function(&current, canary).await?,
+                Track::Stable => None,
+            };
+            let (function, track) = match function {
+                Some(function) => (function, track),
+                // The canary ended meanwhile (its version then may go): the current one.
+                None => (current.clone(), Track::Stable),
+            };
+            let route = Route {
+                version: function.row.version,
+                split: Some((track, canary.since)),
+            };
+            (function, route)
+        } else {
+            // A call pinned to the current version, or a function without a canary.
+            let route = Route::plain(current.row.version);
+            (current, route)
         };
         let row = &function.row;
         let policy = self.policy(script, row.tag.clone()).await?;
@@ -873,7 +920,27 @@ impl Platform {
             module,
             name: name.to_string(),
             target,
+            route,
         })
+    }
+
+    /// The entry of `current`'s canary version (read once per catalog entry), or `None` when
+    /// that version is no longer kept.
+    async fn canary_function(
+        &self,
+        current: &CachedFunction,
+        canary: &crate::catalog::Canary,
+    ) -> ApiResult<Option<Arc<CachedFunction>>> {
+        let version = u64::try_from(canary.version).unwrap_or(0);
+        let read = canary
+            .function
+            .get_or_try_init(|| async { self.pinned(&current.row, version).await.map(Arc::new) })
+            .await;
+        match read {
+            Ok(function) => Ok(Some(function.clone())),
+            Err(ApiError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// An invocation's environment: the settings' values, and the secrets they refer to,
@@ -927,6 +994,7 @@ impl Platform {
             module,
             name,
             target,
+            route,
         } = prepared;
         let store = &self.inner.store;
         let hash = &target.function.hash;
@@ -953,6 +1021,7 @@ impl Platform {
                 self.inner
                     .metrics
                     .invocation(module, name, "ok", Some(seconds));
+                self.count_route(module, name, *route, "ok");
                 for line in &ran.output.logs {
                     tracing::info!(target: "funless::function", function = %target.function, worker = %ran.worker, "{line}");
                 }
@@ -984,6 +1053,18 @@ impl Platform {
                     tracing::info!(target: "funless::function", function = %target.function, "{line}");
                 }
                 let (error, outcome) = self.outcome_error(e);
+                // A failure of the function says which version failed (canaries).
+                let error = match error {
+                    ApiError::FunctionError {
+                        reason, message, ..
+                    } => ApiError::FunctionError {
+                        reason,
+                        message,
+                        version: u64::try_from(route.version).ok(),
+                    },
+                    other => other,
+                };
+                self.count_route(module, name, *route, outcome);
                 let ran = matches!(
                     outcome,
                     "function_error"
@@ -1169,6 +1250,7 @@ impl Backend for Platform {
         }
         self.inner.catalog.module_changed(&stored);
         self.inner.catalog.module_changed(&new_stored);
+        self.inner.tallies.forget_module(&stored);
         // Connectors are keyed by module name: move them with it.
         self.inner.connectors.remove_module(&stored);
         self.inner.sinks.remove_module(&stored);
@@ -1184,6 +1266,7 @@ impl Backend for Platform {
         refuse_own_default(&stored, "deleted")?;
         let removed = self.inner.store.delete_module(&stored).await.map_err(api)?;
         self.inner.catalog.module_changed(&stored);
+        self.inner.tallies.forget_module(&stored);
         self.inner.connectors.remove_module(&stored);
         self.inner.sinks.remove_module(&stored);
         dispatch::evict(
@@ -1220,6 +1303,7 @@ impl Backend for Platform {
             hash: row.hash,
             abi,
             version: row.version.max(0) as u64,
+            canary: None,
             workers,
             sinks,
             events,
@@ -1241,6 +1325,16 @@ impl Backend for Platform {
         let (checked, turn) = self
             .admit_upload(who, &new, abi, &upload, Some(&old))
             .await?;
+        if let Some(percent) = upload.canary {
+            let staged = self
+                .inner
+                .store
+                .stage_canary(new, percent, self.keep_versions())
+                .await
+                .map_err(api)?;
+            drop(turn);
+            return Ok(self.staged(module, staged, abi, checked, upload).await);
+        }
         let changed = self
             .inner
             .store
@@ -1250,6 +1344,9 @@ impl Backend for Platform {
         let row = changed.row;
         drop(turn);
         self.inner.catalog.function_changed(module, &old.name);
+        if old.name != row.name {
+            self.inner.tallies.forget(module, &old.name);
+        }
         self.inner.catalog.function_changed(module, &row.name);
         if row.name != old.name {
             // Renamed: the old name's connectors and sinks go; the new name's start below.
@@ -1275,6 +1372,7 @@ impl Backend for Platform {
             hash: row.hash,
             abi,
             version: row.version.max(0) as u64,
+            canary: None,
             workers,
             sinks,
             events,
@@ -1305,6 +1403,7 @@ impl Backend for Platform {
             .await
             .map_err(api)?;
         self.inner.catalog.function_changed(module, name);
+        self.inner.tallies.forget(module, name);
         self.inner.connectors.remove(module, name);
         self.inner.sinks.remove(module, name);
         dispatch::evict(&self.inner.workers, hashes);
@@ -1327,10 +1426,13 @@ impl Backend for Platform {
         let prepared = self.prepare(who, module, name, version, script).await?;
         let lookup = looking_up.elapsed();
         let (result, finished) = self.execute(&prepared, args_json).await;
-        let activation_id =
-            self.inner
-                .activations
-                .record(who.id, &prepared.module, &prepared.name, finished);
+        let activation_id = self.inner.activations.record(
+            who.id,
+            &prepared.module,
+            &prepared.name,
+            prepared.route,
+            finished,
+        );
         result.map(|answered| {
             let mut timings = Timings(Vec::with_capacity(2 + answered.timings.0.len()));
             timings.push("lookup", lookup);
@@ -1341,6 +1443,8 @@ impl Backend for Platform {
                 worker: answered.worker,
                 activation_id,
                 timings,
+                version: u64::try_from(prepared.route.version).unwrap_or(0),
+                track: prepared.route.track().map(Track::as_str),
             }
         })
     }
@@ -1357,10 +1461,10 @@ impl Backend for Platform {
         // Everything the caller can get wrong is answered now; only the run is deferred.
         let slot = self.inner.quotas.invocation(who)?;
         let prepared = self.prepare(who, module, name, version, script).await?;
-        let id = self
-            .inner
-            .activations
-            .start(who.id, &prepared.module, &prepared.name);
+        let id =
+            self.inner
+                .activations
+                .start(who.id, &prepared.module, &prepared.name, prepared.route);
         let platform = self.clone();
         let activation = id.clone();
         tokio::spawn(async move {

@@ -113,6 +113,20 @@ pub struct FunctionRow {
     pub version: i64,
     /// Its configuration (over its module's): a JSON object of strings.
     pub config: String,
+    /// The kept version its canary sends a share of invocations to (migration 0011).
+    pub canary_version: Option<i64>,
+    /// That share, percent (1 to 99), when a canary runs.
+    pub canary_percent: Option<i64>,
+    /// When the canary started, unix milliseconds.
+    pub canary_since: Option<i64>,
+}
+
+impl FunctionRow {
+    /// Its canary, when one runs: the version and the percentage of invocations it gets.
+    pub fn canary(&self) -> Option<(i64, u8)> {
+        let percent = u8::try_from(self.canary_percent?).ok()?;
+        Some((self.canary_version?, percent))
+    }
 }
 
 /// A function to create, or the new version of one to update.
@@ -176,6 +190,9 @@ impl NewFunction {
             updated_at,
             version,
             config: self.config.clone(),
+            canary_version: None,
+            canary_percent: None,
+            canary_since: None,
         }
     }
 }
@@ -260,7 +277,7 @@ macro_rules! on_pool {
 macro_rules! function_columns {
     () => {
         "id, $1 AS module, name, hash, abi, size, capacity_bytes, retryable, timeout_ms, allow_hosts, tag, events, sinks, \
-         created_at, updated_at, version, config"
+         created_at, updated_at, version, config, canary_version, canary_percent, canary_since"
     };
 }
 
@@ -315,13 +332,15 @@ macro_rules! insert_version {
 }
 
 /// Deletes the versions of function `$id` older than the `$keep` newest (the newest, `$newest`,
-/// is the current one) and the code no kept version holds, inside `$tx`; evaluates to the
+/// is the current one), except its canary's, and the code no kept version holds, inside `$tx`; evaluates to the
 /// hashes whose code went, for the workers to evict.
 macro_rules! prune_versions {
     ($tx:expr, $id:expr, $newest:expr, $keep:expr) => {{
         let oldest_kept = $newest - i64::from($keep.max(1)) + 1;
         let mut pruned: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM function_versions WHERE function_id = $1 AND version < $2 RETURNING hash",
+            "DELETE FROM function_versions WHERE function_id = $1 AND version < $2 \
+             AND version <> COALESCE((SELECT canary_version FROM functions WHERE id = $1), 0) \
+             RETURNING hash",
         )
         .bind($id)
         .bind(oldest_kept)
@@ -775,10 +794,10 @@ impl Store {
             "UPDATE functions SET name = $2, code = $3, hash = $4, abi = $5, size = $6, capacity_bytes = $7, \
              tag = $8, events = $9, sinks = $10, retryable = $12, timeout_ms = $13, allow_hosts = $14, \
              updated_at = CASE WHEN $11 > updated_at THEN $11 ELSE updated_at + 1 END, \
-             version = version + 1, config = $16 \
+             version = last_version + 1, last_version = last_version + 1, config = $16 \
              WHERE ",
             in_module!(),
-            " AND name = $15 RETURNING id, created_at, updated_at, version"
+            " AND name = $15 RETURNING id, created_at, updated_at, version, canary_version, canary_percent, canary_since"
         );
         let size = code_size(&f.code)?;
         let now = now_ms();
@@ -786,7 +805,9 @@ impl Store {
         // lock, so a concurrent update, rollback or version deletion of it waits.
         let updated: Option<NewVersion> = on_pool!(self, p => {
             let mut tx = p.begin().await?;
-            let updated: Option<(i64, i64, i64, i64)> = sqlx::query_as(SQL)
+            #[allow(clippy::type_complexity)]
+            let updated: Option<(i64, i64, i64, i64, Option<i64>, Option<i64>, Option<i64>)> =
+                sqlx::query_as(SQL)
             .bind(&f.module)
             .bind(&f.name)
             .bind(EMPTY_CODE)
@@ -813,9 +834,15 @@ impl Store {
                 }
             })?;
             match updated {
-                Some((id, created_at, updated_at, version)) => {
+                Some((id, created_at, updated_at, version, canary_version, canary_percent, canary_since)) => {
                     insert_code_rows!(tx, id, &f.hash, &f.code);
-                    let row = f.row(id, size, created_at, updated_at, version);
+                    // An update keeps a running canary (it names a kept version, not this one).
+                    let row = FunctionRow {
+                        canary_version,
+                        canary_percent,
+                        canary_since,
+                        ..f.row(id, size, created_at, updated_at, version)
+                    };
                     insert_version!(tx, row, &f.created_by, None::<i64>, now);
                     let dropped_hashes = prune_versions!(tx, id, version, keep);
                     tx.commit().await?;

@@ -80,6 +80,7 @@ async fn a_crashed_registry_is_restarted_and_the_core_keeps_serving() {
         events: None,
         sinks: None,
         wait_for_workers: true,
+        canary: None,
     };
     core.platform
         .create_function(&who, "_", upload)

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::Abi;
 
 /// One kept version of a function. Every create, update and rollback makes one; they are
-/// immutable, and the newest is the current one.
+/// immutable; the current one is the newest, unless a canary staged by an update is newer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct VersionInfo {
@@ -38,6 +38,52 @@ pub struct RollbackRequest {
     /// A kept version's number (`GET .../versions` lists them).
     #[cfg_attr(feature = "server", schema(minimum = 1))]
     pub version: u64,
+}
+
+/// A function's canary: `percent` of its invocations run its kept version `version` instead
+/// of the current one. The body of `PUT /v1/fn/{module}/{function}/canary`, and the
+/// function's `canary` field.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CanarySplit {
+    /// A kept version other than the current one (`GET .../versions` lists them).
+    #[cfg_attr(feature = "server", schema(minimum = 1))]
+    pub version: u64,
+    /// The share of invocations it gets, percent: 1 to 99.
+    #[cfg_attr(feature = "server", schema(minimum = 1, maximum = 99))]
+    pub percent: u8,
+}
+
+/// What one version's invocations came to under a canary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct CanaryTally {
+    /// The version.
+    pub version: u64,
+    /// Its side of the split: `stable` (the current version) or `canary`.
+    pub track: String,
+    /// Its invocations.
+    pub invocations: u64,
+    /// Its invocations by outcome: `ok`, `function_error`, `trap`, `timeout`, `no_worker`, ...
+    pub outcomes: std::collections::BTreeMap<String, u64>,
+}
+
+/// A function's canary and what each version's invocations came to since it started (as
+/// this Core counted them: the counts start again when the Core does).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+pub struct CanaryInfo {
+    /// The canary's version.
+    pub version: u64,
+    /// The share of invocations it gets, percent.
+    pub percent: u8,
+    /// The function's current version, which gets the rest.
+    pub current: u64,
+    /// When the canary started, RFC 3339 UTC.
+    pub since: String,
+    /// Each version's invocations since then, oldest version first.
+    pub versions: Vec<CanaryTally>,
 }
 
 /// `PUT /v1/config/{module}[/{function}]`: settings to add or replace, and keys to remove.

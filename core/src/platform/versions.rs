@@ -61,6 +61,90 @@ impl Platform {
     }
 }
 
+/// How a kept version becomes the current one again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Restore {
+    /// A rollback to it.
+    Rollback,
+    /// Promoting the canary that runs it (which ends the canary).
+    Promote,
+}
+
+impl Platform {
+    /// Makes a new current version of `module/function` (stored module name) with the code,
+    /// metadata and configuration of its kept version `kept`, and answers as an update does.
+    pub(super) async fn restore_version(
+        &self,
+        who: &Subject,
+        module: &str,
+        function: &str,
+        kept: VersionRow,
+        how: Restore,
+    ) -> ApiResult<FunctionCreated> {
+        let store = &self.inner.store;
+        let current = self.function_row(module, function).await?;
+        // The restored version counts against the quotas as an upload of it would.
+        let footprint = Footprint::of_stored(&OwnedFunction {
+            module: module.to_string(),
+            name: function.to_string(),
+            size: kept.size,
+            events: kept.events.clone(),
+            sinks: kept.sinks.clone(),
+        });
+        let turn = self.inner.quotas.turn(who).await;
+        self.function_quota(who, module, function, Some(&current), footprint)
+            .await?;
+        let by = Some(who.name.as_str());
+        let keep = self.keep_versions();
+        let changed = match how {
+            Restore::Rollback => {
+                store
+                    .rollback_function(module, function, kept.version, by, keep)
+                    .await
+            }
+            Restore::Promote => store.promote_canary(module, function, by, keep).await,
+        }
+        .map_err(api)?;
+        drop(turn);
+        self.inner.catalog.function_changed(module, function);
+        let row = changed.row;
+        if how == Restore::Promote {
+            self.inner.tallies.forget(module, function);
+        }
+        tracing::info!(function = %format!("{module}/{function}"), version = row.version, restored = kept.version, how = ?how, hash = %row.hash, "function version restored");
+        if !changed.dropped_hashes.is_empty() {
+            dispatch::evict(&self.inner.workers, changed.dropped_hashes);
+        }
+        // Workers that still hold the code answer at once; the others compile it now, so the
+        // first call after the rollback is warm either way.
+        let code = store
+            .function_code(module, function, &row.hash)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "function '{}/{function}' changed during the rollback",
+                    shown_module(module)
+                ))
+            })?;
+        let workers = self
+            .distribute(function_id(&row), Bytes::from(code), true)
+            .await;
+        let events = self.start_connectors(&row).await;
+        let sinks = self.sinks_metadata(&row);
+        Ok(FunctionCreated {
+            abi: Abi::parse(&row.abi).unwrap_or(Abi::Funless),
+            version: row.version.max(0) as u64,
+            canary: None,
+            name: row.name,
+            hash: row.hash,
+            workers,
+            events,
+            sinks,
+        })
+    }
+}
+
 impl VersionsBackend for Platform {
     async fn list_versions(
         &self,
@@ -75,8 +159,9 @@ impl VersionsBackend for Platform {
             .list_versions(&stored, function)
             .await
             .map_err(api)?;
-        // Newest first, and the newest is the current one.
-        let current = rows.first().map_or(0, |v| v.version);
+        // Newest first; the current one is usually the newest, but a canary staged by an
+        // update is newer.
+        let current = self.function_row(&stored, function).await?.version;
         Ok(rows
             .into_iter()
             .map(|row| version_info(row, current))
@@ -104,64 +189,9 @@ impl VersionsBackend for Platform {
         version: u64,
     ) -> ApiResult<FunctionCreated> {
         let module = &self.module_for(who, module).await?;
-        let store = &self.inner.store;
-        let current = self.function_row(module, function).await?;
         let kept = self.kept_version(module, function, version).await?;
-        let number = kept.version;
-        // The restored version counts against the quotas as an upload of it would.
-        let footprint = Footprint::of_stored(&OwnedFunction {
-            module: module.clone(),
-            name: function.to_string(),
-            size: kept.size,
-            events: kept.events.clone(),
-            sinks: kept.sinks.clone(),
-        });
-        let turn = self.inner.quotas.turn(who).await;
-        self.function_quota(who, module, function, Some(&current), footprint)
-            .await?;
-        let changed = store
-            .rollback_function(
-                module,
-                function,
-                number,
-                Some(&who.name),
-                self.keep_versions(),
-            )
+        self.restore_version(who, module, function, kept, Restore::Rollback)
             .await
-            .map_err(api)?;
-        drop(turn);
-        self.inner.catalog.function_changed(module, function);
-        let row = changed.row;
-        tracing::info!(function = %format!("{module}/{function}"), version = row.version, rollback_of = number, hash = %row.hash, "function rolled back");
-        if !changed.dropped_hashes.is_empty() {
-            dispatch::evict(&self.inner.workers, changed.dropped_hashes);
-        }
-        // Workers that still hold the code answer at once; the others compile it now, so the
-        // first call after the rollback is warm either way.
-        let code = store
-            .function_code(module, function, &row.hash)
-            .await
-            .map_err(api)?
-            .ok_or_else(|| {
-                ApiError::Conflict(format!(
-                    "function '{}/{function}' changed during the rollback",
-                    shown_module(module)
-                ))
-            })?;
-        let workers = self
-            .distribute(function_id(&row), Bytes::from(code), true)
-            .await;
-        let events = self.start_connectors(&row).await;
-        let sinks = self.sinks_metadata(&row);
-        Ok(FunctionCreated {
-            abi: Abi::parse(&row.abi).unwrap_or(Abi::Funless),
-            version: row.version.max(0) as u64,
-            name: row.name,
-            hash: row.hash,
-            workers,
-            events,
-            sinks,
-        })
     }
 
     async fn delete_version(

@@ -59,6 +59,7 @@ async fn suite(url: &str, backend: &str) {
     modules_suite(&store).await;
     functions_suite(&store).await;
     versions_suite(&store).await;
+    canary_suite(&store).await;
     subjects_suite(&store).await;
     scripts_suite(&store).await;
     super::services::tests::suite(&store).await;
@@ -524,6 +525,140 @@ async fn versions_suite(store: &Store) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.delete_module("vs").await.expect("delete").len(), 1);
+}
+
+/// The kept version numbers of `module/name`, newest first.
+async fn version_numbers(store: &Store, module: &str, name: &str) -> Vec<i64> {
+    store
+        .list_versions(module, name)
+        .await
+        .expect("list")
+        .iter()
+        .map(|v| v.version)
+        .collect()
+}
+
+async fn canary_suite(store: &Store) {
+    store.create_module("cs", None).await.expect("create cs");
+    let v1 = store
+        .create_function(new_function("cs", "f", b"one"))
+        .await
+        .expect("create");
+    assert_eq!(v1.canary(), None);
+    assert!(matches!(
+        store.end_canary("cs", "f").await,
+        Err(StoreError::NotFound(m)) if m == "function 'cs/f' has no canary"
+    ));
+    assert!(matches!(
+        store.promote_canary("cs", "f", None, 3).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // An update staged as a canary is version 2; version 1 stays current.
+    let staged = store
+        .stage_canary(new_function("cs", "f", b"two"), 10, 2)
+        .await
+        .expect("stage");
+    assert_eq!(
+        (staged.row.version, staged.row.canary()),
+        (2, Some((2, 10)))
+    );
+    let current = store
+        .get_function("cs", "f")
+        .await
+        .expect("get")
+        .expect("f");
+    assert_eq!(
+        (current.version, &current.hash, current.canary()),
+        (1, &v1.hash, Some((2, 10)))
+    );
+    let since = current.canary_since.expect("a start time");
+    assert_eq!(version_numbers(store, "cs", "f").await, [2, 1]);
+    assert!(matches!(
+        store
+            .stage_canary(new_function("cs", "nope", b"x"), 10, 2)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // A new share of the same version keeps its start; the current version and versions
+    // not kept are refused.
+    let row = store.set_canary("cs", "f", 2, 30).await.expect("set");
+    assert_eq!(
+        (row.canary(), row.canary_since),
+        (Some((2, 30)), Some(since))
+    );
+    assert!(matches!(
+        store.set_canary("cs", "f", 1, 30).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.set_canary("cs", "f", 9, 30).await,
+        Err(StoreError::NotFound(m)) if m == "function 'cs/f' has no version 9"
+    ));
+    assert!(matches!(
+        store.set_canary("cs", "nope", 2, 30).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Updates carry on past it (numbers are never reused) and keep it; pruning (2 kept)
+    // takes version 1 with its code but never the canary's version.
+    let v3 = store
+        .update_function("f", new_function("cs", "f", b"three"), 2)
+        .await
+        .expect("update");
+    assert_eq!((v3.row.version, v3.row.canary()), (3, Some((2, 30))));
+    assert_eq!(v3.dropped_hashes, std::slice::from_ref(&v1.hash));
+    let v4 = store
+        .update_function("f", new_function("cs", "f", b"four"), 2)
+        .await
+        .expect("update");
+    assert!(v4.dropped_hashes.is_empty(), "{:?}", v4.dropped_hashes);
+    assert_eq!(version_numbers(store, "cs", "f").await, [4, 3, 2]);
+    assert!(matches!(
+        store.delete_version("cs", "f", 2).await,
+        Err(StoreError::Conflict(m)) if m.contains("canary")
+    ));
+
+    // Promoting makes version 2 itself current and ends the canary; no version is added.
+    let promoted = store
+        .promote_canary("cs", "f", Some("ops"), 2)
+        .await
+        .expect("promote");
+    assert_eq!(
+        (
+            promoted.row.version,
+            &promoted.row.hash,
+            promoted.row.canary()
+        ),
+        (2, &staged.row.hash, None)
+    );
+    assert_eq!(promoted.row.canary_since, None);
+    assert_eq!(
+        store.get_function("cs", "f").await.expect("get"),
+        Some(promoted.row.clone())
+    );
+    assert_eq!(version_numbers(store, "cs", "f").await, [4, 3, 2]);
+    let v5 = store
+        .update_function("f", new_function("cs", "f", b"five"), 10)
+        .await
+        .expect("update");
+    assert_eq!(v5.row.version, 5);
+
+    // A canary of an older version, ended: the current version is untouched.
+    store.set_canary("cs", "f", 3, 50).await.expect("set");
+    assert_eq!(store.end_canary("cs", "f").await.expect("end"), 3);
+    let row = store
+        .get_function("cs", "f")
+        .await
+        .expect("get")
+        .expect("f");
+    assert_eq!((row.version, row.canary()), (5, None));
+    assert!(matches!(
+        store.end_canary("cs", "f").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.delete_module("cs").await.expect("delete").len(), 1);
 }
 
 async fn subjects_suite(store: &Store) {

@@ -270,6 +270,23 @@ fn the_console_works_in_a_real_browser() {
     assert_ne!(body["data"]["abi"], abi, "{body}");
     assert_ne!(body["data"]["metadata"]["timeout_ms"], 5000, "{body}");
     browser.wait_contains("#fn-versions", "rollback to 1");
+    // A canary of version 2 shows on its row; promoting it (asked twice) makes it current.
+    let (status, body) = admin.put_json(
+        "/v1/fn/_/hello/canary",
+        &json!({"version": 2, "percent": 30}),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    browser.js(
+        "window.dispatchEvent(new HashChangeEvent('hashchange'))",
+        Vec::new(),
+    );
+    browser.wait_contains("#fn-versions", "canary, 30%");
+    browser.click("#fn-canary-promote");
+    browser.click("#fn-canary-promote-confirm");
+    browser.wait_contains("#notice", "_/hello is at version 2");
+    let (_, body) = admin.get("/v1/fn/_/hello");
+    assert_eq!(body["data"]["version"], 2, "{body}");
+    assert!(body["data"].get("canary").is_none(), "{body}");
     browser.click("#fn-delete");
     browser.click("#fn-delete-confirm");
     browser.wait_contains("#notice", "Deleted _/hello");

@@ -963,6 +963,42 @@ impl Client {
             .map_err(|e| format!("{e:?}"))
     }
 
+    /// Updates function `name` with more text fields (`canary`, ...).
+    pub fn update_fields(
+        &self,
+        module: &str,
+        name: &str,
+        code: Vec<u8>,
+        fields: &[(&'static str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut form = function_form(name, code, None);
+        for (field, value) in fields {
+            form = form.text(*field, value.to_string());
+        }
+        answer(
+            self.request(reqwest::Method::PUT, &format!("/v1/fn/{module}/{name}"))
+                .multipart(form)
+                .send()
+                .unwrap(),
+        )
+    }
+
+    /// POSTs JSON to `path` and also returns the answer's headers.
+    pub fn post_with_headers(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .unwrap();
+        let headers = response.headers().clone();
+        let (status, body) = answer(response);
+        (status, body, headers)
+    }
+
     /// Invokes and also returns the failure reason header (`x-funless-error-reason`).
     pub fn invoke_with_reason(
         &self,

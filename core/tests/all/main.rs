@@ -6,6 +6,7 @@ mod abuse;
 mod activations;
 mod api;
 mod browser;
+mod canary;
 mod cluster;
 mod compat;
 mod concurrency;
