@@ -24,8 +24,8 @@ pub(crate) struct Cli {
 /// Global options. Each falls back to the config file (`fl config`), then to a default.
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
-    /// URL of the FunLess Core's API, or host:port [config: host] [default:
-    /// http://127.0.0.1:4000]
+    /// URL of the FunLess Core's API, or host:port; several Cores' comma-separated (fl tries
+    /// the next on a connection error) [config: host] [default: http://127.0.0.1:4000]
     #[arg(short = 'H', long, env = "FL_HOST", global = true, value_name = "URL")]
     pub(crate) host: Option<String>,
     /// Bearer token [config: token; admin commands: admin_token]

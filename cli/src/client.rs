@@ -109,18 +109,21 @@ impl Upload {
     }
 }
 
-/// A FunLess API client for one host and (optionally) one bearer token.
+/// A FunLess API client for one Core, or several serving one platform, and (optionally) one
+/// bearer token.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     http: reqwest::Client,
-    host: String,
+    /// The Cores' API URLs, tried in order: a request goes to the next on a connection error.
+    hosts: Vec<String>,
     token: Option<String>,
 }
 
 impl Client {
-    /// A client of `host` (an `http://` URL or `host:port`; a trailing `/` is ignored).
-    pub(crate) fn new(host: &str, token: Option<String>) -> anyhow::Result<Self> {
-        let host = crate::config::normalize_host(host)?;
+    /// A client of `hosts` (an `http://` URL or `host:port`, or several comma-separated; a
+    /// trailing `/` is ignored).
+    pub(crate) fn new(hosts: &str, token: Option<String>) -> anyhow::Result<Self> {
+        let hosts = crate::config::normalize_hosts(hosts)?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("fl/", env!("CARGO_PKG_VERSION")))
@@ -128,7 +131,10 @@ impl Client {
             .context("setting up the HTTP client")?;
         Ok(Self {
             http,
-            host: host.trim_end_matches('/').to_string(),
+            hosts: hosts
+                .iter()
+                .map(|h| h.trim_end_matches('/').to_string())
+                .collect(),
             token: token.filter(|t| !t.is_empty()),
         })
     }
@@ -433,7 +439,8 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.host));
+        let host = self.hosts.first().map_or("", String::as_str);
+        let request = self.http.request(method, format!("{host}{path}"));
         match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -444,11 +451,11 @@ impl Client {
         let (client, request) = request.build_split();
         let request = request.map_err(|e| ClientError::Request(e.to_string()))?;
         let admin = request.url().path().starts_with("/v1/admin");
+        let (host, response) = self.execute_on_any(&client, request).await?;
         let unreachable = |source| ClientError::Unreachable {
-            host: self.host.clone(),
+            host: host.to_string(),
             source,
         };
-        let response = client.execute(request).await.map_err(unreachable)?;
         let status = response.status();
         let reason = response
             .headers()
@@ -467,6 +474,82 @@ impl Client {
             body,
             payload: PhantomData,
         })
+    }
+
+    /// Sends `request` (built for the first host) to the first host that takes the
+    /// connection: on a connection error the next host gets a copy, while there is one and
+    /// the body can be copied (a streamed upload cannot: it goes to the first host only).
+    /// Answers the host that answered and its response.
+    async fn execute_on_any(
+        &self,
+        client: &reqwest::Client,
+        request: reqwest::Request,
+    ) -> Result<(&str, reqwest::Response), ClientError> {
+        let first = self.hosts.first().map_or("", String::as_str);
+        // What follows the host: the path and query, the same on every Core.
+        let url = request.url();
+        let tail = match url.as_str().strip_prefix(first) {
+            Some(tail) => tail.to_string(),
+            None => match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_string(),
+            },
+        };
+        // A streamed body (an upload) cannot be sent twice: it goes to the first host that
+        // takes a connection now.
+        let start = if self.hosts.len() > 1 && request.try_clone().is_none() {
+            self.first_reachable().await
+        } else {
+            0
+        };
+        let mut next = Some(request);
+        for (i, host) in self.hosts.iter().enumerate().skip(start) {
+            let Some(mut request) = next.take() else {
+                break;
+            };
+            let last = i + 1 == self.hosts.len();
+            if !last {
+                next = request.try_clone();
+            }
+            if i > 0 {
+                *request.url_mut() = reqwest::Url::parse(&format!("{host}{tail}"))
+                    .map_err(|e| ClientError::Request(format!("{host}{tail}: {e}")))?;
+            }
+            match client.execute(request).await {
+                Ok(response) => return Ok((host, response)),
+                Err(e) if e.is_connect() && next.is_some() => {
+                    eprintln!("fl: cannot reach {host}; trying {}", self.hosts[i + 1]);
+                }
+                Err(source) => {
+                    return Err(ClientError::Unreachable {
+                        host: host.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Err(ClientError::Request(
+            "no host to send the request to".into(),
+        ))
+    }
+
+    /// The index of the first host that accepts a TCP connection (0 when none does: the
+    /// request then fails there, naming it).
+    async fn first_reachable(&self) -> usize {
+        for (i, host) in self.hosts.iter().enumerate() {
+            let Ok(url) = reqwest::Url::parse(host) else {
+                continue;
+            };
+            let (Some(name), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+                continue;
+            };
+            let connect = tokio::net::TcpStream::connect((name, port));
+            if let Ok(Ok(_)) = tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                return i;
+            }
+            eprintln!("fl: cannot reach {host}; trying the next host");
+        }
+        0
     }
 
     fn hint(&self, status: StatusCode, admin: bool) -> Option<&'static str> {

@@ -192,7 +192,7 @@ impl Config {
     pub(crate) fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let key = canonical(key).ok_or_else(|| unknown_key(key))?;
         if key == "host" {
-            normalize_host(value)?;
+            normalize_hosts(value)?;
         }
         self.set_unchecked(key, value);
         Ok(())
@@ -221,6 +221,12 @@ impl Config {
 /// A host as a URL: an `http://` URL as given, or `host:port` (FunLess's `-H` takes the host
 /// without a protocol) as `http://host:port`. This build of `fl` has no TLS: it talks to local
 /// or LAN hosts, so `https://` is refused.
+/// Several Cores' API URLs, comma-separated, each as [`normalize_host`] takes it: fl tries
+/// them in order and goes to the next on a connection error.
+pub(crate) fn normalize_hosts(hosts: &str) -> Result<Vec<String>> {
+    hosts.split(',').map(normalize_host).collect()
+}
+
 pub(crate) fn normalize_host(host: &str) -> Result<String> {
     let host = host.trim();
     if host.starts_with("https://") {
@@ -355,6 +361,21 @@ mod tests {
         config.set("token", "secret").expect("sets");
         config.save(&path).expect("saves again");
         assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn several_hosts_are_comma_separated() {
+        assert_eq!(
+            normalize_hosts("127.0.0.1:4000,http://10.0.0.2:4000").expect("two hosts"),
+            ["http://127.0.0.1:4000", "http://10.0.0.2:4000"]
+        );
+        assert_eq!(
+            normalize_hosts(" a:1 , b:2 ").expect("spaces around"),
+            ["http://a:1", "http://b:2"]
+        );
+        for bad in ["a:1,", ",a:1", "a:1,https://b:2", "a:1,,b:2"] {
+            assert!(normalize_hosts(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -94,6 +94,8 @@ pub struct CoreHandle {
     /// Ends when the root supervisor stops: on request, or when it gives up (its restart
     /// intensity exceeded), which the binary turns into a non-zero exit.
     pub supervisor_done: JoinHandle<()>,
+    /// This Core's claim on its SQLite store, held as long as it runs (none on PostgreSQL).
+    _store_lock: Option<std::fs::File>,
 }
 
 /// The cookie to use: the given one, else the one stored in the data directory, else a new
@@ -129,6 +131,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
     let store = Store::open(&url)
         .await
         .with_context(|| format!("opening the store at {}", redact(&url)))?;
+    let store_lock = lock_sqlite_store(&url)?;
     tracing::info!(backend = store.backend(), "store ready");
 
     let listener =
@@ -229,7 +232,37 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         node,
         supervisor,
         supervisor_done,
+        _store_lock: store_lock,
     })
+}
+
+/// Claims a SQLite store (`url`) for this Core: an exclusive `flock` on its file, which the
+/// kernel drops when the process ends however it ends. SQLite keeps one Core's state (its
+/// in-memory metadata would go stale under a second one, and connectors would run twice), so
+/// a second Core on the same file is refused; several Cores share PostgreSQL. SQLite's own
+/// locks are `fcntl` locks, which a `flock` does not touch. An in-memory store needs none.
+fn lock_sqlite_store(url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .with_context(|| format!("reading the database URL {}", redact(url)))?;
+    let path = options.get_filename();
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(None); // in memory: nothing on disk to share
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another Core already runs on the SQLite store {}: SQLite holds one Core's state; \
+             run several Cores over PostgreSQL (--database-url postgres://...)",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking the SQLite store {}", path.display()))
+        }
+    }
 }
 
 /// The HTTP API as a supervised child (`api`): the acceptor. The socket is bound once,

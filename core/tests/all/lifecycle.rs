@@ -180,3 +180,69 @@ fn cache_evicts_least_recently_used_under_its_threshold() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["payload"], "Hello back!");
 }
+
+/// SQLite keeps one Core's state: a second Core on the same store is refused with a clear
+/// message while the first runs (which goes on serving), and starts once the first is gone.
+#[test]
+fn a_second_core_on_one_sqlite_store_is_refused() {
+    let core = Core::start(CoreOptions::default());
+    let mut command = std::process::Command::new(crate::harness::bin("funless-core"));
+    command
+        .arg("--data-dir")
+        .arg(core.data_dir())
+        .args(["--listen", "127.0.0.1:0", "--cluster-listen", "127.0.0.1"])
+        .args(["--cluster-port", &crate::harness::free_port().to_string()])
+        .args(["--cookie", &core.cookie]);
+    let mut second = crate::harness::Process::spawn("second core", command);
+    let exit = second.wait_exit(Duration::from_secs(30));
+    assert!(
+        matches!(exit, Some(code) if code != 0),
+        "the second Core must exit with an error, not run or succeed: {exit:?}"
+    );
+    let logs = second.logs.text();
+    assert!(
+        logs.contains("another Core already runs on the SQLite store")
+            && logs.contains("run several Cores over PostgreSQL"),
+        "{logs}"
+    );
+    let (status, _) = core.client().get("/v1/fn");
+    assert_eq!(status, StatusCode::OK, "the first Core still serves");
+    // Killed (no clean shutdown), the first Core's claim goes with it.
+    let core = core.restart(CoreOptions::default());
+    let (status, _) = core.client().get("/v1/fn");
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// `fl` given several Cores goes to the next on a connection error: plain requests retry
+/// there, uploads (whose body cannot be sent twice) go to the first Core that takes a
+/// connection; with no Core reachable the error says so.
+#[test]
+fn fl_tries_the_next_core_on_a_connection_error() {
+    let core = Core::start(CoreOptions::default());
+    let _w1 = Worker::start("w1", &core);
+    core.wait_for_workers(&["w1"]);
+    // A port nothing listens on: bound, then released.
+    let dead = format!("http://127.0.0.1:{}", crate::harness::free_port());
+    let hosts = format!("{dead},{}", core.url);
+    let wasm = crate::harness::example_path("hello_fl");
+    let (code, _, err) = core.fl(&[
+        "--host",
+        &hosts,
+        "fn",
+        "upload",
+        "hello",
+        wasm.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(&format!("fl: cannot reach {dead}")), "{err}");
+    let (code, out, err) = core.fl(&["--host", &hosts, "fn", "invoke", "hello", "-a", "name=next"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Hello next!"), "{out}");
+    assert!(
+        err.contains(&format!("fl: cannot reach {dead}; trying {}", core.url)),
+        "{err}"
+    );
+    let (code, _, err) = core.fl(&["--host", &format!("{dead},{dead}"), "fn", "list"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("cannot reach FunLess at"), "{err}");
+}
