@@ -76,6 +76,8 @@ pub struct Catalog {
     modules: RwLock<HashMap<String, Arc<ModuleRow>>>,
     /// Bumped by every invalidation.
     generation: AtomicU64,
+    /// Told of every change this Core makes, for the Cores sharing its store (`crate::peers`).
+    changes: Option<Arc<crate::peers::Changes>>,
 }
 
 /// Proof of the generation a store read started in: what it read is cached only if nothing
@@ -87,6 +89,20 @@ impl Catalog {
     /// An empty catalog.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty catalog that tells `changes` of every change this Core makes.
+    pub fn telling(changes: Arc<crate::peers::Changes>) -> Self {
+        Self {
+            changes: Some(changes),
+            ..Self::default()
+        }
+    }
+
+    fn told(&self) {
+        if let Some(changes) = &self.changes {
+            changes.changed();
+        }
     }
 
     /// Take before reading the store on a miss.
@@ -148,6 +164,7 @@ impl Catalog {
 
     /// A function was created, updated, renamed or deleted (call after the store write).
     pub fn function_changed(&self, module: &str, name: &str) {
+        self.told();
         let mut functions = self.functions.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         if let Some(names) = functions.get_mut(module)
@@ -163,6 +180,7 @@ impl Catalog {
     /// A module was renamed, reconfigured or deleted: its row and its functions' entries go
     /// (call after the store write).
     pub fn module_changed(&self, module: &str) {
+        self.told();
         let mut functions = self.functions.write().unwrap_or_else(|p| p.into_inner());
         let mut modules = self.modules.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -174,7 +192,7 @@ impl Catalog {
     }
 
     /// Forgets everything: for a change made where this Core cannot see which rows it touched
-    /// (another Core sharing the database).
+    /// (another Core sharing the database). Not told to the other Cores: it is theirs.
     pub fn clear(&self) {
         let mut functions = self.functions.write().unwrap_or_else(|p| p.into_inner());
         let mut modules = self.modules.write().unwrap_or_else(|p| p.into_inner());

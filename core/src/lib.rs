@@ -22,6 +22,7 @@ pub mod egress;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod peers;
 pub mod platform;
 pub mod quotas;
 pub mod registry;

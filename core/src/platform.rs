@@ -72,6 +72,8 @@ struct Inner {
     own_defaults: RwLock<std::collections::HashSet<i64>>,
     /// Function and module metadata in memory: the invocation path reads no store row.
     catalog: Catalog,
+    /// This Core's changes to tell the Cores sharing its store (`crate::peers`).
+    changes: Arc<crate::peers::Changes>,
     /// What each version of every running canary came to.
     tallies: canary::Tallies,
     /// Records of recent invocations.
@@ -282,8 +284,11 @@ impl Platform {
         quotas: QuotaLimits,
         secrets_key: Option<crate::secrets::SecretsKey>,
     ) -> Self {
+        let changes = Arc::new(crate::peers::Changes::default());
         Self {
             inner: Arc::new(Inner {
+                catalog: Catalog::telling(changes.clone()),
+                changes,
                 secrets: crate::secrets::Secrets::new(store.clone(), secrets_key),
                 services: crate::services::Services::new(store.clone(), workers.clone(), &metrics),
                 quotas: Quotas::new(quotas, metrics.clone()),
@@ -296,7 +301,6 @@ impl Platform {
                 max_timeout_ms,
                 keep_versions: std::sync::atomic::AtomicU32::new(DEFAULT_KEEP_VERSIONS),
                 own_defaults: RwLock::default(),
-                catalog: Catalog::new(),
                 tallies: canary::Tallies::default(),
                 activations: Activations::new(activations),
                 connectors: Connectors::default(),
@@ -319,11 +323,42 @@ impl Platform {
     /// The supervisors of the function's event connectors and sinks, and the service
     /// manager: children of the root.
     pub fn supervised(&self) -> Vec<funless_actors::supervisor::ChildSpec> {
-        vec![
+        let mut children = vec![
             self.inner.connectors.child_spec(),
             self.inner.sinks.child_spec(),
             self.inner.services.child_spec(),
-        ]
+        ];
+        children.extend(crate::peers::children(
+            &self.inner.store,
+            self.inner.changes.clone(),
+            self.clone(),
+        ));
+        children
+    }
+
+    /// This Core's changes, told to the Cores sharing its store.
+    pub(crate) fn changes(&self) -> &crate::peers::Changes {
+        &self.inner.changes
+    }
+
+    /// Drops every in-memory copy of stored state (metadata, sessions, parsed scripts, opened
+    /// secrets): another Core sharing the store changed it. Each is read again on its next use.
+    pub(crate) fn forget_cached(&self) {
+        self.inner.catalog.clear();
+        let mut sessions = self
+            .inner
+            .sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        self.inner.revocations.fetch_add(1, Ordering::SeqCst);
+        sessions.clear();
+        drop(sessions);
+        self.inner
+            .scripts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.inner.secrets.forget_all();
     }
 
     /// Checks, before the Core serves, that stored secrets open with its key (none stored:
@@ -1539,6 +1574,7 @@ impl Backend for Platform {
         self.inner.revocations.fetch_add(1, Ordering::SeqCst);
         sessions.retain(|_, subject| subject.name != name);
         drop(sessions);
+        self.inner.changes.changed();
         tracing::warn!(subject = %name, "token revoked");
         Ok(())
     }
@@ -1610,6 +1646,7 @@ impl Backend for Platform {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), Arc::new(parsed.clone()));
+        self.inner.changes.changed();
         Ok(script_info(row, Some(&parsed)))
     }
 
@@ -1631,6 +1668,7 @@ impl Backend for Platform {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        self.inner.changes.changed();
         Ok(())
     }
 

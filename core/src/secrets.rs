@@ -249,6 +249,14 @@ impl Secrets {
         Ok(Some(value))
     }
 
+    /// Drops every opened value (another Core may have rotated or deleted any of them).
+    pub fn forget_all(&self) {
+        let mut opened = self.opened.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        opened.clear();
+        self.opened_count.store(0, Ordering::Relaxed);
+    }
+
     fn forget(&self, owner: i64, name: &str) {
         let mut opened = self.opened.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);

@@ -551,6 +551,32 @@ impl Store {
         }
     }
 
+    /// Sends `payload` on the notification channel `channel` (PostgreSQL's `NOTIFY`, to the
+    /// other Cores sharing the store: `crate::peers`); nothing on SQLite.
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<()> {
+        if let Pool::Postgres(pool) = &self.pool {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(payload)
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A connection listening on the notification channel `channel` (PostgreSQL); `Invalid`
+    /// on SQLite, which has none.
+    pub async fn listener(&self, channel: &str) -> Result<sqlx::postgres::PgListener> {
+        let Pool::Postgres(pool) = &self.pool else {
+            return Err(StoreError::Invalid(
+                "SQLite has no notifications: it serves one Core".into(),
+            ));
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(channel).await?;
+        Ok(listener)
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         on_pool!(self, p => p.close().await)

@@ -51,6 +51,7 @@ impl SecretsBackend for Platform {
             .put(who.id, name, &value)
             .await
             .map_err(secrets_error)?;
+        self.changes().changed();
         tracing::info!(subject = %who.name, secret = %name, created, "secret stored");
         let meta = secrets
             .list(who.id)
@@ -67,6 +68,7 @@ impl SecretsBackend for Platform {
             .delete(who.id, name)
             .await
             .map_err(secrets_error)?;
+        self.changes().changed();
         tracing::info!(subject = %who.name, secret = %name, "secret deleted");
         Ok(())
     }

@@ -222,6 +222,17 @@ impl Core {
         Self::fresh(options, cookie.to_string())
     }
 
+    /// A second Core sharing `other`'s database (`options.database_url`, PostgreSQL), with a
+    /// data directory of its own holding `other`'s first-start tokens (the tokens are the
+    /// database's, and only the first Core writes them).
+    pub fn start_beside(other: &Core, options: CoreOptions) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        std::fs::copy(other.fl_config(), data_dir.path().join("fl-config.toml")).unwrap();
+        let cookie = format!("test-cookie-{}", free_port());
+        Self::try_launch(options, data_dir, free_port(), cookie)
+            .unwrap_or_else(|(logs, _)| panic!("core exited:\n{logs}"))
+    }
+
     /// A Core on a new data directory and cluster port. The port was free when chosen, but
     /// another test's process may bind it before this Core does: then it tries another.
     fn fresh(options: CoreOptions, cookie: String) -> Self {

@@ -28,6 +28,7 @@ mod scheduling;
 mod sdk_http;
 mod secrets;
 mod services;
+mod several_cores;
 mod sinks;
 mod supervision;
 mod tenancy;
