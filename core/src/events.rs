@@ -287,6 +287,25 @@ impl Connectors {
         }
     }
 
+    /// As [`Connectors::set`], unless the function's connectors already run exactly these
+    /// triggers (then they go on undisturbed, their counts and connections kept).
+    pub fn ensure(&self, module: &str, name: &str, triggers: Vec<Trigger>, fire: Fire) {
+        let same = lock(&self.running)
+            .get(&(module.to_string(), name.to_string()))
+            .is_some_and(|running| {
+                running.len() == triggers.len()
+                    && running.iter().zip(&triggers).all(|(r, t)| &r.trigger == t)
+            });
+        if !same {
+            self.set(module, name, triggers, fire);
+        }
+    }
+
+    /// The functions (module, name) whose connectors run.
+    pub fn functions(&self) -> Vec<(String, String)> {
+        lock(&self.running).keys().cloned().collect()
+    }
+
     /// Stops a function's connectors.
     pub fn remove(&self, module: &str, name: &str) {
         self.children.remove(&prefix(module, name));

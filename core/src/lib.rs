@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod egress;
 pub mod events;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod peers;
 pub mod platform;

@@ -106,7 +106,7 @@ async fn listen(store: Store, platform: Platform) -> Result<(), String> {
         };
         wait = RETRY_FIRST;
         // Whatever changed before this listener ran was not heard.
-        platform.forget_cached();
+        forget(&platform).await;
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) if notification.payload() == own => {}
@@ -115,13 +115,13 @@ async fn listen(store: Store, platform: Platform) -> Result<(), String> {
                         from = notification.payload(),
                         "another Core changed the store"
                     );
-                    platform.forget_cached();
+                    forget(&platform).await;
                 }
                 // The connection was lost (the next call reconnects): anything may have been
                 // missed meanwhile.
                 Ok(None) => {
                     tracing::warn!("lost the connection listening for the other Cores' changes");
-                    platform.forget_cached();
+                    forget(&platform).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "listening for the other Cores' changes failed; listening again");
@@ -129,5 +129,14 @@ async fn listen(store: Store, platform: Platform) -> Result<(), String> {
                 }
             }
         }
+    }
+}
+
+/// Drops the in-memory copies; the Core running the event connectors also makes them match
+/// the store (`crate::lease`).
+async fn forget(platform: &Platform) {
+    platform.forget_cached();
+    if let Err(e) = platform.sync_connectors().await {
+        tracing::warn!(error = %e, "cannot bring the event connectors up to date");
     }
 }

@@ -82,6 +82,9 @@ struct Inner {
     secrets: crate::secrets::Secrets,
     /// MQTT, NATS and cron triggers of functions.
     connectors: Connectors,
+    /// Whether this Core runs the functions' event connectors: always on SQLite; on
+    /// PostgreSQL only while it holds the connectors' lease (`crate::lease`).
+    runs_connectors: std::sync::atomic::AtomicBool,
     /// Where functions' results go.
     sinks: Sinks,
     /// Users' long-running services.
@@ -95,6 +98,15 @@ struct Inner {
         ractor::ActorRef<funless_actors::supervisor::SupervisorMessage>,
         bool,
     )>,
+}
+
+/// A function's stored event triggers (none when they no longer parse).
+fn stored_triggers(row: &FunctionRow) -> Vec<events::Trigger> {
+    row.events
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .and_then(|value| events::parse(&value).ok())
+        .unwrap_or_default()
 }
 
 /// A function's stored sinks (none when they no longer parse, which is logged).
@@ -285,6 +297,7 @@ impl Platform {
         secrets_key: Option<crate::secrets::SecretsKey>,
     ) -> Self {
         let changes = Arc::new(crate::peers::Changes::default());
+        let runs_connectors = store.backend() != "postgres";
         Self {
             inner: Arc::new(Inner {
                 catalog: Catalog::telling(changes.clone()),
@@ -304,6 +317,7 @@ impl Platform {
                 tallies: canary::Tallies::default(),
                 activations: Activations::new(activations),
                 connectors: Connectors::default(),
+                runs_connectors: std::sync::atomic::AtomicBool::new(runs_connectors),
                 sinks: Sinks::default(),
                 node: std::sync::OnceLock::new(),
                 tree: std::sync::OnceLock::new(),
@@ -333,6 +347,7 @@ impl Platform {
             self.inner.changes.clone(),
             self.clone(),
         ));
+        children.extend(crate::lease::child(&self.inner.store, self.clone()));
         children
     }
 
@@ -782,6 +797,10 @@ impl Platform {
             })
             .unwrap_or_default();
         let any = !triggers.is_empty();
+        if !self.runs_connectors() {
+            // The Core holding the connectors' lease starts them when it hears of the change.
+            return None;
+        }
         self.inner
             .connectors
             .set(&row.module, &row.name, triggers, self.fire(row));
@@ -880,13 +899,11 @@ impl Platform {
                 .sinks
                 .set(&row.module, &row.name, stored_sinks(row));
         }
+        if !self.runs_connectors() {
+            return Ok(0);
+        }
         for row in functions.iter().filter(|f| f.events.is_some()) {
-            let triggers = row
-                .events
-                .as_deref()
-                .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-                .and_then(|value| events::parse(&value).ok())
-                .unwrap_or_default();
+            let triggers = stored_triggers(row);
             if !triggers.is_empty() {
                 self.inner
                     .connectors
@@ -895,6 +912,54 @@ impl Platform {
             }
         }
         Ok(started)
+    }
+
+    /// Whether this Core runs the functions' event connectors (see `Inner::runs_connectors`).
+    pub(crate) fn runs_connectors(&self) -> bool {
+        self.inner.runs_connectors.load(Ordering::Acquire)
+    }
+
+    /// This Core took the connectors' lease: it runs every stored function's connectors.
+    pub(crate) async fn take_connectors(&self) -> ApiResult<usize> {
+        self.inner.runs_connectors.store(true, Ordering::Release);
+        self.sync_connectors().await
+    }
+
+    /// This Core lost the connectors' lease: its connectors stop (another Core runs them).
+    pub(crate) fn drop_connectors(&self) {
+        self.inner.runs_connectors.store(false, Ordering::Release);
+        for (module, name) in self.inner.connectors.functions() {
+            self.inner.connectors.remove(&module, &name);
+        }
+    }
+
+    /// Makes the running connectors those of the stored functions, when this Core runs them:
+    /// new ones start, changed ones restart, unchanged ones go on, and those of functions gone
+    /// or without events stop. For a change another Core made.
+    pub(crate) async fn sync_connectors(&self) -> ApiResult<usize> {
+        if !self.runs_connectors() {
+            return Ok(0);
+        }
+        let store = &self.inner.store;
+        let mut wanted = std::collections::HashSet::new();
+        for module in store.list_modules().await.map_err(api)? {
+            for row in store.list_functions(&module.name).await.map_err(api)? {
+                let triggers = stored_triggers(&row);
+                if triggers.is_empty() {
+                    continue;
+                }
+                self.inner
+                    .connectors
+                    .ensure(&row.module, &row.name, triggers, self.fire(&row));
+                wanted.insert((row.module, row.name));
+            }
+        }
+        for key in self.inner.connectors.functions() {
+            if !wanted.contains(&key) {
+                self.inner.connectors.remove(&key.0, &key.1);
+            }
+        }
+        Ok(wanted.len())
     }
 
     /// Resolves and checks an invocation: the caller's module, the function, the policy.

@@ -577,6 +577,18 @@ impl Store {
         Ok(listener)
     }
 
+    /// A PostgreSQL connection outside the pool, for a session that must last as long as
+    /// its holder (an advisory lock: `crate::lease`); `Invalid` on SQLite.
+    pub async fn dedicated_connection(&self) -> Result<sqlx::postgres::PgConnection> {
+        use sqlx::ConnectOptions;
+        let Pool::Postgres(pool) = &self.pool else {
+            return Err(StoreError::Invalid(
+                "SQLite has no sessions to hold: it serves one Core".into(),
+            ));
+        };
+        Ok(pool.connect_options().connect().await?)
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         on_pool!(self, p => p.close().await)

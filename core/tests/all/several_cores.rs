@@ -88,3 +88,84 @@ fn a_change_through_one_core_is_served_by_another_at_once() {
         through_b.invoke("_", "f", json!({})).0 == StatusCode::NOT_FOUND
     });
 }
+
+/// A cron schedule runs on exactly one of two Cores (the one holding the connectors' lease):
+/// one invocation per tick, not one per Core; killed with `kill -9`, that Core's lease goes to
+/// the other within seconds, and restarted, it does not take it back.
+#[test]
+fn event_connectors_run_on_one_core_and_move_when_it_dies() {
+    let db = TempDatabase::create();
+    let options = || CoreOptions {
+        database_url: Some(db.url.clone()),
+        ..CoreOptions::default()
+    };
+    let a = Core::start(options());
+    let lease = "this Core holds the connectors' lease";
+    wait_until(Duration::from_secs(10), "A to take the lease", || {
+        a.process.logs.contains(lease)
+    });
+    let b = Core::start_beside(&a, options());
+    let wa = Worker::start("wa", &a);
+    a.wait_for_workers(&["wa"]);
+    let wb = Worker::start("wb", &b);
+    b.wait_for_workers(&["wb"]);
+
+    // Created through B, which does not hold the lease: A hears of it and runs the schedule,
+    // on its own worker.
+    let every_second = json!([{ "type": "cron", "params": { "schedule": "* * * * * *" } }]);
+    let (status, body) =
+        b.client()
+            .upload_with_events("_", "tick", example("hello_fl"), every_second);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_until(
+        Duration::from_secs(10),
+        "A's schedule to fire twice",
+        || wa.invocations_ok() >= 2.0,
+    );
+    // Four more ticks take three seconds or more: fired by both Cores they would take two.
+    let (from, started) = (wa.invocations_ok(), Instant::now());
+    wait_until(Duration::from_secs(10), "four more ticks", || {
+        wa.invocations_ok() + wb.invocations_ok() >= from + 4.0
+    });
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "four ticks in {:?}: more than one per second",
+        started.elapsed()
+    );
+    assert_eq!(
+        wb.invocations_ok(),
+        0.0,
+        "B ran none while A held the lease"
+    );
+    assert!(!b.process.logs.contains(lease));
+
+    // A dies without a word: B takes the lease and the schedule goes on, on B's worker.
+    let mut a = a;
+    a.process.kill();
+    let killed = Instant::now();
+    wait_until(Duration::from_secs(15), "B to fire the schedule", || {
+        wb.invocations_ok() >= 1.0
+    });
+    eprintln!(
+        "B ran the schedule {} ms after A was killed",
+        killed.elapsed().as_millis()
+    );
+    assert!(b.process.logs.contains(lease));
+
+    // A, restarted, rejoins as a Core of the pair but leaves the lease to B: the ticks stay
+    // one per second, all on B's worker.
+    let a = a.restart(options());
+    a.wait_for_workers(&["wa"]);
+    let (at_a, at_b, started) = (wa.invocations_ok(), wb.invocations_ok(), Instant::now());
+    wait_until(Duration::from_secs(10), "four more ticks on B", || {
+        wb.invocations_ok() >= at_b + 4.0
+    });
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "four ticks in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(wa.invocations_ok(), at_a, "the restarted A fired nothing");
+    let (status, _) = a.client().get("/v1/fn/_/tick");
+    assert_eq!(status, StatusCode::OK, "the restarted A serves");
+}
