@@ -38,6 +38,9 @@ pub struct CoreConfig {
     pub cluster_listen: IpAddr,
     /// Cluster node port.
     pub cluster_port: u16,
+    /// The cluster node's name: each Core a worker joins needs its own (ractor_cluster keeps
+    /// one session per peer name).
+    pub node_name: String,
     /// Cluster cookie (resolved with [`resolve_cookie`]).
     pub cookie: String,
     /// Silence after which a worker is declared lost.
@@ -142,7 +145,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
     let metrics = Metrics::new();
     let workers = Workers::default();
     let node = Node::new(NodeConfig {
-        name: "core".into(),
+        name: config.node_name.clone(),
         cookie: config.cookie.clone(),
         listen: config.cluster_listen,
         port: config.cluster_port,

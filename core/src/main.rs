@@ -41,6 +41,10 @@ struct Args {
     /// Port of the cluster node.
     #[arg(long, env = "FUNLESS_CLUSTER_PORT", default_value_t = 4001)]
     cluster_port: u16,
+    /// Name of the cluster node. Cores that share workers (several Cores over one PostgreSQL)
+    /// need one each, such as core-a and core-b.
+    #[arg(long, env = "FUNLESS_NODE_NAME", default_value = "core", value_parser = node_name)]
+    node_name: String,
     /// Cluster secret shared with the workers (default: generated once into the data directory).
     #[arg(long, env = "FUNLESS_COOKIE", hide_env_values = true)]
     cookie: Option<String>,
@@ -119,6 +123,21 @@ struct Args {
     quotas: funless_core::quotas::QuotaArgs,
 }
 
+/// A cluster node name: 1 to 64 letters, digits, `-` or `_`.
+fn node_name(text: &str) -> Result<String, String> {
+    let fits = (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if fits {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?}: a node name is 1 to 64 letters, digits, '-' or '_'"
+        ))
+    }
+}
+
 fn main() -> anyhow::Result<std::process::ExitCode> {
     // The embedded worker compiles in short-lived children of this binary, as funless-worker.
     #[cfg(feature = "embedded-worker")]
@@ -179,6 +198,7 @@ async fn core_main(args: Args) -> anyhow::Result<()> {
         listen: args.listen,
         cluster_listen: args.cluster_listen,
         cluster_port: args.cluster_port,
+        node_name: args.node_name,
         cookie,
         heartbeat_timeout: std::time::Duration::from_millis(args.heartbeat_timeout_ms.max(100)),
         max_timeout_ms: args.max_timeout_ms.max(1),

@@ -35,10 +35,11 @@ struct Args {
     /// shell (deploy/oci/).
     #[arg(long)]
     health_check: bool,
-    /// The Core's cluster address (host:port). One of --core, --core-dns and --gossip says
-    /// how to find the Core; with none, give a fixed --cluster-port and let the Core connect
-    /// (`POST /v1/admin/nodes`).
-    #[arg(long, env = "FUNLESS_CORE", group = "find_core")]
+    /// The Core's cluster address (host:port), or several Cores' comma-separated (Cores
+    /// sharing one PostgreSQL, each with its own --node-name): the worker joins every one. One
+    /// of --core, --core-dns and --gossip says how to find the Core; with none, give a fixed
+    /// --cluster-port and let the Core connect (`POST /v1/admin/nodes`).
+    #[arg(long, env = "FUNLESS_CORE", group = "find_core", value_parser = core_addresses)]
     core: Option<String>,
     /// Find the Core through DNS (a Kubernetes headless service): NAME:PORT, resolved every
     /// 5 s; the worker joins the first address that answers and moves when it goes away.
@@ -195,12 +196,25 @@ async fn worker_main(args: Args) -> anyhow::Result<()> {
         tls,
     })
     .context("configuring the cluster node")?;
-    let (discovery, targets, _fixed, how) = find_core(&args, &name, &cookie);
-    // The node, discovery and the Core link, rest-for-one: the link follows what discovery
-    // publishes, over the node's sessions.
+    let FoundCores {
+        discovery,
+        links: targets,
+        fixed: _fixed,
+        how,
+    } = find_core(&args, &name, &cookie);
+    // The node, discovery and the Core links, rest-for-one: a link follows what discovery
+    // publishes, over the node's sessions. Several Cores: one link each.
     let mut cluster = vec![node.child_spec()];
     cluster.extend(discovery);
-    cluster.push(core_link(node, targets));
+    let several = targets.len() > 1;
+    for (i, targets) in targets.into_iter().enumerate() {
+        let link = if several {
+            format!("core-link-{i}")
+        } else {
+            "core-link".to_string()
+        };
+        cluster.push(core_link(link, node.clone(), targets));
+    }
     let before = vec![ChildSpec::supervisor(
         "cluster",
         "cluster membership: node, discovery, link to the Core",
@@ -290,10 +304,11 @@ async fn worker_main(args: Args) -> anyhow::Result<()> {
 /// child at each of its starts (it starts first), read by the link at each of its starts.
 type TargetsSlot = Arc<Mutex<Option<watch::Receiver<Vec<Target>>>>>;
 
-/// The supervised child that keeps the node joined to the Core (`core-link`).
-fn core_link(node: Node, targets: TargetsSlot) -> ChildSpec {
+/// The supervised child that keeps the node joined to a Core (`core-link`, or
+/// `core-link-<i>` for the i-th of several Cores).
+fn core_link(name: String, node: Node, targets: TargetsSlot) -> ChildSpec {
     service(
-        "core-link",
+        name,
         "keeps the node joined to the Core: dials, redials with backoff, follows discovery",
         move || {
             let node = node.clone();
@@ -308,26 +323,42 @@ fn core_link(node: Node, targets: TargetsSlot) -> ChildSpec {
     )
 }
 
-/// Where the Core's address comes from: `--core`, `--core-dns`, `--gossip`, or nowhere (the
-/// Core connects to this worker). Returns the discovery child, if one runs, and the slot the
-/// Core link reads its targets from (and, for a fixed list, its sender, to keep).
-fn find_core(
-    args: &Args,
-    name: &str,
-    cookie: &str,
-) -> (
-    Option<ChildSpec>,
-    TargetsSlot,
-    Option<watch::Sender<Vec<Target>>>,
-    String,
-) {
-    let slot: TargetsSlot = Arc::default();
-    if let Some(core) = &args.core {
-        // A fixed address: the sender lives as long as the process, the list never changes.
-        let (sender, targets) = watch::channel(vec![Target::given(core)]);
-        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(targets);
-        return (None, slot, Some(sender), core.clone());
+/// How the worker finds its Cores.
+struct FoundCores {
+    /// The discovery child, if one runs.
+    discovery: Option<ChildSpec>,
+    /// One slot per Core, each read by that Core's link.
+    links: Vec<TargetsSlot>,
+    /// The senders of fixed lists, kept as long as the process runs.
+    fixed: Vec<watch::Sender<Vec<Target>>>,
+    /// How, for the log.
+    how: String,
+}
+
+/// Where the Cores' addresses come from: `--core` (one or several), `--core-dns`,
+/// `--gossip`, or nowhere (the Core connects to this worker). Returns the discovery child, if
+/// one runs, and the slots the Core links read their targets from, one per Core (and, for
+/// fixed lists, their senders, to keep).
+fn find_core(args: &Args, name: &str, cookie: &str) -> FoundCores {
+    if let Some(cores) = &args.core {
+        // Fixed addresses: the senders live as long as the process, the lists never change.
+        let (slots, senders) = cores
+            .split(',')
+            .map(str::trim)
+            .map(|core| {
+                let (sender, targets) = watch::channel(vec![Target::given(core)]);
+                let slot: TargetsSlot = Arc::new(Mutex::new(Some(targets)));
+                (slot, sender)
+            })
+            .unzip();
+        return FoundCores {
+            discovery: None,
+            links: slots,
+            fixed: senders,
+            how: cores.clone(),
+        };
     }
+    let slot: TargetsSlot = Arc::default();
     if let Some(dns) = &args.core_dns {
         let dns = dns.clone();
         let published = slot.clone();
@@ -352,12 +383,12 @@ fn find_core(
                 }
             },
         );
-        return (
-            Some(child),
-            slot,
-            None,
-            format!("DNS {}", args.core_dns.clone().unwrap_or_default()),
-        );
+        return FoundCores {
+            discovery: Some(child),
+            links: vec![slot],
+            fixed: Vec::new(),
+            how: format!("DNS {}", args.core_dns.clone().unwrap_or_default()),
+        };
     }
     if args.gossip {
         let config = GossipConfig {
@@ -385,12 +416,12 @@ fn find_core(
                 }
             },
         );
-        return (
-            Some(child),
-            slot,
-            None,
-            format!("gossip on {}", args.gossip_addr),
-        );
+        return FoundCores {
+            discovery: Some(child),
+            links: vec![slot],
+            fixed: Vec::new(),
+            how: format!("gossip on {}", args.gossip_addr),
+        };
     }
     tracing::info!(
         port = args.cluster_port,
@@ -398,12 +429,22 @@ fn find_core(
     );
     let (sender, targets) = watch::channel(Vec::new());
     *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(targets);
-    (
-        None,
-        slot,
-        Some(sender),
-        format!("none (waiting on cluster port {})", args.cluster_port),
-    )
+    FoundCores {
+        discovery: None,
+        links: vec![slot],
+        fixed: vec![sender],
+        how: format!("none (waiting on cluster port {})", args.cluster_port),
+    }
+}
+
+/// Checks `--core`: one or more comma-separated addresses, none empty; keeps it as given.
+fn core_addresses(text: &str) -> Result<String, String> {
+    if text.split(',').any(|address| address.trim().is_empty()) {
+        return Err(format!(
+            "{text:?}: give HOST:PORT, or several separated by commas, none empty"
+        ));
+    }
+    Ok(text.to_string())
 }
 
 /// Checks `--core-dns` (NAME:PORT) and keeps it as given.

@@ -222,14 +222,14 @@ impl Core {
         Self::fresh(options, cookie.to_string())
     }
 
-    /// A second Core sharing `other`'s database (`options.database_url`, PostgreSQL), with a
-    /// data directory of its own holding `other`'s first-start tokens (the tokens are the
-    /// database's, and only the first Core writes them).
+    /// A second Core sharing `other`'s database (`options.database_url`, PostgreSQL) and
+    /// cookie, with a data directory of its own holding `other`'s first-start tokens (the
+    /// tokens are the database's, and only the first Core writes them).
     pub fn start_beside(other: &Core, options: CoreOptions) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         std::fs::copy(other.fl_config(), data_dir.path().join("fl-config.toml")).unwrap();
-        let cookie = format!("test-cookie-{}", free_port());
-        Self::try_launch(options, data_dir, free_port(), cookie)
+        // The same cookie: a worker may join both.
+        Self::try_launch(options, data_dir, free_port(), other.cookie.clone())
             .unwrap_or_else(|(logs, _)| panic!("core exited:\n{logs}"))
     }
 

@@ -2,6 +2,8 @@
 //! others at once, because each drops its in-memory copies when another tells it (PostgreSQL
 //! `LISTEN`/`NOTIFY`, `core/src/peers.rs`). Each Core here has its own worker.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -168,4 +170,143 @@ fn event_connectors_run_on_one_core_and_move_when_it_dies() {
     assert_eq!(wa.invocations_ok(), at_a, "the restarted A fired nothing");
     let (status, _) = a.client().get("/v1/fn/_/tick");
     assert_eq!(status, StatusCode::OK, "the restarted A serves");
+}
+
+/// One worker joined to two Cores serves both: a function uploaded through A is invoked
+/// through B at once, on that worker. Under a steady load from clients that go to B when A
+/// refuses the connection, A is killed with `kill -9`: every request is answered but those
+/// in flight on A when it died, which are counted (at most one per client); A, restarted,
+/// rejoins and serves again.
+#[test]
+fn one_worker_serves_two_cores_and_clients_move_when_one_dies() {
+    let db = TempDatabase::create();
+    let options = |name: &str| CoreOptions {
+        database_url: Some(db.url.clone()),
+        extra: vec!["--node-name".into(), name.into()],
+        ..CoreOptions::default()
+    };
+    let a = Core::start(options("core-a"));
+    let b = Core::start_beside(&a, options("core-b"));
+    let both = format!("{},{}", a.cluster, b.cluster);
+    let _w = Worker::start_finding("w", &a, &["--core", &both], &[]);
+    a.wait_for_workers(&["w"]);
+    b.wait_for_workers(&["w"]);
+
+    let (status, body) = a.client().upload("_", "f", example("hello_fl"), false);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body, headers) = b
+        .client()
+        .post_with_headers("/v1/fn/_/f", &json!({"args": {"name": "b"}}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["payload"], "Hello b!");
+    assert_eq!(headers["x-funless-worker"], "w");
+    // Each Core sees the worker's live status.
+    for core in [&a, &b] {
+        let (_, body) = core.admin().get("/v1/workers");
+        assert_eq!(body["data"][0]["name"], "w", "{body}");
+        assert!(
+            body["data"][0]["memory_free"].as_u64().unwrap_or(0) > 0,
+            "{body}"
+        );
+    }
+
+    // Two clients invoke steadily, each through A until A refuses a connection, then B.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let urls = [a.url.clone(), b.url.clone()];
+    let token = a.token.clone();
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, answered) = (stop.clone(), answered.clone());
+            let (urls, token) = (urls.clone(), token.clone());
+            std::thread::spawn(move || steady_client(&urls, &token, &stop, &answered))
+        })
+        .collect();
+    wait_until(
+        Duration::from_secs(10),
+        "50 calls answered through A",
+        || answered.load(Ordering::SeqCst) >= 50,
+    );
+    let mut a = a;
+    a.process.kill();
+    let at_kill = answered.load(Ordering::SeqCst);
+    wait_until(
+        Duration::from_secs(10),
+        "50 calls answered after the kill",
+        || answered.load(Ordering::SeqCst) >= at_kill + 50,
+    );
+    stop.store(true, Ordering::SeqCst);
+    let mut totals = Load::default();
+    for client in clients {
+        let load = client.join().unwrap();
+        assert!(
+            load.lost <= 1,
+            "{load:?}: more than the one call in flight was lost"
+        );
+        assert!(load.through_b > 0, "{load:?}: the client never moved to B");
+        totals.through_a += load.through_a;
+        totals.through_b += load.through_b;
+        totals.lost += load.lost;
+    }
+    assert!(totals.through_a > 0, "{totals:?}");
+    eprintln!(
+        "steady load across the kill: {} answered by A, {} by B, {} lost in flight on A",
+        totals.through_a, totals.through_b, totals.lost
+    );
+
+    // A comes back on its data directory and serves again, on the same worker.
+    let a = a.restart(options("core-a"));
+    a.wait_for_workers(&["w"]);
+    let (status, body) = a.client().invoke("_", "f", json!({"name": "again"}));
+    assert_eq!(
+        (status, &body["data"]["payload"]),
+        (StatusCode::OK, &json!("Hello again!"))
+    );
+}
+
+/// What a steady client's calls came to.
+#[derive(Debug, Default)]
+struct Load {
+    through_a: u64,
+    through_b: u64,
+    /// Calls whose connection to A broke after the request was sent.
+    lost: u64,
+}
+
+/// Invokes `f` in a loop until `stop`, through the first of `urls` that takes a connection;
+/// every call must be answered 200 but those in flight when their Core died.
+fn steady_client(urls: &[String; 2], token: &str, stop: &AtomicBool, answered: &AtomicU64) -> Load {
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut load = Load::default();
+    let mut at = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let answer = http
+            .post(format!("{}/v1/fn/_/f", urls[at]))
+            .bearer_auth(token)
+            .json(&json!({"args": {"name": "load"}}))
+            .send();
+        match answer {
+            Ok(response) => {
+                assert_eq!(response.status(), StatusCode::OK, "through {}", urls[at]);
+                answered.fetch_add(1, Ordering::SeqCst);
+                if at == 0 {
+                    load.through_a += 1;
+                } else {
+                    load.through_b += 1;
+                }
+            }
+            Err(e) if e.is_connect() && at == 0 => at = 1,
+            Err(e) if at == 0 => {
+                // Sent to A, which died before answering.
+                load.lost += 1;
+                eprintln!("a call in flight on A was lost: {e}");
+                at = 1;
+            }
+            Err(e) => panic!("B failed a call: {e}"),
+        }
+    }
+    load
 }

@@ -15,6 +15,7 @@ pub(crate) fn config(dir: &Path, cookie: &str, heartbeat_timeout: Duration) -> C
         listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         cluster_listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
         cluster_port: 0,
+        node_name: "core".into(),
         cookie: cookie.into(),
         heartbeat_timeout,
         max_timeout_ms: 60_000,
