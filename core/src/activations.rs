@@ -117,6 +117,29 @@ impl Record {
     }
 }
 
+/// The record of an invocation that ended with `finished`, as an answer shows it, whether or
+/// not it is still kept here (an asynchronous invocation's is also stored: `crate::pending`).
+pub fn record_info(
+    id: &str,
+    module: &str,
+    function: &str,
+    route: Route,
+    started_at_ms: u64,
+    finished: Finished,
+) -> ActivationInfo {
+    Record {
+        owner: 0,
+        module: module.to_string(),
+        function: function.to_string(),
+        route,
+        started_at_ms,
+        created: Instant::now(),
+        bytes: 0,
+        finished: Some(finished),
+    }
+    .info(id)
+}
+
 fn size(finished: &Finished) -> usize {
     let outcome = match &finished.outcome {
         Outcome::Success { output_json } => output_json.len(),
@@ -190,6 +213,11 @@ impl Activations {
                 state.bytes -= record.bytes;
             }
         }
+    }
+
+    /// How long records are kept.
+    pub fn ttl(&self) -> Duration {
+        self.limits.ttl
     }
 
     /// Records an invocation that is starting (asynchronous invocations); returns its id.

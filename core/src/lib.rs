@@ -24,6 +24,7 @@ pub mod http;
 pub mod lease;
 pub mod metrics;
 pub mod peers;
+pub mod pending;
 pub mod platform;
 pub mod quotas;
 pub mod registry;

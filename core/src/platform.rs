@@ -26,7 +26,8 @@ use crate::scheduler::NoWorker;
 use crate::scheduler::app::Script;
 use crate::sinks::{self, Sinks};
 use crate::store::{
-    DEFAULT_MODULE, FunctionRow, ModuleRow, NewFunction, ScriptRow, Store, StoreError, shown_module,
+    DEFAULT_MODULE, FunctionRow, ModuleRow, NewFunction, PendingRow, ScriptRow, Store, StoreError,
+    shown_module,
 };
 use crate::tokens;
 use crate::validate;
@@ -98,6 +99,14 @@ struct Inner {
         ractor::ActorRef<funless_actors::supervisor::SupervisorMessage>,
         bool,
     )>,
+}
+
+/// Now, unix milliseconds, as the store keeps times.
+fn pending_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// A function's stored event triggers (none when they no longer parse).
@@ -348,6 +357,7 @@ impl Platform {
             self.clone(),
         ));
         children.extend(crate::lease::child(&self.inner.store, self.clone()));
+        children.push(crate::pending::child(self.clone()));
         children
     }
 
@@ -1194,6 +1204,97 @@ impl Platform {
         }
     }
 
+    /// Runs a stored asynchronous invocation and stores how it ended (in memory too, when this
+    /// Core accepted it).
+    async fn run_pending(&self, row: &PendingRow, prepared: &Prepared, args_json: String) {
+        let (_, finished) = self.execute(prepared, args_json).await;
+        self.inner.activations.finish(&row.id, finished.clone());
+        let info = crate::activations::record_info(
+            &row.id,
+            &prepared.module,
+            &prepared.name,
+            prepared.route,
+            u64::try_from(row.created_at).unwrap_or(0),
+            finished,
+        );
+        self.store_pending_record(row, &info).await;
+    }
+
+    async fn store_pending_record(&self, row: &PendingRow, info: &ActivationInfo) {
+        let record = match serde_json::to_string(info) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!(activation = %row.id, error = %e, "cannot encode an activation record");
+                return;
+            }
+        };
+        let core = self.inner.changes.id();
+        match self
+            .inner
+            .store
+            .finish_pending(&row.id, core, &record, pending_now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(activation = %row.id, "another Core took this asynchronous invocation over; its record is that Core's")
+            }
+            Err(e) => {
+                tracing::warn!(activation = %row.id, error = %e, "cannot store how an asynchronous invocation ended")
+            }
+        }
+    }
+
+    /// Runs again an asynchronous invocation taken over from a Core that stopped (its function
+    /// retryable), or records that it was lost.
+    pub(crate) async fn resume_pending(&self, row: PendingRow) {
+        let system = Subject {
+            id: row.owner_id,
+            name: "async".into(),
+            admin: true,
+        };
+        let version = row.version.and_then(|v| u64::try_from(v).ok());
+        let prepared = match self
+            .prepare(
+                &system,
+                &row.module,
+                &row.function,
+                version,
+                row.script.clone(),
+            )
+            .await
+        {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                let info = crate::pending::lost_info(
+                    &row,
+                    "not_found",
+                    format!("the Core that accepted it stopped, and it cannot run again: {e}"),
+                );
+                self.store_pending_record(&row, &info).await;
+                return;
+            }
+        };
+        if !prepared.target.retryable {
+            let info = crate::pending::lost_info(
+                &row,
+                "core_lost",
+                "the Core running it stopped before it finished; the function is not \
+                 retryable, so it was not run again"
+                    .into(),
+            );
+            self.store_pending_record(&row, &info).await;
+            return;
+        }
+        let args = row.args.clone();
+        self.run_pending(&row, &prepared, args).await;
+    }
+
+    /// How long activation records are kept.
+    pub(crate) fn activations_ttl(&self) -> std::time::Duration {
+        self.inner.activations.ttl()
+    }
+
     fn outcome_error(&self, e: DispatchError) -> (ApiError, &'static str) {
         match e {
             DispatchError::NoWorker(e) => (
@@ -1560,26 +1661,57 @@ impl Backend for Platform {
     ) -> ApiResult<String> {
         // Everything the caller can get wrong is answered now; only the run is deferred.
         let slot = self.inner.quotas.invocation(who)?;
-        let prepared = self.prepare(who, module, name, version, script).await?;
+        let prepared = self
+            .prepare(who, module, name, version, script.clone())
+            .await?;
         let id =
             self.inner
                 .activations
                 .start(who.id, &prepared.module, &prepared.name, prepared.route);
+        // Stored before it is answered: it outlives this Core (`crate::pending`).
+        let now = pending_now();
+        let row = PendingRow {
+            id: id.clone(),
+            owner_id: who.id,
+            module: prepared.module.clone(),
+            function: prepared.name.clone(),
+            version: version.and_then(|v| i64::try_from(v).ok()),
+            args: args_json.clone(),
+            script,
+            state: "running".into(),
+            core: self.inner.changes.id().to_string(),
+            heartbeat_at: now,
+            attempts: 1,
+            created_at: now,
+            finished_at: None,
+            record: None,
+        };
+        self.inner.store.insert_pending(&row).await.map_err(api)?;
         let platform = self.clone();
-        let activation = id.clone();
         tokio::spawn(async move {
-            let (_, finished) = platform.execute(&prepared, args_json).await;
-            platform.inner.activations.finish(&activation, finished);
+            platform.run_pending(&row, &prepared, args_json).await;
             drop(slot);
         });
         Ok(id)
     }
 
     async fn activation(&self, who: &Subject, id: &str) -> ApiResult<ActivationInfo> {
-        self.inner
-            .activations
-            .get(who.id, who.admin, id)
-            .ok_or_else(|| ApiError::NotFound(format!("activation '{id}' not found (or expired)")))
+        if let Some(info) = self.inner.activations.get(who.id, who.admin, id) {
+            return Ok(info);
+        }
+        // An asynchronous one accepted by another Core, or by this one before a restart.
+        let not_found = || ApiError::NotFound(format!("activation '{id}' not found (or expired)"));
+        let row = self
+            .inner
+            .store
+            .get_pending(id)
+            .await
+            .map_err(api)?
+            .ok_or_else(not_found)?;
+        if row.owner_id != who.id && !who.admin {
+            return Err(not_found());
+        }
+        Ok(crate::pending::stored_info(row))
     }
 
     async fn list_activations(

@@ -387,6 +387,8 @@ mod services;
 pub use services::{NewService, ServiceRow};
 mod versions;
 pub use versions::VersionRow;
+mod pending;
+pub use pending::PendingRow;
 mod secrets;
 pub use secrets::SecretRow;
 

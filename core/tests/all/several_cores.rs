@@ -310,3 +310,84 @@ fn steady_client(urls: &[String; 2], token: &str, stop: &AtomicBool, answered: &
     }
     load
 }
+
+/// Asynchronous invocations are stored before their 202: accepted by a Core killed with
+/// `kill -9` before they finished, they all complete, taken over by the other Core (which
+/// answers for them from the store); a function that is not retryable is not run again, and
+/// its record says why.
+#[test]
+fn async_invocations_accepted_by_a_dead_core_complete_on_another() {
+    let db = TempDatabase::create();
+    let options = |name: &str| CoreOptions {
+        database_url: Some(db.url.clone()),
+        extra: vec!["--node-name".into(), name.into()],
+        ..CoreOptions::default()
+    };
+    let a = Core::start(options("core-a"));
+    let b = Core::start_beside(&a, options("core-b"));
+    let both = format!("{},{}", a.cluster, b.cluster);
+    let _w = Worker::start_finding("w", &a, &["--core", &both], &[]);
+    a.wait_for_workers(&["w"]);
+    b.wait_for_workers(&["w"]);
+    let (through_a, through_b) = (a.client(), b.client());
+    let (status, body) = through_a.upload("_", "sleep", example("sleep_fl"), false);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = through_a.upload_fields(
+        "_",
+        "once",
+        example("sleep_fl"),
+        &[("metadata", json!({"retryable": false}))],
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let accept = |function: &str| {
+        let (status, body) = through_a.post_json(
+            &format!("/v1/fn/_/{function}?blocking=false"),
+            &json!({"args": {"ms": 2000}}),
+        );
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body["data"]["activation_id"].as_str().unwrap().to_string()
+    };
+    let retried: Vec<String> = (0..4).map(|_| accept("sleep")).collect();
+    let lost = accept("once");
+    // Stored before they were answered: B sees them running.
+    for id in retried.iter().chain([&lost]) {
+        let (status, body) = through_b.get(&format!("/v1/activations/{id}"));
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["data"]["status"], "running", "{body}");
+    }
+    let mut a = a;
+    a.process.kill();
+    let killed = Instant::now();
+
+    let status_of = |id: &str| {
+        let (_, body) = through_b.get(&format!("/v1/activations/{id}"));
+        body["data"].clone()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "B to complete A's invocations",
+        || {
+            retried
+                .iter()
+                .all(|id| status_of(id)["status"] == "success")
+                && status_of(&lost)["status"] == "error"
+        },
+    );
+    eprintln!(
+        "the asynchronous invocations A accepted were complete {} ms after A was killed",
+        killed.elapsed().as_millis()
+    );
+    for id in &retried {
+        assert_eq!(status_of(id)["result"]["payload"], "Slept for 2000 ms");
+    }
+    let record = status_of(&lost);
+    assert_eq!(record["error"]["reason"], "core_lost", "{record}");
+    assert!(
+        record["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not retryable"),
+        "{record}"
+    );
+}
