@@ -5,7 +5,8 @@
 //! Recording is one short lock per invocation (two for an asynchronous one); results are kept
 //! as the JSON text the worker sent and parsed only when read. Expiry runs on insert: the
 //! oldest records go first when they are older than the time limit or the bounds are full.
-//! Records do not survive a Core restart (see docs/ARCHITECTURE.md).
+//! Records do not survive a Core restart, except those of asynchronous invocations, which are
+//! also stored (`crate::pending`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

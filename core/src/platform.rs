@@ -161,6 +161,13 @@ fn api(e: StoreError) -> ApiError {
         StoreError::NotFound(m) => ApiError::NotFound(m),
         StoreError::Conflict(m) => ApiError::Conflict(m),
         StoreError::Invalid(m) => ApiError::BadRequest(m),
+        // The database is away (PostgreSQL down or unreachable): worth trying again later.
+        StoreError::Database(
+            e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)),
+        ) => {
+            tracing::warn!(error = %e, "the store is not answering");
+            ApiError::Unavailable("the store is not answering; try again".into())
+        }
         other => ApiError::Internal(other.to_string()),
     }
 }
@@ -1708,7 +1715,9 @@ impl Backend for Platform {
             .await
             .map_err(api)?
             .ok_or_else(not_found)?;
-        if row.owner_id != who.id && !who.admin {
+        let ttl = i64::try_from(self.activations_ttl().as_millis()).unwrap_or(i64::MAX);
+        let expired = row.state == "done" && pending_now().saturating_sub(row.created_at) > ttl;
+        if (row.owner_id != who.id && !who.admin) || expired {
             return Err(not_found());
         }
         Ok(crate::pending::stored_info(row))
