@@ -7,6 +7,7 @@
 
 mod cluster_floor;
 mod config_cost;
+mod cores;
 mod eval;
 mod floors;
 mod hops;
@@ -54,6 +55,9 @@ enum Command {
     /// What configuration and a secret cost an invocation: the same function with and
     /// without them, in alternating rounds.
     Config(config_cost::ConfigArgs),
+    /// Invocation throughput with one Core and with two Cores on the same worker and one
+    /// PostgreSQL database (give an empty one).
+    Cores(cores::CoresArgs),
     /// The network floor alone (a plain axum server answering like `hello`) on
     /// 127.0.0.1:PORT until killed: `hops` runs it as a process of its own.
     #[command(hide = true)]
@@ -125,6 +129,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Hops(args)) => {
             let table = hops::run(args).await?;
+            println!("{table}");
+            Ok(())
+        }
+        Some(Command::Cores(args)) => {
+            let table = cores::run(args).await?;
             println!("{table}");
             Ok(())
         }

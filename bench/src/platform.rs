@@ -331,7 +331,7 @@ impl Platform {
 }
 
 /// The string value of `key = "value"` in a flat TOML file.
-fn toml_string(text: &str, key: &str) -> Option<String> {
+pub(crate) fn toml_string(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|line| {
         let (k, v) = line.split_once('=')?;
         (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())

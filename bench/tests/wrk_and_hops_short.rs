@@ -1,6 +1,6 @@
-//! `funless-bench wrk`, `funless-bench hops` and `funless-bench config` in a short run, end to
-//! end, so the comparisons and the per-hop table cannot silently rot: they start their own
-//! platforms from the binaries
+//! `funless-bench wrk`, `hops`, `config` and `cores` in a short run, end to end, so the
+//! comparisons and the per-hop table cannot silently rot: they start their own platforms
+//! from the binaries
 //! `cargo test --workspace` builds (debug: the figures mean nothing, the shape does).
 #![allow(clippy::unwrap_used)]
 
@@ -101,4 +101,57 @@ fn the_configuration_cost_compares_both_functions() {
         .and_then(|rest| rest.split("**").next())
         .unwrap_or_else(|| panic!("no ratio in:\n{table}"));
     assert!(ratio.parse::<f64>().unwrap() > 0.0, "{table}");
+}
+
+/// Runs `sql` on the test PostgreSQL server's `postgres` database.
+fn psql(server: &str, sql: &str) {
+    let out = Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_cores_comparison_runs_one_and_two_cores_on_postgres() {
+    let server = std::env::var("FUNLESS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("funless_bench_cores_{}", std::process::id());
+    psql(&server, &format!("CREATE DATABASE {name}"));
+    let url = format!("{server}/{name}");
+    let output = Command::new(env!("CARGO_BIN_EXE_funless-bench"))
+        .args([
+            "cores",
+            "--database-url",
+            &url,
+            "--secs",
+            "1",
+            "--rounds",
+            "1",
+        ])
+        .args(["--clients", "2", "--bin-dir"])
+        .arg(common::bin_dir())
+        .output()
+        .unwrap();
+    psql(
+        &server,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "cores failed: {stderr}");
+    let table = String::from_utf8(output.stdout).unwrap();
+    for row in ["| one (A) |", "| two (A and B) |"] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no row {row:?} in:\n{table}"));
+        let rate: f64 = line.split('|').nth(2).unwrap().trim().parse().unwrap();
+        assert!(rate > 0.0, "{line}");
+    }
+    assert!(table.contains("two / one: **"), "{table}");
 }
