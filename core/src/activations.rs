@@ -172,7 +172,7 @@ fn now_ms() -> u64 {
 }
 
 /// A new activation id: 128 random bits, hex.
-fn new_id() -> String {
+pub fn new_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
@@ -224,6 +224,12 @@ impl Activations {
     /// Records an invocation that is starting (asynchronous invocations); returns its id.
     pub fn start(&self, owner: i64, module: &str, function: &str, route: Route) -> String {
         let id = new_id();
+        self.start_as(id.clone(), owner, module, function, route);
+        id
+    }
+
+    /// As [`Activations::start`], with an id made by [`new_id`] (one already stored).
+    pub fn start_as(&self, id: String, owner: i64, module: &str, function: &str, route: Route) {
         let record = Record {
             owner,
             module: module.to_string(),
@@ -234,8 +240,7 @@ impl Activations {
             finished: None,
             bytes: 128,
         };
-        self.insert(&mut self.lock(), id.clone(), record);
-        id
+        self.insert(&mut self.lock(), id, record);
     }
 
     /// Completes a started record (a no-op when it has expired meanwhile).

@@ -1671,10 +1671,7 @@ impl Backend for Platform {
         let prepared = self
             .prepare(who, module, name, version, script.clone())
             .await?;
-        let id =
-            self.inner
-                .activations
-                .start(who.id, &prepared.module, &prepared.name, prepared.route);
+        let id = crate::activations::new_id();
         // Stored before it is answered: it outlives this Core (`crate::pending`).
         let now = pending_now();
         let row = PendingRow {
@@ -1694,6 +1691,13 @@ impl Backend for Platform {
             record: None,
         };
         self.inner.store.insert_pending(&row).await.map_err(api)?;
+        self.inner.activations.start_as(
+            id.clone(),
+            who.id,
+            &prepared.module,
+            &prepared.name,
+            prepared.route,
+        );
         let platform = self.clone();
         tokio::spawn(async move {
             platform.run_pending(&row, &prepared, args_json).await;
