@@ -43,7 +43,7 @@ pub fn child(store: &Store, platform: Platform) -> Option<ChildSpec> {
 async fn hold(store: Store, platform: Platform) -> Result<(), String> {
     // A restarted child does not know whether its old connection still held the lease.
     platform.drop_connectors();
-    loop {
+    'connect: loop {
         let mut connection = match store.dedicated_connection().await {
             Ok(connection) => connection,
             Err(e) => {
@@ -61,18 +61,13 @@ async fn hold(store: Store, platform: Platform) -> Result<(), String> {
             match taken {
                 Ok(true) => break,
                 Ok(false) => tokio::time::sleep(EVERY).await,
+                // Whether the lock was taken is unknown: a new session starts from nothing.
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot ask for the connectors' lease; reconnecting");
-                    break;
+                    tokio::time::sleep(EVERY).await;
+                    continue 'connect;
                 }
             }
-        }
-        if sqlx::query("SELECT 1")
-            .execute(&mut connection)
-            .await
-            .is_err()
-        {
-            continue;
         }
         let mut synced = match platform.take_connectors().await {
             Ok(functions) => {
