@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::platform::{COOKIE, Process, free_port, toml_string};
+use crate::platform::{COOKIE, Process, free_port, toml_string, wait_for_core};
 
 /// Arguments of `funless-bench cores`.
 #[derive(Debug, Args)]
@@ -65,20 +65,7 @@ async fn start_core(
         .env("RUST_LOG", "warn");
     let mut process = Process::spawn(name, &mut command, dir.join(format!("{name}.log")))?;
     let api = format!("http://127.0.0.1:{api_port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        process.check_alive()?;
-        if let Ok(r) = client.get(format!("{api}/health")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("{name} did not answer in 30 s:\n{}", process.log_tail());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_core(&reqwest::Client::new(), &mut process, &api).await?;
     Ok(CoreProcess {
         process,
         api,

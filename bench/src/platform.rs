@@ -166,19 +166,7 @@ impl Platform {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            core.check_alive()?;
-            if let Ok(r) = client.get(format!("{api}/health")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("the Core did not answer in 30 s:\n{}", core.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_core(&client, &mut core, &api).await?;
         let tokens_file = data_dir.join("fl-config.toml");
         let (token, admin) = match token {
             Some(t) => (t.to_string(), None),
@@ -327,6 +315,27 @@ impl Platform {
     /// The URL invoking function `name` of the default module.
     pub(crate) fn invoke_url(&self, name: &str) -> String {
         format!("{}/v1/fn/_/{name}", self.api)
+    }
+}
+
+/// Waits until the Core `core` at `api` answers `GET /health` (30 s at most).
+pub(crate) async fn wait_for_core(
+    client: &reqwest::Client,
+    core: &mut Process,
+    api: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        core.check_alive()?;
+        if let Ok(r) = client.get(format!("{api}/health")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the Core did not answer in 30 s:\n{}", core.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
