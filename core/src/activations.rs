@@ -216,9 +216,9 @@ impl Activations {
         }
     }
 
-    /// How long records are kept.
-    pub fn ttl(&self) -> Duration {
-        self.limits.ttl
+    /// How much is kept.
+    pub fn limits(&self) -> ActivationLimits {
+        self.limits
     }
 
     /// Records an invocation that is starting (asynchronous invocations); returns its id.

@@ -6,7 +6,8 @@
 //! if its function is retryable (so such a function runs at least once; it may run twice when
 //! its first run was cut short) or records that it was lost otherwise. Any Core answers
 //! `GET /v1/activations/:id` from the store when its memory does not hold the record. Finished
-//! rows go after the activations' time limit.
+//! rows keep no arguments, and go after the activations' time limit or past their count
+//! limit (`--activation-max`).
 
 use std::time::Duration;
 
@@ -22,8 +23,8 @@ pub const BEAT: Duration = Duration::from_secs(2);
 /// A row whose heartbeat is this old is abandoned.
 pub const STALE: Duration = Duration::from_secs(10);
 
-/// Most abandoned rows taken over per beat.
-const CLAIM_PER_BEAT: i64 = 32;
+/// Most taken-over invocations this Core runs at once (each beat takes only as many more).
+const MAX_RESUMED: usize = 32;
 
 /// How often finished rows past the activations' time limit are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -40,35 +41,36 @@ pub fn child(platform: Platform) -> ChildSpec {
     )
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Never returns: a store that is away is tried again at the next beat.
 async fn keep(platform: Platform) -> Result<(), String> {
     let core = platform.changes().id().to_string();
     let store = platform.store().clone();
     let mut last_prune = std::time::Instant::now();
+    // The runs this keeper started, owned by it: bounded, and a panic is logged.
+    let mut resumed = tokio::task::JoinSet::new();
     loop {
         tokio::time::sleep(BEAT).await;
-        let now = now_ms();
+        while let Some(ended) = resumed.try_join_next() {
+            if let Err(e) = ended {
+                tracing::error!(error = %e, "a taken-over asynchronous invocation's run failed");
+            }
+        }
+        let now = crate::store::now_ms();
         if let Err(e) = store.beat_pending(&core, now).await {
             tracing::warn!(error = %e, "cannot refresh the asynchronous invocations' heartbeat");
             continue;
         }
         let stale_before = now - STALE.as_millis() as i64;
+        let room = MAX_RESUMED.saturating_sub(resumed.len()) as i64;
         match store
-            .claim_stale_pending(&core, stale_before, now, CLAIM_PER_BEAT)
+            .claim_stale_pending(&core, stale_before, now, room)
             .await
         {
             Ok(rows) => {
                 for row in rows {
                     tracing::warn!(activation = %row.id, function = %format!("{}/{}", row.module, row.function), attempts = row.attempts, "took over an asynchronous invocation whose Core stopped");
                     let platform = platform.clone();
-                    tokio::spawn(async move { platform.resume_pending(row).await });
+                    resumed.spawn(async move { platform.resume_pending(row).await });
                 }
             }
             Err(e) => {
@@ -77,8 +79,10 @@ async fn keep(platform: Platform) -> Result<(), String> {
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = std::time::Instant::now();
-            let ttl = platform.activations_ttl().as_millis() as i64;
-            if let Err(e) = store.prune_pending(now - ttl).await {
+            let limits = platform.activation_limits();
+            let ttl = i64::try_from(limits.ttl.as_millis()).unwrap_or(i64::MAX);
+            let keep = i64::try_from(limits.max_records).unwrap_or(i64::MAX);
+            if let Err(e) = store.prune_pending(now.saturating_sub(ttl), keep).await {
                 tracing::warn!(error = %e, "cannot delete old asynchronous invocations");
             }
         }

@@ -101,21 +101,18 @@ struct Inner {
     )>,
 }
 
-/// Now, unix milliseconds, as the store keeps times.
-fn pending_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// A function's stored event triggers (none when they no longer parse).
+/// A function's stored event triggers (none when they no longer parse, which is logged).
 fn stored_triggers(row: &FunctionRow) -> Vec<events::Trigger> {
-    row.events
-        .as_deref()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-        .and_then(|value| events::parse(&value).ok())
-        .unwrap_or_default()
+    let Some(text) = row.events.as_deref() else {
+        return Vec::new();
+    };
+    serde_json::from_str::<serde_json::Value>(text)
+        .map_err(|e| e.to_string())
+        .and_then(|value| events::parse(&value))
+        .unwrap_or_else(|e| {
+            tracing::error!(function = %format!("{}/{}", row.module, row.name), error = %e, "stored events no longer parse");
+            Vec::new()
+        })
 }
 
 /// A function's stored sinks (none when they no longer parse, which is logged).
@@ -802,22 +799,12 @@ impl Platform {
         self.inner
             .sinks
             .set(&row.module, &row.name, stored_sinks(row));
-        let triggers = row
-            .events
-            .as_deref()
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-            .map(|value| events::parse(&value))
-            .transpose()
-            .unwrap_or_else(|e| {
-                tracing::error!(function = %format!("{}/{}", row.module, row.name), error = %e, "stored events no longer parse");
-                Some(Vec::new())
-            })
-            .unwrap_or_default();
-        let any = !triggers.is_empty();
         if !self.runs_connectors() {
             // The Core holding the connectors' lease starts them when it hears of the change.
             return None;
         }
+        let triggers = stored_triggers(row);
+        let any = !triggers.is_empty();
         self.inner
             .connectors
             .set(&row.module, &row.name, triggers, self.fire(row));
@@ -1239,7 +1226,7 @@ impl Platform {
         match self
             .inner
             .store
-            .finish_pending(&row.id, core, &record, pending_now())
+            .finish_pending(&row.id, core, &record, crate::store::now_ms())
             .await
         {
             Ok(true) => {}
@@ -1272,10 +1259,23 @@ impl Platform {
             .await
         {
             Ok(prepared) => prepared,
+            // A passing failure (the store away, ours): another look takes it again.
+            Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => {
+                tracing::warn!(activation = %row.id, error = %e, "cannot run a taken-over asynchronous invocation yet");
+                if let Err(e) = self
+                    .inner
+                    .store
+                    .release_pending(&row.id, self.inner.changes.id())
+                    .await
+                {
+                    tracing::warn!(activation = %row.id, error = %e, "cannot give an asynchronous invocation back");
+                }
+                return;
+            }
             Err(e) => {
                 let info = crate::pending::lost_info(
                     &row,
-                    "not_found",
+                    "cannot_run",
                     format!("the Core that accepted it stopped, and it cannot run again: {e}"),
                 );
                 self.store_pending_record(&row, &info).await;
@@ -1297,9 +1297,9 @@ impl Platform {
         self.run_pending(&row, &prepared, args).await;
     }
 
-    /// How long activation records are kept.
-    pub(crate) fn activations_ttl(&self) -> std::time::Duration {
-        self.inner.activations.ttl()
+    /// How many activation records are kept, and for how long.
+    pub(crate) fn activation_limits(&self) -> ActivationLimits {
+        self.inner.activations.limits()
     }
 
     fn outcome_error(&self, e: DispatchError) -> (ApiError, &'static str) {
@@ -1673,7 +1673,7 @@ impl Backend for Platform {
             .await?;
         let id = crate::activations::new_id();
         // Stored before it is answered: it outlives this Core (`crate::pending`).
-        let now = pending_now();
+        let now = crate::store::now_ms();
         let row = PendingRow {
             id: id.clone(),
             owner_id: who.id,
@@ -1719,8 +1719,9 @@ impl Backend for Platform {
             .await
             .map_err(api)?
             .ok_or_else(not_found)?;
-        let ttl = i64::try_from(self.activations_ttl().as_millis()).unwrap_or(i64::MAX);
-        let expired = row.state == "done" && pending_now().saturating_sub(row.created_at) > ttl;
+        let ttl = i64::try_from(self.activation_limits().ttl.as_millis()).unwrap_or(i64::MAX);
+        let expired =
+            row.state == "done" && crate::store::now_ms().saturating_sub(row.created_at) > ttl;
         if (row.owner_id != who.id && !who.admin) || expired {
             return Err(not_found());
         }

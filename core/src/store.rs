@@ -399,7 +399,8 @@ async fn migrate<C: Migrate>(migrator: &Migrator, conn: &mut C) -> Result<(), Mi
     migrator.run_direct(conn).await
 }
 
-fn now_ms() -> i64 {
+/// Now, unix milliseconds, as the store keeps times.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

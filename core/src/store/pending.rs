@@ -65,7 +65,8 @@ impl Store {
     }
 
     /// Records how the invocation `id` run by `core` ended (nothing when another Core took it
-    /// over meanwhile: its own run records it); answers whether it was recorded.
+    /// over meanwhile: its own run records it), and drops its arguments, which only a run
+    /// needs; answers whether it was recorded.
     pub async fn finish_pending(
         &self,
         id: &str,
@@ -74,7 +75,7 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         const SQL: &str = "UPDATE async_activations SET state = 'done', record = $3, \
-            finished_at = $4 WHERE id = $1 AND core = $2 AND state = 'running'";
+            finished_at = $4, args = '' WHERE id = $1 AND core = $2 AND state = 'running'";
         let done = on_pool!(self, p => sqlx::query(SQL)
             .bind(id)
             .bind(core)
@@ -136,6 +137,20 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Gives up `core`'s claim on the running invocation `id`, so the next look for abandoned
+    /// ones (any Core's) takes it again: for a run that could not start for a passing reason.
+    pub async fn release_pending(&self, id: &str, core: &str) -> Result<()> {
+        const SQL: &str = "UPDATE async_activations SET heartbeat_at = 0 \
+            WHERE id = $1 AND core = $2 AND state = 'running'";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(id)
+            .bind(core)
+            .execute(p)
+            .await
+            .map(drop)?);
+        Ok(())
+    }
+
     /// The stored invocation `id`, if any.
     pub async fn get_pending(&self, id: &str) -> Result<Option<PendingRow>> {
         let sql = format!("SELECT {COLUMNS} FROM async_activations WHERE id = $1");
@@ -145,11 +160,16 @@ impl Store {
             .await?))
     }
 
-    /// Deletes the finished invocations that ended before `before`; answers how many.
-    pub async fn prune_pending(&self, before: i64) -> Result<u64> {
-        const SQL: &str = "DELETE FROM async_activations WHERE state = 'done' AND finished_at < $1";
+    /// Deletes the finished invocations that ended before `before`, and those past the
+    /// `keep` newest finished ones; answers how many.
+    pub async fn prune_pending(&self, before: i64, keep: i64) -> Result<u64> {
+        const SQL: &str = "DELETE FROM async_activations WHERE state = 'done' AND \
+            (finished_at < $1 OR finished_at < (SELECT finished_at FROM async_activations \
+             WHERE state = 'done' ORDER BY finished_at DESC LIMIT 1 OFFSET $2))";
         Ok(on_pool!(self, p => sqlx::query(SQL)
             .bind(before)
+            // The `keep`-th newest: what ended before it goes.
+            .bind(keep.max(1) - 1)
             .execute(p)
             .await?
             .rows_affected()))

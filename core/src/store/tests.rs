@@ -60,6 +60,7 @@ async fn suite(url: &str, backend: &str) {
     functions_suite(&store).await;
     versions_suite(&store).await;
     canary_suite(&store).await;
+    pending_suite(&store).await;
     subjects_suite(&store).await;
     scripts_suite(&store).await;
     super::services::tests::suite(&store).await;
@@ -659,6 +660,91 @@ async fn canary_suite(store: &Store) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.delete_module("cs").await.expect("delete").len(), 1);
+}
+
+async fn pending_suite(store: &Store) {
+    let row = |id: &str, core: &str, at: i64| PendingRow {
+        id: id.into(),
+        owner_id: 1,
+        module: "_".into(),
+        function: "f".into(),
+        version: None,
+        args: r#"{"n":1}"#.into(),
+        script: None,
+        state: "running".into(),
+        core: core.into(),
+        heartbeat_at: at,
+        attempts: 1,
+        created_at: at,
+        finished_at: None,
+        record: None,
+    };
+    for (id, at) in [("p1", 100), ("p2", 200), ("p3", 300)] {
+        store
+            .insert_pending(&row(id, "a", at))
+            .await
+            .expect("insert");
+    }
+    // A live Core's rows are beaten; a dead one's are taken over once, by one Core.
+    assert_eq!(store.beat_pending("a", 1_000).await.expect("beat"), 3);
+    assert!(
+        store
+            .claim_stale_pending("b", 500, 1_001, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let taken = store
+        .claim_stale_pending("b", 2_000, 2_001, 2)
+        .await
+        .expect("claim");
+    assert_eq!(
+        taken
+            .iter()
+            .map(|r| (r.id.as_str(), r.attempts))
+            .collect::<Vec<_>>(),
+        [("p1", 2), ("p2", 2)],
+        "oldest first, at most the limit"
+    );
+    // A claim given back is taken again; another Core's claim cannot finish it.
+    store.release_pending("p1", "b").await.expect("release");
+    let again = store
+        .claim_stale_pending("c", 500, 2_002, 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        again.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["p1"]
+    );
+    assert!(
+        !store
+            .finish_pending("p1", "b", "{}", 3_000)
+            .await
+            .expect("finish")
+    );
+    // Finishing keeps the record, not the arguments.
+    for (id, core, at) in [("p1", "c", 3_000), ("p2", "b", 3_100), ("p3", "a", 3_200)] {
+        assert!(
+            store
+                .finish_pending(id, core, "{}", at)
+                .await
+                .expect("finish")
+        );
+    }
+    let done = store.get_pending("p2").await.expect("get").expect("p2");
+    assert_eq!((done.state.as_str(), done.args.as_str()), ("done", ""));
+    assert_eq!(done.record.as_deref(), Some("{}"));
+    // Pruned past the time limit, then past the count limit (the newest kept).
+    assert_eq!(store.prune_pending(3_050, 10).await.expect("prune"), 1);
+    assert_eq!(store.prune_pending(0, 1).await.expect("prune"), 1);
+    assert!(store.get_pending("p2").await.expect("get").is_none());
+    assert!(store.get_pending("p3").await.expect("get").is_some());
+    assert_eq!(
+        store.prune_pending(0, 0).await.expect("prune"),
+        0,
+        "keeps at least one"
+    );
+    assert_eq!(store.prune_pending(4_000, 10).await.expect("prune"), 1);
 }
 
 async fn subjects_suite(store: &Store) {
