@@ -90,7 +90,7 @@ async fn hold(store: Store, platform: Platform) -> Result<(), String> {
             }
             // A first read that failed is tried again until it works.
             if !synced {
-                synced = platform.sync_connectors().await.is_ok();
+                synced = platform.sync_with_store().await.is_ok();
             }
         }
         platform.drop_connectors();

@@ -4,7 +4,8 @@
 //! `NOTIFY funless_changes` for all the changes since its last, naming this Core; the
 //! `peers-listen` child of every other Core, listening on that channel, drops that Core's
 //! in-memory copies (the catalog, the sessions, the parsed scripts, the opened secrets:
-//! `Platform::forget_cached`), which are read again from the store on their next use. A
+//! `Platform::forget_cached`), which are read again from the store on their next use, and
+//! starts, changes or stops its functions' sinks as the store has them. A
 //! listener that lost its connection may have missed notifications, so it drops them on every
 //! (re)connection too. On SQLite (one Core: `launch.rs` refuses a second) neither child runs.
 
@@ -132,11 +133,11 @@ async fn listen(store: Store, platform: Platform) -> Result<(), String> {
     }
 }
 
-/// Drops the in-memory copies; the Core running the event connectors also makes them match
-/// the store (`crate::lease`).
+/// Drops the in-memory copies and makes the running sinks match the store (and the event
+/// connectors, on the Core holding their lease: `crate::lease`).
 async fn forget(platform: &Platform) {
     platform.forget_cached();
-    if let Err(e) = platform.sync_connectors().await {
-        tracing::warn!(error = %e, "cannot bring the event connectors up to date");
+    if let Err(e) = platform.sync_with_store().await {
+        tracing::warn!(error = %e, "cannot bring the sinks and event connectors up to date");
     }
 }

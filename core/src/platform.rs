@@ -116,7 +116,7 @@ fn stored_triggers(row: &FunctionRow) -> Vec<events::Trigger> {
 }
 
 /// A function's stored sinks (none when they no longer parse, which is logged).
-fn stored_sinks(row: &FunctionRow) -> Vec<sinks::Sink> {
+pub(crate) fn stored_sinks(row: &FunctionRow) -> Vec<sinks::Sink> {
     let Some(text) = row.sinks.as_deref() else {
         return Vec::new();
     };
@@ -311,6 +311,7 @@ impl Platform {
     ) -> Self {
         let changes = Arc::new(crate::peers::Changes::default());
         let runs_connectors = store.backend() != "postgres";
+        let sinks = Sinks::new(store.clone(), changes.id().to_string());
         Self {
             inner: Arc::new(Inner {
                 catalog: Catalog::telling(changes.clone()),
@@ -331,7 +332,7 @@ impl Platform {
                 activations: Activations::new(activations),
                 connectors: Connectors::default(),
                 runs_connectors: std::sync::atomic::AtomicBool::new(runs_connectors),
-                sinks: Sinks::default(),
+                sinks,
                 node: std::sync::OnceLock::new(),
                 tree: std::sync::OnceLock::new(),
             }),
@@ -362,7 +363,13 @@ impl Platform {
         ));
         children.extend(crate::lease::child(&self.inner.store, self.clone()));
         children.push(crate::pending::child(self.clone()));
+        children.push(crate::sinks::keeper::child(self.clone()));
         children
+    }
+
+    /// The functions' sinks.
+    pub(crate) fn sinks(&self) -> &Sinks {
+        &self.inner.sinks
     }
 
     /// This Core's changes, told to the Cores sharing its store.
@@ -796,9 +803,10 @@ impl Platform {
     /// (Re)starts a function's event connectors from its stored definition and reports their
     /// state after a short wait for the first connections (`None` when it has no events).
     async fn start_connectors(&self, row: &FunctionRow) -> Option<Vec<ConnectorInfo>> {
+        // Unchanged sinks keep their queues: an update of the code alone drops no result.
         self.inner
             .sinks
-            .set(&row.module, &row.name, stored_sinks(row));
+            .ensure(&row.module, &row.name, stored_sinks(row));
         if !self.runs_connectors() {
             // The Core holding the connectors' lease starts them when it hears of the change.
             return None;
@@ -926,7 +934,7 @@ impl Platform {
     /// This Core took the connectors' lease: it runs every stored function's connectors.
     pub(crate) async fn take_connectors(&self) -> ApiResult<usize> {
         self.inner.runs_connectors.store(true, Ordering::Release);
-        self.sync_connectors().await
+        self.sync_with_store().await
     }
 
     /// This Core lost the connectors' lease: its connectors stop (another Core runs them).
@@ -937,19 +945,23 @@ impl Platform {
         }
     }
 
-    /// Makes the running connectors those of the stored functions, when this Core runs them:
-    /// new ones start, changed ones restart, unchanged ones go on, and those of functions gone
-    /// or without events stop. For a change another Core made.
-    pub(crate) async fn sync_connectors(&self) -> ApiResult<usize> {
-        if !self.runs_connectors() {
-            return Ok(0);
-        }
+    /// Makes the running sinks those of the stored functions, and the running connectors too
+    /// when this Core runs them: new ones start, changed ones restart, unchanged ones go on,
+    /// and those of functions gone (or without any) stop. For a change another Core made.
+    pub(crate) async fn sync_with_store(&self) -> ApiResult<usize> {
+        let connectors = self.runs_connectors();
         let store = &self.inner.store;
         let mut wanted = std::collections::HashSet::new();
+        let mut with_sinks = std::collections::HashSet::new();
         for module in store.list_modules().await.map_err(api)? {
             for row in store.list_functions(&module.name).await.map_err(api)? {
+                let sinks = stored_sinks(&row);
+                if !sinks.is_empty() {
+                    self.inner.sinks.ensure(&row.module, &row.name, sinks);
+                    with_sinks.insert((row.module.clone(), row.name.clone()));
+                }
                 let triggers = stored_triggers(&row);
-                if triggers.is_empty() {
+                if !connectors || triggers.is_empty() {
                     continue;
                 }
                 self.inner
@@ -957,6 +969,14 @@ impl Platform {
                     .ensure(&row.module, &row.name, triggers, self.fire(&row));
                 wanted.insert((row.module, row.name));
             }
+        }
+        for key in self.inner.sinks.functions() {
+            if !with_sinks.contains(&key) {
+                self.inner.sinks.remove(&key.0, &key.1);
+            }
+        }
+        if !connectors {
+            return Ok(0);
         }
         for key in self.inner.connectors.functions() {
             if !wanted.contains(&key) {
@@ -1129,7 +1149,10 @@ impl Platform {
                 for line in &ran.output.logs {
                     tracing::info!(target: "funless::function", function = %target.function, worker = %ran.worker, "{line}");
                 }
-                self.inner.sinks.send(module, name, &ran.output.output_json);
+                self.inner
+                    .sinks
+                    .send(module, name, &ran.output.output_json)
+                    .await;
                 // One copy of the output serves the answer and the activation record.
                 let output_json = Arc::new(ran.output.output_json);
                 let finished = Finished {

@@ -2,25 +2,30 @@
 //! `sinks` field: `[{"type": "couchdb", "params": {"url", "username", "password"}}]`, plus a
 //! generic `webhook`).
 //!
-//! Delivery never blocks an invocation: the result is queued (bounded: [`QUEUE`] results and
+//! Delivery never blocks an invocation on a sink: the result is written to the store (one row
+//! per sink, `store/sink_deliveries.rs`) and queued (bounded: [`QUEUE`] results and
 //! [`QUEUE_BYTES`] per sink, and [`CORE_QUEUE_BYTES`] over every sink of the Core, beyond
-//! which results are dropped, counted and the reason shown as the sink's `last_error`) and a
-//! deliverer per
-//! sink POSTs the queued results in order. A failed delivery is retried with exponential
-//! backoff (200 ms doubling to 30 s) until it succeeds, so a sink that is down receives
-//! everything once it is back; a sink answering 4xx other than 408/429 refuses the document,
-//! which is counted and skipped.
+//! which results are dropped, counted and the reason shown as the sink's `last_error`), and a
+//! deliverer per sink POSTs the queued results in order. A failed delivery is retried with
+//! exponential backoff (200 ms doubling to 30 s) until it succeeds, so a sink that is down
+//! receives everything once it is back; a sink answering 4xx other than 408/429 refuses the
+//! document, which is counted and skipped.
 //!
 //! Each deliverer is a supervised actor (a child of the Core's `sinks` supervisor). The queue
 //! is not its state but shared with it, and a result leaves the queue only once delivered
 //! (or refused): a deliverer that crashes mid-delivery is restarted and sends that result
-//! again, so nothing queued is lost (a result may arrive twice, never zero times).
+//! again. A result's row goes once it left the queue; while it waits, the `sink-keeper` child
+//! ([`keeper`]) keeps the row's heartbeat, and a Core that dies leaves rows whose heartbeat
+//! stops, which a live Core (another one sharing PostgreSQL, or the same one restarted) takes
+//! over and delivers. So a queued result is delivered at least once: it may arrive twice
+//! (a Core that died after delivering it, before deleting its row), never zero times, unless
+//! a bound dropped it or its sink was removed.
 //!
 //! Sinks reach only what the Core's [`EgressPolicy`] allows, checked on every delivery (after
 //! DNS resolution, see `egress.rs`); a failed delivery's error says only that the sink could
 //! not be reached, never why (which would tell a user whether a port answers).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -28,10 +33,14 @@ use std::time::Duration;
 use funless_actors::supervisor::{ChildSpec, service};
 use funless_api::types::SinkInfo;
 use serde_json::Value;
-use tokio::sync::Notify;
 
 use crate::children::DynamicChildren;
 use crate::egress::EgressPolicy;
+use crate::store::{SinkDeliveryRow, SinkTarget, Store};
+
+pub mod keeper;
+mod queue;
+use queue::{Finished, Queue, Queued};
 
 /// Results queued per sink before new ones are dropped.
 pub const QUEUE: usize = 10_000;
@@ -101,106 +110,40 @@ struct Counters {
     last_error: Mutex<Option<String>>,
 }
 
-/// A sink's queue: results wait here, in order, until delivered.
-struct Queue {
-    items: Mutex<VecDeque<String>>,
-    bytes: AtomicUsize,
-    /// Bytes queued over every sink of the Core.
-    core: Arc<AtomicUsize>,
-    ready: Notify,
-}
+/// A function's sinks as they run, in the function's order.
+type Running = Arc<[RunningSink]>;
 
-/// Why a result was not queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Full {
-    Sink,
-    Core,
-}
-
-impl Full {
-    fn reason(self) -> String {
-        match self {
-            Full::Sink => format!(
-                "results dropped: this sink's queue is full ({QUEUE} results or {} MiB)",
-                QUEUE_BYTES >> 20
-            ),
-            Full::Core => format!(
-                "results dropped: the Core's sink queues are full ({} MiB in all)",
-                CORE_QUEUE_BYTES >> 20
-            ),
-        }
-    }
-}
-
-impl Drop for Queue {
-    fn drop(&mut self) {
-        // Results still queued when a sink is replaced or stopped are gone: give their bytes
-        // back to the Core's bound.
-        self.core
-            .fetch_sub(self.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-}
-
-impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
-        self.items.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn new(core: Arc<AtomicUsize>) -> Self {
-        Self {
-            items: Mutex::default(),
-            bytes: AtomicUsize::new(0),
-            core,
-            ready: Notify::new(),
-        }
-    }
-
-    /// Adds a result unless the queue, or the Core's queues together, are full.
-    fn push(&self, document: &str) -> Result<(), Full> {
-        let mut items = self.lock();
-        let bytes = self.bytes.load(Ordering::Relaxed);
-        if items.len() >= QUEUE || bytes + document.len() > QUEUE_BYTES {
-            return Err(Full::Sink);
-        }
-        let reserved = self
-            .core
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |core| {
-                (core + document.len() <= CORE_QUEUE_BYTES).then_some(core + document.len())
-            });
-        if reserved.is_err() {
-            return Err(Full::Core);
-        }
-        self.bytes.fetch_add(document.len(), Ordering::Relaxed);
-        items.push_back(document.to_string());
-        drop(items);
-        self.ready.notify_one();
-        Ok(())
-    }
-
-    /// The oldest result, left in the queue (waits for one).
-    async fn front(&self) -> String {
-        loop {
-            let notified = self.ready.notified();
-            if let Some(first) = self.lock().front() {
-                return first.clone();
-            }
-            notified.await;
-        }
-    }
-
-    /// Removes the oldest result, once it is delivered or refused.
-    fn pop(&self) {
-        if let Some(done) = self.lock().pop_front() {
-            self.bytes.fetch_sub(done.len(), Ordering::Relaxed);
-            self.core.fetch_sub(done.len(), Ordering::Relaxed);
-        }
-    }
-}
-
-struct Running {
+struct RunningSink {
     sink: Sink,
     queue: Arc<Queue>,
     counters: Arc<Counters>,
+}
+
+impl RunningSink {
+    /// Queues a result, or counts it dropped; answers whether it was queued.
+    fn push(&self, queued: Queued) -> bool {
+        match self.queue.push(queued) {
+            Ok(()) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(full) => {
+                self.dropped(full);
+                false
+            }
+        }
+    }
+
+    fn dropped(&self, full: queue::Full) {
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        let reason = full.reason();
+        tracing::warn!(sink = %self.sink.url, %reason, "sink result dropped");
+        *self
+            .counters
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
 }
 
 /// Totals over every sink, for the metrics.
@@ -222,8 +165,13 @@ pub struct Sinks {
     egress: RwLock<(EgressPolicy, reqwest::Client)>,
     /// Bytes queued over every sink.
     core_bytes: Arc<AtomicUsize>,
-    running: RwLock<HashMap<(String, String), Vec<Running>>>,
+    running: RwLock<HashMap<(String, String), Running>>,
     children: Arc<DynamicChildren>,
+    /// Where queued results are kept until delivered, and this Core's name on their rows.
+    store: Store,
+    core: String,
+    /// Rows whose results left their queue, for the keeper to delete.
+    finished: Arc<Finished>,
 }
 
 impl std::fmt::Debug for Sinks {
@@ -232,19 +180,15 @@ impl std::fmt::Debug for Sinks {
     }
 }
 
-impl Default for Sinks {
-    fn default() -> Self {
-        let policy = EgressPolicy::default();
-        Self {
-            egress: RwLock::new((policy.clone(), http_client(&policy))),
-            core_bytes: Arc::default(),
-            running: RwLock::default(),
-            children: DynamicChildren::new(
-                "sinks",
-                "sink deliverers: one actor per function sink, draining its queue in order",
-            ),
-        }
-    }
+/// Whether a result taken over from the store was queued (see [`Sinks::adopt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// Queued for its sink.
+    Queued,
+    /// Over a queue bound: dropped, and counted.
+    Dropped,
+    /// The function has no such sink running here.
+    NoSink,
 }
 
 /// An HTTP client whose every connection goes through the policy's resolver.
@@ -259,6 +203,23 @@ fn http_client(policy: &EgressPolicy) -> reqwest::Client {
 }
 
 impl Sinks {
+    /// No sinks yet; queued results are kept in `store`, under this Core's name `core`.
+    pub fn new(store: Store, core: String) -> Self {
+        let policy = EgressPolicy::default();
+        Self {
+            egress: RwLock::new((policy.clone(), http_client(&policy))),
+            core_bytes: Arc::default(),
+            running: RwLock::default(),
+            children: DynamicChildren::new(
+                "sinks",
+                "sink deliverers: one actor per function sink, draining its queue in order",
+            ),
+            store,
+            core,
+            finished: Arc::default(),
+        }
+    }
+
     /// Applies an egress policy to sinks set from now on (the Core sets it before any).
     pub fn set_egress(&self, policy: EgressPolicy) {
         let client = http_client(&policy);
@@ -291,7 +252,7 @@ impl Sinks {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         for (i, sink) in sinks.into_iter().enumerate() {
-            let queue = Arc::new(Queue::new(self.core_bytes.clone()));
+            let queue = Arc::new(Queue::new(self.core_bytes.clone(), self.finished.clone()));
             let counters = Arc::new(Counters::default());
             let job = {
                 let (http, sink, queue, counters, policy) = (
@@ -320,7 +281,7 @@ impl Sinks {
                 format!("{} sink {}", sink.kind, sink.url),
                 job,
             ));
-            started.push(Running {
+            started.push(RunningSink {
                 sink,
                 queue,
                 counters,
@@ -330,8 +291,39 @@ impl Sinks {
         if started.is_empty() {
             running.remove(&key);
         } else {
-            running.insert(key, started);
+            running.insert(key, started.into());
         }
+    }
+
+    /// As [`Sinks::set`], unless the function's sinks already are exactly these (then they
+    /// go on undisturbed, their queues and counts kept).
+    pub fn ensure(&self, module: &str, name: &str, sinks: Vec<Sink>) {
+        let same = self
+            .running_of(module, name)
+            .map_or(sinks.is_empty(), |running| {
+                running.len() == sinks.len()
+                    && running.iter().zip(&sinks).all(|(r, s)| &r.sink == s)
+            });
+        if !same {
+            self.set(module, name, sinks);
+        }
+    }
+
+    /// The functions (module, name) that have sinks.
+    pub fn functions(&self) -> Vec<(String, String)> {
+        let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+        running.keys().cloned().collect()
+    }
+
+    fn running_of(&self, module: &str, name: &str) -> Option<Running> {
+        let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+        // Most functions have no sinks: skip building the key.
+        if running.is_empty() {
+            return None;
+        }
+        running
+            .get(&(module.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Stops a function's sinks.
@@ -346,33 +338,82 @@ impl Sinks {
         running.retain(|(m, _), _| m != module);
     }
 
-    /// Queues a result for the function's sinks, if it has any (never waits).
-    pub fn send(&self, module: &str, name: &str, output_json: &str) {
-        let running = self.running.read().unwrap_or_else(|p| p.into_inner());
-        // Most functions have no sinks: skip building the key.
-        if running.is_empty() {
-            return;
-        }
-        let Some(list) = running.get(&(module.to_string(), name.to_string())) else {
+    /// Queues a result for the function's sinks, if it has any, after writing it to the
+    /// store (one row per sink) so that it outlives this Core; a store that is away leaves it
+    /// queued in memory only, which is logged. Never waits for a sink.
+    pub async fn send(&self, module: &str, name: &str, output_json: &str) {
+        let Some(list) = self.running_of(module, name) else {
             return;
         };
-        for sink in list {
-            match sink.queue.push(output_json) {
-                Ok(()) => {
-                    sink.counters.queued.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(full) => {
-                    sink.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    let reason = full.reason();
-                    tracing::warn!(sink = %sink.sink.url, %reason, "sink result dropped");
-                    *sink
-                        .counters
-                        .last_error
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = Some(reason);
-                }
+        let document = bytes::Bytes::copy_from_slice(output_json.as_bytes());
+        // Results over a bound are dropped before they are written.
+        let mut room = Vec::with_capacity(list.len());
+        for (position, sink) in list.iter().enumerate() {
+            match sink.queue.has_room(document.len()) {
+                Ok(()) => room.push(position),
+                Err(full) => sink.dropped(full),
             }
         }
+        if room.is_empty() {
+            return;
+        }
+        let targets: Vec<SinkTarget> = room
+            .iter()
+            .map(|&position| SinkTarget {
+                position,
+                kind: list[position].sink.kind,
+                url: &list[position].sink.url,
+            })
+            .collect();
+        let now = crate::store::now_ms();
+        let stored = self
+            .store
+            .insert_sink_deliveries(&self.core, module, name, &targets, output_json, now)
+            .await;
+        let ids = match stored {
+            Ok(ids) => ids.into_iter().map(Some).collect(),
+            Err(e) => {
+                tracing::warn!(function = %format!("{module}/{name}"), error = %e, "cannot store a result for the function's sinks: it waits in this Core's memory only");
+                vec![None; room.len()]
+            }
+        };
+        for (position, id) in room.into_iter().zip(ids) {
+            list[position].push(Queued {
+                id,
+                document: document.clone(),
+            });
+        }
+    }
+
+    /// Queues a result taken over from the store (queued by a Core that stopped) for the
+    /// function's sink at its position, if one of the same kind and URL runs here.
+    pub fn adopt(&self, row: &SinkDeliveryRow) -> Adopted {
+        let sink = self
+            .running_of(&row.module, &row.function)
+            .and_then(|list| {
+                let position = usize::try_from(row.position).ok()?;
+                list.get(position)
+                    .filter(|r| r.sink.kind == row.kind && r.sink.url == row.url)
+                    .map(|_| (list.clone(), position))
+            });
+        let Some((list, position)) = sink else {
+            return Adopted::NoSink;
+        };
+        let queued = Queued {
+            id: Some(row.id),
+            document: bytes::Bytes::from(row.document.clone()),
+        };
+        if list[position].push(queued) {
+            Adopted::Queued
+        } else {
+            Adopted::Dropped
+        }
+    }
+
+    /// Records that the stored result `id` is done with (delivered elsewhere, or its sink is
+    /// gone), for the keeper to delete.
+    pub fn forget_stored(&self, id: i64) {
+        self.finished.add(id);
     }
 
     /// The state of a function's sinks.
@@ -415,13 +456,16 @@ impl Sinks {
             queued_bytes: self.core_bytes.load(Ordering::Relaxed) as u64,
             ..Totals::default()
         };
-        running.values().flatten().fold(start, |mut t, r| {
-            let c = &r.counters;
-            t.delivered += c.delivered.load(Ordering::Relaxed);
-            t.failed_attempts += c.failed_attempts.load(Ordering::Relaxed);
-            t.dropped += c.refused.load(Ordering::Relaxed) + c.dropped.load(Ordering::Relaxed);
-            t
-        })
+        running
+            .values()
+            .flat_map(|list| list.iter())
+            .fold(start, |mut t, r| {
+                let c = &r.counters;
+                t.delivered += c.delivered.load(Ordering::Relaxed);
+                t.failed_attempts += c.failed_attempts.load(Ordering::Relaxed);
+                t.dropped += c.refused.load(Ordering::Relaxed) + c.dropped.load(Ordering::Relaxed);
+                t
+            })
     }
 }
 

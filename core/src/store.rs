@@ -389,6 +389,8 @@ mod versions;
 pub use versions::VersionRow;
 mod pending;
 pub use pending::PendingRow;
+mod sink_deliveries;
+pub use sink_deliveries::{SinkDeliveryRow, SinkTarget};
 mod secrets;
 pub use secrets::SecretRow;
 

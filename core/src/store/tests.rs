@@ -61,6 +61,7 @@ async fn suite(url: &str, backend: &str) {
     versions_suite(&store).await;
     canary_suite(&store).await;
     pending_suite(&store).await;
+    super::sink_deliveries::tests::suite(&store).await;
     subjects_suite(&store).await;
     scripts_suite(&store).await;
     super::services::tests::suite(&store).await;

@@ -13,6 +13,7 @@ mod concurrency;
 mod console;
 mod discovery;
 mod events;
+mod failover;
 mod faults;
 mod fuzz;
 mod harness;
