@@ -6,8 +6,10 @@
 //! `connectors-lease` child tries to take it every second, so one of them runs the connectors
 //! within about a second of the holder's death. The holder checks its connection every second
 //! and stops its connectors as soon as it fails (it can no longer know it holds the lease).
-//! Changes made through any Core reach the holder's connectors through `crate::peers`. On
-//! SQLite (one Core) the Core runs them all and this child does not run.
+//! Changes made through any Core reach the holder's connectors through `crate::peers`. The
+//! same lease makes the holder's service manager the one that acts on long-running services
+//! (`crate::services`): the others only watch, and the next holder adopts the replicas that
+//! run. On SQLite (one Core) the Core runs them all and this child does not run.
 
 use std::time::Duration;
 
@@ -30,7 +32,7 @@ pub fn child(store: &Store, platform: Platform) -> Option<ChildSpec> {
     let store = store.clone();
     Some(service(
         "connectors-lease",
-        "runs the functions' event connectors while this Core holds the PostgreSQL lease",
+        "runs the functions' event connectors and manages the services while this Core holds the PostgreSQL lease",
         move || {
             let (store, platform) = (store.clone(), platform.clone());
             async move { hold(store, platform).await }

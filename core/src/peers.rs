@@ -133,10 +133,12 @@ async fn listen(store: Store, platform: Platform) -> Result<(), String> {
     }
 }
 
-/// Drops the in-memory copies and makes the running sinks match the store (and the event
-/// connectors, on the Core holding their lease: `crate::lease`).
+/// Drops the in-memory copies, has the service manager read the services again, and makes
+/// the running sinks match the store (and the event connectors, on the Core holding the
+/// lease: `crate::lease`).
 async fn forget(platform: &Platform) {
     platform.forget_cached();
+    platform.services().refresh().await;
     if let Err(e) = platform.sync_with_store().await {
         tracing::warn!(error = %e, "cannot bring the sinks and event connectors up to date");
     }

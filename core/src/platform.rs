@@ -934,12 +934,14 @@ impl Platform {
     /// This Core took the connectors' lease: it runs every stored function's connectors.
     pub(crate) async fn take_connectors(&self) -> ApiResult<usize> {
         self.inner.runs_connectors.store(true, Ordering::Release);
+        self.inner.services.set_active(true);
         self.sync_with_store().await
     }
 
     /// This Core lost the connectors' lease: its connectors stop (another Core runs them).
     pub(crate) fn drop_connectors(&self) {
         self.inner.runs_connectors.store(false, Ordering::Release);
+        self.inner.services.set_active(false);
         for (module, name) in self.inner.connectors.functions() {
             self.inner.connectors.remove(&module, &name);
         }

@@ -466,6 +466,10 @@ struct Shared {
     /// Written by the manager only; the API reads it.
     table: RwLock<HashMap<String, Service>>,
     manager: RwLock<Option<ActorRef<ServicesMessage>>>,
+    /// Whether this Core's manager acts (starts, restarts, moves and stops replicas): on
+    /// PostgreSQL only the Core holding the singletons' lease (`crate::lease`) does; the
+    /// others keep a view of the stored services and of what workers report.
+    active: std::sync::atomic::AtomicBool,
 }
 
 impl Services {
@@ -489,12 +493,34 @@ impl Services {
         );
         Self {
             inner: Arc::new(Shared {
-                store,
                 workers,
                 metrics: service_metrics,
+                active: std::sync::atomic::AtomicBool::new(store.backend() != "postgres"),
+                store,
                 table: RwLock::default(),
                 manager: RwLock::default(),
             }),
+        }
+    }
+
+    /// Makes this Core's manager act on the services (it took the lease) or only watch them
+    /// (it lost it); the manager notices at its next tick.
+    pub(crate) fn set_active(&self, active: bool) {
+        self.inner
+            .active
+            .store(active, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether this Core's manager acts on the services.
+    fn active(&self) -> bool {
+        self.inner.active.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Has the manager read the stored services again (another Core changed them); a manager
+    /// that does not answer reads them at its next tick anyway.
+    pub(crate) async fn refresh(&self) {
+        if let Some(manager) = self.manager() {
+            let _ = ractor::call_t!(manager, ServicesMessage::Reload, 5_000);
         }
     }
 

@@ -128,6 +128,7 @@ impl ServicesBackend for Platform {
             .await
             .map_err(store_error)?;
         tracing::info!(service = %stored, replicas = spec.replicas, restart = %spec.restart, "service created");
+        self.changes().changed();
         services.reload().await?;
         services.info(&stored).ok_or_else(|| {
             ApiError::Internal("the service manager did not take the service".into())
@@ -169,6 +170,7 @@ impl ServicesBackend for Platform {
             .await
             .map_err(store_error)?;
         tracing::info!(service = %stored, "service updated");
+        self.changes().changed();
         services.reload().await?;
         services.info(&stored).ok_or_else(|| not_found(name))
     }
@@ -193,6 +195,7 @@ impl ServicesBackend for Platform {
             .delete_service(&stored)
             .await
             .map_err(store_error)?;
+        self.changes().changed();
         services.reload().await?;
         let stops = services.inner.workers.live().into_iter().map(|entry| {
             let stop = ReplicaStop {

@@ -29,6 +29,9 @@ const TICK: Duration = Duration::from_millis(100);
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a stop request may take.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a watching manager reads the stored services (besides the other Cores'
+/// notifications).
+const WATCH_READ: Duration = Duration::from_secs(1);
 /// A replica the manager believes runs, missing from its worker's report for this long after
 /// its start, is taken as ended (its worker's `services` supervisor restarted, say).
 const MISSING_AFTER: Duration = Duration::from_secs(3);
@@ -54,6 +57,13 @@ pub(crate) struct ManagerState {
     dirty: HashSet<String>,
     /// Set while a task stores histories: one at a time, so an older write never lands last.
     storing: Arc<AtomicBool>,
+    /// Whether this manager acts on the services (see `Services::set_active`); a watching
+    /// one only mirrors the store and the workers' reports.
+    acting: bool,
+    /// How long unplaced replicas wait for workers' reports after the manager starts acting.
+    grace: Duration,
+    /// When a watching manager last read the stored services.
+    last_read: Instant,
 }
 
 impl Actor for Manager {
@@ -89,7 +99,7 @@ impl Actor for Manager {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let mut state = ManagerState {
-            services,
+            services: services.clone(),
             tasks: JoinSet::new(),
             starts: HashMap::new(),
             // Unique across restarts of the Core: a late report of an earlier incarnation
@@ -99,6 +109,9 @@ impl Actor for Manager {
             loaded: false,
             dirty: HashSet::new(),
             storing: Arc::default(),
+            acting: services.active(),
+            grace,
+            last_read: Instant::now(),
         };
         // A failure is logged there and retried every tick.
         let _ = state.reload().await;
@@ -124,12 +137,15 @@ impl Actor for Manager {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
+            // The acting Core's manager restarts it; a watching one sees it in the next report.
+            ServicesMessage::Exited(_) if !state.acting => {}
             ServicesMessage::Exited(exited) => match exited.into_inner() {
                 Ok(exited) => state.exited(exited),
                 Err(e) => tracing::warn!(error = %e, "undecodable replica exit"),
             },
             ServicesMessage::Running(report) => match report.into_inner() {
-                Ok(report) => state.report(report),
+                Ok(report) if state.acting => state.report(report),
+                Ok(report) => state.mirror(report),
                 Err(e) => tracing::warn!(error = %e, "undecodable replica report"),
             },
             ServicesMessage::Started(started) => {
@@ -139,15 +155,28 @@ impl Actor for Manager {
             }
             ServicesMessage::Reload(reply) => {
                 let answer = state.reload().await;
-                state.roll();
-                state.place(&myself);
+                if state.acting {
+                    state.roll();
+                    state.place(&myself);
+                }
                 let _ = reply.send(Wire::new(answer));
             }
             ServicesMessage::Tick => {
                 while state.tasks.try_join_next().is_some() {}
-                if !state.loaded {
+                let active = state.services.active();
+                if active != state.acting {
+                    state.switch(active).await;
+                }
+                let watching = !state.acting && state.last_read.elapsed() >= WATCH_READ;
+                if !state.loaded || watching {
                     // Logged there; tried again next tick.
                     let _ = state.reload().await;
+                }
+                let services = &state.services;
+                if !state.acting {
+                    // The acting Core counts the replicas: summed over Cores, each counts once.
+                    services.inner.metrics.count(&HashMap::new());
+                    return Ok(());
                 }
                 state.check_workers();
                 state.roll();
@@ -162,9 +191,30 @@ impl Actor for Manager {
 }
 
 impl ManagerState {
+    /// Starts acting on the services (this Core took the lease from one that stopped, whose
+    /// replicas still run: they are adopted from the workers' reports, as by a restarted
+    /// manager) or stops (another Core acts now; this one's starts under way finish).
+    async fn switch(&mut self, active: bool) {
+        self.acting = active;
+        if !active {
+            tracing::info!("another Core manages the services: this one only watches them");
+            return;
+        }
+        tracing::info!("this Core manages the services: adopting their running replicas");
+        self.services.table_mut().clear();
+        self.loaded = false;
+        // Logged there; tried again next tick (the table is adopted from then on).
+        let _ = self.reload().await;
+        for service in self.services.table_mut().values_mut() {
+            service.adopt = true;
+        }
+        self.adopt_until = Instant::now() + self.grace;
+    }
+
     /// Reads the stored services: adds new ones, forgets deleted ones (the API stops their
     /// replicas), takes updated ones (a rolling restart follows), keeps the rest as they are.
     async fn reload(&mut self) -> Result<(), String> {
+        self.last_read = Instant::now();
         let rows = match self.services.inner.store.list_services().await {
             Ok(rows) => rows,
             Err(e) => {

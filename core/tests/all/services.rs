@@ -13,6 +13,7 @@ use crate::harness::{Client, Core, CoreOptions, Worker, example, wait_until};
 mod bridge;
 mod changes;
 mod javascript;
+mod several_cores;
 
 /// The Core's heartbeat time-out in these tests, milliseconds.
 const HEARTBEAT_MS: u64 = 2000;

@@ -124,4 +124,34 @@ impl ManagerState {
             self.ended(&id, false, reason, false);
         }
     }
+
+    /// What a worker runs, as a watching manager shows it: the replicas listed run there, the
+    /// ones it showed there that are not listed do not; nothing is started or stopped.
+    pub(super) fn mirror(&mut self, report: ReplicaReport) {
+        let worker = report.worker;
+        let now = Instant::now();
+        let mut table = self.services.table_mut();
+        for (id, uptime_ms) in &report.running {
+            if let Some(replica) = replica_of(&mut table, id) {
+                replica.state = State::Running;
+                replica.worker = Some(worker.clone());
+                replica.incarnation = id.incarnation;
+                replica.started = Some(
+                    now.checked_sub(Duration::from_millis(*uptime_ms))
+                        .unwrap_or(now),
+                );
+            }
+        }
+        for service in table.values_mut() {
+            for replica in &mut service.replicas {
+                let listed = report.running.iter().any(|(id, _)| {
+                    id.service == service.name && id.incarnation == replica.incarnation
+                });
+                if replica.worker.as_deref() == Some(worker.as_str()) && !listed {
+                    replica.state = State::Pending;
+                    replica.worker = None;
+                }
+            }
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use super::*;
 
 /// `PUT /v1/svc/{name}` with a new spec only.
-fn update_spec(client: &Client, name: &str, spec: Value) -> (StatusCode, Value) {
+pub(super) fn update_spec(client: &Client, name: &str, spec: Value) -> (StatusCode, Value) {
     let boundary = "funless-test-boundary";
     let body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"spec\"\r\n\r\n{spec}\r\n--{boundary}--\r\n"
