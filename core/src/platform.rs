@@ -9,9 +9,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use funless_actors::protocol::{CacheReply, FunctionId, InvokeError};
 use funless_api::types::{
-    Abi, ActivationInfo, AppScriptInfo, BroadcastReport, ClusterTree, ConnectorInfo, Crashed,
-    CreatedSubject, DEFAULT_CAPACITY_BYTES, DEFAULT_TIMEOUT_MS, FunctionCreated, FunctionInfo,
-    FunctionMetadata, ModuleInfo, Named, NodeConnected, WorkerFailure, WorkerInfo,
+    Abi, ActivationInfo, AppScriptInfo, BroadcastReport, ClusterTree, Crashed, CreatedSubject,
+    DEFAULT_CAPACITY_BYTES, DEFAULT_TIMEOUT_MS, FunctionCreated, FunctionInfo, FunctionMetadata,
+    ModuleInfo, Named, NodeConnected, WorkerFailure, WorkerInfo,
 };
 use funless_api::{ApiError, ApiResult, Backend, FunctionUpload, Invocation, Subject, Timings};
 
@@ -34,8 +34,12 @@ use crate::validate;
 use crate::workers::{Policy, Workers};
 
 mod canaries;
+mod connectors;
+mod pending;
 mod secrets;
 mod versions;
+
+pub(crate) use connectors::stored_sinks;
 
 /// How long `POST /v1/admin/nodes` waits for a node to answer and pass the cookie check.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -99,34 +103,6 @@ struct Inner {
         ractor::ActorRef<funless_actors::supervisor::SupervisorMessage>,
         bool,
     )>,
-}
-
-/// A function's stored event triggers (none when they no longer parse, which is logged).
-fn stored_triggers(row: &FunctionRow) -> Vec<events::Trigger> {
-    let Some(text) = row.events.as_deref() else {
-        return Vec::new();
-    };
-    serde_json::from_str::<serde_json::Value>(text)
-        .map_err(|e| e.to_string())
-        .and_then(|value| events::parse(&value))
-        .unwrap_or_else(|e| {
-            tracing::error!(function = %format!("{}/{}", row.module, row.name), error = %e, "stored events no longer parse");
-            Vec::new()
-        })
-}
-
-/// A function's stored sinks (none when they no longer parse, which is logged).
-pub(crate) fn stored_sinks(row: &FunctionRow) -> Vec<sinks::Sink> {
-    let Some(text) = row.sinks.as_deref() else {
-        return Vec::new();
-    };
-    serde_json::from_str::<serde_json::Value>(text)
-        .map_err(|e| e.to_string())
-        .and_then(|value| sinks::parse(&value))
-        .unwrap_or_else(|e| {
-            tracing::error!(function = %format!("{}/{}", row.module, row.name), error = %e, "stored sinks no longer parse");
-            Vec::new()
-        })
 }
 
 /// How long a create or update waits for new event connectors to connect before answering.
@@ -800,194 +776,6 @@ impl Platform {
         report
     }
 
-    /// (Re)starts a function's event connectors from its stored definition and reports their
-    /// state after a short wait for the first connections (`None` when it has no events).
-    async fn start_connectors(&self, row: &FunctionRow) -> Option<Vec<ConnectorInfo>> {
-        // Unchanged sinks keep their queues: an update of the code alone drops no result.
-        self.inner
-            .sinks
-            .ensure(&row.module, &row.name, stored_sinks(row));
-        if !self.runs_connectors() {
-            // The Core holding the connectors' lease starts them when it hears of the change.
-            return None;
-        }
-        let triggers = stored_triggers(row);
-        let any = !triggers.is_empty();
-        self.inner
-            .connectors
-            .set(&row.module, &row.name, triggers, self.fire(row));
-        if !any {
-            return None;
-        }
-        let (module, name) = (&row.module, &row.name);
-        let deadline = Instant::now() + CONNECT_WAIT;
-        loop {
-            let info = self.inner.connectors.info(module, name);
-            if info.iter().all(|c| c.connected) || Instant::now() >= deadline {
-                return Some(info);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The sinks of a function as the create or update answer shows them.
-    fn sinks_metadata(&self, row: &FunctionRow) -> Option<Vec<funless_api::types::SinkInfo>> {
-        row.sinks
-            .as_ref()
-            .map(|_| self.inner.sinks.info(&row.module, &row.name))
-    }
-
-    /// What a connector calls for each message: one invocation of the function as its
-    /// module's owner would make it, recorded as an activation.
-    fn fire(&self, row: &FunctionRow) -> events::Fire {
-        let platform = self.clone();
-        let (module, name) = (row.module.clone(), row.name.clone());
-        Arc::new(move |args_json: String| {
-            let platform = platform.clone();
-            let (module, name) = (module.clone(), name.clone());
-            tokio::spawn(async move { platform.invoke_from_event(&module, &name, args_json).await })
-        })
-    }
-
-    async fn invoke_from_event(&self, module: &str, name: &str, args_json: String) {
-        self.inner.metrics.event_message();
-        let owner = match self.module_row(module).await {
-            Ok(Some(row)) => row.owner_id.unwrap_or(0),
-            Ok(None) => return, // deleted meanwhile; its connectors are being stopped
-            Err(e) => {
-                tracing::warn!(%module, error = %e, "event invocation: store unavailable");
-                0
-            }
-        };
-        let system = Subject {
-            id: owner,
-            name: "events".into(),
-            admin: true,
-        };
-        let prepared = match self.prepare(&system, module, name, None, None).await {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                tracing::warn!(function = %format!("{module}/{name}"), error = %e, "event invocation refused");
-                return;
-            }
-        };
-        let (result, finished) = self.execute(&prepared, args_json).await;
-        if let Err(e) = &result {
-            tracing::warn!(function = %format!("{module}/{name}"), error = %e, "event invocation failed");
-        }
-        self.inner.activations.record(
-            owner,
-            &prepared.module,
-            &prepared.name,
-            prepared.route,
-            finished,
-        );
-    }
-
-    /// Starts the connectors of every stored function that has events (at Core start).
-    pub async fn restore_connectors(&self) -> ApiResult<usize> {
-        let modules = self.inner.store.list_modules().await.map_err(api)?;
-        let mut started = 0;
-        for module in modules {
-            started += self.restore_module_connectors_counted(&module.name).await?;
-        }
-        if started > 0 {
-            tracing::info!(functions = started, "event connectors restored");
-        }
-        Ok(started)
-    }
-
-    async fn restore_module_connectors(&self, module: &str) -> ApiResult<()> {
-        self.restore_module_connectors_counted(module)
-            .await
-            .map(drop)
-    }
-
-    async fn restore_module_connectors_counted(&self, module: &str) -> ApiResult<usize> {
-        let functions = self.inner.store.list_functions(module).await.map_err(api)?;
-        let mut started = 0;
-        for row in functions.iter().filter(|f| f.sinks.is_some()) {
-            self.inner
-                .sinks
-                .set(&row.module, &row.name, stored_sinks(row));
-        }
-        if !self.runs_connectors() {
-            return Ok(0);
-        }
-        for row in functions.iter().filter(|f| f.events.is_some()) {
-            let triggers = stored_triggers(row);
-            if !triggers.is_empty() {
-                self.inner
-                    .connectors
-                    .set(&row.module, &row.name, triggers, self.fire(row));
-                started += 1;
-            }
-        }
-        Ok(started)
-    }
-
-    /// Whether this Core runs the functions' event connectors (see `Inner::runs_connectors`).
-    pub(crate) fn runs_connectors(&self) -> bool {
-        self.inner.runs_connectors.load(Ordering::Acquire)
-    }
-
-    /// This Core took the connectors' lease: it runs every stored function's connectors.
-    pub(crate) async fn take_connectors(&self) -> ApiResult<usize> {
-        self.inner.runs_connectors.store(true, Ordering::Release);
-        self.inner.services.set_active(true);
-        self.sync_with_store().await
-    }
-
-    /// This Core lost the connectors' lease: its connectors stop (another Core runs them).
-    pub(crate) fn drop_connectors(&self) {
-        self.inner.runs_connectors.store(false, Ordering::Release);
-        self.inner.services.set_active(false);
-        for (module, name) in self.inner.connectors.functions() {
-            self.inner.connectors.remove(&module, &name);
-        }
-    }
-
-    /// Makes the running sinks those of the stored functions, and the running connectors too
-    /// when this Core runs them: new ones start, changed ones restart, unchanged ones go on,
-    /// and those of functions gone (or without any) stop. For a change another Core made.
-    pub(crate) async fn sync_with_store(&self) -> ApiResult<usize> {
-        let connectors = self.runs_connectors();
-        let store = &self.inner.store;
-        let mut wanted = std::collections::HashSet::new();
-        let mut with_sinks = std::collections::HashSet::new();
-        for module in store.list_modules().await.map_err(api)? {
-            for row in store.list_functions(&module.name).await.map_err(api)? {
-                let sinks = stored_sinks(&row);
-                if !sinks.is_empty() {
-                    self.inner.sinks.ensure(&row.module, &row.name, sinks);
-                    with_sinks.insert((row.module.clone(), row.name.clone()));
-                }
-                let triggers = stored_triggers(&row);
-                if !connectors || triggers.is_empty() {
-                    continue;
-                }
-                self.inner
-                    .connectors
-                    .ensure(&row.module, &row.name, triggers, self.fire(&row));
-                wanted.insert((row.module, row.name));
-            }
-        }
-        for key in self.inner.sinks.functions() {
-            if !with_sinks.contains(&key) {
-                self.inner.sinks.remove(&key.0, &key.1);
-            }
-        }
-        if !connectors {
-            return Ok(0);
-        }
-        for key in self.inner.connectors.functions() {
-            if !wanted.contains(&key) {
-                self.inner.connectors.remove(&key.0, &key.1);
-            }
-        }
-        Ok(wanted.len())
-    }
-
     /// Resolves and checks an invocation: the caller's module, the function, the policy.
     async fn prepare(
         &self,
@@ -1221,105 +1009,6 @@ impl Platform {
                 (Err(error), finished)
             }
         }
-    }
-
-    /// Runs a stored asynchronous invocation and stores how it ended (in memory too, when this
-    /// Core accepted it).
-    async fn run_pending(&self, row: &PendingRow, prepared: &Prepared, args_json: String) {
-        let (_, finished) = self.execute(prepared, args_json).await;
-        self.inner.activations.finish(&row.id, finished.clone());
-        let info = crate::activations::record_info(
-            &row.id,
-            &prepared.module,
-            &prepared.name,
-            prepared.route,
-            u64::try_from(row.created_at).unwrap_or(0),
-            finished,
-        );
-        self.store_pending_record(row, &info).await;
-    }
-
-    async fn store_pending_record(&self, row: &PendingRow, info: &ActivationInfo) {
-        let record = match serde_json::to_string(info) {
-            Ok(record) => record,
-            Err(e) => {
-                tracing::error!(activation = %row.id, error = %e, "cannot encode an activation record");
-                return;
-            }
-        };
-        let core = self.inner.changes.id();
-        match self
-            .inner
-            .store
-            .finish_pending(&row.id, core, &record, crate::store::now_ms())
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(activation = %row.id, "another Core took this asynchronous invocation over; its record is that Core's")
-            }
-            Err(e) => {
-                tracing::warn!(activation = %row.id, error = %e, "cannot store how an asynchronous invocation ended")
-            }
-        }
-    }
-
-    /// Runs again an asynchronous invocation taken over from a Core that stopped (its function
-    /// retryable), or records that it was lost.
-    pub(crate) async fn resume_pending(&self, row: PendingRow) {
-        let system = Subject {
-            id: row.owner_id,
-            name: "async".into(),
-            admin: true,
-        };
-        let version = row.version.and_then(|v| u64::try_from(v).ok());
-        let prepared = match self
-            .prepare(
-                &system,
-                &row.module,
-                &row.function,
-                version,
-                row.script.clone(),
-            )
-            .await
-        {
-            Ok(prepared) => prepared,
-            // A passing failure (the store away, ours): another look takes it again.
-            Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => {
-                tracing::warn!(activation = %row.id, error = %e, "cannot run a taken-over asynchronous invocation yet");
-                if let Err(e) = self
-                    .inner
-                    .store
-                    .release_pending(&row.id, self.inner.changes.id())
-                    .await
-                {
-                    tracing::warn!(activation = %row.id, error = %e, "cannot give an asynchronous invocation back");
-                }
-                return;
-            }
-            Err(e) => {
-                let info = crate::pending::lost_info(
-                    &row,
-                    "cannot_run",
-                    format!("the Core that accepted it stopped, and it cannot run again: {e}"),
-                );
-                self.store_pending_record(&row, &info).await;
-                return;
-            }
-        };
-        if !prepared.target.retryable {
-            let info = crate::pending::lost_info(
-                &row,
-                "core_lost",
-                "the Core running it stopped before it finished; the function is not \
-                 retryable, so it was not run again"
-                    .into(),
-            );
-            self.store_pending_record(&row, &info).await;
-            return;
-        }
-        let args = row.args.clone();
-        self.run_pending(&row, &prepared, args).await;
     }
 
     /// How many activation records are kept, and for how long.

@@ -43,8 +43,7 @@ fn one_core_manages_the_services_and_another_adopts_them_when_it_dies() {
         // A hears of the service from B's notification: 404 until then.
         wait_until(Duration::from_secs(30), "the replica running on w", || {
             let (status, body) = client.get("/v1/svc/steady");
-            status == StatusCode::OK
-                && replica(&body["data"], 0) == ("running".into(), "w".into())
+            status == StatusCode::OK && replica(&body["data"], 0) == ("running".into(), "w".into())
         });
     }
     wait_until(Duration::from_secs(10), "20 ticks", || {
