@@ -32,6 +32,8 @@ pub struct CoreConfig {
     pub data_dir: PathBuf,
     /// `sqlite://...` or `postgres://...`; default: SQLite in the data directory.
     pub database_url: Option<String>,
+    /// How a SQLite store commits.
+    pub sqlite_sync: crate::store::SqliteSync,
     /// HTTP API address.
     pub listen: SocketAddr,
     /// Cluster node address.
@@ -131,7 +133,7 @@ pub async fn start(config: CoreConfig) -> anyhow::Result<CoreHandle> {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("funless.db").display()));
-    let store = Store::open(&url)
+    let store = Store::open_with(&url, config.sqlite_sync)
         .await
         .with_context(|| format!("opening the store at {}", redact(&url)))?;
     let store_lock = lock_sqlite_store(&url)?;

@@ -32,6 +32,12 @@ struct Args {
     /// Database URL (`postgres://...` or `sqlite://...`); default: SQLite in the data directory.
     #[arg(long, env = "FUNLESS_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// How a SQLite store commits: `normal` (written to its log, flushed at checkpoints: a
+    /// crashed or killed process loses nothing, a power cut may lose the last commits) or
+    /// `full` (every commit flushed to the disk first: nothing lost to a power cut, a flush per
+    /// write). PostgreSQL keeps its own settings.
+    #[arg(long, env = "FUNLESS_SQLITE_SYNC", default_value = "normal", value_parser = ["normal", "full"])]
+    sqlite_sync: String,
     /// Address of the HTTP API.
     #[arg(long, env = "FUNLESS_LISTEN", default_value = "0.0.0.0:4000")]
     listen: SocketAddr,
@@ -195,6 +201,11 @@ async fn core_main(args: Args) -> anyhow::Result<()> {
     let core = funless_core::start(CoreConfig {
         data_dir: args.data_dir,
         database_url: args.database_url,
+        sqlite_sync: if args.sqlite_sync == "full" {
+            funless_core::store::SqliteSync::Full
+        } else {
+            funless_core::store::SqliteSync::Normal
+        },
         listen: args.listen,
         cluster_listen: args.cluster_listen,
         cluster_port: args.cluster_port,

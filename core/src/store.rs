@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::TryStreamExt;
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 #[cfg(test)]
 mod tests;
@@ -462,14 +464,33 @@ fn code_size(code: &[u8]) -> Result<i64> {
     i64::try_from(code.len()).map_err(|_| StoreError::Invalid("the code is too large".into()))
 }
 
+/// How a SQLite store makes a commit durable (it runs in WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// `PRAGMA synchronous = NORMAL`: a commit is written to the log, which is flushed to the
+    /// disk at checkpoints. A process that dies, `kill -9` included, loses nothing; a power cut
+    /// may lose the commits since the last checkpoint, never the database's consistency.
+    /// A commit costs microseconds instead of a flush (measured in docs/BENCHMARKS.md).
+    #[default]
+    Normal,
+    /// `PRAGMA synchronous = FULL`: every commit is flushed to the disk before it returns
+    /// (milliseconds on an SD card or a virtual disk); a power cut loses nothing committed.
+    Full,
+}
+
 impl Store {
     /// Opens the store at `url`: `sqlite://PATH` (the file is created if missing;
     /// `sqlite::memory:` also works) or `postgres://...` / `postgresql://...`. Runs the
     /// migrations and makes sure the default module `_` exists (idempotent, and safe when two
     /// processes start at once).
     pub async fn open(url: &str) -> Result<Store> {
+        Self::open_with(url, SqliteSync::default()).await
+    }
+
+    /// As [`Store::open`], a SQLite database committing with `sync`.
+    pub async fn open_with(url: &str, sync: SqliteSync) -> Result<Store> {
         let store = if url.starts_with("sqlite:") {
-            Self::open_sqlite(url).await?
+            Self::open_sqlite(url, sync).await?
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .connect_with(PgConnectOptions::from_str(url)?)
@@ -501,12 +522,12 @@ impl Store {
         Ok(store)
     }
 
-    async fn open_sqlite(url: &str) -> Result<Store> {
+    async fn open_sqlite(url: &str, sync: SqliteSync) -> Result<Store> {
         // Two processes opening a fresh database at once can get SQLITE_BUSY without the busy
         // handler being consulted (switching it to WAL, for one): retry for a few seconds.
         let mut attempt = 0;
         loop {
-            match Self::try_open_sqlite(url).await {
+            match Self::try_open_sqlite(url, sync).await {
                 Err(StoreError::Database(sqlx::Error::Database(e)))
                     if attempt < 50 && matches!(e.code().as_deref(), Some("5" | "6")) =>
                 {
@@ -519,7 +540,7 @@ impl Store {
         }
     }
 
-    async fn try_open_sqlite(url: &str) -> Result<Store> {
+    async fn try_open_sqlite(url: &str, sync: SqliteSync) -> Result<Store> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .foreign_keys(true)
@@ -535,7 +556,12 @@ impl Store {
                 .await?
         } else {
             SqlitePoolOptions::new()
-                .connect_with(options.journal_mode(SqliteJournalMode::Wal))
+                .connect_with(options.journal_mode(SqliteJournalMode::Wal).synchronous(
+                    match sync {
+                        SqliteSync::Normal => SqliteSynchronous::Normal,
+                        SqliteSync::Full => SqliteSynchronous::Full,
+                    },
+                ))
                 .await?
         };
         // SQLite has no advisory lock: migrate holding the write lock, so that two processes

@@ -12,6 +12,7 @@ pub(crate) fn config(dir: &Path, cookie: &str, heartbeat_timeout: Duration) -> C
     CoreConfig {
         data_dir: dir.to_path_buf(),
         database_url: None,
+        sqlite_sync: funless_core::store::SqliteSync::default(),
         listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         cluster_listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
         cluster_port: 0,
