@@ -78,8 +78,23 @@ wait_healthy() {
   fail "$c not healthy within the deadline"
 }
 
-# The uid of the process whose command line is $1 (the one process of that name).
-uid_of() { ps -o uid= -C "$1" | tr -d ' ' | sort -u; }
+# The processes below process $1, depth first.
+descendants() {
+  local child
+  for child in $(pgrep -P "$1"); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
+# The uid of the process named $1 that container run $2 started (other runs on the machine,
+# a CI run's tests or another CI run, may have processes of that name too).
+uid_of() {
+  local pid
+  for pid in $(descendants "$2"); do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] && ps -o uid= -p "$pid" | tr -d ' '
+  done | sort -u
+}
 
 api=$(free_port)
 cluster=$(free_port)
@@ -99,7 +114,9 @@ mkdir -p "$data" && chown 10001:10001 "$data"
   >"$work/core.log" 2>&1 &
 pids+=($!)
 wait_healthy "$core" 60 "${pids[-1]}" "${core_env[@]}"
-[ "$(uid_of funless-core)" = 10001 ] || fail "funless-core runs as uid $(uid_of funless-core), not 10001"
+core_pid=${pids[-1]}
+[ "$(uid_of funless-core "$core_pid")" = 10001 ] \
+  || fail "funless-core runs as uid $(uid_of funless-core "$core_pid"), not 10001"
 [ -s "$data/cookie" ] && [ -s "$data/fl-config.toml" ] || fail "the Core wrote no cookie or fl-config.toml to its data volume"
 echo "  healthy, as uid 10001, with its cookie and tokens in /var/lib/funless"
 
@@ -112,7 +129,9 @@ if health_check "$worker" "${worker_env[@]}"; then fail "the Worker's health che
   >"$work/worker.log" 2>&1 &
 pids+=($!)
 wait_healthy "$worker" 60 "${pids[-1]}" "${worker_env[@]}"
-[ "$(uid_of funless-worker)" = 10001 ] || fail "funless-worker runs as uid $(uid_of funless-worker), not 10001"
+worker_pid=${pids[-1]}
+[ "$(uid_of funless-worker "$worker_pid")" = 10001 ] \
+  || fail "funless-worker runs as uid $(uid_of funless-worker "$worker_pid"), not 10001"
 token=$(sed -n 's/^admin_token = "\(.*\)"$/\1/p' "$data/fl-config.toml")
 deadline=$(($(date +%s) + 60))
 until curl -sf -m 5 -H "Authorization: Bearer $token" "http://127.0.0.1:$api/v1/workers" \
