@@ -53,23 +53,28 @@ impl Store {
         const SQL: &str = "INSERT INTO sink_deliveries (module, function, position, kind, url, \
             document, core, heartbeat_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
             RETURNING id";
-        let mut ids = Vec::with_capacity(targets.len());
-        for target in targets {
-            let position = i64::try_from(target.position).unwrap_or(i64::MAX);
-            let id: i64 = on_pool!(self, p => sqlx::query_scalar(SQL)
-                .bind(module)
-                .bind(function)
-                .bind(position)
-                .bind(target.kind)
-                .bind(target.url)
-                .bind(document)
-                .bind(core)
-                .bind(now)
-                .fetch_one(p)
-                .await?);
-            ids.push(id);
-        }
-        Ok(ids)
+        // One transaction: a result is stored for all its sinks or for none.
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let mut ids = Vec::with_capacity(targets.len());
+            for target in targets {
+                let position = i64::try_from(target.position).unwrap_or(i64::MAX);
+                let id: i64 = sqlx::query_scalar(SQL)
+                    .bind(module)
+                    .bind(function)
+                    .bind(position)
+                    .bind(target.kind)
+                    .bind(target.url)
+                    .bind(document)
+                    .bind(core)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                ids.push(id);
+            }
+            tx.commit().await?;
+            Ok(ids)
+        })
     }
 
     /// Deletes the rows `ids` (delivered, refused or dropped); answers how many went.
