@@ -936,8 +936,12 @@ impl Platform {
                     .metrics
                     .invocation(module, name, "ok", Some(seconds));
                 self.count_route(module, name, *route, "ok");
+                // The lines are in the activation record (`fl activation logs`); writing each to
+                // the Core's own log as well would cost every call a formatted write to stderr
+                // on the node's thread (docs/BENCHMARKS.md, "Where a warm invocation's time
+                // goes"), so only at debug level.
                 for line in &ran.output.logs {
-                    tracing::info!(target: "funless::function", function = %target.function, worker = %ran.worker, "{line}");
+                    tracing::debug!(target: "funless::function", function = %target.function, worker = %ran.worker, "{line}");
                 }
                 self.inner
                     .sinks
@@ -967,7 +971,7 @@ impl Platform {
                     _ => Vec::new(),
                 };
                 for line in &logs {
-                    tracing::info!(target: "funless::function", function = %target.function, "{line}");
+                    tracing::debug!(target: "funless::function", function = %target.function, "{line}");
                 }
                 let (error, outcome) = self.outcome_error(e);
                 // A failure of the function says which version failed (canaries).
