@@ -95,7 +95,12 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env("RUST_LOG", "info,ractor_cluster=info")
+            // Functions' log lines too (debug in the Core's log), so that a test searching
+            // the logs (secrets.rs) searches them.
+            .env(
+                "RUST_LOG",
+                "info,ractor_cluster=info,funless::function=debug",
+            )
             .env("NO_COLOR", "1")
             .env_remove("FUNLESS_COOKIE");
         let mut child = command

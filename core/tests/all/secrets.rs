@@ -195,7 +195,8 @@ fn secrets_reach_functions_only_and_are_sealed_everywhere_else() {
         }
     }
     assert!(store_bytes.len() > 4096, "the store was read");
-    // The logs did record this test's work (the function's own log line included).
+    // The logs did record this test's work (the function's own log line included: the
+    // harness logs `funless::function` at debug).
     let core_logs = core.process.logs.text();
     let worker_logs = w1.process.logs.text();
     assert!(core_logs.contains("token of"), "{core_logs}");
