@@ -27,6 +27,8 @@ use crate::metrics::Metrics;
 use crate::store::{ServiceRow, Store};
 use crate::workers::Workers;
 
+/// How long the manager has to read the stored services again when asked.
+const RELOAD_TIMEOUT_MS: u64 = 10_000;
 /// Most replicas of one service.
 pub const MAX_REPLICAS: u32 = 16;
 /// Longest back-off between restarts, milliseconds.
@@ -520,7 +522,7 @@ impl Services {
     /// that does not answer reads them at its next tick anyway.
     pub(crate) async fn refresh(&self) {
         if let Some(manager) = self.manager() {
-            let _ = ractor::call_t!(manager, ServicesMessage::Reload, 5_000);
+            let _ = ractor::call_t!(manager, ServicesMessage::Reload, RELOAD_TIMEOUT_MS);
         }
     }
 

@@ -10,28 +10,30 @@ use super::*;
 
 /// A function's stored event triggers (none when they no longer parse, which is logged).
 pub(super) fn stored_triggers(row: &FunctionRow) -> Vec<events::Trigger> {
-    let Some(text) = row.events.as_deref() else {
-        return Vec::new();
-    };
-    serde_json::from_str::<serde_json::Value>(text)
-        .map_err(|e| e.to_string())
-        .and_then(|value| events::parse(&value))
-        .unwrap_or_else(|e| {
-            tracing::error!(function = %format!("{}/{}", row.module, row.name), error = %e, "stored events no longer parse");
-            Vec::new()
-        })
+    stored_list(row, "events", row.events.as_deref(), events::parse)
 }
 
 /// A function's stored sinks (none when they no longer parse, which is logged).
 pub(crate) fn stored_sinks(row: &FunctionRow) -> Vec<sinks::Sink> {
-    let Some(text) = row.sinks.as_deref() else {
+    stored_list(row, "sinks", row.sinks.as_deref(), sinks::parse)
+}
+
+/// A stored JSON list of `row` parsed by `parse`: none when absent, or when it no longer
+/// parses (logged, naming `what`).
+fn stored_list<T>(
+    row: &FunctionRow,
+    what: &str,
+    text: Option<&str>,
+    parse: impl Fn(&serde_json::Value) -> Result<Vec<T>, String>,
+) -> Vec<T> {
+    let Some(text) = text else {
         return Vec::new();
     };
     serde_json::from_str::<serde_json::Value>(text)
         .map_err(|e| e.to_string())
-        .and_then(|value| sinks::parse(&value))
+        .and_then(|value| parse(&value))
         .unwrap_or_else(|e| {
-            tracing::error!(function = %format!("{}/{}", row.module, row.name), error = %e, "stored sinks no longer parse");
+            tracing::error!(function = %format!("{}/{}", row.module, row.name), error = %e, "stored {what} no longer parse");
             Vec::new()
         })
 }

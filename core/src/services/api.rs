@@ -14,12 +14,10 @@ use funless_api::{ApiError, ApiResult, ServicesBackend, Subject};
 use futures::future::join_all;
 use ractor::rpc::CallResult;
 
-use super::{Services, stored_name, stored_spec};
+use super::{RELOAD_TIMEOUT_MS, Services, stored_name, stored_spec};
 use crate::platform::Platform;
 use crate::store::{NewService, StoreError};
 
-/// How long the manager has to act on a change.
-const RELOAD_TIMEOUT_MS: u64 = 10_000;
 /// How long a worker has to stop a service's replicas (the grace period of a delete).
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long a worker has to hand over its log lines.

@@ -146,7 +146,8 @@ impl Store {
     }
 
     /// How many results wait for sinks, over every Core.
-    pub async fn count_sink_deliveries(&self) -> Result<i64> {
+    #[cfg(test)]
+    pub(crate) async fn count_sink_deliveries(&self) -> Result<i64> {
         const SQL: &str = "SELECT COUNT(*) FROM sink_deliveries";
         Ok(on_pool!(self, p => sqlx::query_scalar(SQL).fetch_one(p).await?))
     }

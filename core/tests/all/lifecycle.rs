@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Core, CoreOptions, Worker, example, wait_until};
+use crate::harness::{Core, CoreOptions, Worker, bin, example, wait_until};
 
 /// Code hashes each worker reports holding in memory, by worker name.
 fn cached(core: &Core) -> Vec<(String, Vec<String>)> {
@@ -245,4 +245,34 @@ fn fl_tries_the_next_core_on_a_connection_error() {
     let (code, _, err) = core.fl(&["--host", &format!("{dead},{dead}"), "fn", "list"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("cannot reach FunLess at"), "{err}");
+}
+
+/// SQLite commits with `synchronous=NORMAL` unless told otherwise; a value that is neither
+/// `normal` nor `full` stops the Core before it opens anything, naming the two.
+#[test]
+fn sqlite_sync_defaults_to_normal_and_refuses_other_values() {
+    let out = std::process::Command::new(bin("funless-core"))
+        .args(["--print-config", "--cookie", "c"])
+        .env_remove("FUNLESS_SQLITE_SYNC")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("sqlite-sync = \"normal\"  # default"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin("funless-core"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--sqlite-sync", "always"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("possible values: normal, full"), "{err}");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing was created"
+    );
 }
