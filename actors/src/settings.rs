@@ -48,10 +48,10 @@ impl RestartFlags {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ThreadFlags {
     /// Threads of the node's own runtime: HTTP, actors, cluster sessions, and every
-    /// invocation until its guest computes past its first time slice (1 ms). Default: one for a
-    /// worker or a Core alone, so that a short call stays on one thread end to end in each
-    /// process; one per core for a Core with its embedded worker, the one process that then
-    /// does all of it (docs/BENCHMARKS.md, "Runtime threads").
+    /// invocation until its guest computes past its first time slice (1 ms). Default: one, so
+    /// that a short call stays on one thread end to end in each process. A Core with its
+    /// embedded worker has two such runtimes, the Core's and the worker's, of this many
+    /// threads each (docs/BENCHMARKS.md, "Runtime threads").
     #[arg(long, env = "FUNLESS_IO_THREADS")]
     pub io_threads: Option<usize>,
     /// Threads of the worker's compute pool (the worker's, or the Core's embedded worker's):
@@ -62,10 +62,11 @@ pub struct ThreadFlags {
 }
 
 impl ThreadFlags {
-    /// The node's own runtime: --io-threads threads, else `default` (at least one).
-    pub fn node_runtime(&self, default: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    /// A node's own runtime, threads named `name`: --io-threads threads, else one.
+    pub fn node_runtime(&self, name: &str) -> std::io::Result<tokio::runtime::Runtime> {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.io_threads.unwrap_or(default).max(1))
+            .worker_threads(self.io_threads.unwrap_or(1).max(1))
+            .thread_name(name)
             .enable_all()
             .build()
     }

@@ -157,18 +157,30 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     if args.health_check {
         return Ok(funless_actors::probe::exit_code(args.listen, "/health"));
     }
+    // The embedded worker gets a runtime of its own, as a worker process would: the Core's
+    // threads take HTTP and placement, the worker's run guests, and neither waits in the
+    // other's run queue (docs/BENCHMARKS.md, "Runtime threads").
+    let worker_runtime = match args.embedded_worker {
+        true => Some(
+            args.threads
+                .node_runtime("funless-worker")
+                .map_err(|e| anyhow::anyhow!("starting the embedded worker's runtime: {e}"))?,
+        ),
+        false => None,
+    };
+    let worker_handle = worker_runtime.as_ref().map(|r| r.handle().clone());
     args.threads
-        .node_runtime(if args.embedded_worker {
-            funless_actors::settings::cores()
-        } else {
-            1
-        })
+        .node_runtime("funless-core")
         .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?
-        .block_on(core_main(args))?;
+        .block_on(core_main(args, worker_handle))?;
+    drop(worker_runtime);
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn core_main(args: Args) -> anyhow::Result<()> {
+async fn core_main(
+    args: Args,
+    worker_runtime: Option<tokio::runtime::Handle>,
+) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -188,15 +200,17 @@ async fn core_main(args: Args) -> anyhow::Result<()> {
     };
     let cookie = resolve_cookie(given, &args.data_dir)?;
     // The embedded worker's tree is a child of the Core's root: one tree, one process.
-    let extra_children = if args.embedded_worker {
-        vec![embedded_worker(
-            args.fault_injection,
-            intensity,
-            args.egress.clone(),
-            args.threads.compute_threads,
-        )?]
-    } else {
-        Vec::new()
+    let extra_children = match worker_runtime {
+        Some(runtime) => vec![
+            embedded_worker(
+                args.fault_injection,
+                intensity,
+                args.egress.clone(),
+                args.threads.compute_threads,
+            )?
+            .on_runtime(runtime),
+        ],
+        None => Vec::new(),
     };
     let core = funless_core::start(CoreConfig {
         data_dir: args.data_dir,

@@ -7,7 +7,7 @@
 //! by building the engine and instantiating a module once, and fall back if either fails.
 
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig, Store,
+    Config, Enabled, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig, Store,
 };
 
 /// Which instance allocator to use.
@@ -69,6 +69,16 @@ const DECOMMIT_BATCH: usize = 8;
 /// Bytes of each table zeroed in place instead of decommitted.
 const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
 
+/// Bytes of each linear memory reset in place instead of decommitted, where Linux has
+/// `PAGEMAP_SCAN` (6.7 and later): Wasmtime finds the pages a guest wrote and copies back only
+/// those, up to this many bytes, so a guest that wrote no more leaves nothing to decommit and
+/// its next run in the slot takes no page fault and no TLB flush (the worker's page faults and
+/// the flushes' interrupts were a fifth of its CPU time for `hello`: `bench/flame.py`,
+/// docs/BENCHMARKS.md). The cost: up to this much stays resident per slot used. Without the
+/// scan, memory is decommitted as before: resetting in place would then rewrite these bytes
+/// after every run, written or not.
+const MEMORY_KEEP_RESIDENT: usize = 256 * 1024;
+
 /// An engine with the pooling allocator; `probe`: also compile and instantiate a module once
 /// (needs `compiler`).
 pub(crate) fn pooling_engine(
@@ -76,27 +86,38 @@ pub(crate) fn pooling_engine(
     probe: bool,
     compiler: bool,
 ) -> wasmtime::Result<Engine> {
-    let mut pool = PoolingAllocationConfig::new();
-    // A component takes one slot of each kind for each core instance and memory it holds
-    // (a Rust wasm32-wasip2 program: a few), so fewer components than modules fit at once.
-    pool.total_core_instances(settings.pool_slots)
-        .total_component_instances(settings.pool_slots)
-        .total_memories(settings.pool_slots)
-        .total_tables(settings.pool_slots)
-        .total_stacks(settings.pool_slots)
-        .max_memory_size(settings.max_memory_bytes)
-        // Every finished instance gives its memory, table and stack back with madvise, and
-        // each madvise flushes the TLB of every CPU running this process (an interrupt to
-        // each): with the Core in the same process (--embedded-worker) that was a third of the
-        // CPU under load (perf, docs/BENCHMARKS.md). Batching the decommits makes one flush
-        // serve many instances; a slot waiting in the batch is reclaimed at once when the
-        // pool runs short.
-        .decommit_batch_size(DECOMMIT_BATCH)
-        // Small tables are zeroed in place rather than decommitted.
-        .table_keep_resident(TABLE_KEEP_RESIDENT);
-    let mut config = base_config(compiler);
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    let engine = Engine::new(&config)?;
+    let pool = |in_place: bool| {
+        let mut pool = PoolingAllocationConfig::new();
+        // A component takes one slot of each kind for each core instance and memory it holds
+        // (a Rust wasm32-wasip2 program: a few), so fewer components than modules fit at once.
+        pool.total_core_instances(settings.pool_slots)
+            .total_component_instances(settings.pool_slots)
+            .total_memories(settings.pool_slots)
+            .total_tables(settings.pool_slots)
+            .total_stacks(settings.pool_slots)
+            .max_memory_size(settings.max_memory_bytes)
+            // Every finished instance gives its memory, table and stack back with madvise, and
+            // each madvise flushes the TLB of every CPU running this process (an interrupt to
+            // each): with the Core in the same process (--embedded-worker) that was a third of
+            // the CPU under load (perf, docs/BENCHMARKS.md). Batching the decommits makes one
+            // flush serve many instances; a slot waiting in the batch is reclaimed at once when
+            // the pool runs short.
+            .decommit_batch_size(DECOMMIT_BATCH)
+            // Small tables are zeroed in place rather than decommitted.
+            .table_keep_resident(TABLE_KEEP_RESIDENT);
+        if in_place {
+            pool.pagemap_scan(Enabled::Yes)
+                .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT);
+        }
+        let mut config = base_config(compiler);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config
+    };
+    // `Enabled::Yes` refuses a kernel without PAGEMAP_SCAN: then memory is decommitted.
+    let engine = match Engine::new(&pool(true)) {
+        Ok(engine) => engine,
+        Err(_) => Engine::new(&pool(false))?,
+    };
     if !probe {
         return Ok(engine);
     }

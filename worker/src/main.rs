@@ -157,7 +157,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         return Ok(funless_actors::probe::exit_code(listen, "/metrics"));
     }
     args.threads
-        .node_runtime(1)
+        .node_runtime("funless-worker")
         .context("starting the async runtime")?
         .block_on(worker_main(args))?;
     Ok(std::process::ExitCode::SUCCESS)

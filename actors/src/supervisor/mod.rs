@@ -154,6 +154,23 @@ impl ChildSpec {
         self.restart = restart;
         self
     }
+
+    /// The same child, started on another runtime: its actor, and every actor and task it
+    /// starts in turn, run on that runtime's threads (ractor spawns on the current runtime),
+    /// while it stays this supervisor's linked child. The Core's embedded worker runs so, as a
+    /// worker process would beside its Core.
+    pub fn on_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        let start = self.start.clone();
+        self.start = Arc::new(move |parent| {
+            let started = runtime.spawn(start(parent));
+            Box::pin(async move {
+                started
+                    .await
+                    .map_err(|e| SpawnErr::StartupFailed(Box::new(e)))?
+            })
+        });
+        self
+    }
 }
 
 /// A reply port whose answer nobody reads: for telling a supervisor something (start, stop,

@@ -307,3 +307,76 @@ async fn a_service_restarts_when_its_task_fails_and_its_task_dies_with_it() {
     sup.stop(None);
     until(|| alive.load(Ordering::SeqCst) == 0).await;
 }
+
+/// Records the thread each start ran on; panics on request.
+struct Placed;
+
+impl Actor for Placed {
+    type Msg = TestMessage;
+    type State = ();
+    type Arguments = Arc<std::sync::Mutex<Vec<String>>>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        threads: Self::Arguments,
+    ) -> Result<(), ActorProcessingErr> {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        threads.lock().unwrap().push(name);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        _state: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            TestMessage::Panic => panic!("crash on purpose"),
+            TestMessage::Stop => Ok(()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_child_on_another_runtime_starts_and_restarts_there_under_its_supervisor() {
+    let elsewhere = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("elsewhere")
+        .enable_all()
+        .build()
+        .unwrap();
+    let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let registered = format!("placed-{}", UNIQUE.fetch_add(1, Ordering::SeqCst));
+    let spec = {
+        let threads = threads.clone();
+        ChildSpec::worker(
+            "placed",
+            "test child",
+            Arc::new(move |parent| {
+                let (threads, registered) = (threads.clone(), registered.clone());
+                Box::pin(async move {
+                    let (actor, _) =
+                        Actor::spawn_linked(Some(registered), Placed, threads, parent).await?;
+                    Ok(actor.get_cell())
+                })
+            }),
+        )
+        .on_runtime(elsewhere.handle().clone())
+    };
+    let (sup, _) = Actor::spawn(None, Supervisor, args(Strategy::OneForOne, vec![spec], 5))
+        .await
+        .unwrap();
+    until(|| threads.lock().unwrap().len() == 1).await;
+    // The supervisor restarts a crashed child on the child's runtime, not its own.
+    child(&sup, "placed")
+        .await
+        .cast(TestMessage::Panic)
+        .unwrap();
+    until(|| threads.lock().unwrap().len() == 2).await;
+    assert_eq!(*threads.lock().unwrap(), ["elsewhere", "elsewhere"]);
+    assert_eq!(tree(&sup).await.children[0].restarts, 1);
+    sup.stop(None);
+    elsewhere.shutdown_background();
+}
