@@ -246,7 +246,7 @@ SEGMENTS = {
 }
 
 
-def trace(layout, seconds, work):
+def trace(layout, seconds):
     script = os.path.join(layout.dir, "post.lua")
     wrk_script(script, layout.token)
     wrk(layout, 2, script)  # warm
@@ -283,7 +283,7 @@ def main():
         for name in ["floor", "two", "embedded"]:
             layout = Layout(name, bin_dir, work)
             try:
-                untraced, traced, requests = trace(layout, seconds, work)
+                untraced, traced, requests = trace(layout, seconds)
             finally:
                 layout.stop()
             if not requests:

@@ -116,7 +116,13 @@ pub(crate) fn pooling_engine(
     // `Enabled::Yes` refuses a kernel without PAGEMAP_SCAN: then memory is decommitted.
     let engine = match Engine::new(&pool(true)) {
         Ok(engine) => engine,
-        Err(_) => Engine::new(&pool(false))?,
+        Err(e) => {
+            tracing::info!(
+                reason = %format!("{e:#}"),
+                "guest memory is decommitted after each run, not reset in place"
+            );
+            Engine::new(&pool(false))?
+        }
     };
     if !probe {
         return Ok(engine);
